@@ -1,0 +1,129 @@
+//! Assembly of a local agent from a configuration: the embedded store, the engine
+//! with its compiled-module cache, and every enabled impulse, ready to ingest.
+//!
+//! Files live beside komlogd.yaml: `data/store.redb` (the embedded store) and
+//! `cache/compiled/` (compiled modules). An impulse that fails to load is reported
+//! and left out; the others load.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::engine::{self, Engine, EngineConfig, LoadError};
+use crate::impulses::{Dispatcher, DispatcherConfig, SpecError, spec};
+use crate::store::{Store, StoreError};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine could not be created.
+    #[error(transparent)]
+    Engine(#[from] LoadError),
+}
+
+/// Where the embedded store of a configuration lives.
+pub fn store_path(config_dir: &Path) -> PathBuf {
+    config_dir.join("data").join("store.redb")
+}
+
+/// Where compiled modules of a configuration are cached.
+pub fn cache_dir(config_dir: &Path) -> PathBuf {
+    config_dir.join("cache").join("compiled")
+}
+
+/// A local agent: a dispatcher over the embedded store with the configured impulses.
+pub struct Agent {
+    /// The dispatcher (store + impulses).
+    pub dispatcher: Dispatcher,
+    /// The engine the impulses run in.
+    pub engine: Engine,
+    /// Impulses that could not be loaded, with reasons (already logged).
+    pub load_errors: Vec<SpecError>,
+}
+
+/// Settings that are not in the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// Where compiled modules are cached; default `<config dir>/cache/compiled`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The engine settings a configuration needs.
+pub fn engine_config(config: &Config, options: &AgentOptions) -> EngineConfig {
+    let fuel =
+        config.limits.fuel.is_some() || config.impulses.iter().any(|i| i.limits.fuel.is_some());
+    let largest_cap = config
+        .impulses
+        .iter()
+        .filter_map(|i| i.limits.memory_bytes)
+        .chain(config.limits.memory_bytes)
+        .max()
+        .unwrap_or(0);
+    let defaults = EngineConfig::default();
+    EngineConfig {
+        cache_dir: Some(
+            options
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| cache_dir(&config.dir)),
+        ),
+        fuel,
+        max_memory_bytes: defaults.max_memory_bytes.max(largest_cap),
+        ..defaults
+    }
+}
+
+impl Agent {
+    /// Open the store and load the enabled impulses of `config`.
+    pub fn open(config: &Config) -> Result<Agent, AgentError> {
+        Self::open_with(config, &AgentOptions::default())
+    }
+
+    /// [`Agent::open`] with options.
+    pub fn open_with(config: &Config, options: &AgentOptions) -> Result<Agent, AgentError> {
+        let store = Store::open(&store_path(&config.dir))?;
+        let engine = Engine::new(&engine_config(config, options))?;
+        let mut dispatcher = Dispatcher::new(
+            store,
+            DispatcherConfig {
+                username: config.username.clone(),
+                max_chain_depth: config.max_chain_depth,
+            },
+        );
+        let mut load_errors = Vec::new();
+        for block in config.impulses.iter().filter(|b| b.enabled) {
+            let loaded = engine
+                .load(&block.filename)
+                .map_err(SpecError::from)
+                .and_then(|module| {
+                    spec::resolve(block, &config.limits, &module).map(|(s, i)| (s, module, i))
+                });
+            match loaded {
+                Ok((spec, module, instance)) => {
+                    tracing::info!(
+                        impulse = &*spec.name,
+                        module = %spec.module_path.display(),
+                        version = &module.hash()[..12],
+                        uris = ?spec.uris.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "impulse loaded"
+                    );
+                    dispatcher.add_impulse(spec, module, Some(instance));
+                }
+                Err(e) => {
+                    tracing::error!("impulse {} not loaded: {e}", block.name);
+                    load_errors.push(e);
+                }
+            }
+        }
+        Ok(Agent {
+            dispatcher,
+            engine,
+            load_errors,
+        })
+    }
+}
+
+/// Re-exported for callers that build limits themselves.
+pub use engine::Limits;

@@ -1,0 +1,318 @@
+//! The command-line front end: argument parsing, the stdin upload, `query`, and
+//! the mapping of every failure to a message on stderr and a non-zero exit status.
+//!
+//! Exit status: 0 success, 1 a failure while working (store, module, refused
+//! sample), 2 bad usage or bad configuration.
+
+mod format;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::agent::{self, Agent};
+use crate::config::Config;
+use crate::model::{MAX_DATASOURCE_BYTES, Sample, Value, now_us};
+use crate::store::Store;
+
+/// komlogd: the Komlog agent. Runs WebAssembly impulses over time series.
+#[derive(Debug, Parser)]
+#[command(name = "komlogd", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// Upload all of stdin as one sample to this uri, fire the impulses it
+    /// triggers, and exit. The text is a datasource sample unless --datapoint is given.
+    #[arg(short, long, value_name = "URI")]
+    pub uri: Option<String>,
+    /// With -u: stdin holds a number; upload it as a datapoint sample.
+    #[arg(long, requires = "uri")]
+    pub datapoint: bool,
+    /// With -u: the sample's timestamp in microseconds since the Unix epoch
+    /// (default: now). Useful to replay recorded data.
+    #[arg(
+        long,
+        requires = "uri",
+        value_name = "MICROS",
+        allow_negative_numbers = true
+    )]
+    pub ts: Option<i64>,
+    /// What to do; without a command and without -u, nothing but a check of the configuration.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show recent samples of a uri (oldest first), or list the stored uris.
+    Query {
+        /// The uri; omit it to list every stored uri.
+        uri: Option<String>,
+        /// How many of the latest samples to show.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load the configuration and every impulse, report problems, and exit.
+    Check,
+}
+
+/// A failure and its exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// What to print.
+    pub message: String,
+    /// The exit status.
+    pub status: u8,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            status: 2,
+        }
+    }
+    fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            status: 1,
+        }
+    }
+}
+
+/// Default configuration path: `~/.komlogd/komlogd.yaml`.
+pub fn default_config_path() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".komlogd").join("komlogd.yaml")
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("komlogd: {}", f.message);
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KOMLOGD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    let path = cli.config.clone().unwrap_or_else(default_config_path);
+    let config = Config::load(&path).map_err(|e| Failure::usage(e.to_string()))?;
+    for w in &config.warnings {
+        eprintln!("komlogd: warning: {w}");
+    }
+    Ok(config)
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let stdin_has_input = stdin_has_input();
+    match (&cli.uri, &cli.command) {
+        (Some(_), Some(_)) => Err(Failure::usage("-u/--uri cannot be combined with a command")),
+        (Some(uri), None) => {
+            if !stdin_has_input {
+                return Err(Failure::usage(
+                    "-u/--uri given, but no input on stdin: pipe the data in, e.g. `df -k | komlogd -u host.disk`",
+                ));
+            }
+            let config = load_config(&cli)?;
+            upload(&config, uri, cli.datapoint, cli.ts)
+        }
+        (None, _) if stdin_has_input && cli.command.is_none() => Err(Failure::usage(
+            "data on stdin, but no uri: add -u URI to upload it",
+        )),
+        (None, Some(Command::Query { uri, limit, json })) => {
+            let config = load_config(&cli)?;
+            query(&config, uri.as_deref(), *limit, *json)
+        }
+        (None, Some(Command::Check) | None) => {
+            let config = load_config(&cli)?;
+            check(&config)
+        }
+    }
+}
+
+/// True when fd 0 is a pipe or a regular file (a terminal or /dev/null is no input).
+fn stdin_has_input() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_file())
+        .unwrap_or(false)
+}
+
+fn read_stdin_value(datapoint: bool) -> Result<Value, Failure> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_DATASOURCE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::runtime(format!("cannot read stdin: {e}")))?;
+    if bytes.len() > MAX_DATASOURCE_BYTES {
+        return Err(Failure::usage(format!(
+            "stdin holds more than {MAX_DATASOURCE_BYTES} bytes, the limit of a sample; nothing was uploaded"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Failure::usage(format!(
+            "stdin is not UTF-8 text (invalid byte at offset {}); nothing was uploaded",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    if !datapoint {
+        return Ok(Value::Datasource(text));
+    }
+    let number = text.trim();
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Value::Datapoint(v)),
+        _ => Err(Failure::usage(format!(
+            "--datapoint: stdin must hold one finite number, found {:?}",
+            truncate(number, 40)
+        ))),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn open_agent(config: &Config) -> Result<Agent, Failure> {
+    let agent = Agent::open(config).map_err(|e| Failure::runtime(e.to_string()))?;
+    for e in &agent.load_errors {
+        eprintln!("komlogd: impulse not loaded: {e}");
+    }
+    Ok(agent)
+}
+
+fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Result<(), Failure> {
+    // Validate the uri before reading anything.
+    let sample = Sample::new(uri, 0, Value::Datapoint(0.0))
+        .map_err(|e| Failure::usage(format!("-u {uri}: {e}")))?;
+    let value = read_stdin_value(datapoint)?;
+    let sample = Sample {
+        ts: ts.unwrap_or_else(now_us),
+        value,
+        ..sample
+    };
+    let mut agent = open_agent(config)?;
+    let report = agent
+        .dispatcher
+        .ingest(vec![sample.clone()])
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if let Some(r) = report.rejected.first() {
+        return Err(Failure::runtime(format!(
+            "{}: not uploaded: {}",
+            r.uri, r.reason
+        )));
+    }
+    println!(
+        "{} {}: stored; {} impulse fire{}, {} sample{} written",
+        format::time(sample.ts),
+        uri,
+        report.fires,
+        if report.fires == 1 { "" } else { "s" },
+        report.outputs,
+        if report.outputs == 1 { "" } else { "s" },
+    );
+    for (name, stats) in agent.dispatcher.stats() {
+        if let Some(err) = &stats.last_error {
+            eprintln!("komlogd: impulse {name}: {err}");
+        }
+    }
+    Ok(())
+}
+
+fn query(config: &Config, uri: Option<&str>, limit: usize, json: bool) -> Result<(), Failure> {
+    let path = agent::store_path(&config.dir);
+    if !path.exists() {
+        return Err(Failure::runtime(format!(
+            "no store yet at {}: nothing has been uploaded with this configuration",
+            path.display()
+        )));
+    }
+    let store = Store::open(&path).map_err(|e| Failure::runtime(e.to_string()))?;
+    let out = match uri {
+        None => {
+            let uris = store.uris().map_err(|e| Failure::runtime(e.to_string()))?;
+            format::uris(&uris, json)
+        }
+        Some(uri) => {
+            let key = crate::model::Uri::parse(uri)
+                .map_err(|e| Failure::usage(e.to_string()))?
+                .store_key(config.username.as_ref());
+            let mut samples = store
+                .latest(&key, limit)
+                .map_err(|e| Failure::runtime(e.to_string()))?;
+            if samples.is_empty() && store.kind_of(&key).is_none() {
+                return Err(Failure::runtime(format!("no samples stored at {uri}")));
+            }
+            samples.reverse();
+            format::samples(&samples, json)
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+fn check(config: &Config) -> Result<(), Failure> {
+    let agent = open_agent(config)?;
+    let specs: Vec<_> = agent.dispatcher.specs().collect();
+    println!(
+        "{}: {} impulse{} loaded",
+        config.path.display(),
+        specs.len(),
+        if specs.len() == 1 { "" } else { "s" }
+    );
+    for spec in specs {
+        let uris: Vec<String> = spec.uris.iter().map(ToString::to_string).collect();
+        println!(
+            "  {} ({}): {}",
+            spec.name,
+            spec.module_path.display(),
+            uris.join(", ")
+        );
+    }
+    if agent.load_errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::runtime(format!(
+            "{} impulse{} could not be loaded",
+            agent.load_errors.len(),
+            if agent.load_errors.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        )))
+    }
+}

@@ -1,0 +1,93 @@
+//! Sandbox limits (`limits:` in an impulse or package block, and the agent-wide
+//! `- limits:` defaults): a wall-clock timeout, a memory cap and a fuel budget.
+
+use super::yaml::{Ctx, Node, line};
+
+/// Sandbox limits; `None` means "not set here" (fall back to the agent-wide value,
+/// then to the engine's built-in default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time one call may take, in microseconds (`timeout: 2s`).
+    pub timeout_us: Option<u64>,
+    /// Largest linear memory, in bytes (`memory: 64MiB` or a plain integer).
+    pub memory_bytes: Option<u64>,
+    /// Fuel (roughly, WebAssembly instructions) one call may burn (`fuel: 1000000000`).
+    pub fuel: Option<u64>,
+}
+
+impl Limits {
+    /// Each limit set here, else the one in `defaults`.
+    pub fn or(&self, defaults: &Limits) -> Limits {
+        Limits {
+            timeout_us: self.timeout_us.or(defaults.timeout_us),
+            memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
+            fuel: self.fuel.or(defaults.fuel),
+        }
+    }
+}
+
+/// The keys of a `limits` map.
+pub(super) const LIMIT_KEYS: &[&str] = &["timeout", "memory", "fuel"];
+
+/// Read a `limits` map; `path` names it in messages (`impulses.limits`).
+pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits {
+    let mut limits = Limits::default();
+    let Some(block) = ctx.block(path, node, LIMIT_KEYS) else {
+        return limits;
+    };
+    if let Some(n) = block.get("timeout") {
+        limits.timeout_us = positive(ctx, &format!("{path}.timeout"), n, |c, w, n| {
+            c.duration_us(w, n)
+        });
+    }
+    if let Some(n) = block.get("memory") {
+        limits.memory_bytes = positive(ctx, &format!("{path}.memory"), n, |c, w, n| c.bytes(w, n));
+    }
+    if let Some(n) = block.get("fuel") {
+        limits.fuel = positive(ctx, &format!("{path}.fuel"), n, |c, w, n| c.uint(w, n));
+    }
+    limits
+}
+
+/// Read with `read`, then refuse zero (a zero limit would make every call fail).
+fn positive(
+    ctx: &mut Ctx<'_>,
+    what: &str,
+    node: &Node,
+    read: impl FnOnce(&mut Ctx<'_>, &str, &Node) -> Option<u64>,
+) -> Option<u64> {
+    match read(ctx, what, node)? {
+        0 => {
+            ctx.error(line(node), format!("{what}: must be greater than zero"));
+            None
+        }
+        v => Some(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn or_takes_own_values_first() {
+        let own = Limits {
+            timeout_us: Some(1),
+            memory_bytes: None,
+            fuel: None,
+        };
+        let defaults = Limits {
+            timeout_us: Some(5),
+            memory_bytes: Some(6),
+            fuel: None,
+        };
+        assert_eq!(
+            own.or(&defaults),
+            Limits {
+                timeout_us: Some(1),
+                memory_bytes: Some(6),
+                fuel: None
+            }
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! komlogd.yaml: parsing, validation and defaults.
+//!
+//! **Owns:** the file format (a YAML list of one-key entries), every key's type and
+//! default, the resolution of relative paths against the file's directory, the
+//! first-run [`TEMPLATE`], and the external job files.
+//!
+//! **Does not:** create files or keys, load wasm, run jobs or connect anywhere; it
+//! only reads files ([`Config::load`], [`load_external_jobs`]).
+//!
+//! **Inputs → outputs:** text and its path → a [`Config`] with [`ConfigWarning`]s, or
+//! [`ConfigErrors`] listing every problem of the file, each as `file:line: message`.
+//!
+//! **Invariants:** unknown keys are warned about, never silently ignored; every error
+//! names the file and the 1-based line of the offending node; enabled impulse names
+//! are unique.
+//!
+//! **Tests:** at the bottom of each file; whole-file cases in `tests.rs`.
+
+mod error;
+mod file;
+mod impulses;
+mod jobs;
+mod limits;
+mod logging;
+mod packages;
+mod params;
+mod server;
+mod template;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors, ConfigWarning};
+pub use file::{Config, DEFAULT_MAX_CHAIN_DEPTH};
+pub use impulses::{DataReqs, ImpulseConfig};
+pub use jobs::{
+    ExternalJobs, JobConfig, load_external_jobs, parse_cron, read_external_jobs, split_command,
+};
+pub use limits::Limits;
+pub use logging::LoggingConfig;
+pub use packages::{Grants, PackageConfig, Venv};
+pub use server::ServerConfig;
+pub use template::TEMPLATE;

@@ -1,0 +1,294 @@
+//! A live guest instance: its store state, its limits, calls into it, and the
+//! classification of what went wrong when a call fails.
+//!
+//! A guest gets an empty WASI context: no preopened directories, no environment
+//! variables, no arguments, no network addresses, no name lookup; stdin closed.
+//! Clocks and randomness work. Its stderr goes to a small in-memory buffer that
+//! is attached to failure reports (a panicking Rust guest prints its message there).
+//!
+//! After a trap an instance cannot be entered again: the caller drops it and
+//! instantiates a fresh one from the module's `InstancePre` (tens of µs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, Context, Impulse, Level, Sample, Subscription};
+
+/// How many bytes of a guest's stderr are kept for failure reports.
+const STDERR_CAPTURE_BYTES: usize = 4096;
+/// Longest log line accepted from a guest; longer lines are truncated.
+const MAX_GUEST_LOG_BYTES: usize = 4096;
+
+/// Resource limits of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one call, enforced by epoch interruption.
+    pub timeout: Duration,
+    /// Cap on the instance's linear memories, in bytes.
+    pub memory_bytes: u64,
+    /// Optional fuel per call (instructions, roughly); None = unmetered.
+    pub fuel: Option<u64>,
+}
+
+impl Default for Limits {
+    /// 1 s per call, 64 MiB of memory, no fuel metering.
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(1),
+            memory_bytes: 64 << 20,
+            fuel: None,
+        }
+    }
+}
+
+/// What ended a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The guest trapped on its own: a panic, an abort, an out-of-bounds access.
+    Trap,
+    /// The call ran past its deadline and was interrupted.
+    Deadline,
+    /// The guest tried to grow its memory past the cap.
+    Memory,
+    /// The call ran out of fuel.
+    Fuel,
+    /// The instance could not be created.
+    Instantiate,
+}
+
+impl FailureKind {
+    /// A short lowercase name for logs and counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Deadline => "deadline",
+            FailureKind::Memory => "memory",
+            FailureKind::Fuel => "fuel",
+            FailureKind::Instantiate => "instantiate",
+        }
+    }
+}
+
+/// A call that did not return normally. The instance must be discarded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind_name}: {message}{}", if stderr.is_empty() { String::new() } else { format!(" (guest stderr: {stderr})") })]
+pub struct CallError {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    kind_name: &'static str,
+    /// wasmtime's description.
+    pub message: String,
+    /// What the guest wrote to stderr, trimmed (often a panic message).
+    pub stderr: String,
+}
+
+impl CallError {
+    fn new(kind: FailureKind, message: String, stderr: String) -> Self {
+        CallError {
+            kind,
+            kind_name: kind.as_str(),
+            message,
+            stderr,
+        }
+    }
+}
+
+/// Tracks memory growth against the cap and remembers whether the cap was hit.
+#[derive(Debug)]
+struct MemoryLimiter {
+    cap: usize,
+    current: usize,
+    high_water: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.current - current.min(self.current) + desired;
+        if total > self.cap {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.current = total;
+        self.high_water = self.high_water.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The store state of one guest instance.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    stderr: MemoryOutputPipe,
+    name: Arc<str>,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::komlog::impulse::types::Host for GuestState {}
+
+impl bindings::komlog::impulse::host::Host for GuestState {
+    fn log(&mut self, level: Level, mut message: String) {
+        if message.len() > MAX_GUEST_LOG_BYTES {
+            let mut cut = MAX_GUEST_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let impulse = &*self.name;
+        match level {
+            Level::Debug => tracing::debug!(impulse, "{message}"),
+            Level::Info => tracing::info!(impulse, "{message}"),
+            Level::Warn => tracing::warn!(impulse, "{message}"),
+            Level::Error => tracing::error!(impulse, "{message}"),
+        }
+    }
+}
+
+/// Add the host's imports (WASI and `komlog:impulse/host`) to a linker.
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<GuestState>,
+) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    Impulse::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    Ok(())
+}
+
+/// A live instance of an impulse module.
+pub struct Instance {
+    store: Store<GuestState>,
+    bindings: Impulse,
+    fuel: Option<u64>,
+    epoch_ticks: u64,
+}
+
+impl Instance {
+    /// Instantiate `pre` in a fresh store with `limits`. `tick` is the engine's epoch period.
+    pub(crate) fn new(
+        engine: &wasmtime::Engine,
+        pre: &bindings::ImpulsePre<GuestState>,
+        name: Arc<str>,
+        limits: Limits,
+        tick: Duration,
+        fuel_enabled: bool,
+    ) -> Result<Self, CallError> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                cap: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                current: 0,
+                high_water: 0,
+                denied: false,
+            },
+            stderr,
+            name,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let tick_us = tick.as_micros().max(1);
+        let epoch_ticks = (limits.timeout.as_micros().div_ceil(tick_us) as u64).max(1) + 1;
+        // Instantiation runs guest start functions: give it the same deadline.
+        store.set_epoch_deadline(epoch_ticks);
+        // With fuel metering on, a store starts empty: unmetered impulses get all of it.
+        let fuel = fuel_enabled.then(|| limits.fuel.unwrap_or(u64::MAX));
+        if let Some(fuel) = fuel {
+            let _ = store.set_fuel(fuel);
+        }
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, e, FailureKind::Instantiate))?;
+        Ok(Instance {
+            store,
+            bindings,
+            fuel,
+            epoch_ticks,
+        })
+    }
+
+    fn arm(&mut self) {
+        self.store.set_epoch_deadline(self.epoch_ticks);
+        if let Some(fuel) = self.fuel {
+            let _ = self.store.set_fuel(fuel);
+        }
+    }
+
+    /// Call the module's `describe`.
+    pub fn describe(&mut self) -> Result<Option<Subscription>, CallError> {
+        self.arm();
+        self.bindings
+            .call_describe(&mut self.store)
+            .map_err(|e| classify(&self.store, e, FailureKind::Trap))
+    }
+
+    /// Call the module's `on-update`. The outer error is a failure of the call
+    /// (discard the instance); the inner one is the guest's own `err`.
+    pub fn on_update(&mut self, ctx: &Context) -> Result<Result<Vec<Sample>, String>, CallError> {
+        self.arm();
+        self.bindings
+            .call_on_update(&mut self.store, ctx)
+            .map_err(|e| classify(&self.store, e, FailureKind::Trap))
+    }
+
+    /// The largest linear-memory size this instance has reached, in bytes.
+    pub fn memory_high_water(&self) -> usize {
+        self.store.data().limiter.high_water
+    }
+}
+
+fn classify(store: &Store<GuestState>, err: wasmtime::Error, default: FailureKind) -> CallError {
+    let state = store.data();
+    let stderr = String::from_utf8_lossy(&state.stderr.contents())
+        .trim()
+        .to_owned();
+    let kind = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FailureKind::Deadline,
+        Some(Trap::OutOfFuel) => FailureKind::Fuel,
+        _ if state.limiter.denied => FailureKind::Memory,
+        _ => default,
+    };
+    let message = match kind {
+        FailureKind::Memory => format!(
+            "memory cap of {} bytes reached ({:#})",
+            state.limiter.cap, err
+        ),
+        _ => format!("{err:#}"),
+    };
+    CallError::new(kind, message, stderr)
+}

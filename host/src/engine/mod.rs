@@ -1,0 +1,23 @@
+//! The WebAssembly side of the agent: one wasmtime engine, modules compiled once
+//! and cached on disk, and sandboxed instances with a call deadline and a memory cap.
+//!
+//! What this module owns:
+//! - the engine configuration (pooling allocator, epoch interruption with one
+//!   ticker thread) — [`runtime`];
+//! - the on-disk cache of compiled artifacts, keyed by the module's SHA-256 and the
+//!   engine's compatibility hash, so a restart never recompiles — [`cache`];
+//! - loading a `.wasm` and checking that it implements the `impulse` world — [`runtime`];
+//! - instances: the guest's store state (an empty WASI context: no filesystem,
+//!   sockets, environment or arguments), limits, and the classification of traps —
+//!   [`instance`].
+//!
+//! What it does not do: decide *when* to call a guest or what to do with its output
+//! (that is `impulses`), or build windows.
+
+pub mod bindings;
+pub mod cache;
+pub mod instance;
+pub mod runtime;
+
+pub use instance::{CallError, FailureKind, Instance, Limits};
+pub use runtime::{Engine, EngineConfig, LoadError, Module};

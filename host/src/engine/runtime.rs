@@ -1,0 +1,307 @@
+//! The agent's single wasmtime engine and the loading of modules into it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::ImpulsePre;
+use super::cache::{ArtifactCache, engine_fingerprint, module_hash};
+use super::instance::{self, CallError, GuestState, Instance, Limits};
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled artifacts are cached; None disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Period of the epoch ticker: the granularity of call deadlines.
+    pub epoch_tick: Duration,
+    /// Meter fuel in every call (needed for any impulse with a `fuel` limit).
+    pub fuel: bool,
+    /// Largest memory cap any instance may have; the pooling allocator reserves
+    /// (virtual, not resident) address space of this size per memory slot.
+    pub max_memory_bytes: u64,
+    /// How many instances may be alive at once.
+    pub max_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(10),
+            fuel: false,
+            max_memory_bytes: 1 << 30,
+            max_instances: 256,
+        }
+    }
+}
+
+/// Why a module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read module: {source}")]
+    Read {
+        /// The module file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("{path}: not a valid WebAssembly component: {reason}")]
+    Invalid {
+        /// The module file.
+        path: PathBuf,
+        /// wasmtime's reason.
+        reason: String,
+    },
+    /// A valid component that does not implement the `impulse` world.
+    #[error(
+        "{path}: does not implement the komlog:impulse@0.1.0 `impulse` world (build it against wit/impulse.wit): {reason}"
+    )]
+    WrongWorld {
+        /// The module file.
+        path: PathBuf,
+        /// What is missing or mistyped.
+        reason: String,
+    },
+    /// The component instantiates but its `describe` failed.
+    #[error("{path}: `describe` failed: {source}")]
+    Describe {
+        /// The module file.
+        path: PathBuf,
+        /// The failure.
+        source: CallError,
+    },
+    /// The engine itself could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// Increments the engine's epoch every tick, on its own thread, until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine, tick: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("komlogd-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct EngineInner {
+    engine: wasmtime::Engine,
+    linker: Linker<GuestState>,
+    cache: Option<ArtifactCache>,
+    tick: Duration,
+    fuel: bool,
+    _ticker: EpochTicker,
+}
+
+/// The agent's WebAssembly engine. Cheap to clone; one per agent.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl Engine {
+    /// Create the engine, its linker and its epoch ticker.
+    pub fn new(config: &EngineConfig) -> Result<Self, LoadError> {
+        let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+        let mut wasm_config = Config::new();
+        wasm_config
+            .epoch_interruption(true)
+            .consume_fuel(config.fuel)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&wasm_config).map_err(engine_err)?;
+        let mut linker = Linker::new(&engine);
+        instance::add_to_linker(&mut linker).map_err(engine_err)?;
+        let cache = config
+            .cache_dir
+            .clone()
+            .map(|dir| ArtifactCache::new(dir, engine_fingerprint(&engine)));
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                cache,
+                tick: config.epoch_tick,
+                fuel: config.fuel,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Load a module file: from the compiled cache when possible, otherwise compile
+    /// it (and cache the result); then check it implements the `impulse` world.
+    pub fn load(&self, path: &Path) -> Result<Module, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_bytes(&bytes, path)
+    }
+
+    /// Like [`Engine::load`] for bytes already in memory; `path` names them in errors.
+    pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<Module, LoadError> {
+        let started = Instant::now();
+        let hash = module_hash(bytes);
+        let (component, from_cache) = self.component(bytes, &hash, path)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ImpulsePre::new)
+            .map_err(|e| LoadError::WrongWorld {
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        tracing::debug!(
+            module = %path.display(),
+            version = &hash[..12],
+            from_cache,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "module loaded"
+        );
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                path: path.to_owned(),
+                hash,
+                pre,
+                engine: self.clone(),
+                from_cache,
+            }),
+        })
+    }
+
+    fn component(
+        &self,
+        bytes: &[u8],
+        hash: &str,
+        path: &Path,
+    ) -> Result<(Component, bool), LoadError> {
+        let engine = &self.inner.engine;
+        if let Some(cache) = &self.inner.cache {
+            let artifact = cache.path_for(hash);
+            if artifact.exists() {
+                // SAFETY: artifacts in the cache directory are written only by this
+                // code (atomically, from `Component::serialize` of an engine with the
+                // same fingerprint, which is part of the file name). wasmtime still
+                // checks the header and engine compatibility.
+                match unsafe { Component::deserialize_file(engine, &artifact) } {
+                    Ok(c) => return Ok((c, true)),
+                    Err(e) => {
+                        tracing::warn!(artifact = %artifact.display(), "discarding unusable compiled artifact: {e:#}");
+                        cache.evict(hash);
+                    }
+                }
+            }
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::Invalid {
+                path: path.to_owned(),
+                reason: "the file does not start with the WebAssembly magic bytes \\0asm".into(),
+            });
+        }
+        let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
+        if let Some(cache) = &self.inner.cache {
+            match component.serialize() {
+                Ok(artifact) => {
+                    if let Err(e) = cache.store(hash, &artifact) {
+                        tracing::warn!(module = %path.display(), "cannot cache the compiled module: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(module = %path.display(), "cannot serialize the compiled module: {e:#}")
+                }
+            }
+        }
+        Ok((component, false))
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+}
+
+struct ModuleInner {
+    path: PathBuf,
+    hash: String,
+    pre: ImpulsePre<GuestState>,
+    engine: Engine,
+    from_cache: bool,
+}
+
+/// A loaded, checked impulse module. Cheap to clone; instantiate it as often as needed.
+#[derive(Clone)]
+pub struct Module {
+    inner: Arc<ModuleInner>,
+}
+
+impl Module {
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Hex SHA-256 of the module bytes: its version.
+    pub fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    /// True when it came from the compiled cache (no compilation).
+    pub fn from_cache(&self) -> bool {
+        self.inner.from_cache
+    }
+
+    /// A fresh instance with `limits`, logging under `name`.
+    pub fn instantiate(&self, name: Arc<str>, limits: Limits) -> Result<Instance, CallError> {
+        let e = &self.inner.engine.inner;
+        Instance::new(&e.engine, &self.inner.pre, name, limits, e.tick, e.fuel)
+    }
+}

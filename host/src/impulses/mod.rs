@@ -1,0 +1,21 @@
+//! Impulses: from a configured `- impulses:` block to fires.
+//!
+//! - [`spec`]: resolve a block and its module's `describe()` defaults into an
+//!   [`ImpulseSpec`] (uris, data requirements, min_exec_delta, params, limits);
+//! - [`window`]: the Arrow IPC encoding of a fire's window;
+//! - [`output`]: validation of what a guest returns (uri rules, value rules,
+//!   remote writes dropped);
+//! - [`dispatch`]: the [`Dispatcher`], which takes batches of samples, stores them,
+//!   fires every subscribed impulse once per batch timestamp, and feeds the valid
+//!   outputs back in, under the chain-depth rule that stops loops;
+//! - [`stats`]: per-impulse counters.
+
+pub mod dispatch;
+pub mod output;
+pub mod spec;
+pub mod stats;
+pub mod window;
+
+pub use dispatch::{Dispatcher, DispatcherConfig, IngestReport, Rejected};
+pub use spec::{ImpulseSpec, SpecError};
+pub use stats::ImpulseStats;

@@ -1,0 +1,68 @@
+//! Validation of the samples a guest returns.
+//!
+//! Rules, in order: the uri must be a valid local or global uri; a global uri of
+//! another user is a remote write and is dropped (counted apart); a global uri of
+//! the agent's own user is a local write; the value must pass the value rules
+//! (finite datapoints, datasource text ≤ 131072 bytes). The kind rule (a uri's
+//! kind is fixed by its first write) is checked by the store when the sample is
+//! written. An invalid sample is dropped alone: the valid rest of the result goes on.
+
+use crate::engine::bindings;
+use crate::model::{Sample, SampleError, Uri, Username, Value};
+
+/// Turn a guest sample into a store sample, or say why it is refused.
+pub fn accept(sample: bindings::Sample, me: Option<&Username>) -> Result<Sample, SampleError> {
+    let uri = Uri::parse(&sample.uri)?;
+    if uri.is_remote_for(me) {
+        return Err(SampleError::RemoteWrite(sample.uri));
+    }
+    let value = match sample.value {
+        bindings::Value::Datapoint(v) => Value::Datapoint(v),
+        bindings::Value::Datasource(s) => Value::Datasource(s),
+    };
+    value.validate()?;
+    Ok(Sample {
+        uri: uri.store_key(me),
+        ts: sample.ts,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dp(uri: &str, v: f64) -> bindings::Sample {
+        bindings::Sample {
+            uri: uri.into(),
+            ts: 5,
+            value: bindings::Value::Datapoint(v),
+        }
+    }
+
+    #[test]
+    fn rules() {
+        let me = Username::parse("alice").unwrap();
+        let me = Some(&me);
+        assert_eq!(accept(dp("a.b", 1.0), me).unwrap().uri, "a.b");
+        assert_eq!(accept(dp("ALICE:a.b", 1.0), me).unwrap().uri, "a.b");
+        assert!(matches!(
+            accept(dp("bob:a.b", 1.0), me),
+            Err(SampleError::RemoteWrite(u)) if u == "bob:a.b"
+        ));
+        assert!(matches!(
+            accept(dp("a..b", 1.0), me),
+            Err(SampleError::Uri(_))
+        ));
+        assert!(matches!(
+            accept(dp("a", f64::NAN), me),
+            Err(SampleError::NotFinite(_))
+        ));
+        let big = bindings::Sample {
+            uri: "t".into(),
+            ts: 1,
+            value: bindings::Value::Datasource("x".repeat(131_073)),
+        };
+        assert_eq!(accept(big, me), Err(SampleError::TooLong(131_073)));
+    }
+}

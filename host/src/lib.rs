@@ -1,0 +1,18 @@
+//! komlogd: the Komlog agent, rebuilt around WebAssembly impulses.
+//!
+//! A sample's path is one straight line: a source (stdin upload, jobs, the
+//! server) → the [`impulses::Dispatcher`] → the embedded [`store`] → every
+//! subscribed impulse, run in a sandboxed wasmtime instance ([`engine`]) with an
+//! Arrow window of recent data → validation of its outputs → the store again.
+//!
+//! Modules, in the order of that line: [`config`] (komlogd.yaml), [`model`]
+//! (uris, samples, rules), [`store`], [`engine`], [`impulses`], [`agent`]
+//! (assembly), [`cli`].
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod impulses;
+pub mod model;
+pub mod store;

@@ -1,0 +1,5 @@
+//! The `komlogd` binary.
+
+fn main() -> std::process::ExitCode {
+    komlogd::cli::main()
+}

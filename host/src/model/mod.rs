@@ -1,0 +1,12 @@
+//! The data model: uris, metric kinds, values, samples, timestamps and the
+//! rules every sample must pass before it is stored or forwarded.
+//!
+//! Nothing here does I/O; every other module passes these types along.
+
+pub mod quantity;
+pub mod sample;
+pub mod uri;
+
+pub use quantity::{QuantityError, parse_bytes, parse_duration_us};
+pub use sample::{Kind, MAX_DATASOURCE_BYTES, Sample, SampleError, Timestamp, Value, now_us};
+pub use uri::{Uri, UriError, Username};

@@ -1,0 +1,496 @@
+//! The embedded store: every sample the agent keeps locally, on disk in one crash-safe
+//! [redb] database in the config directory, and in memory the recent samples of each uri
+//! that the impulses' windows need.
+//!
+//! It owns: the database file and its format; the rule that a uri's kind is fixed by its
+//! first write; upserts on `(uri, ts)`; the per-uri statistics the CLI lists; the
+//! in-memory cache; and window selection ([`Store::window`]). It does not validate
+//! ownership (remote uris) or route samples: callers hand it [`Sample`]s to keep.
+//!
+//! # Durability contract
+//!
+//! * [`Store::append`] writes every accepted sample of the call in **one** redb write
+//!   transaction committed with [`redb::Durability::Immediate`]: when it returns `Ok`, the
+//!   samples are on stable storage (the commit has been fsynced). This call is the group
+//!   commit unit: pass everything that is pending at once.
+//! * A commit is atomic. A crash (power loss, SIGKILL, panic) at any point leaves the
+//!   database as of the last commit that returned, plus possibly the one in progress if
+//!   it had reached the disk: each call's samples and the matching `uris` statistics are
+//!   either all present or all absent, never torn. redb writes a
+//!   checksummed commit slot and falls back to the previous one if the newest is
+//!   incomplete; after an unclean shutdown the next open runs redb's repair, which walks
+//!   the whole file (seconds for gigabytes).
+//! * When `append` returns a [`StoreError`], nothing of that call was committed and the
+//!   in-memory state (kinds, statistics, cache) is unchanged.
+//! * Dropping a [`Store`] without [`Store::close`] loses nothing that was committed;
+//!   `close` only reports errors a drop would ignore.
+//! * Tested: a child process appending batch after batch and SIGKILLed mid-way leaves
+//!   whole batches only, and every acknowledged batch. SIGKILL keeps the OS page cache, so
+//!   power loss itself is covered by redb's fsync-then-checksum design, not by a test.
+//! * Damage from outside redb (bit rot, stray writes) is not repaired. With
+//!   [`StoreOptions::check_integrity`] the open verifies every page and refuses a damaged
+//!   file; without it (the default, for a fast start) redb trusts the file and may panic on
+//!   a damaged page when it reads it: the store catches that and returns
+//!   [`StoreError::Corrupt`] (requires the default `panic = "unwind"`).
+//! * One process at a time: redb locks the file. A second open, by another process or by
+//!   this one, fails with [`StoreError::Locked`] or [`StoreError::AlreadyOpen`].
+//!
+//! # Disk layout (format version 1)
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `&[u8]`: `b"format_version"` | `&[u8]`: u32 little-endian, [`FORMAT_VERSION`] |
+//! | `samples` | `(&[u8], i64)`: (uri as UTF-8 bytes, ts in µs UTC) | `&[u8]`: tag `0` + f64 LE (datapoint), or tag `1` + UTF-8 text (datasource) |
+//! | `uris` | `&[u8]`: uri as UTF-8 bytes | `&[u8]`, 25 bytes: kind tag u8 (`0` datapoint, `1` datasource), count u64 LE, first ts i64 LE, last ts i64 LE |
+//!
+//! Keys order by uri bytes, then numerically by ts, so one uri's samples are a contiguous,
+//! time-ordered key range. The uri is stored as bytes rather than `&str` so that a damaged
+//! key is reported as [`StoreError::Corrupt`] instead of panicking in redb's `&str`
+//! decoder. `open` refuses a `meta` version other than [`FORMAT_VERSION`]
+//! ([`StoreError::UnsupportedVersion`]), a redb file without `meta`, and a non-redb file
+//! ([`StoreError::Corrupt`]). An empty or missing file becomes a new store.
+//!
+//! # The cache
+//!
+//! Per uri, a sorted `Vec<Entry>` that is a *suffix* of what is stored: it holds every
+//! stored sample with `ts >= complete_from` (all of them when `complete_from` is None).
+//! Appends at the end are O(1) amortised, older ones are placed by binary search, and one
+//! older than `complete_from` goes to disk only. After each append the series is trimmed
+//! to what a window at its newest sample can need under the retention set with
+//! [`Store::set_retention`] (lazily: only once it has grown past twice that). A uri with no
+//! retention keeps only its newest sample in memory. Nothing is loaded at open but the
+//! `uris` table; a uri's samples are loaded by the first window that needs them. A window
+//! far behind the cached suffix (more than 4096 stored samples between them) is read from
+//! disk into a scratch buffer instead, so a replay of old data into a large store does not
+//! pull everything after it into memory.
+//!
+//! # Windows
+//!
+//! See [`Store::window`] and [`DataReqs`]. A window is relative to the firing sample's
+//! `ts`, never to the wall clock, so a replay gives the same windows.
+
+mod cache;
+mod disk;
+mod error;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use cache::Entry;
+pub use disk::FORMAT_VERSION;
+pub use error::StoreError;
+
+use crate::model::{Kind, Sample, SampleError, Uri};
+use cache::Series;
+use disk::{Disk, UriStats};
+use window::{Loaded, Need};
+
+/// How to open a store; [`Store::open`] uses the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Verify the checksum of every page at open (redb's `check_integrity_on_open`), so a
+    /// file damaged outside redb (bit rot, a stray write) is refused as
+    /// [`StoreError::Corrupt`] instead of being trusted. It reads the whole file: about
+    /// 0.4 s for 2 million samples (150 MB) here. Off by default; after an unclean shutdown
+    /// redb verifies and repairs anyway.
+    pub check_integrity: bool,
+    /// The size of redb's page cache (reads go through it; the window cache is separate).
+    pub page_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            check_integrity: false,
+            page_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What an impulse asks of a uri's history when it fires at `ts`: every sample in
+/// `(ts - past_delta_us, ts]`, united with the last `past_count` samples at or before
+/// `ts`. With neither set, the latest sample at or before `ts`. `past_delta_us = Some(0)`
+/// contributes nothing. Samples after `ts` are never part of a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataReqs {
+    /// How far back in time, in microseconds.
+    pub past_delta_us: Option<u64>,
+    /// How many of the latest samples.
+    pub past_count: Option<u32>,
+}
+
+impl DataReqs {
+    /// The smallest requirement that covers both `self` and `other` (the maximum of each
+    /// part): what [`Store::set_retention`] needs for a uri with several subscribers.
+    pub fn union(self, other: DataReqs) -> DataReqs {
+        DataReqs {
+            past_delta_us: self.past_delta_us.max(other.past_delta_us),
+            past_count: self.past_count.max(other.past_count),
+        }
+    }
+}
+
+/// A stored uri and its statistics, as [`Store::uris`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriInfo {
+    /// The store key: a local uri, or `owner:uri`.
+    pub uri: String,
+    /// Fixed by its first write.
+    pub kind: Kind,
+    /// How many samples (distinct timestamps) are stored.
+    pub count: u64,
+    /// The oldest stored timestamp (µs UTC).
+    pub first_ts: i64,
+    /// The newest stored timestamp (µs UTC).
+    pub last_ts: i64,
+}
+
+/// What the store knows about one uri in memory.
+#[derive(Debug, Default)]
+struct UriState {
+    /// Mirror of the `uris` row; None while nothing is stored (only a retention is set).
+    stats: Option<UriStats>,
+    /// Set by [`Store::set_retention`].
+    retention: Option<DataReqs>,
+    /// The cached suffix; None when nothing is loaded yet (after open).
+    series: Option<Series>,
+}
+
+/// The embedded store. See the [module documentation](self) for the contract.
+pub struct Store {
+    disk: Disk,
+    uris: HashMap<String, UriState>,
+    /// Windows too far behind the cache are read here (see `window::MAX_GAP`).
+    scratch: Vec<Entry>,
+    path: PathBuf,
+    _registration: Registration,
+}
+
+impl Store {
+    /// Open the store at `path` (a file; its parent directories are created), creating
+    /// an empty store if the file is missing or empty.
+    ///
+    /// Fails with [`StoreError::Locked`] when another process has it open,
+    /// [`StoreError::AlreadyOpen`] when this process has, [`StoreError::Corrupt`] for a
+    /// file that is not a komlogd store or is damaged, and
+    /// [`StoreError::UnsupportedVersion`] for another format version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let io_err = |op: &'static str, source: io::Error| StoreError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        };
+        let file_name = path.file_name().ok_or_else(|| {
+            io_err(
+                "opening the store",
+                io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"),
+            )
+        })?;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(|e| io_err("creating its directory", e))?;
+        let canonical = match path.canonicalize() {
+            Ok(p) => p,
+            Err(_) => parent
+                .canonicalize()
+                .map_err(|e| io_err("resolving its directory", e))?
+                .join(file_name),
+        };
+        let registration =
+            Registration::register(canonical).ok_or_else(|| StoreError::AlreadyOpen {
+                path: path.to_path_buf(),
+            })?;
+        let (disk, stats) = Disk::open(path, options)?;
+        let uris = stats
+            .into_iter()
+            .map(|(uri, st)| {
+                let state = UriState {
+                    stats: Some(st),
+                    ..UriState::default()
+                };
+                (uri, state)
+            })
+            .collect();
+        Ok(Store {
+            disk,
+            uris,
+            scratch: Vec::new(),
+            path: path.to_path_buf(),
+            _registration: registration,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Close the store, reporting errors that dropping it would ignore. Committed data is
+    /// durable either way.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.disk.close()
+    }
+
+    /// Keep `samples`: check each (uri syntax, value rules, kind fixed by the uri's first
+    /// write, including earlier samples of this call), write all accepted ones in one
+    /// durable transaction (same `(uri, ts)` overwrites; the last one in the call wins),
+    /// then update the cache.
+    ///
+    /// Returns one outcome per input sample, in order; a refused sample does not stop the
+    /// others. A [`StoreError`] means nothing of the call was committed and the in-memory
+    /// state is unchanged.
+    pub fn append(
+        &mut self,
+        samples: &[Sample],
+    ) -> Result<Vec<Result<(), SampleError>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(samples.len());
+        let mut accepted: Vec<&Sample> = Vec::with_capacity(samples.len());
+        let mut new_kinds: HashMap<&str, Kind> = HashMap::new();
+        for s in samples {
+            let outcome = check(&self.uris, &mut new_kinds, s);
+            if outcome.is_ok() {
+                accepted.push(s);
+            }
+            outcomes.push(outcome);
+        }
+        if accepted.is_empty() {
+            return Ok(outcomes);
+        }
+        let uris = &self.uris;
+        let touched = self
+            .disk
+            .commit(&accepted, |u| uris.get(u).and_then(|st| st.stats))?;
+
+        // Committed: bring the memory up to date. A uri new to the store has nothing else
+        // on disk, so its series starts complete.
+        for (&uri, &st) in &touched {
+            let state = match self.uris.get_mut(uri) {
+                Some(state) => state,
+                None => self.uris.entry(uri.to_owned()).or_default(),
+            };
+            if state.stats.is_none() {
+                state.series = Some(Series::default());
+            }
+            state.stats = Some(st);
+        }
+        for s in &accepted {
+            // A uri whose series is not loaded stays on disk only; its next window loads it.
+            if let Some(series) = self.uris.get_mut(&s.uri).and_then(|st| st.series.as_mut()) {
+                series.insert(s.ts, &s.value);
+            }
+        }
+        for uri in touched.keys() {
+            if let Some(state) = self.uris.get_mut(*uri)
+                && let Some(series) = state.series.as_mut()
+            {
+                series.trim(state.retention);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// The window of `uri` for an impulse firing at `ts` with requirements `reqs` (see
+    /// [`DataReqs`]), ascending by timestamp, borrowed from the cache without copying.
+    ///
+    /// When the cache does not hold the whole window (it reaches before the cached
+    /// samples, or nothing is loaded since open), the missing range is loaded from disk
+    /// into the cache first. A window far behind the cached samples (more than 4096 stored
+    /// samples newer than it and not cached) is read from disk into a scratch buffer
+    /// instead of the cache. An unknown uri has an empty window.
+    ///
+    /// For windows at the newest sample to stay in memory, set the uri's retention to at
+    /// least `reqs` with [`Store::set_retention`]; otherwise the next append trims what
+    /// this call loaded.
+    pub fn window(&mut self, uri: &str, ts: i64, reqs: DataReqs) -> Result<&[Entry], StoreError> {
+        let need = Need::from(reqs);
+        let Some(state) = self.uris.get_mut(uri) else {
+            return Ok(&[]);
+        };
+        if state.stats.is_none() {
+            return Ok(&[]);
+        }
+        let hit = state.series.as_ref().and_then(|s| {
+            let range = window::select(&s.entries, ts, need);
+            window::covered(s, ts, need, &range).then_some(range)
+        });
+        let loaded = match hit {
+            Some(range) => Loaded::Cache(range),
+            None => window::load(
+                &self.disk,
+                uri,
+                &mut state.series,
+                &mut self.scratch,
+                ts,
+                need,
+            )?,
+        };
+        Ok(match loaded {
+            Loaded::Cache(range) => state.series.as_ref().map_or(&[][..], |s| &s.entries[range]),
+            Loaded::Scratch => &self.scratch,
+        })
+    }
+
+    /// Declare the largest requirement of the impulses subscribed to `uri` (the
+    /// [`DataReqs::union`] over them): the cache keeps what a window with `reqs` at the
+    /// newest sample needs, and trims the rest.
+    pub fn set_retention(&mut self, uri: &str, reqs: DataReqs) {
+        let state = match self.uris.get_mut(uri) {
+            Some(state) => state,
+            None => self.uris.entry(uri.to_owned()).or_default(),
+        };
+        state.retention = Some(reqs);
+        if let Some(series) = state.series.as_mut() {
+            series.trim(Some(reqs));
+        }
+    }
+
+    /// Forget the retention of `uri` (no impulse subscribes to it any more): the cache
+    /// keeps only its newest sample.
+    pub fn clear_retention(&mut self, uri: &str) {
+        if let Some(state) = self.uris.get_mut(uri) {
+            state.retention = None;
+            if let Some(series) = state.series.as_mut() {
+                series.trim(None);
+            }
+        }
+    }
+
+    /// The kind of `uri`, if anything was ever stored to it.
+    pub fn kind_of(&self, uri: &str) -> Option<Kind> {
+        self.uris.get(uri).and_then(|st| st.stats).map(|st| st.kind)
+    }
+
+    /// Up to `limit` of the newest samples of `uri`, newest first, read from disk.
+    pub fn latest(&self, uri: &str, limit: usize) -> Result<Vec<Sample>, StoreError> {
+        self.read(uri, Bound::Unbounded, Bound::Unbounded, true, limit)
+    }
+
+    /// Up to `limit` samples of `uri` with `from_ts <= ts <= to_ts`, oldest first, read
+    /// from disk. Empty when `from_ts > to_ts`.
+    pub fn range(
+        &self,
+        uri: &str,
+        from_ts: i64,
+        to_ts: i64,
+        limit: usize,
+    ) -> Result<Vec<Sample>, StoreError> {
+        self.read(
+            uri,
+            Bound::Included(from_ts),
+            Bound::Included(to_ts),
+            false,
+            limit,
+        )
+    }
+
+    fn read(
+        &self,
+        uri: &str,
+        lower: Bound<i64>,
+        upper: Bound<i64>,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<Sample>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.disk.scan(uri, lower, upper, rev, |ts, bytes| {
+            out.push(Sample {
+                uri: uri.to_owned(),
+                ts,
+                value: self.disk.decode(uri, ts, bytes)?,
+            });
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Every stored uri with its kind, sample count and first and last timestamps, sorted
+    /// by uri. Kept up to date on every commit, so this does not scan the samples.
+    pub fn uris(&self) -> Result<Vec<UriInfo>, StoreError> {
+        let mut out: Vec<UriInfo> = self
+            .uris
+            .iter()
+            .filter_map(|(uri, st)| {
+                st.stats.map(|s| UriInfo {
+                    uri: uri.clone(),
+                    kind: s.kind,
+                    count: s.count,
+                    first_ts: s.first_ts,
+                    last_ts: s.last_ts,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.uri.cmp(&b.uri));
+        Ok(out)
+    }
+}
+
+/// Check one sample of an `append` call; `new_kinds` records the kinds that earlier
+/// samples of the call fixed for uris new to the store.
+fn check<'a>(
+    uris: &HashMap<String, UriState>,
+    new_kinds: &mut HashMap<&'a str, Kind>,
+    s: &'a Sample,
+) -> Result<(), SampleError> {
+    Uri::parse(&s.uri)?;
+    s.value.validate()?;
+    let written = s.value.kind();
+    let existing = uris
+        .get(&s.uri)
+        .and_then(|st| st.stats)
+        .map(|st| st.kind)
+        .or_else(|| new_kinds.get(s.uri.as_str()).copied());
+    match existing {
+        Some(existing) if existing != written => Err(SampleError::KindChange {
+            uri: s.uri.clone(),
+            existing,
+            written,
+        }),
+        Some(_) => Ok(()),
+        None => {
+            new_kinds.insert(&s.uri, written);
+            Ok(())
+        }
+    }
+}
+
+/// The stores open in this process, by canonical path, so that a second open names the
+/// real cause (redb reports the same lock error as for another process).
+static OPEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A path's entry in [`OPEN`], removed on drop.
+struct Registration(PathBuf);
+
+impl Registration {
+    fn register(path: PathBuf) -> Option<Registration> {
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        if open.contains(&path) {
+            return None;
+        }
+        open.push(path.clone());
+        Some(Registration(path))
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|p| p != &self.0);
+    }
+}
