@@ -228,6 +228,26 @@ impl Dispatcher {
         Ok(report)
     }
 
+    /// Fire the impulses subscribed to `uri` as if a sample had just arrived there
+    /// at `ts`, over the data already stored, without writing anything first.
+    /// Their outputs go through the usual line. Useful to re-run impulses over
+    /// recorded data (backfill) and to measure a fire alone.
+    pub fn refire(&mut self, uri: &str, ts: i64) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        let key = match Uri::parse(uri) {
+            Ok(u) => u.store_key(self.config.username.as_ref()),
+            Err(_) => return Ok(report),
+        };
+        let subscribers = self.index.get(&key).cloned().unwrap_or_default();
+        for i in subscribers {
+            report.fires += u64::from(self.fire(i, ts, &[key.as_str()], 0)?);
+        }
+        while let Some(pending) = self.queue.pop_front() {
+            self.process(pending, &mut report)?;
+        }
+        Ok(report)
+    }
+
     fn process(
         &mut self,
         mut pending: Pending,

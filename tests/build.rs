@@ -1,0 +1,87 @@
+//! Builds the guest components in `examples/` (their own cargo workspace, target
+//! wasm32-wasip2, release) so the integration tests run real `.wasm` files, and
+//! tells the tests where they are (`KOMLOG_GUESTS_DIR`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ lives in the repository root")
+        .to_owned();
+    let examples = root.join("examples");
+    watch(&root.join("wit"));
+    watch(&root.join("guest-sdk"));
+    watch(&examples);
+
+    ensure_wasm_target();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(examples.join("Cargo.toml"))
+        // Settings meant for the host build must not leak into the guest build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_MAKEFLAGS")
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .status()
+        .expect("cannot run cargo to build the example guests");
+    assert!(
+        status.success(),
+        "building the guests in {} failed (see the output above)",
+        examples.display()
+    );
+    let out = examples.join("target/wasm32-wasip2/release");
+    println!("cargo:rustc-env=KOMLOG_GUESTS_DIR={}", out.display());
+    println!("cargo:rustc-env=KOMLOG_REPO_ROOT={}", root.display());
+}
+
+/// `rustup target add` is idempotent and quick when the target is present.
+fn ensure_wasm_target() {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+        .unwrap_or(false);
+    if !installed {
+        let ok = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed"
+        );
+    }
+}
+
+/// Ask cargo to rerun this script when sources under `dir` change (skipping build output).
+fn watch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            watch(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Every rule applied to what a guest returns, with the real `probe` guest told
+//! (through its `emit` param) exactly what to return.
+
+use komlogd::agent::Agent;
+use komlogd::impulses::ImpulseStats;
+use komlogd::model::{Kind, Value};
+use komlogd_tests::{AgentDir, dp};
+
+fn agent_emitting(emit: &str, extra_top: &str) -> (AgentDir, Agent) {
+    let dir = AgentDir::new(&format!(
+        "- username: alice\n{extra_top}- impulses:\n    name: emitter\n    filename: {{guest:probe}}\n    uris: [trigger]\n    params:\n      emit: '{emit}'\n"
+    ));
+    let agent = dir.open();
+    (dir, agent)
+}
+
+fn stats(agent: &Agent) -> ImpulseStats {
+    agent.dispatcher.stats()[0].1.clone()
+}
+
+fn stored(agent: &Agent, uri: &str) -> Vec<Value> {
+    agent
+        .dispatcher
+        .store()
+        .latest(uri, 100)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.value)
+        .collect()
+}
+
+#[test]
+fn bad_uri_is_dropped_and_the_rest_kept() {
+    let (_d, mut agent) = agent_emitting(
+        r#"[{"uri": "bad..uri", "datapoint": 1}, {"uri": "good.one", "datapoint": 2}]"#,
+        "",
+    );
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 1, 0.0)])
+        .unwrap();
+    assert_eq!(stored(&agent, "good.one"), vec![Value::Datapoint(2.0)]);
+    let s = stats(&agent);
+    assert_eq!(s.invalid_outputs, 1);
+    let err = s.last_error.unwrap();
+    assert!(
+        err.contains("bad..uri") && err.contains("invalid uri"),
+        "{err}"
+    );
+}
+
+#[test]
+fn oversized_datasource_is_dropped() {
+    let (_d, mut agent) = agent_emitting(
+        r#"[{"uri": "big", "datasource_len": 131073}, {"uri": "fits", "datasource_len": 131072}]"#,
+        "",
+    );
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 1, 0.0)])
+        .unwrap();
+    assert!(stored(&agent, "big").is_empty());
+    assert_eq!(
+        stored(&agent, "fits"),
+        vec![Value::Datasource("x".repeat(131_072))]
+    );
+    let s = stats(&agent);
+    assert_eq!(s.invalid_outputs, 1);
+    assert!(
+        s.last_error
+            .unwrap()
+            .contains("over the limit of 131072 bytes")
+    );
+}
+
+#[test]
+fn nan_and_infinities_are_dropped() {
+    let (_d, mut agent) = agent_emitting(
+        r#"[{"uri": "n", "datapoint": "nan"}, {"uri": "i", "datapoint": "inf"}, {"uri": "m", "datapoint": "-inf"}, {"uri": "f", "datapoint": 1.5}]"#,
+        "",
+    );
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 1, 0.0)])
+        .unwrap();
+    for uri in ["n", "i", "m"] {
+        assert!(stored(&agent, uri).is_empty(), "{uri} must not be stored");
+    }
+    assert_eq!(stored(&agent, "f"), vec![Value::Datapoint(1.5)]);
+    assert_eq!(stats(&agent).invalid_outputs, 3);
+}
+
+#[test]
+fn a_uri_keeps_the_kind_of_its_first_write() {
+    let (_d, mut agent) = agent_emitting(r#"[{"uri": "k", "datasource": "text"}]"#, "");
+    agent.dispatcher.ingest(vec![dp("k", 1, 7.0)]).unwrap();
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 2, 0.0)])
+        .unwrap();
+    assert_eq!(stored(&agent, "k"), vec![Value::Datapoint(7.0)]);
+    assert_eq!(agent.dispatcher.store().kind_of("k"), Some(Kind::Datapoint));
+    let s = stats(&agent);
+    assert_eq!(s.invalid_outputs, 1);
+    let err = s.last_error.unwrap();
+    assert!(err.contains("k is a datapoint"), "{err}");
+}
+
+#[test]
+fn remote_writes_are_dropped_and_counted_own_global_uri_is_local() {
+    let (_d, mut agent) = agent_emitting(
+        r#"[{"uri": "bob:their.uri", "datapoint": 1}, {"uri": "ALICE:mine", "datapoint": 2}]"#,
+        "",
+    );
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 1, 0.0)])
+        .unwrap();
+    let s = stats(&agent);
+    assert_eq!(s.remote_writes_dropped, 1);
+    assert_eq!(s.invalid_outputs, 0);
+    assert!(stored(&agent, "bob:their.uri").is_empty());
+    assert_eq!(stored(&agent, "mine"), vec![Value::Datapoint(2.0)]);
+    let uris: Vec<String> = agent
+        .dispatcher
+        .store()
+        .uris()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.uri)
+        .collect();
+    assert!(!uris.iter().any(|u| u.contains("bob")), "{uris:?}");
+}
+
+#[test]
+fn source_samples_follow_the_same_rules() {
+    let (_d, mut agent) = agent_emitting("[]", "");
+    let report = agent
+        .dispatcher
+        .ingest(vec![
+            dp("ok", 1, 1.0),
+            dp("bob:x", 1, 1.0),
+            dp("not ok", 1, 1.0),
+            dp("nan", 1, f64::NAN),
+        ])
+        .unwrap();
+    assert_eq!(report.accepted, 1);
+    let reasons: Vec<String> = report
+        .rejected
+        .iter()
+        .map(|r| r.reason.to_string())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("remote uris are read-only"));
+    assert!(reasons[1].contains("invalid uri"));
+    assert!(reasons[2].contains("not finite"));
+}
+
+#[test]
+fn an_impulse_loop_stops_at_the_chain_depth() {
+    // The impulse writes to the uri it subscribes to: every output fires it again.
+    let dir = AgentDir::new(
+        "- max_chain_depth: 3\n- impulses:\n    name: looper\n    filename: {guest:probe}\n    uris: [loop.x]\n    params:\n      emit: '[{\"uri\": \"loop.x\", \"datapoint\": 1}]'\n",
+    );
+    let mut agent = dir.open();
+    let report = agent.dispatcher.ingest(vec![dp("loop.x", 1, 0.0)]).unwrap();
+    assert_eq!(
+        report.fires, 3,
+        "depth 0, 1 and 2 fire; depth 3 is stored only"
+    );
+    let s = stats(&agent);
+    assert_eq!((s.fires, s.chain_cut), (3, 1));
+    assert_eq!(stored(&agent, "loop.x"), vec![Value::Datapoint(1.0)]);
+}
+
+#[test]
+fn a_chain_of_impulses_runs_through() {
+    // a → first → b → second → c
+    let dir = AgentDir::new(
+        "- impulses:\n    name: first\n    filename: {guest:probe}\n    uris: [a]\n    params: {out: first.out, emit: '[{\"uri\": \"b\", \"datapoint\": 1}]'}\n\
+         - impulses:\n    name: second\n    filename: {guest:probe}\n    uris: [b]\n    params: {out: second.out, emit: '[{\"uri\": \"c\", \"datapoint\": 2}]'}\n",
+    );
+    let mut agent = dir.open();
+    let report = agent.dispatcher.ingest(vec![dp("a", 5, 0.0)]).unwrap();
+    assert_eq!(report.fires, 2);
+    let c = agent.dispatcher.store().latest("c", 1).unwrap();
+    assert_eq!((c[0].ts, &c[0].value), (5, &Value::Datapoint(2.0)));
+}

@@ -1,0 +1,150 @@
+//! Misbehaving guests are contained: a panic, an endless loop and a memory bomb
+//! each end in a recorded failure, and a healthy impulse beside them keeps working.
+//! Modules that are not impulses are refused with an error naming the file.
+
+use std::time::{Duration, Instant};
+
+use komlogd::agent::Agent;
+use komlogd::impulses::ImpulseStats;
+use komlogd_tests::{AgentDir, dp};
+
+fn with_neighbour(mode: &str, limits: &str) -> (AgentDir, Agent) {
+    let dir = AgentDir::new(&format!(
+        "- impulses:\n    name: bad\n    filename: {{guest:misbehave}}\n    uris: [x]\n    params: {{mode: {mode}}}\n{limits}\
+         - impulses:\n    name: good\n    filename: {{guest:probe}}\n    uris: [x]\n"
+    ));
+    let agent = dir.open();
+    (dir, agent)
+}
+
+fn stats(agent: &Agent, name: &str) -> ImpulseStats {
+    agent
+        .dispatcher
+        .stats()
+        .into_iter()
+        .find(|(n, _)| &**n == name)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no impulse {name}"))
+}
+
+/// Two fires; the healthy neighbour must have answered both.
+fn fire_twice(agent: &mut Agent) {
+    for ts in [1, 2] {
+        agent.dispatcher.ingest(vec![dp("x", ts, 0.0)]).unwrap();
+        let out = agent.dispatcher.store().latest("probe.out", 1).unwrap();
+        assert_eq!(
+            out.first().map(|s| s.ts),
+            Some(ts),
+            "the healthy impulse fired at {ts}"
+        );
+    }
+    assert_eq!(stats(agent, "good").fires, 2);
+}
+
+#[test]
+fn a_panic_is_a_trap_with_its_message() {
+    let (_d, mut agent) = with_neighbour("panic", "");
+    fire_twice(&mut agent);
+    let s = stats(&agent, "bad");
+    assert_eq!(s.failures.get("trap"), Some(&2), "{s:?}");
+    let err = s.last_error.unwrap();
+    assert!(err.contains("misbehave: asked to panic"), "{err}");
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_deadline() {
+    let (_d, mut agent) = with_neighbour("spin", "    limits: {timeout: 200ms}\n");
+    let started = Instant::now();
+    fire_twice(&mut agent);
+    let elapsed = started.elapsed();
+    let s = stats(&agent, "bad");
+    assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
+fn a_memory_bomb_hits_its_cap() {
+    let (_d, mut agent) = with_neighbour("hog", "    limits: {memory: 32MiB}\n");
+    fire_twice(&mut agent);
+    let s = stats(&agent, "bad");
+    assert_eq!(s.failures.get("memory"), Some(&2), "{s:?}");
+    assert!(
+        s.last_error
+            .unwrap()
+            .contains("memory cap of 33554432 bytes")
+    );
+    assert!(s.memory_high_water <= 32 << 20);
+}
+
+#[test]
+fn a_guest_error_keeps_the_instance() {
+    let (_d, mut agent) = with_neighbour("err", "");
+    fire_twice(&mut agent);
+    let s = stats(&agent, "bad");
+    assert_eq!((s.fires, s.guest_errors), (2, 2));
+    assert!(s.failures.is_empty());
+    assert!(s.last_error.unwrap().contains("misbehave: asked to fail"));
+}
+
+#[test]
+fn bad_modules_are_refused_by_name_and_the_others_load() {
+    let dir = AgentDir::new("");
+    let corrupt = dir.path().join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm\x0d\x00\x01\x00 this is not a component").unwrap();
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, b"hello").unwrap();
+    dir.write_config(
+        "- impulses:\n    filename: {guest:wrong-world}\n    uris: [x]\n\
+         - impulses:\n    filename: corrupt.wasm\n    uris: [x]\n\
+         - impulses:\n    filename: text.wasm\n    uris: [x]\n\
+         - impulses:\n    filename: missing.wasm\n    uris: [x]\n\
+         - impulses:\n    filename: {guest:probe}\n    uris: [x]\n",
+    );
+    let mut agent = dir.open();
+    let errors: Vec<String> = agent.load_errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(
+        errors[0].contains("wrong_world.wasm") && errors[0].contains("does not implement"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("corrupt.wasm")
+            && errors[1].contains("not a valid WebAssembly component"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("text.wasm") && errors[2].contains("magic"),
+        "{}",
+        errors[2]
+    );
+    assert!(
+        errors[3].contains("missing.wasm") && errors[3].contains("cannot read"),
+        "{}",
+        errors[3]
+    );
+    let r = agent.dispatcher.ingest(vec![dp("x", 1, 0.0)]).unwrap();
+    assert_eq!(r.fires, 1, "the good impulse still runs");
+}
+
+#[test]
+fn guests_get_no_filesystem_environment_or_network() {
+    let dir = AgentDir::new(
+        "- impulses:\n    name: fs\n    filename: {guest:misbehave}\n    uris: [x]\n    params: {mode: fs}\n\
+         - impulses:\n    name: env\n    filename: {guest:misbehave}\n    uris: [x]\n    params: {mode: env}\n\
+         - impulses:\n    name: net\n    filename: {guest:misbehave}\n    uris: [x]\n    params: {mode: net}\n",
+    );
+    let mut agent = dir.open();
+    agent.dispatcher.ingest(vec![dp("x", 1, 0.0)]).unwrap();
+    for mode in ["fs", "env", "net"] {
+        let out = agent
+            .dispatcher
+            .store()
+            .latest(&format!("misbehave.{mode}"), 1)
+            .unwrap();
+        let text = out[0].value.to_string();
+        assert!(text.starts_with("denied"), "{mode}: {text}");
+    }
+}
