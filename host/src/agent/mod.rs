@@ -33,14 +33,24 @@ pub fn cache_dir(config_dir: &Path) -> PathBuf {
     config_dir.join("cache").join("compiled")
 }
 
+/// An impulse that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("impulse {name}: {error}")]
+pub struct LoadFailure {
+    /// The impulse's name.
+    pub name: String,
+    /// Why.
+    pub error: SpecError,
+}
+
 /// A local agent: a dispatcher over the embedded store with the configured impulses.
 pub struct Agent {
     /// The dispatcher (store + impulses).
     pub dispatcher: Dispatcher,
     /// The engine the impulses run in.
     pub engine: Engine,
-    /// Impulses that could not be loaded, with reasons (already logged).
-    pub load_errors: Vec<SpecError>,
+    /// Impulses that could not be loaded, with reasons; the caller reports them.
+    pub load_errors: Vec<LoadFailure>,
 }
 
 /// Settings that are not in the configuration file.
@@ -111,10 +121,10 @@ impl Agent {
                     );
                     dispatcher.add_impulse(spec, module, Some(instance));
                 }
-                Err(e) => {
-                    tracing::error!("impulse {} not loaded: {e}", block.name);
-                    load_errors.push(e);
-                }
+                Err(error) => load_errors.push(LoadFailure {
+                    name: block.name.clone(),
+                    error,
+                }),
             }
         }
         Ok(Agent {

@@ -111,8 +111,10 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOMLOGD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colour codes only on a terminal: piped or redirected logs stay plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -155,7 +157,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// True when fd 0 is a pipe or a regular file (a terminal or /dev/null is no input).
+/// True when fd 0 is a pipe, a socket or a regular file (a terminal or /dev/null
+/// is no input). Sockets count: Node.js, socket-activated services and some
+/// process supervisors hand their children a socket pair as a "pipe".
 fn stdin_has_input() -> bool {
     use std::os::fd::AsFd;
     use std::os::unix::fs::FileTypeExt;
@@ -164,7 +168,10 @@ fn stdin_has_input() -> bool {
     };
     std::fs::File::from(fd)
         .metadata()
-        .map(|m| m.file_type().is_fifo() || m.file_type().is_file())
+        .map(|m| {
+            let t = m.file_type();
+            t.is_fifo() || t.is_socket() || t.is_file()
+        })
         .unwrap_or(false)
 }
 
@@ -209,7 +216,7 @@ fn truncate(s: &str, max: usize) -> String {
 fn open_agent(config: &Config) -> Result<Agent, Failure> {
     let agent = Agent::open(config).map_err(|e| Failure::runtime(e.to_string()))?;
     for e in &agent.load_errors {
-        eprintln!("komlogd: impulse not loaded: {e}");
+        eprintln!("komlogd: not loaded: {e}");
     }
     Ok(agent)
 }

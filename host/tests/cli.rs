@@ -1,0 +1,786 @@
+//! The real `komlogd` binary run as a child process, as a user or a cron job runs it:
+//!
+//! * uploads from stdin (`df -k | komlogd -u host.disk`, `--datapoint --ts`) through
+//!   the real example guests (`df`, `threshold`), and `query` in text and JSON;
+//! * every bad input (no stdin, stdin without `-u`, bad uri, oversized or non-UTF-8
+//!   stdin, a bad number, a missing or broken configuration, a remote uri, a kind
+//!   change, an unknown uri) gets its message on stderr and the documented status
+//!   (0 ok, 1 runtime failure, 2 usage or configuration error);
+//! * a corrupt impulse module: uploads still work, `check` fails and names it;
+//! * `--help` and `--version`.
+//!
+//! Each test has its own komlogd.yaml in a temporary directory, which is also
+//! `HOME`. Every child is killed if it runs for more than a minute.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
+const GUESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../examples/target/wasm32-wasip2/release"
+);
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest sample text, in bytes.
+const LIMIT: usize = 131_072;
+
+/// Path of a built example guest (`df`, `threshold`, …).
+fn guest(name: &str) -> PathBuf {
+    let path = Path::new(GUESTS).join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "guest {} not found: run `cargo test --workspace` (the komlogd-tests crate builds the guests)",
+        path.display()
+    );
+    path
+}
+
+/// What a child is given on fd 0.
+enum Stdin {
+    /// `/dev/null`: no input.
+    Null,
+    /// A pipe carrying these bytes.
+    Pipe(Vec<u8>),
+    /// One end of a Unix socket pair carrying these bytes.
+    Socket(Vec<u8>),
+}
+
+impl Stdin {
+    fn text(s: &str) -> Stdin {
+        Stdin::Pipe(s.as_bytes().to_vec())
+    }
+}
+
+/// How a child ended.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn reader(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
+}
+
+fn writer(mut sink: impl Write + Send + 'static, data: Vec<u8>) -> JoinHandle<()> {
+    // The child may stop reading early (size limit): a broken pipe is expected.
+    std::thread::spawn(move || {
+        let _ = sink.write_all(&data);
+    })
+}
+
+/// Wait for `child`, killing it after [`TIMEOUT`].
+fn wait_bounded(child: &mut Child, what: &str) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for komlogd") {
+            return status
+                .code()
+                .unwrap_or_else(|| panic!("{what}: killed by a signal: {status}"));
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {TIMEOUT:?}, killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `komlogd ARGS` with `HOME` = `home` and the given stdin.
+fn komlogd(home: &Path, args: &[&str], stdin: Stdin) -> Run {
+    let what = format!("komlogd {}", args.join(" "));
+    let mut cmd = Command::new(KOMLOGD);
+    cmd.args(args)
+        .env("HOME", home)
+        .env_remove("KOMLOGD_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut feed = None;
+    match stdin {
+        Stdin::Null => {
+            cmd.stdin(Stdio::null());
+        }
+        Stdin::Pipe(data) => {
+            cmd.stdin(Stdio::piped());
+            feed = Some(data);
+        }
+        Stdin::Socket(data) => {
+            let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+            cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+            std::thread::spawn(move || {
+                let _ = ours.write_all(&data);
+                let _ = ours.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {KOMLOGD}: {e}"));
+    // Close our copy of the child's socket end now that the child holds it.
+    drop(cmd);
+    let feeder = match (feed, child.stdin.take()) {
+        (Some(data), Some(pipe)) => Some(writer(pipe, data)),
+        _ => None,
+    };
+    let out = reader(child.stdout.take().expect("stdout"));
+    let err = reader(child.stderr.take().expect("stderr"));
+    let code = wait_bounded(&mut child, &what);
+    if let Some(f) = feeder {
+        f.join().expect("stdin writer");
+    }
+    Run {
+        code,
+        stdout: String::from_utf8(out.join().expect("stdout reader")).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(err.join().expect("stderr reader")).expect("UTF-8 stderr"),
+    }
+}
+
+/// A temporary agent directory (also `HOME`) with its komlogd.yaml.
+struct Agent {
+    dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// `yaml` with `{guest:NAME}` replaced by the path of that guest.
+    fn new(yaml: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let agent = Agent { dir };
+        std::fs::write(agent.config(), expand(yaml)).expect("write komlogd.yaml");
+        agent
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("komlogd.yaml")
+    }
+
+    fn config_str(&self) -> String {
+        self.config().display().to_string()
+    }
+
+    /// `komlogd -c <its komlogd.yaml> ARGS`.
+    fn run(&self, args: &[&str], stdin: Stdin) -> Run {
+        let config = self.config_str();
+        let mut all = vec!["-c", config.as_str()];
+        all.extend_from_slice(args);
+        komlogd(self.dir.path(), &all, stdin)
+    }
+
+    /// Upload `text` to `uri` and expect success.
+    fn upload(&self, uri: &str, text: &str) -> Run {
+        let run = self.run(&["-u", uri], Stdin::text(text));
+        assert_eq!(run.code, 0, "upload to {uri}: {run:?}");
+        run
+    }
+
+    /// `query ARGS --json`, parsed, expecting success.
+    fn query_json(&self, args: &[&str]) -> Vec<Json> {
+        let mut all = vec!["query"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let run = self.run(&all, Stdin::Null);
+        assert_eq!(run.code, 0, "{all:?}: {run:?}");
+        match serde_json::from_str(&run.stdout) {
+            Ok(Json::Array(rows)) => rows,
+            other => panic!("{all:?} printed no JSON array: {other:?}\n{}", run.stdout),
+        }
+    }
+
+    fn store_exists(&self) -> bool {
+        self.dir.path().join("data").join("store.redb").exists()
+    }
+}
+
+fn expand(yaml: &str) -> String {
+    let mut out = String::new();
+    let mut rest = yaml;
+    while let Some(start) = rest.find("{guest:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 7..];
+        let end = after.find('}').expect("unclosed {guest:");
+        out.push_str(&guest(&after[..end]).display().to_string());
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The demo's df → disk_alarm chain.
+const DF_AND_THRESHOLD: &str = "\
+- username: me
+- impulses:
+    name: df
+    filename: {guest:df}
+    uris: [host.disk]
+- impulses:
+    name: disk_alarm
+    filename: {guest:threshold}
+    uris: [host.disk.root.used_pct]
+    params:
+      threshold: 80
+";
+
+/// A configuration with no impulses.
+const PLAIN: &str = "- username: me\n";
+
+fn real_df_k() -> String {
+    let output = Command::new("df")
+        .arg("-k")
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run df -k");
+    let text = String::from_utf8(output.stdout).expect("df -k prints UTF-8");
+    assert!(
+        text.starts_with("Filesystem"),
+        "df -k printed no table (status {}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+fn field<'a>(row: &'a Json, key: &str) -> &'a Json {
+    row.get(key)
+        .unwrap_or_else(|| panic!("no `{key}` in {row}"))
+}
+
+// ------------------------------------------------------------------- uploads
+
+#[test]
+fn df_k_upload_fires_the_chain_and_query_shows_it() {
+    let agent = Agent::new(DF_AND_THRESHOLD);
+    let df = real_df_k();
+    let run = agent.run(&["-u", "host.disk"], Stdin::text(&df));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(" host.disk: stored; 2 impulse fires, "),
+        "{run:?}"
+    );
+    assert!(run.stdout.ends_with(" samples written\n"), "{run:?}");
+    assert!(
+        !run.stderr.contains('\x1b'),
+        "colour codes: {:?}",
+        run.stderr
+    );
+
+    // The datasource as uploaded.
+    let rows = agent.query_json(&["host.disk"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(field(&rows[0], "kind"), "datasource");
+    assert_eq!(field(&rows[0], "uri"), "host.disk");
+    assert_eq!(field(&rows[0], "value").as_str(), Some(df.as_str()));
+    let ts = field(&rows[0], "ts").as_i64().expect("integer ts");
+    let time = field(&rows[0], "time")
+        .as_str()
+        .expect("time text")
+        .to_owned();
+    assert!(time.ends_with('Z') && time.len() == 27, "{time}");
+    assert!(run.stdout.starts_with(&format!("{time} host.disk: stored")));
+
+    // The root filesystem's percentage, written by df at the same ts.
+    let rows = agent.query_json(&["host.disk.root.used_pct"]);
+    let last = rows.last().expect("one sample");
+    assert_eq!(field(last, "kind"), "datapoint");
+    assert_eq!(field(last, "uri"), "host.disk.root.used_pct");
+    assert_eq!(field(last, "ts").as_i64(), Some(ts));
+    let root = field(last, "value").as_f64().expect("a number");
+    assert!((0.0..=100.0).contains(&root), "{root}");
+
+    // disk_alarm's verdict on it.
+    let rows = agent.query_json(&["host.disk.root.used_pct._anomaly"]);
+    let flag = field(rows.last().expect("one flag"), "value").as_f64();
+    assert_eq!(flag, Some(if root > 80.0 { 1.0 } else { 0.0 }));
+
+    // The listing: the datasource, every used_pct and the flag, one sample each.
+    let list = agent.run(&["query"], Stdin::Null);
+    assert_eq!(list.code, 0, "{list:?}");
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    let suffix = format!("  1 sample, last {time}");
+    assert!(
+        lines.contains(&format!("host.disk  datasource{suffix}").as_str()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("host.disk.root.used_pct  datapoint{suffix}").as_str()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("host.disk.root.used_pct._anomaly  datapoint{suffix}").as_str()),
+        "{lines:?}"
+    );
+    for line in &lines {
+        let uri = line.split("  ").next().unwrap();
+        assert!(
+            uri == "host.disk"
+                || uri == "host.disk.root.used_pct._anomaly"
+                || (uri.starts_with("host.disk.") && uri.ends_with(".used_pct")),
+            "unexpected uri in {line:?}"
+        );
+        assert!(line.ends_with(&suffix), "{line:?}");
+    }
+    let used_pct = lines.iter().filter(|l| l.contains(".used_pct  ")).count();
+    assert!(
+        run.stdout.contains(&format!(
+            "2 impulse fires, {} samples written",
+            used_pct + 1
+        )),
+        "{used_pct} used_pct uris listed; {run:?}"
+    );
+    let listed = agent.query_json(&[]);
+    assert_eq!(listed.len(), lines.len());
+    assert!(listed.iter().all(|r| field(r, "count") == 1));
+
+    // The text query shows the df table indented under its header line.
+    let shown = agent.run(&["query", "host.disk"], Stdin::Null);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    let mut expected = format!("{time}  host.disk\n");
+    for line in df.lines() {
+        expected.push_str(&format!("    {line}\n"));
+    }
+    assert_eq!(shown.stdout, expected);
+    assert_eq!(shown.stderr, "");
+}
+
+#[test]
+fn datapoint_upload_with_a_timestamp() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(
+        &["-u", "cpu.x", "--datapoint", "--ts", "1000000"],
+        Stdin::text("42.5\n"),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "1970-01-01T00:00:01.000000Z cpu.x: stored; 0 impulse fires, 0 samples written\n"
+    );
+    assert_eq!(run.stderr, "");
+    let shown = agent.run(&["query", "cpu.x"], Stdin::Null);
+    assert_eq!(
+        (shown.code, shown.stdout.as_str(), shown.stderr.as_str()),
+        (0, "1970-01-01T00:00:01.000000Z  cpu.x  42.5\n", "")
+    );
+    let rows = agent.query_json(&["cpu.x"]);
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"uri": "cpu.x", "ts": 1_000_000, "time": "1970-01-01T00:00:01.000000Z",
+            "kind": "datapoint", "value": 42.5})
+        ]
+    );
+}
+
+#[test]
+fn query_limits_to_the_latest_n_oldest_first() {
+    let agent = Agent::new(PLAIN);
+    for (i, v) in ["1", "2.5", "-3", "4e2"].iter().enumerate() {
+        let ts = ((i + 1) * 1_000_000).to_string();
+        let run = agent.run(
+            &["-u", "m", "--datapoint", "--ts", &ts],
+            Stdin::text(&format!(" {v}\n")),
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let shown = agent.run(&["query", "m", "-n", "2"], Stdin::Null);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    assert_eq!(
+        shown.stdout,
+        "1970-01-01T00:00:03.000000Z  m  -3\n1970-01-01T00:00:04.000000Z  m  400\n"
+    );
+}
+
+#[test]
+fn stdin_from_a_socket_is_input() {
+    // Node.js and some supervisors give their children a socket pair, not a pipe.
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(
+        &["-u", "sock.x", "--datapoint", "--ts", "2000000"],
+        Stdin::Socket(b"7\n".to_vec()),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "1970-01-01T00:00:02.000000Z sock.x: stored; 0 impulse fires, 0 samples written\n"
+    );
+    let rows = agent.query_json(&["sock.x"]);
+    assert_eq!(field(&rows[0], "value").as_f64(), Some(7.0));
+}
+
+#[test]
+fn the_largest_sample_is_accepted() {
+    let agent = Agent::new(PLAIN);
+    let text = "x".repeat(LIMIT);
+    let run = agent.upload("fits", &text);
+    assert!(run.stdout.contains(" fits: stored;"), "{run:?}");
+    let rows = agent.query_json(&["fits"]);
+    assert_eq!(field(&rows[0], "value").as_str().map(str::len), Some(LIMIT));
+}
+
+#[test]
+fn own_global_uri_is_a_local_write() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(
+        &["-u", "ME:own.x", "--datapoint", "--ts", "5"],
+        Stdin::text("1"),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows = agent.query_json(&["own.x"]);
+    assert_eq!(field(&rows[0], "uri"), "own.x");
+}
+
+// --------------------------------------------------------- usage errors: 2
+
+/// Expect status `code` and exactly `message` (after `komlogd: `) on stderr.
+fn assert_fails(run: &Run, code: i32, message: &str) {
+    assert_eq!(run.code, code, "{run:?}");
+    assert_eq!(run.stderr, format!("komlogd: {message}\n"), "{run:?}");
+    assert_eq!(run.stdout, "", "{run:?}");
+}
+
+#[test]
+fn uri_without_stdin_input_is_a_usage_error() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(&["-u", "x"], Stdin::Null);
+    assert_fails(
+        &run,
+        2,
+        "-u/--uri given, but no input on stdin: pipe the data in, e.g. `df -k | komlogd -u host.disk`",
+    );
+    assert!(!agent.store_exists());
+}
+
+#[test]
+fn stdin_without_uri_is_a_usage_error() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(&[], Stdin::text("some data\n"));
+    assert_fails(
+        &run,
+        2,
+        "data on stdin, but no uri: add -u URI to upload it",
+    );
+    assert!(!agent.store_exists());
+}
+
+#[test]
+fn uri_with_a_command_is_a_usage_error() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(&["-u", "x", "query"], Stdin::text("1"));
+    assert_fails(&run, 2, "-u/--uri cannot be combined with a command");
+}
+
+#[test]
+fn datapoint_without_uri_is_a_usage_error() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(&["--datapoint"], Stdin::text("1"));
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("the following required arguments were not provided")
+            && run.stderr.contains("--uri <URI>"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn invalid_uri_is_named() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(&["-u", "bad..uri"], Stdin::text("text"));
+    assert_fails(
+        &run,
+        2,
+        "-u bad..uri: invalid uri \"bad..uri\": expected levels of [A-Za-z0-9_-] joined by '.', optionally prefixed by 'user:'",
+    );
+    assert!(!agent.store_exists());
+}
+
+#[test]
+fn oversized_stdin_is_refused_and_nothing_stored() {
+    let agent = Agent::new(PLAIN);
+    agent.upload("first", "something small");
+    for size in [LIMIT + 1, 3 * LIMIT] {
+        let run = agent.run(&["-u", "big"], Stdin::Pipe(vec![b'x'; size]));
+        assert_fails(
+            &run,
+            2,
+            "stdin holds more than 131072 bytes, the limit of a sample; nothing was uploaded",
+        );
+    }
+    let run = agent.run(&["query", "big"], Stdin::Null);
+    assert_fails(&run, 1, "no samples stored at big");
+    let uris: Vec<Json> = agent
+        .query_json(&[])
+        .iter()
+        .map(|r| field(r, "uri").clone())
+        .collect();
+    assert_eq!(uris, ["first"]);
+}
+
+#[test]
+fn non_utf8_stdin_is_refused() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(&["-u", "t"], Stdin::Pipe(b"ok\xff\xfe".to_vec()));
+    assert_fails(
+        &run,
+        2,
+        "stdin is not UTF-8 text (invalid byte at offset 2); nothing was uploaded",
+    );
+    assert!(!agent.store_exists());
+}
+
+#[test]
+fn datapoint_needs_one_finite_number() {
+    let agent = Agent::new(PLAIN);
+    for (input, shown) in [
+        ("abc\n", "\"abc\""),
+        ("nan\n", "\"nan\""),
+        ("inf", "\"inf\""),
+        ("1 2", "\"1 2\""),
+        ("", "\"\""),
+    ] {
+        let run = agent.run(&["-u", "n", "--datapoint"], Stdin::text(input));
+        assert_fails(
+            &run,
+            2,
+            &format!("--datapoint: stdin must hold one finite number, found {shown}"),
+        );
+    }
+    assert!(!agent.store_exists());
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    let missing = home.path().join("nowhere").join("komlogd.yaml");
+    let m = missing.display().to_string();
+    let message = format!("{m}: File not found: {m}");
+    for (args, stdin) in [
+        (vec!["-c", &m, "check"], Stdin::Null),
+        (vec!["-c", &m, "query"], Stdin::Null),
+        (vec!["-c", &m, "-u", "x"], Stdin::text("1")),
+    ] {
+        let run = komlogd(home.path(), &args, stdin);
+        assert_fails(&run, 2, &message);
+    }
+    // Without -c: ~/.komlogd/komlogd.yaml, under HOME.
+    let run = komlogd(home.path(), &["check"], Stdin::Null);
+    let default = home.path().join(".komlogd").join("komlogd.yaml");
+    let d = default.display();
+    assert_fails(&run, 2, &format!("{d}: File not found: {d}"));
+}
+
+#[test]
+fn config_error_names_file_and_line() {
+    let agent = Agent::new(
+        "- username: me\n- impulses:\n    filename: {guest:threshold}\n    uris: [x]\n    data_reqs:\n      past_count: ten\n",
+    );
+    let message = format!(
+        "{}:6: impulses.data_reqs.past_count: expected a non-negative integer, found \"ten\"",
+        agent.config_str()
+    );
+    assert!(message.contains("komlogd.yaml:6: "));
+    assert_fails(&agent.run(&["check"], Stdin::Null), 2, &message);
+    assert_fails(&agent.run(&["-u", "x"], Stdin::text("1")), 2, &message);
+    assert!(!agent.store_exists());
+}
+
+// ------------------------------------------------------- runtime errors: 1
+
+#[test]
+fn query_of_unknown_uri_fails() {
+    let agent = Agent::new(PLAIN);
+    let path = agent.dir.path().join("data").join("store.redb");
+    assert_fails(
+        &agent.run(&["query", "never.written"], Stdin::Null),
+        1,
+        &format!(
+            "no store yet at {}: nothing has been uploaded with this configuration",
+            path.display()
+        ),
+    );
+    agent.upload("something", "1");
+    assert_fails(
+        &agent.run(&["query", "never.written"], Stdin::Null),
+        1,
+        "no samples stored at never.written",
+    );
+    assert_fails(
+        &agent.run(&["query", "never..valid"], Stdin::Null),
+        2,
+        "invalid uri \"never..valid\": expected levels of [A-Za-z0-9_-] joined by '.', optionally prefixed by 'user:'",
+    );
+}
+
+#[test]
+fn upload_to_another_users_uri_is_read_only() {
+    let agent = Agent::new(PLAIN);
+    let run = agent.run(&["-u", "someoneelse:x"], Stdin::text("hello"));
+    assert_fails(
+        &run,
+        1,
+        "someoneelse:x: not uploaded: uri someoneelse:x belongs to another user: remote uris are read-only",
+    );
+    assert!(run.stderr.contains("read-only"));
+    let listed = agent.query_json(&[]);
+    assert_eq!(listed, Vec::<Json>::new());
+}
+
+#[test]
+fn kind_change_is_refused() {
+    let agent = Agent::new(PLAIN);
+    agent.upload("k", "text first");
+    let run = agent.run(&["-u", "k", "--datapoint"], Stdin::text("1"));
+    assert_fails(
+        &run,
+        1,
+        "k: not uploaded: uri k is a datasource; a datapoint cannot be written to it",
+    );
+    let rows = agent.query_json(&["k"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(field(&rows[0], "value"), "text first");
+}
+
+// ----------------------------------------------------- bad impulse modules
+
+/// df plus an impulse whose module is not WebAssembly.
+fn with_corrupt_module() -> (Agent, PathBuf) {
+    let agent = Agent::new(
+        "- impulses:\n    name: df\n    filename: {guest:df}\n    uris: [host.disk]\n- impulses:\n    name: broken\n    filename: broken.wasm\n    uris: [host.disk]\n",
+    );
+    let bad = agent.dir.path().join("broken.wasm");
+    std::fs::write(&bad, b"\x00asn this is not a component").unwrap();
+    (agent, bad)
+}
+
+const TINY_DF: &str =
+    "Filesystem 1K-blocks Used Available Use% Mounted on\n/dev/sda1 100 25 75 25% /\n";
+
+#[test]
+fn corrupt_module_is_reported_and_upload_still_works() {
+    let (agent, bad) = with_corrupt_module();
+    let run = agent.run(
+        &["-u", "host.disk", "--ts", "7000000"],
+        Stdin::text(TINY_DF),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "1970-01-01T00:00:07.000000Z host.disk: stored; 1 impulse fire, 1 sample written\n"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "komlogd: not loaded: impulse broken: {}: not a valid WebAssembly component",
+            bad.display()
+        )),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.stderr
+            .matches("not a valid WebAssembly component")
+            .count(),
+        1,
+        "reported once: {run:?}"
+    );
+    assert!(
+        !run.stderr.contains('\x1b'),
+        "colour codes: {:?}",
+        run.stderr
+    );
+    let rows = agent.query_json(&["host.disk.root.used_pct"]);
+    assert_eq!(field(&rows[0], "value").as_f64(), Some(25.0));
+}
+
+#[test]
+fn check_fails_on_a_corrupt_module_and_lists_the_good_one() {
+    let (agent, bad) = with_corrupt_module();
+    let run = agent.run(&["check"], Stdin::Null);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{}: 1 impulse loaded\n  df ({}): host.disk\n",
+            agent.config_str(),
+            guest("df").display()
+        )
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "komlogd: not loaded: impulse broken: {}: not a valid WebAssembly component",
+            bad.display()
+        )),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.stderr
+            .matches("not a valid WebAssembly component")
+            .count(),
+        1,
+        "reported once: {run:?}"
+    );
+    assert!(
+        run.stderr
+            .ends_with("komlogd: 1 impulse could not be loaded\n"),
+        "{run:?}"
+    );
+
+    // Fixed: check passes and lists both.
+    std::fs::copy(guest("threshold"), &bad).unwrap();
+    let run = agent.run(&["check"], Stdin::Null);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{}: 2 impulses loaded\n  df ({}): host.disk\n  broken ({}): host.disk\n",
+            agent.config_str(),
+            guest("df").display(),
+            bad.display()
+        )
+    );
+    // With no command and no stdin input, komlogd checks too.
+    let run = agent.run(&[], Stdin::Null);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with(&format!("{}: 2 impulses loaded\n", agent.config_str()))
+    );
+}
+
+// ------------------------------------------------------------- help, version
+
+#[test]
+fn help_and_version() {
+    let home = tempfile::tempdir().unwrap();
+    let run = komlogd(home.path(), &["--version"], Stdin::Null);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!("komlogd {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let run = komlogd(home.path(), &["--help"], Stdin::Null);
+    assert_eq!(run.code, 0, "{run:?}");
+    for needle in [
+        "Usage: komlogd",
+        "query",
+        "check",
+        "--uri",
+        "--datapoint",
+        "--ts",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "{needle} missing from {}",
+            run.stdout
+        );
+    }
+    let run = komlogd(home.path(), &["query", "--help"], Stdin::Null);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("--json"), "{}", run.stdout);
+}
