@@ -6,7 +6,7 @@
 //! Arrow window of recent data → validation of its outputs → the store again.
 //!
 //! Modules, in the order of that line: [`config`] (komlogd.yaml), [`model`]
-//! (uris, samples, rules), [`store`], [`engine`], [`impulses`], [`agent`]
+//! (uris, samples, rules), [`sources`] (scheduled jobs), [`store`], [`engine`], [`impulses`], [`agent`]
 //! (assembly), [`cli`].
 
 pub mod agent;
@@ -14,5 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod impulses;
+pub mod keys;
+pub mod logging;
 pub mod model;
+pub mod sources;
 pub mod store;
