@@ -5,6 +5,8 @@
 //! `cache/compiled/` (compiled modules). An impulse that fails to load is reported
 //! and left out; the others load.
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -114,7 +116,7 @@ impl Agent {
                 Ok((spec, module, instance)) => {
                     tracing::info!(
                         impulse = &*spec.name,
-                        module = %spec.module_path.display(),
+                        wasm = %spec.module_path.display(),
                         version = &module.hash()[..12],
                         uris = ?spec.uris.iter().map(ToString::to_string).collect::<Vec<_>>(),
                         "impulse loaded"

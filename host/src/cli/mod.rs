@@ -7,15 +7,16 @@
 mod format;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::agent::{self, Agent};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::model::{MAX_DATASOURCE_BYTES, Sample, Value, now_us};
 use crate::store::Store;
+use crate::{keys, logging};
 
 /// komlogd: the Komlog agent. Runs WebAssembly impulses over time series.
 #[derive(Debug, Parser)]
@@ -40,7 +41,7 @@ pub struct Cli {
         allow_negative_numbers = true
     )]
     pub ts: Option<i64>,
-    /// What to do; without a command and without -u, nothing but a check of the configuration.
+    /// What to do; without a command and without -u, run the agent.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -61,6 +62,8 @@ pub enum Command {
     },
     /// Load the configuration and every impulse, report problems, and exit.
     Check,
+    /// Run the agent until SIGINT or SIGTERM (the default without a command).
+    Run,
 }
 
 /// A failure and its exit status.
@@ -98,7 +101,6 @@ pub fn default_config_path() -> PathBuf {
 /// Run the command line; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -108,7 +110,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logging for the one-shot commands: stderr only.
+fn init_stderr_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOMLOGD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colour codes only on a terminal: piped or redirected logs stay plain text.
@@ -122,6 +125,9 @@ fn init_logging() {
 
 fn load_config(cli: &Cli) -> Result<Config, Failure> {
     let path = cli.config.clone().unwrap_or_else(default_config_path);
+    if cli.config.is_none() && !path.exists() {
+        return Err(first_run(&path));
+    }
     let config = Config::load(&path).map_err(|e| Failure::usage(e.to_string()))?;
     for w in &config.warnings {
         eprintln!("komlogd: warning: {w}");
@@ -129,8 +135,41 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     Ok(config)
 }
 
+/// First run: create the configuration directory with a commented komlogd.yaml,
+/// the log directory and the key pair, then ask for a username.
+fn first_run(path: &Path) -> Failure {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let created = std::fs::create_dir_all(dir.join("log"))
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
+        .and_then(|mut f| std::io::Write::write_all(&mut f, config::TEMPLATE.as_bytes()));
+    if let Err(e) = created {
+        return Failure::runtime(format!("cannot create {}: {e}", path.display()));
+    }
+    let key = match keys::load_or_create(&dir.join(keys::DEFAULT_PRIVATE_KEY_FILE)) {
+        Ok(key) => key,
+        Err(e) => return Failure::runtime(e.to_string()),
+    };
+    Failure::usage(format!(
+        "created {} and a new key pair in {}.\n\
+         This is the public key, add it to your Komlog account:\n{}\n\
+         Set username in configuration file. Edit {} and add `- username: <your user>`.",
+        path.display(),
+        dir.display(),
+        key.public_line,
+        path.display()
+    ))
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    if !matches!((&cli.uri, &cli.command), (None, None | Some(Command::Run))) {
+        init_stderr_logging();
+    }
     let stdin_has_input = stdin_has_input();
     match (&cli.uri, &cli.command) {
         (Some(_), Some(_)) => Err(Failure::usage("-u/--uri cannot be combined with a command")),
@@ -150,9 +189,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli)?;
             query(&config, uri.as_deref(), *limit, *json)
         }
-        (None, Some(Command::Check) | None) => {
+        (None, Some(Command::Check)) => {
             let config = load_config(&cli)?;
             check(&config)
+        }
+        (None, Some(Command::Run) | None) => {
+            let config = load_config(&cli)?;
+            run_agent(&config)
         }
     }
 }
@@ -288,6 +331,66 @@ fn query(config: &Config, uri: Option<&str>, limit: usize, json: bool) -> Result
         }
     };
     print!("{out}");
+    Ok(())
+}
+
+/// The agent: keys, username, file logging, then jobs and impulses until a signal.
+fn run_agent(config: &Config) -> Result<(), Failure> {
+    let key =
+        keys::load_or_create(&config.key_path()).map_err(|e| Failure::runtime(e.to_string()))?;
+    if key.created {
+        println!(
+            "This is the public key, add it to your Komlog account:\n{}",
+            key.public_line
+        );
+    }
+    if config.username.is_none() {
+        return Err(Failure::usage(format!(
+            "Set username in configuration file. Edit {} and add `- username: <your user>`.",
+            config.path.display()
+        )));
+    }
+    let log = logging::init(&config.logging, logging::DEFAULT_STDERR_LEVEL)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let with_log = |message: String| {
+        Failure::runtime(format!("{message}\nLog info: {}", log.log_file().display()))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| with_log(format!("cannot start the runtime: {e}")))?;
+    let agent = Agent::open(config).map_err(|e| with_log(e.to_string()))?;
+    for e in &agent.load_errors {
+        tracing::error!("not loaded: {e}");
+    }
+    runtime.block_on(async {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let signals = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            tracing::info!("{name} received: stopping");
+            let _ = stop.send(true);
+        };
+        let clock = std::sync::Arc::new(crate::sources::jobs::SystemClock);
+        let (_, summary) =
+            tokio::join!(signals, agent::daemon::run(agent, config, clock, shutdown));
+        tracing::info!(
+            stored = summary.stored,
+            fires = summary.fires,
+            "stopped cleanly"
+        );
+    });
+    drop(log);
     Ok(())
 }
 

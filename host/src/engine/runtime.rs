@@ -198,7 +198,7 @@ impl Engine {
                 reason: format!("{e:#}"),
             })?;
         tracing::debug!(
-            module = %path.display(),
+            wasm = %path.display(),
             version = &hash[..12],
             from_cache,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -252,11 +252,11 @@ impl Engine {
             match component.serialize() {
                 Ok(artifact) => {
                     if let Err(e) = cache.store(hash, &artifact) {
-                        tracing::warn!(module = %path.display(), "cannot cache the compiled module: {e}");
+                        tracing::warn!(wasm = %path.display(), "cannot cache the compiled module: {e}");
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(module = %path.display(), "cannot serialize the compiled module: {e:#}")
+                    tracing::warn!(wasm = %path.display(), "cannot serialize the compiled module: {e:#}")
                 }
             }
         }

@@ -439,7 +439,7 @@ fn record_failure(slot: &mut Slot, e: &crate::engine::CallError) {
         .or_default() += 1;
     tracing::error!(
         impulse = &*slot.spec.name,
-        module = %slot.spec.module_path.display(),
+        wasm = %slot.spec.module_path.display(),
         "impulse failed, instance discarded: {e}"
     );
     slot.stats.last_error = Some(e.to_string());

@@ -141,6 +141,14 @@ fn level_filter(
 ) -> FilterFn<impl Fn(&Metadata<'_>) -> bool + Clone> {
     filter_fn(move |meta: &Metadata<'_>| {
         let level = if meta.is_span() { spans } else { events };
+        // The configured level is for komlogd's own lines (including what guests
+        // log through it); dependencies (wasmtime, cranelift, redb...) speak at
+        // warn and above only, or debug would drown the log in compiler internals.
+        let level = if meta.target().starts_with("komlogd") {
+            level
+        } else {
+            level.min(LevelFilter::WARN)
+        };
         *meta.level() <= level
     })
     .with_max_level_hint(events.max(spans))

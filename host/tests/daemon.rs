@@ -1,0 +1,172 @@
+//! The agent as a daemon, as a user runs it: the first run in an empty HOME, a
+//! run with a real cron job feeding a real impulse, a clean stop on SIGTERM, and
+//! an upload refused while the running agent holds the store.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
+
+fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo test --workspace` (the komlogd-tests crate builds the guests)",
+        p.display()
+    );
+    p
+}
+
+fn command(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(KOMLOGD);
+    cmd.args(args)
+        .env("HOME", home)
+        .env_remove("KOMLOGD_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Wait for the child to exit within `limit`; kill it and fail otherwise.
+fn wait(mut child: Child, limit: Duration) -> (i32, String, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut out = String::new();
+            let mut err = String::new();
+            child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+            child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+            return (status.code().unwrap_or(-1), out, err);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("komlogd did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn first_run_creates_config_keys_and_asks_for_a_username() {
+    let home = tempfile::tempdir().unwrap();
+    let child = command(home.path(), &[]).spawn().unwrap();
+    let (code, out, err) = wait(child, Duration::from_secs(120));
+    let dir = home.path().join(".komlogd");
+    let config = dir.join("komlogd.yaml");
+    assert_eq!(code, 2, "stdout {out}\nstderr {err}");
+    assert!(
+        err.contains(&format!(
+            "Set username in configuration file. Edit {} and add `- username: <your user>`.",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        komlogd::config::TEMPLATE
+    );
+    assert!(dir.join("log").is_dir());
+
+    let private = dir.join("key.priv");
+    let public = dir.join("key.pub");
+    assert_eq!(mode(&private), 0o600);
+    assert_eq!(mode(&public), 0o644);
+    assert!(
+        std::fs::read_to_string(&private)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----\n")
+    );
+    let line = std::fs::read_to_string(&public).unwrap();
+    assert!(line.starts_with("ssh-rsa ") && !line.ends_with('\n') && line.split(' ').count() == 2);
+    let key = komlogd::keys::parse_openssh_public(&line).expect("key.pub parses");
+    assert_eq!(rsa::traits::PublicKeyParts::size(&key) * 8, 4096);
+    assert!(err.contains(&line), "the public key is shown: {err}");
+
+    // Still no username: the same message, and the key pair is kept as it is.
+    let child = command(home.path(), &[]).spawn().unwrap();
+    let (code, _, err) = wait(child, Duration::from_secs(60));
+    assert_eq!(code, 2);
+    assert!(err.contains("Set username in configuration file."), "{err}");
+    assert_eq!(std::fs::read_to_string(&public).unwrap(), line);
+}
+
+#[test]
+fn a_real_job_feeds_an_impulse_until_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("komlogd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "- username: me\n- logging:\n    level: debug\n\
+             - job:\n    uri: host.disk\n    command: df -k\n    schedule: '* * * * *'\n\
+             - impulses:\n    filename: {}\n    uris: [host.disk]\n",
+            guest("df").display()
+        ),
+    )
+    .unwrap();
+    let c = config.display().to_string();
+    let child = command(home.path(), &["-c", &c]).spawn().unwrap();
+    let log = dir.join("log").join("komlogd.log");
+
+    // The job runs at the next minute boundary (at most ~60 s away).
+    let start = Instant::now();
+    let mut text = String::new();
+    while start.elapsed() < Duration::from_secs(90) {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("batch stored") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(text.contains("komlogd running in local mode"), "{text}");
+    assert!(text.contains("stored=1 fires=1"), "{text}");
+    assert!(
+        !text.contains("cranelift"),
+        "debug is for komlogd's own lines, not its dependencies'"
+    );
+
+    // While it runs, it holds the store: a one-shot upload is refused clearly.
+    let mut upload = command(home.path(), &["-c", &c, "-u", "x"]);
+    upload.stdin(Stdio::piped());
+    let mut up = upload.spawn().unwrap();
+    drop(up.stdin.take());
+    let (code, _, err) = wait(up, Duration::from_secs(60));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("another komlogd process is using it"), "{err}");
+
+    // SIGTERM stops it cleanly.
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (code, _, err) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SIGTERM received: stopping"), "{text}");
+    assert!(text.contains("stopped cleanly"), "{text}");
+
+    // What the job and the impulse wrote is in the store, stamped at the minute.
+    let q = command(
+        home.path(),
+        &["-c", &c, "query", "host.disk.root.used_pct", "--json"],
+    )
+    .spawn()
+    .unwrap();
+    let (code, out, err) = wait(q, Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["ts"].as_i64().unwrap() % 60_000_000, 0, "{row}");
+    let pct = row["value"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&pct), "{row}");
+}
