@@ -773,3 +773,23 @@ fn help_and_version() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("--json"), "{}", run.stdout);
 }
+
+#[test]
+fn server_and_package_blocks_are_reported_as_not_acted_on() {
+    let agent = Agent::new(
+        "- username: me\n- server:\n    url: wss://hub.example:8443/\n- package:\n    install: linux.wasm\n",
+    );
+    let run = agent.run(&["-u", "x", "--datapoint"], Stdin::text("1"));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "komlogd: warning: the `server` block (wss://hub.example:8443/) is read, but this version runs in local mode only"
+        ),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("komlogd: warning: 1 `package` block is read, but packages are not loaded by this version"),
+        "{run:?}"
+    );
+}

@@ -25,6 +25,25 @@ pub enum AgentError {
     Engine(#[from] LoadError),
 }
 
+/// Warnings about configured features this version reads but does not act on.
+pub fn unsupported_notices(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(server) = &config.server {
+        notes.push(format!(
+            "the `server` block ({}) is read, but this version runs in local mode only: samples stay in the embedded store",
+            server.url
+        ));
+    }
+    let packages = config.packages.iter().filter(|p| p.enabled).count();
+    if packages > 0 {
+        notes.push(format!(
+            "{packages} `package` block{} read, but packages are not loaded by this version",
+            if packages == 1 { " is" } else { "s are" }
+        ));
+    }
+    notes
+}
+
 /// Where the embedded store of a configuration lives.
 pub fn store_path(config_dir: &Path) -> PathBuf {
     config_dir.join("data").join("store.redb")

@@ -132,6 +132,9 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     for w in &config.warnings {
         eprintln!("komlogd: warning: {w}");
     }
+    for note in agent::unsupported_notices(&config) {
+        eprintln!("komlogd: warning: {note}");
+    }
     Ok(config)
 }
 
@@ -362,6 +365,9 @@ fn run_agent(config: &Config) -> Result<(), Failure> {
     let agent = Agent::open(config).map_err(|e| with_log(e.to_string()))?;
     for e in &agent.load_errors {
         tracing::error!("not loaded: {e}");
+    }
+    for note in agent::unsupported_notices(config) {
+        tracing::warn!("{note}");
     }
     runtime.block_on(async {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
