@@ -19,3 +19,5 @@ pub mod logging;
 pub mod model;
 pub mod sources;
 pub mod store;
+#[cfg(test)]
+mod test_util;

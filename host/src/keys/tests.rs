@@ -26,14 +26,7 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
+use crate::test_util::names;
 
 fn pkcs8_pem(key: &PrivateKey) -> String {
     key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string()
