@@ -1,8 +1,9 @@
 //! The agent's single wasmtime engine and the loading of modules into it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -123,6 +124,9 @@ struct EngineInner {
     cache: Option<ArtifactCache>,
     tick: Duration,
     fuel: bool,
+    /// Modules alive somewhere, by (hash, path): blocks naming one module share
+    /// its compiled code. Weak, so a module nobody uses any more is freed.
+    loaded: Mutex<HashMap<(String, PathBuf), Weak<ModuleInner>>>,
     _ticker: EpochTicker,
 }
 
@@ -168,6 +172,7 @@ impl Engine {
                 cache,
                 tick: config.epoch_tick,
                 fuel: config.fuel,
+                loaded: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),
         })
@@ -187,6 +192,10 @@ impl Engine {
     pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<Module, LoadError> {
         let started = Instant::now();
         let hash = module_hash(bytes);
+        let key = (hash.clone(), path.to_owned());
+        if let Some(inner) = self.live_module(&key) {
+            return Ok(Module { inner });
+        }
         let (component, from_cache) = self.component(bytes, &hash, path)?;
         let pre = self
             .inner
@@ -204,15 +213,22 @@ impl Engine {
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "module loaded"
         );
-        Ok(Module {
-            inner: Arc::new(ModuleInner {
-                path: path.to_owned(),
-                hash,
-                pre,
-                engine: self.clone(),
-                from_cache,
-            }),
-        })
+        let inner = Arc::new(ModuleInner {
+            path: path.to_owned(),
+            hash,
+            pre,
+            engine: self.clone(),
+            from_cache,
+        });
+        if let Ok(mut loaded) = self.inner.loaded.lock() {
+            loaded.retain(|_, m| m.strong_count() > 0);
+            loaded.insert(key, Arc::downgrade(&inner));
+        }
+        Ok(Module { inner })
+    }
+
+    fn live_module(&self, key: &(String, PathBuf)) -> Option<Arc<ModuleInner>> {
+        self.inner.loaded.lock().ok()?.get(key)?.upgrade()
     }
 
     fn component(

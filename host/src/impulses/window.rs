@@ -17,7 +17,11 @@ use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_ipc::writer::StreamWriter;
+use arrow_ipc::CompressionType;
+use arrow_ipc::writer::{
+    DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, StreamWriter,
+    write_message,
+};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::model::Value;
@@ -39,9 +43,17 @@ pub fn window_schema() -> SchemaRef {
     ]))
 }
 
-/// Builds window streams, reusing its schema between fires.
+/// The IPC end-of-stream marker: continuation marker and a zero length.
+const END_OF_STREAM: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+
+/// Builds window streams. The schema message never changes, so it is encoded
+/// once and copied into every stream; only the record batch is encoded per fire.
 pub struct WindowEncoder {
     schema: SchemaRef,
+    schema_message: Vec<u8>,
+    options: IpcWriteOptions,
+    generator: IpcDataGenerator,
+    compression: IpcWriteContext,
     uri: StringBuilder,
     ts: TimestampMicrosecondBuilder,
     datapoint: Float64Builder,
@@ -58,8 +70,20 @@ impl Default for WindowEncoder {
 impl WindowEncoder {
     /// A new encoder.
     pub fn new() -> Self {
+        let schema = window_schema();
+        // StreamWriter writes the schema message on creation: keep those bytes.
+        let schema_message = StreamWriter::try_new(Vec::new(), &schema)
+            .map(|w| w.get_ref().clone())
+            .unwrap_or_default();
+        let options = IpcWriteOptions::default()
+            .try_with_compression(None::<CompressionType>)
+            .unwrap_or_default();
         WindowEncoder {
-            schema: window_schema(),
+            schema,
+            schema_message,
+            options,
+            generator: IpcDataGenerator::default(),
+            compression: IpcWriteContext::default(),
             uri: StringBuilder::new(),
             ts: TimestampMicrosecondBuilder::new().with_timezone(TS_TIMEZONE),
             datapoint: Float64Builder::new(),
@@ -101,12 +125,24 @@ impl WindowEncoder {
             Arc::new(self.datasource.finish()),
         ];
         let rows = std::mem::take(&mut self.rows);
-        let mut writer = StreamWriter::try_new(&mut *out, &self.schema)?;
+        if self.schema_message.is_empty() {
+            return Err(ArrowError::IpcError(
+                "the window schema could not be encoded".into(),
+            ));
+        }
+        out.extend_from_slice(&self.schema_message);
         if rows > 0 {
             let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-            writer.write(&batch)?;
+            let mut dictionaries = DictionaryTracker::new(false);
+            let (_, encoded) = self.generator.encode(
+                &batch,
+                &mut dictionaries,
+                &self.options,
+                &mut self.compression,
+            )?;
+            write_message(&mut *out, encoded, &self.options)?;
         }
-        writer.finish()?;
+        out.extend_from_slice(&END_OF_STREAM);
         Ok(())
     }
 }
@@ -147,5 +183,36 @@ mod tests {
         enc.finish_into(&mut out).unwrap();
         let reader = StreamReader::try_new(std::io::Cursor::new(&out), None).unwrap();
         assert_eq!(reader.count(), 0);
+    }
+
+    #[test]
+    fn streams_are_byte_identical_to_arrows_stream_writer() {
+        let rows = [
+            ("a", 1, Value::Datapoint(1.0)),
+            ("b", 2, Value::Datasource("x".into())),
+        ];
+        let mut enc = WindowEncoder::new();
+        for (uri, ts, v) in &rows {
+            enc.push(uri, *ts, v);
+        }
+        let mut ours = Vec::new();
+        enc.finish_into(&mut ours).unwrap();
+
+        let mut reference = WindowEncoder::new();
+        for (uri, ts, v) in &rows {
+            reference.push(uri, *ts, v);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(reference.uri.finish()),
+            Arc::new(reference.ts.finish()),
+            Arc::new(reference.datapoint.finish()),
+            Arc::new(reference.datasource.finish()),
+        ];
+        let batch = RecordBatch::try_new(window_schema(), columns).unwrap();
+        let mut theirs = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut theirs, &window_schema()).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(ours, theirs);
     }
 }
