@@ -15,8 +15,8 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_ipc::CompressionType;
 use arrow_ipc::writer::{
     DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, StreamWriter,
@@ -46,19 +46,58 @@ pub fn window_schema() -> SchemaRef {
 /// The IPC end-of-stream marker: continuation marker and a zero length.
 const END_OF_STREAM: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
 
+/// One utf8 column being filled: offsets, bytes and validity, kept between fires
+/// so their capacity is reused (arrow's builders give theirs up on `finish`).
+#[derive(Default)]
+struct TextColumn {
+    offsets: Vec<i32>,
+    bytes: Vec<u8>,
+    valid: Vec<bool>,
+}
+
+impl TextColumn {
+    fn push(&mut self, text: Option<&str>) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        if let Some(t) = text {
+            self.bytes.extend_from_slice(t.as_bytes());
+        }
+        // Offsets are i32 in the utf8 type; a window holds far less than 2 GiB.
+        self.offsets
+            .push(i32::try_from(self.bytes.len()).unwrap_or(i32::MAX));
+        self.valid.push(text.is_some());
+    }
+
+    fn array(&mut self, nullable: bool) -> Result<StringArray, ArrowError> {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.offsets)));
+        let values = Buffer::from_slice_ref(&self.bytes);
+        let nulls = nullable.then(|| NullBuffer::from(self.valid.as_slice()));
+        let array = StringArray::try_new(offsets, values, nulls);
+        self.offsets.clear();
+        self.bytes.clear();
+        self.valid.clear();
+        array
+    }
+}
+
 /// Builds window streams. The schema message never changes, so it is encoded
 /// once and copied into every stream; only the record batch is encoded per fire.
+/// Column storage is reused between fires.
 pub struct WindowEncoder {
     schema: SchemaRef,
     schema_message: Vec<u8>,
     options: IpcWriteOptions,
     generator: IpcDataGenerator,
-    compression: IpcWriteContext,
-    uri: StringBuilder,
-    ts: TimestampMicrosecondBuilder,
-    datapoint: Float64Builder,
-    datasource: StringBuilder,
-    rows: usize,
+    context: IpcWriteContext,
+    uri: TextColumn,
+    ts: Vec<i64>,
+    datapoint: Vec<f64>,
+    datapoint_valid: Vec<bool>,
+    datasource: TextColumn,
 }
 
 impl Default for WindowEncoder {
@@ -83,48 +122,57 @@ impl WindowEncoder {
             schema_message,
             options,
             generator: IpcDataGenerator::default(),
-            compression: IpcWriteContext::default(),
-            uri: StringBuilder::new(),
-            ts: TimestampMicrosecondBuilder::new().with_timezone(TS_TIMEZONE),
-            datapoint: Float64Builder::new(),
-            datasource: StringBuilder::new(),
-            rows: 0,
+            context: IpcWriteContext::default(),
+            uri: TextColumn::default(),
+            ts: Vec::new(),
+            datapoint: Vec::new(),
+            datapoint_valid: Vec::new(),
+            datasource: TextColumn::default(),
         }
     }
 
     /// Append one row.
     pub fn push(&mut self, uri: &str, ts: i64, value: &Value) {
-        self.uri.append_value(uri);
-        self.ts.append_value(ts);
+        self.uri.push(Some(uri));
+        self.ts.push(ts);
         match value {
             Value::Datapoint(v) => {
-                self.datapoint.append_value(*v);
-                self.datasource.append_null();
+                self.datapoint.push(*v);
+                self.datapoint_valid.push(true);
+                self.datasource.push(None);
             }
             Value::Datasource(s) => {
-                self.datapoint.append_null();
-                self.datasource.append_value(s);
+                self.datapoint.push(0.0);
+                self.datapoint_valid.push(false);
+                self.datasource.push(Some(s));
             }
         }
-        self.rows += 1;
     }
 
     /// Rows pushed since the last [`WindowEncoder::finish_into`].
     pub fn rows(&self) -> usize {
-        self.rows
+        self.ts.len()
     }
 
     /// Write the stream of the rows pushed so far into `out` (cleared first) and
     /// reset the encoder for the next window.
     pub fn finish_into(&mut self, out: &mut Vec<u8>) -> Result<(), ArrowError> {
         out.clear();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.uri.finish()),
-            Arc::new(self.ts.finish()),
-            Arc::new(self.datapoint.finish()),
-            Arc::new(self.datasource.finish()),
-        ];
-        let rows = std::mem::take(&mut self.rows);
+        let rows = self.ts.len();
+        let uri = self.uri.array(false)?;
+        let datasource = self.datasource.array(true)?;
+        let ts = TimestampMicrosecondArray::new(
+            ScalarBuffer::from(Buffer::from_slice_ref(&self.ts)),
+            None,
+        )
+        .with_timezone(TS_TIMEZONE);
+        let datapoint = Float64Array::new(
+            ScalarBuffer::from(Buffer::from_slice_ref(&self.datapoint)),
+            Some(NullBuffer::from(self.datapoint_valid.as_slice())),
+        );
+        self.ts.clear();
+        self.datapoint.clear();
+        self.datapoint_valid.clear();
         if self.schema_message.is_empty() {
             return Err(ArrowError::IpcError(
                 "the window schema could not be encoded".into(),
@@ -132,13 +180,19 @@ impl WindowEncoder {
         }
         out.extend_from_slice(&self.schema_message);
         if rows > 0 {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(uri),
+                Arc::new(ts),
+                Arc::new(datapoint),
+                Arc::new(datasource),
+            ];
             let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
             let mut dictionaries = DictionaryTracker::new(false);
             let (_, encoded) = self.generator.encode(
                 &batch,
                 &mut dictionaries,
                 &self.options,
-                &mut self.compression,
+                &mut self.context,
             )?;
             write_message(&mut *out, encoded, &self.options)?;
         }
@@ -198,15 +252,30 @@ mod tests {
         let mut ours = Vec::new();
         enc.finish_into(&mut ours).unwrap();
 
-        let mut reference = WindowEncoder::new();
-        for (uri, ts, v) in &rows {
-            reference.push(uri, *ts, v);
+        use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
+        let mut uri = StringBuilder::new();
+        let mut ts = TimestampMicrosecondBuilder::new().with_timezone(TS_TIMEZONE);
+        let mut dp = Float64Builder::new();
+        let mut ds = StringBuilder::new();
+        for (u, t, v) in &rows {
+            uri.append_value(u);
+            ts.append_value(*t);
+            match v {
+                Value::Datapoint(x) => {
+                    dp.append_value(*x);
+                    ds.append_null();
+                }
+                Value::Datasource(x) => {
+                    dp.append_null();
+                    ds.append_value(x);
+                }
+            }
         }
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(reference.uri.finish()),
-            Arc::new(reference.ts.finish()),
-            Arc::new(reference.datapoint.finish()),
-            Arc::new(reference.datasource.finish()),
+            Arc::new(uri.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(dp.finish()),
+            Arc::new(ds.finish()),
         ];
         let batch = RecordBatch::try_new(window_schema(), columns).unwrap();
         let mut theirs = Vec::new();
