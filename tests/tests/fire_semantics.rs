@@ -242,3 +242,21 @@ fn own_global_uris_are_local_in_subscriptions() {
     assert_eq!(r.fires, 1);
     assert_eq!(report(&agent, "probe.out")["updated"], json!(["alice:a"]));
 }
+
+#[test]
+fn refire_runs_impulses_over_stored_data() {
+    let dir = AgentDir::new(&probe_config("    data_reqs: {past_count: 5}\n"));
+    let mut agent = dir.open();
+    for t in [1, 2, 3] {
+        agent.dispatcher.ingest(vec![dp("a", t * S, 0.0)]).unwrap();
+    }
+    // Re-run at 2 s: the window is cut there, nothing new is written to `a`.
+    let r = agent.dispatcher.refire("a", 2 * S).unwrap();
+    assert_eq!((r.fires, r.accepted), (1, 0));
+    let rep = report_at(&agent, "probe.out", 2 * S);
+    assert_eq!(window(&rep), vec![("a".into(), S), ("a".into(), 2 * S)]);
+    assert_eq!(agent.dispatcher.store().latest("a", 10).unwrap().len(), 3);
+    let bad = agent.dispatcher.refire("not..valid", 1).unwrap();
+    assert_eq!(bad.fires, 0);
+    assert!(bad.rejected[0].reason.to_string().contains("invalid uri"));
+}

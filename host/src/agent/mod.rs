@@ -10,7 +10,7 @@ pub mod daemon;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::engine::{self, Engine, EngineConfig, LoadError};
+use crate::engine::{Engine, EngineConfig, LoadError};
 use crate::impulses::{Dispatcher, DispatcherConfig, SpecError, spec};
 use crate::store::{Store, StoreError};
 
@@ -155,6 +155,3 @@ impl Agent {
         })
     }
 }
-
-/// Re-exported for callers that build limits themselves.
-pub use engine::Limits;

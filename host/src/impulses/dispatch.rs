@@ -236,7 +236,14 @@ impl Dispatcher {
         let mut report = IngestReport::default();
         let key = match Uri::parse(uri) {
             Ok(u) => u.store_key(self.config.username.as_ref()),
-            Err(_) => return Ok(report),
+            Err(e) => {
+                report.rejected.push(Rejected {
+                    uri: uri.to_owned(),
+                    ts,
+                    reason: e.into(),
+                });
+                return Ok(report);
+            }
         };
         let subscribers = self.index.get(&key).cloned().unwrap_or_default();
         for i in subscribers {
