@@ -195,26 +195,11 @@ impl Dispatcher {
         let mut report = IngestReport::default();
         let me = self.config.username.clone();
         let mut valid = Vec::with_capacity(samples.len());
-        for mut sample in samples {
-            let checked = Uri::parse(&sample.uri)
-                .map_err(SampleError::from)
-                .and_then(|uri| {
-                    if uri.is_remote_for(me.as_ref()) {
-                        Err(SampleError::RemoteWrite(sample.uri.clone()))
-                    } else {
-                        sample.value.validate().map(|()| uri)
-                    }
-                });
-            match checked {
-                Ok(uri) => {
-                    sample.uri = uri.store_key(me.as_ref());
-                    valid.push(sample);
-                }
-                Err(reason) => report.rejected.push(Rejected {
-                    uri: sample.uri,
-                    ts: sample.ts,
-                    reason,
-                }),
+        for sample in samples {
+            let (uri, ts) = (sample.uri.clone(), sample.ts);
+            match output::check_local_write(sample, me.as_ref()) {
+                Ok(sample) => valid.push(sample),
+                Err(reason) => report.rejected.push(Rejected { uri, ts, reason }),
             }
         }
         self.queue.push_back(Pending {

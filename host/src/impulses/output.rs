@@ -12,20 +12,31 @@ use crate::model::{Sample, SampleError, Uri, Username, Value};
 
 /// Turn a guest sample into a store sample, or say why it is refused.
 pub fn accept(sample: bindings::Sample, me: Option<&Username>) -> Result<Sample, SampleError> {
-    let uri = Uri::parse(&sample.uri)?;
-    if uri.is_remote_for(me) {
-        return Err(SampleError::RemoteWrite(sample.uri));
-    }
     let value = match sample.value {
         bindings::Value::Datapoint(v) => Value::Datapoint(v),
         bindings::Value::Datasource(s) => Value::Datasource(s),
     };
-    value.validate()?;
-    Ok(Sample {
-        uri: uri.store_key(me),
-        ts: sample.ts,
-        value,
-    })
+    check_local_write(
+        Sample {
+            uri: sample.uri,
+            ts: sample.ts,
+            value,
+        },
+        me,
+    )
+}
+
+/// The rules every write of the agent passes (guest outputs and source samples
+/// alike): a valid uri, not another user's, a valid value. Returns the sample
+/// with its uri turned into the store key.
+pub fn check_local_write(mut sample: Sample, me: Option<&Username>) -> Result<Sample, SampleError> {
+    let uri = Uri::parse(&sample.uri)?;
+    if uri.is_remote_for(me) {
+        return Err(SampleError::RemoteWrite(sample.uri));
+    }
+    sample.value.validate()?;
+    sample.uri = uri.store_key(me);
+    Ok(sample)
 }
 
 #[cfg(test)]
