@@ -308,10 +308,11 @@ impl Dispatcher {
         }
         for (ts, mut fired) in groups {
             fired.sort_unstable();
-            let batch: Vec<&str> = pending
-                .samples
+            // The samples are sorted by ts: this group is a contiguous range.
+            let start = pending.samples.partition_point(|s| s.ts < ts);
+            let end = pending.samples.partition_point(|s| s.ts <= ts);
+            let batch: Vec<&str> = pending.samples[start..end]
                 .iter()
-                .filter(|s| s.ts == ts)
                 .map(|s| s.uri.as_str())
                 .collect();
             for i in fired {
