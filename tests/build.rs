@@ -72,6 +72,8 @@ fn watch(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    // The directory itself too: a file added to it changes its mtime.
+    println!("cargo:rerun-if-changed={}", dir.display());
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();

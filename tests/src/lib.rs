@@ -114,3 +114,150 @@ pub fn ds(uri: &str, ts: i64, text: &str) -> Sample {
         value: Value::Datasource(text.into()),
     }
 }
+
+/// An agent running its daemon loop (jobs, hot reload, control socket) on a
+/// thread of its own, fed by the test through its inbox and observed through
+/// its stats board and output tap.
+pub struct RunningAgent {
+    /// Sends samples and changes to the dispatcher.
+    pub inbox: komlogd::impulses::Inbox,
+    /// Live stats of every impulse.
+    pub board: komlogd::impulses::StatsBoard,
+    /// Every stored impulse output, in commit order.
+    pub tap: std::sync::mpsc::Receiver<komlogd::impulses::Tapped>,
+    /// The agent's engine (for loading module versions beside the reloader).
+    pub engine: komlogd::engine::Engine,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<komlogd::agent::daemon::RunSummary>>,
+}
+
+impl RunningAgent {
+    /// Open the agent of `dir` and start it; every impulse must load.
+    pub fn start(dir: &AgentDir) -> RunningAgent {
+        Self::launch(dir, false)
+    }
+
+    /// Like [`RunningAgent::start`], but impulses may fail to load.
+    pub fn start_allowing_load_errors(dir: &AgentDir) -> RunningAgent {
+        Self::launch(dir, true)
+    }
+
+    fn launch(dir: &AgentDir, allow_load_errors: bool) -> RunningAgent {
+        let config = dir.config();
+        let mut agent = dir.open();
+        assert!(
+            allow_load_errors || agent.load_errors.is_empty(),
+            "load errors: {:?}",
+            agent.load_errors
+        );
+        let (tap_tx, tap) = std::sync::mpsc::channel();
+        agent.dispatcher.set_tap(tap_tx);
+        let inbox = agent.dispatcher.inbox();
+        let board = agent.dispatcher.board();
+        let engine = agent.engine.clone();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let clock = std::sync::Arc::new(komlogd::sources::jobs::SystemClock);
+            runtime.block_on(komlogd::agent::daemon::run(agent, &config, clock, shutdown))
+        });
+        // The control socket appears once the daemon is up (watching included).
+        let socket = komlogd::agent::status::control_socket_path(dir.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline && !thread.is_finished(),
+                "the agent did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        RunningAgent {
+            inbox,
+            board,
+            tap,
+            engine,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The stats of impulse `name` now.
+    pub fn stats(&self, name: &str) -> komlogd::impulses::ImpulseStats {
+        self.board
+            .snapshot()
+            .into_iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| panic!("no impulse {name} running"))
+    }
+
+    /// Wait (up to `limit`) until `check` holds for the stats of `name`.
+    pub fn wait_for(
+        &self,
+        name: &str,
+        limit: std::time::Duration,
+        check: impl Fn(&komlogd::impulses::ImpulseStats) -> bool,
+    ) -> komlogd::impulses::ImpulseStats {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let found = self
+                .board
+                .snapshot()
+                .into_iter()
+                .find(|(n, _)| &**n == name)
+                .map(|(_, s)| s);
+            if let Some(s) = &found
+                && check(s)
+            {
+                return s.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "impulse {name}: condition not met within {limit:?}; last stats: {found:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Stop the agent (it finishes every queued fire) and return its summary.
+    pub fn stop(mut self) -> komlogd::agent::daemon::RunSummary {
+        let _ = self.stop.send(true);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("the agent thread panicked")
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Replace `dest` by a copy of `src` the way an editor does: write a temporary
+/// file beside it, then rename it over.
+pub fn replace_file(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("tmp-write");
+    std::fs::copy(src, &tmp).expect("copy to temporary file");
+    std::fs::rename(&tmp, dest).expect("rename over the destination");
+}
+
+/// Resident set size of this process, bytes (Linux: `VmRSS` of /proc/self/status).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .expect("VmRSS in /proc/self/status")
+}

@@ -41,11 +41,26 @@ fn fire_twice(agent: &mut Agent) {
     assert_eq!(stats(agent, "good").fires, 2);
 }
 
+/// The first event failed, was retried once on a fresh instance and failed again;
+/// the second event (within the 1 s backoff) was skipped.
+fn assert_failed_once_then_backed_off(s: &ImpulseStats) {
+    assert_eq!(
+        (s.retries, s.failed_events, s.backoff_skips),
+        (1, 1, 1),
+        "{s:?}"
+    );
+    assert_eq!(s.state, komlogd::impulses::ImpulseState::Backoff, "{s:?}");
+    assert_eq!(s.fires, 0, "{s:?}");
+    assert_eq!(s.recent_failed_events.len(), 1);
+    assert_eq!(s.recent_failed_events[0].ts, 1);
+}
+
 #[test]
 fn a_panic_is_a_trap_with_its_message() {
     let (_d, mut agent) = with_neighbour("panic", "");
     fire_twice(&mut agent);
     let s = stats(&agent, "bad");
+    assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("trap"), Some(&2), "{s:?}");
     let err = s.last_error.unwrap();
     assert!(err.contains("misbehave: asked to panic"), "{err}");
@@ -58,7 +73,9 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
     fire_twice(&mut agent);
     let elapsed = started.elapsed();
     let s = stats(&agent, "bad");
+    assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
+    // The call and its retry each ran to the 200 ms deadline; the second event was skipped.
     assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
@@ -68,6 +85,7 @@ fn a_memory_bomb_hits_its_cap() {
     let (_d, mut agent) = with_neighbour("hog", "    limits: {memory: 32MiB}\n");
     fire_twice(&mut agent);
     let s = stats(&agent, "bad");
+    assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("memory"), Some(&2), "{s:?}");
     assert!(
         s.last_error

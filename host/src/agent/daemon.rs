@@ -1,12 +1,14 @@
 //! The running agent: sources feed the dispatcher until shutdown.
 //!
 //! Scheduled jobs run as tokio tasks and send their samples through a bounded
-//! channel to one dispatcher thread, which owns the store and the impulses. The
-//! dispatcher drains everything pending into one batch (one durable commit) before
-//! running impulses, so bursts cost one fsync. On shutdown the jobs stop first
-//! (running children are killed and reaped), then the dispatcher finishes what is
-//! queued and closes the store: nothing is left half-written.
+//! channel to the dispatcher thread, which owns the store and hands fires to one
+//! worker thread per impulse. The dispatcher commits everything that arrived
+//! together (source batches and impulse outputs) in one durable commit, so bursts
+//! cost one fsync. On shutdown the jobs stop first (running children are killed
+//! and reaped), then the dispatcher finishes what is queued, the workers finish
+//! their fires, and the store is closed: nothing is left half-written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 
@@ -16,7 +18,8 @@ use crate::config::{self, Config};
 use crate::model::Sample;
 use crate::sources::jobs::{self, Clock};
 
-use super::Agent;
+use super::reload::Reloader;
+use super::{Agent, status};
 
 /// How many batches may wait for the dispatcher before sources wait in turn.
 const QUEUE_BATCHES: usize = 1024;
@@ -49,69 +52,134 @@ pub fn jobs_of(config: &Config) -> Vec<config::JobConfig> {
 }
 
 /// Run `agent` with the jobs of `config` until `shutdown` turns true, then stop
-/// cleanly. Must be called inside a tokio runtime.
+/// cleanly. Also watches the configuration and modules for changes
+/// ([`super::reload`]), answers `komlogd status` on the control socket and, when
+/// configured, serves Prometheus metrics ([`super::status`]). Must be called
+/// inside a tokio runtime.
 pub async fn run(
     agent: Agent,
     config: &Config,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> RunSummary {
+    let started = std::time::Instant::now();
     let jobs = jobs_of(config);
     let job_count = jobs.len();
+    let Agent {
+        mut dispatcher,
+        engine,
+        ..
+    } = agent;
+    let board = dispatcher.board();
+    let inbox = dispatcher.inbox();
+    let running: HashMap<String, String> = board
+        .snapshot()
+        .into_iter()
+        .map(|(name, stats)| (name.to_string(), stats.version))
+        .collect();
     tracing::info!(
         jobs = job_count,
-        impulses = agent.dispatcher.stats().len(),
+        impulses = running.len(),
         "komlogd running in local mode"
     );
-    let (tx, rx) = mpsc::channel::<Vec<Sample>>(QUEUE_BATCHES);
-    let dispatcher = thread::Builder::new()
+    let reloader = match Reloader::start(engine, config.clone(), running, inbox.clone()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("{e}; changes to the configuration and modules will not be picked up");
+            None
+        }
+    };
+    let control = tokio::spawn(status::serve_control(
+        status::control_socket_path(&config.dir),
+        board.clone(),
+        started,
+        shutdown.clone(),
+    ));
+    let metrics = match &config.metrics {
+        Some(m) => match tokio::net::TcpListener::bind(m.listen).await {
+            Ok(listener) => {
+                tracing::info!(listen = %m.listen, "serving Prometheus metrics at /metrics");
+                Some(tokio::spawn(status::serve_metrics(
+                    listener,
+                    board.clone(),
+                    shutdown.clone(),
+                )))
+            }
+            Err(e) => {
+                tracing::error!(listen = %m.listen, "cannot serve metrics: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let serving = thread::Builder::new()
         .name("komlogd-dispatch".into())
-        .spawn(move || dispatch_loop(agent, rx));
-    let dispatcher = match dispatcher {
+        .spawn(move || {
+            let mut summary = RunSummary::default();
+            dispatcher.serve(
+                |report| {
+                    if report.accepted > 0 {
+                        tracing::debug!(stored = report.accepted, "batch stored");
+                    }
+                    if report.fires > 0 || report.outputs > 0 {
+                        tracing::debug!(
+                            fires = report.fires,
+                            outputs = report.outputs,
+                            "impulses answered"
+                        );
+                    }
+                    summary.stored += report.accepted as u64;
+                    summary.refused += report.rejected.len() as u64;
+                    summary.fires += report.fires;
+                    for r in report.rejected {
+                        tracing::warn!(uri = %r.uri, ts = r.ts, "sample refused: {}", r.reason);
+                    }
+                },
+                |e| tracing::error!("cannot store samples: {e}"),
+            );
+            if let Err(e) = dispatcher.close() {
+                tracing::error!("cannot close the store cleanly: {e}");
+            }
+            summary
+        });
+    let serving = match serving {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("cannot start the dispatcher thread: {e}");
             return RunSummary::default();
         }
     };
+    let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(QUEUE_BATCHES);
+    let forward_inbox = inbox.clone();
+    let forwarder = tokio::task::spawn_blocking(move || {
+        while let Some(batch) = rx.blocking_recv() {
+            if forward_inbox.samples(batch).is_err() {
+                break;
+            }
+        }
+    });
     let mut stop = shutdown.clone();
     jobs::run_jobs(jobs, clock, tx, shutdown).await;
     // With no jobs (or once they are all done) the agent still runs until told to stop.
     let _ = stop.wait_for(|stopped| *stopped).await;
-    // The sender is gone: the dispatcher drains the queue and returns.
-    let mut summary = tokio::task::spawn_blocking(move || dispatcher.join())
+    if let Some(r) = reloader {
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+    }
+    // The job sender is gone: the forwarder ends once the queue is handed over.
+    let _ = forwarder.await;
+    let _ = inbox.stop();
+    let mut summary = tokio::task::spawn_blocking(move || serving.join())
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    if let Ok(Err(e)) = control.await {
+        tracing::warn!("control socket: {e}");
+    }
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     summary.jobs = job_count;
     tracing::info!(?summary, "komlogd stopped");
-    summary
-}
-
-fn dispatch_loop(mut agent: Agent, mut rx: mpsc::Receiver<Vec<Sample>>) -> RunSummary {
-    let mut summary = RunSummary::default();
-    while let Some(mut batch) = rx.blocking_recv() {
-        while let Ok(more) = rx.try_recv() {
-            batch.extend(more);
-        }
-        match agent.dispatcher.ingest(batch) {
-            Ok(report) => {
-                tracing::debug!(
-                    stored = report.accepted,
-                    fires = report.fires,
-                    outputs = report.outputs,
-                    "batch stored"
-                );
-                summary.stored += report.accepted as u64;
-                summary.refused += report.rejected.len() as u64;
-                summary.fires += report.fires;
-                for r in report.rejected {
-                    tracing::warn!(uri = %r.uri, ts = r.ts, "sample refused: {}", r.reason);
-                }
-            }
-            Err(e) => tracing::error!("cannot store samples: {e}"),
-        }
-    }
     summary
 }

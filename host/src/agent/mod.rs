@@ -6,12 +6,14 @@
 //! and left out; the others load.
 
 pub mod daemon;
+pub mod reload;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{self, Config, ImpulseConfig};
 use crate::engine::{Engine, EngineConfig, LoadError};
-use crate::impulses::{Dispatcher, DispatcherConfig, SpecError, spec};
+use crate::impulses::{Dispatcher, DispatcherConfig, SpecError, Version, spec};
 use crate::store::{Store, StoreError};
 
 /// Why the agent could not start.
@@ -125,22 +127,10 @@ impl Agent {
         );
         let mut load_errors = Vec::new();
         for block in config.impulses.iter().filter(|b| b.enabled) {
-            let loaded = engine
-                .load(&block.filename)
-                .map_err(SpecError::from)
-                .and_then(|module| {
-                    spec::resolve(block, &config.limits, &module).map(|(s, i)| (s, module, i))
-                });
-            match loaded {
-                Ok((spec, module, instance)) => {
-                    tracing::info!(
-                        impulse = &*spec.name,
-                        wasm = %spec.module_path.display(),
-                        version = &module.hash()[..12],
-                        uris = ?spec.uris.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "impulse loaded"
-                    );
-                    dispatcher.add_impulse(spec, module, Some(instance));
+            match load_impulse(&engine, block, &config.limits) {
+                Ok(version) => {
+                    log_loaded(&version, "impulse loaded");
+                    dispatcher.add_impulse(version.spec, version.module, version.instance);
                 }
                 Err(error) => load_errors.push(LoadFailure {
                     name: block.name.clone(),
@@ -154,4 +144,48 @@ impl Agent {
             load_errors,
         })
     }
+}
+
+/// Load, check and resolve one `- impulses:` block: the module (from the compiled
+/// cache when possible) implements the `impulse` world, instantiates, answers
+/// `describe()` with valid subscriptions, and its limits fit the running engine.
+pub fn load_impulse(
+    engine: &Engine,
+    block: &ImpulseConfig,
+    agent_limits: &config::Limits,
+) -> Result<Version, SpecError> {
+    let module = engine.load(&block.filename)?;
+    let (spec, instance) = spec::resolve(block, agent_limits, &module)?;
+    let restart = |reason: String| SpecError::NeedsRestart {
+        name: block.name.clone(),
+        path: block.filename.clone(),
+        reason,
+    };
+    if spec.limits.fuel.is_some() && !engine.fuel_enabled() {
+        return Err(restart(
+            "a fuel limit needs fuel metering, which is set when the agent starts: restart komlogd to apply it".into(),
+        ));
+    }
+    if spec.limits.memory_bytes > engine.max_memory_bytes() {
+        return Err(restart(format!(
+            "memory limit of {} bytes is above the {} bytes this run was started with: restart komlogd to apply it",
+            spec.limits.memory_bytes,
+            engine.max_memory_bytes()
+        )));
+    }
+    Ok(Version {
+        spec,
+        module,
+        instance: Some(instance),
+    })
+}
+
+fn log_loaded(version: &Version, what: &str) {
+    tracing::info!(
+        impulse = &*version.spec.name,
+        wasm = %version.spec.module_path.display(),
+        version = &version.module.hash()[..12],
+        uris = ?version.spec.uris.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "{what}"
+    );
 }

@@ -77,3 +77,94 @@ pub fn uris(uris: &[UriInfo], json: bool) -> String {
     }
     out
 }
+
+/// A running agent's status: a table, one impulse per line, then each impulse's
+/// last error; or the JSON answer as received.
+pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String {
+    if json {
+        return format!(
+            "{}\n",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    }
+    let num = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        m.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0)
+    };
+    let text = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        m.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut out = format!(
+        "komlogd pid {}, up {}\n",
+        report.pid,
+        humantime::format_duration(Duration::from_secs(report.uptime_s as u64))
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:<8} {:<12} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "IMPULSE",
+        "STATE",
+        "VERSION",
+        "FIRES",
+        "SKIPS",
+        "FAILURES",
+        "P50",
+        "P99",
+        "MEMORY",
+        "REMOTE"
+    );
+    for imp in &report.impulses {
+        let m = &imp.stats;
+        let failures: f64 = m
+            .get("failures")
+            .and_then(serde_json::Value::as_object)
+            .map(|f| f.values().filter_map(serde_json::Value::as_f64).sum())
+            .unwrap_or(0.0);
+        let skips = num(m, "skips") + num(m, "backoff_skips") + num(m, "disabled_skips");
+        let version = text(m, "version");
+        let _ = writeln!(
+            out,
+            "{:<20} {:<8} {:<12} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7}",
+            imp.name,
+            text(m, "state"),
+            version.get(..12).unwrap_or(&version),
+            num(m, "fires"),
+            skips,
+            failures,
+            micros(num(m, "duration_p50_us")),
+            micros(num(m, "duration_p99_us")),
+            bytes(num(m, "memory_high_water")),
+            num(m, "remote_writes_dropped"),
+        );
+    }
+    for imp in &report.impulses {
+        if let Some(err) = imp
+            .stats
+            .get("last_error")
+            .and_then(serde_json::Value::as_str)
+        {
+            let _ = writeln!(out, "{}: last error: {err}", imp.name);
+        }
+    }
+    out
+}
+
+fn micros(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2}s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2}ms", us / 1e3)
+    } else {
+        format!("{us:.1}µs")
+    }
+}
+
+fn bytes(b: f64) -> String {
+    if b >= (1u64 << 20) as f64 {
+        format!("{:.1}MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0}KiB", b / 1024.0)
+    }
+}

@@ -62,6 +62,13 @@ pub enum Command {
     },
     /// Load the configuration and every impulse, report problems, and exit.
     Check,
+    /// Show the running agent's impulses: version, state, fires, skips, failures,
+    /// call durations, memory and dropped writes.
+    Status {
+        /// Print the agent's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the agent until SIGINT or SIGTERM (the default without a command).
     Run,
 }
@@ -196,11 +203,22 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli)?;
             check(&config)
         }
+        (None, Some(Command::Status { json })) => {
+            let config = load_config(&cli)?;
+            status(&config, *json)
+        }
         (None, Some(Command::Run) | None) => {
             let config = load_config(&cli)?;
             run_agent(&config)
         }
     }
+}
+
+fn status(config: &Config, json: bool) -> Result<(), Failure> {
+    let socket = agent::status::control_socket_path(&config.dir);
+    let report = agent::status::query(&socket).map_err(|e| Failure::runtime(e.to_string()))?;
+    print!("{}", format::status(&report, json));
+    Ok(())
 }
 
 /// True when fd 0 is a pipe, a socket or a regular file (a terminal or /dev/null

@@ -8,6 +8,7 @@ use super::impulses::{ImpulseConfig, assign_unique_names, parse_impulse};
 use super::jobs::{JobConfig, parse_job};
 use super::limits::{Limits, parse_limits};
 use super::logging::{LoggingConfig, parse_logging};
+use super::metrics::{MetricsConfig, parse_metrics};
 use super::packages::{PackageConfig, parse_package};
 use super::server::{ServerConfig, parse_server};
 use super::yaml::{Ctx, line, unknown_key_message};
@@ -26,6 +27,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "package",
     "limits",
     "max_chain_depth",
+    "metrics",
 ];
 
 /// The default and the bounds of `max_chain_depth`.
@@ -62,6 +64,8 @@ pub struct Config {
     pub limits: Limits,
     /// `max_chain_depth`: how many impulse hops a sample may pass (1..=64, default 8).
     pub max_chain_depth: u32,
+    /// `metrics`: the Prometheus endpoint; `None` opens no port.
+    pub metrics: Option<MetricsConfig>,
     /// Unknown keys and ignored settings, each with its file and line.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -110,6 +114,7 @@ impl Config {
             server: None,
             limits: Limits::default(),
             max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
+            metrics: None,
             warnings: Vec::new(),
         };
 
@@ -146,11 +151,12 @@ impl Config {
                             cfg.keyfile = Some(p);
                         }
                 }
-                "logging" | "server" | "limits" | "max_chain_depth" => {
+                "logging" | "server" | "limits" | "max_chain_depth" | "metrics" => {
                     if let Some(previous) = once.previous(key, at) {
                         let what = match key {
                             "logging" => "logging block",
                             "limits" => "limits block",
+                            "metrics" => "metrics block",
                             _ => key,
                         };
                         ctx.error(
@@ -163,6 +169,7 @@ impl Config {
                         "logging" => cfg.logging = parse_logging(&mut ctx, value),
                         "server" => cfg.server = parse_server(&mut ctx, at, value),
                         "limits" => cfg.limits = parse_limits(&mut ctx, "limits", value),
+                        "metrics" => cfg.metrics = parse_metrics(&mut ctx, at, value),
                         _ => {
                             if let Some(depth) = ctx.uint("max_chain_depth", value) {
                                 if MAX_CHAIN_DEPTH_RANGE.contains(&depth) {

@@ -13,6 +13,9 @@ pub struct Limits {
     pub memory_bytes: Option<u64>,
     /// Fuel (roughly, WebAssembly instructions) one call may burn (`fuel: 1000000000`).
     pub fuel: Option<u64>,
+    /// Failed events in a row after which the impulse is disabled until its module
+    /// changes (`disable_after: 5`).
+    pub disable_after: Option<u32>,
 }
 
 impl Limits {
@@ -22,12 +25,13 @@ impl Limits {
             timeout_us: self.timeout_us.or(defaults.timeout_us),
             memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
             fuel: self.fuel.or(defaults.fuel),
+            disable_after: self.disable_after.or(defaults.disable_after),
         }
     }
 }
 
 /// The keys of a `limits` map.
-pub(super) const LIMIT_KEYS: &[&str] = &["timeout", "memory", "fuel"];
+pub(super) const LIMIT_KEYS: &[&str] = &["timeout", "memory", "fuel", "disable_after"];
 
 /// Read a `limits` map; `path` names it in messages (`impulses.limits`).
 pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits {
@@ -45,6 +49,17 @@ pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits
     }
     if let Some(n) = block.get("fuel") {
         limits.fuel = positive(ctx, &format!("{path}.fuel"), n, |c, w, n| c.uint(w, n));
+    }
+    if let Some(n) = block.get("disable_after") {
+        let what = format!("{path}.disable_after");
+        limits.disable_after =
+            positive(ctx, &what, n, |c, w, n| c.uint(w, n)).and_then(|v| match u32::try_from(v) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    ctx.error(line(n), format!("{what}: {v} is too large"));
+                    None
+                }
+            });
     }
     limits
 }
@@ -75,18 +90,21 @@ mod tests {
             timeout_us: Some(1),
             memory_bytes: None,
             fuel: None,
+            disable_after: Some(2),
         };
         let defaults = Limits {
             timeout_us: Some(5),
             memory_bytes: Some(6),
             fuel: None,
+            disable_after: Some(9),
         };
         assert_eq!(
             own.or(&defaults),
             Limits {
                 timeout_us: Some(1),
                 memory_bytes: Some(6),
-                fuel: None
+                fuel: None,
+                disable_after: Some(2),
             }
         );
     }

@@ -22,6 +22,7 @@ mod impulses;
 mod jobs;
 mod limits;
 mod logging;
+mod metrics;
 mod packages;
 mod params;
 mod server;
@@ -39,6 +40,7 @@ pub use jobs::{
 };
 pub use limits::Limits;
 pub use logging::LoggingConfig;
+pub use metrics::MetricsConfig;
 pub use packages::{Grants, PackageConfig, Venv};
 pub use server::ServerConfig;
 pub use template::TEMPLATE;

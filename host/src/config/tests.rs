@@ -147,8 +147,8 @@ fn unknown_keys_warn_with_their_line() {
     assert_eq!(
         warns("- username: bob\n\n- impluses:\n    filename: a.wasm\n- colour: blue\n"),
         [
-            "komlogd.yaml:3: unknown key `impluses` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth; did you mean `impulses`?",
-            "komlogd.yaml:5: unknown key `colour` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth",
+            "komlogd.yaml:3: unknown key `impluses` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics; did you mean `impulses`?",
+            "komlogd.yaml:5: unknown key `colour` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics",
         ]
     );
     assert_eq!(
@@ -426,7 +426,8 @@ fn impulses_every_key() {
         Limits {
             timeout_us: Some(2_000_000),
             memory_bytes: Some(64 << 20),
-            fuel: Some(1_000_000_000)
+            fuel: Some(1_000_000_000),
+            disable_after: None,
         }
     );
     // A single uri may be written without a list.
@@ -808,7 +809,8 @@ fn packages() {
             limits: Limits {
                 timeout_us: None,
                 memory_bytes: Some(128 << 20),
-                fuel: None
+                fuel: None,
+                disable_after: None,
             },
             grants: Grants {
                 dirs: vec![PathBuf::from("/proc"), dir("data")],
@@ -909,14 +911,15 @@ fn server() {
 #[test]
 fn agent_wide_limits_and_chain_depth() {
     let cfg = ok(
-        "- limits:\n    timeout: 5s\n    memory: 1048576\n    fuel: 10000000000\n- max_chain_depth: 64\n",
+        "- limits:\n    timeout: 5s\n    memory: 1048576\n    fuel: 10000000000\n    disable_after: 3\n- max_chain_depth: 64\n",
     );
     assert_eq!(
         cfg.limits,
         Limits {
             timeout_us: Some(5_000_000),
             memory_bytes: Some(1 << 20),
-            fuel: Some(10_000_000_000)
+            fuel: Some(10_000_000_000),
+            disable_after: Some(3),
         }
     );
     assert_eq!(cfg.max_chain_depth, 64);
@@ -1002,4 +1005,28 @@ fn the_original_full_example_loads() {
     assert_eq!(cfg.jobs[1].argv, ["/home/komlogd/my_script.sh"]);
     assert_eq!(cfg.impulses[0].name, "impulse_methods");
     assert!(cfg.warnings.is_empty());
+}
+
+#[test]
+fn metrics_block() {
+    let cfg = ok("- metrics:\n    listen: 127.0.0.1:9108\n");
+    assert_eq!(
+        cfg.metrics.map(|m| m.listen.to_string()),
+        Some("127.0.0.1:9108".to_owned())
+    );
+    let cfg = ok("- metrics: '[::1]:9000'\n");
+    assert_eq!(
+        cfg.metrics.map(|m| m.listen.to_string()),
+        Some("[::1]:9000".to_owned())
+    );
+    assert_eq!(
+        errs("- metrics:\n    listen: localhost\n"),
+        [
+            "komlogd.yaml:2: metrics.listen: \"localhost\" is not an address and port (e.g. 127.0.0.1:9108)"
+        ]
+    );
+    assert_eq!(
+        errs("- metrics: {}\n"),
+        ["komlogd.yaml:1: metrics: missing required key `listen` (e.g. 127.0.0.1:9108)"]
+    );
 }

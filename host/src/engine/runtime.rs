@@ -28,6 +28,10 @@ pub struct EngineConfig {
     pub max_memory_bytes: u64,
     /// How many instances may be alive at once.
     pub max_instances: u32,
+    /// Enforce call deadlines with epoch interruption (default on). Off, an
+    /// endless loop in a guest is never stopped: it exists only to measure what
+    /// the deadlines cost.
+    pub epoch_deadlines: bool,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +42,7 @@ impl Default for EngineConfig {
             fuel: false,
             max_memory_bytes: 1 << 30,
             max_instances: 256,
+            epoch_deadlines: true,
         }
     }
 }
@@ -124,6 +129,7 @@ struct EngineInner {
     cache: Option<ArtifactCache>,
     tick: Duration,
     fuel: bool,
+    max_memory_bytes: u64,
     /// Modules alive somewhere, by (hash, path): blocks naming one module share
     /// its compiled code. Weak, so a module nobody uses any more is freed.
     loaded: Mutex<HashMap<(String, PathBuf), Weak<ModuleInner>>>,
@@ -153,7 +159,7 @@ impl Engine {
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
         let mut wasm_config = Config::new();
         wasm_config
-            .epoch_interruption(true)
+            .epoch_interruption(config.epoch_deadlines)
             .consume_fuel(config.fuel)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&wasm_config).map_err(engine_err)?;
@@ -172,6 +178,7 @@ impl Engine {
                 cache,
                 tick: config.epoch_tick,
                 fuel: config.fuel,
+                max_memory_bytes: config.max_memory_bytes,
                 loaded: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),
@@ -277,6 +284,16 @@ impl Engine {
             }
         }
         Ok((component, false))
+    }
+
+    /// Whether calls are metered with fuel (set when the engine is created).
+    pub fn fuel_enabled(&self) -> bool {
+        self.inner.fuel
+    }
+
+    /// The largest memory cap an instance of this engine may have.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.inner.max_memory_bytes
     }
 
     /// The underlying wasmtime engine.

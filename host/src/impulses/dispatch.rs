@@ -1,11 +1,17 @@
 //! The dispatcher: the straight line source → store → impulses → validation → store.
 //!
-//! [`Dispatcher::ingest`] takes a batch of samples from a source, writes it to the
-//! store in one durable commit, and then, for each distinct timestamp in the batch
-//! (ascending), fires every impulse subscribed to any uri written at that
-//! timestamp **once**, with `ts` = that timestamp, `updated` = its uris written in
-//! that group, `others` = its other uris, and a window cut relative to `ts`.
-//! Valid outputs form a new batch that goes through the same line.
+//! Batches of samples (from [`Dispatcher::ingest`], or through an [`Inbox`] from
+//! sources) are written to the store in one durable commit; then, for each
+//! distinct timestamp in the batch (ascending), every impulse subscribed to any
+//! uri written at that timestamp is fired **once**, with `ts` = that timestamp,
+//! `updated` = its uris written in that group, `others` = its other uris, and a
+//! window cut relative to `ts`. Valid outputs form a new batch that goes through
+//! the same line.
+//!
+//! **Threads.** The dispatcher owns the store and cuts every window; each impulse
+//! runs on its own worker thread ([`super::worker`]), so a slow, looping or failing
+//! impulse delays nobody else. An impulse's fires run in the order they were
+//! dispatched. Outputs that arrive together are committed together.
 //!
 //! **Loop rule.** Every sample carries a chain depth: 0 when it comes from a source,
 //! one more than its trigger's when an impulse wrote it. Samples at depth
@@ -18,22 +24,29 @@
 //! timestamp of the impulse's previous run (before or after it) is skipped and
 //! counted. Using sample timestamps rather than the wall clock keeps replays exact.
 //!
-//! Impulses run one at a time on the caller's thread, in subscription order; a
-//! failed call (trap, deadline, memory cap) discards the instance, is logged with
-//! the impulse's name and reason, and the next fire gets a fresh instance.
+//! **Changes while running.** [`Control`] messages add, remove and swap impulses
+//! between batches: events dispatched before a swap run on the old version, events
+//! after it on the new one (see [`super::worker`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
-use crate::engine::bindings::Context;
-use crate::engine::{Instance, Module};
 use crate::model::{Sample, SampleError, Uri, Username};
 use crate::store::{DataReqs, Store, StoreError};
 
 use super::output;
 use super::spec::ImpulseSpec;
-use super::stats::ImpulseStats;
+use super::stats::{ImpulseStats, SharedStats, StatsBoard, lock};
 use super::window::WindowEncoder;
+use super::worker::{self, Done, FireJob, Job, Version};
+
+/// How many batches may wait in the inbox before senders wait in turn.
+const INBOX_CAPACITY: usize = 1024;
+/// How many inbox messages are committed together at most.
+const MAX_GROUP: usize = 256;
 
 /// Agent-wide dispatch settings.
 #[derive(Debug, Clone)]
@@ -65,7 +78,7 @@ pub struct Rejected {
     pub reason: SampleError,
 }
 
-/// What one [`Dispatcher::ingest`] call did.
+/// What the dispatcher did: per [`Dispatcher::ingest`] call, or accumulated while serving.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestReport {
     /// Source samples stored.
@@ -78,81 +91,303 @@ pub struct IngestReport {
     pub outputs: u64,
 }
 
+/// A change to the running set of impulses.
+pub enum Control {
+    /// Start a new impulse (its name must not be in use).
+    Add(Box<Version>),
+    /// Replace the module and/or spec of the impulse of the same name.
+    Swap(Box<Version>),
+    /// Stop the impulse of this name once its queued fires are done.
+    Remove(Arc<str>),
+    /// A new version of this impulse was refused; the running one stays.
+    Rejected {
+        /// The impulse.
+        name: Arc<str>,
+        /// Why, as logged.
+        reason: String,
+    },
+}
+
+/// Everything the dispatcher thread receives.
+pub(crate) enum Msg {
+    Samples(Vec<Sample>),
+    Done(Done),
+    Control(Control),
+    Stop,
+}
+
+/// The dispatcher is gone: nothing more can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the dispatcher has stopped")]
+pub struct Closed;
+
+/// A handle to send work to a dispatcher from other threads. Cheap to clone;
+/// sending waits while the dispatcher's inbox is full.
+#[derive(Clone)]
+pub struct Inbox {
+    tx: SyncSender<Msg>,
+}
+
+impl Inbox {
+    /// Queue a batch of source samples.
+    pub fn samples(&self, samples: Vec<Sample>) -> Result<(), Closed> {
+        self.tx.send(Msg::Samples(samples)).map_err(|_| Closed)
+    }
+
+    /// Queue a change to the running impulses.
+    pub fn control(&self, control: Control) -> Result<(), Closed> {
+        self.tx.send(Msg::Control(control)).map_err(|_| Closed)
+    }
+
+    /// Ask [`Dispatcher::serve`] to finish what is queued and return.
+    pub fn stop(&self) -> Result<(), Closed> {
+        self.tx.send(Msg::Stop).map_err(|_| Closed)
+    }
+}
+
+/// An impulse output, as stored: for observers of the line (tests, benchmarks).
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    /// The impulse that wrote it.
+    pub impulse: Arc<str>,
+    /// Hash of the module version that wrote it.
+    pub version: Arc<str>,
+    /// The sample.
+    pub sample: Sample,
+    /// When it was committed.
+    pub at: Instant,
+}
+
 struct Slot {
     spec: ImpulseSpec,
-    module: Module,
-    instance: Option<Instance>,
+    version: Arc<str>,
     /// Store keys of the subscribed uris, in subscription order.
     keys: Vec<String>,
     /// The subscribed uris as written, in the same order.
     uri_texts: Vec<String>,
     last_run_ts: Option<i64>,
-    stats: ImpulseStats,
-    ctx: Context,
+    stats: SharedStats,
+    jobs: Sender<Job>,
+    thread: Option<JoinHandle<()>>,
 }
 
 struct Pending {
     samples: Vec<Sample>,
     depth: u32,
-    origin: Option<usize>,
+    /// The slot and version that wrote them; None for source samples.
+    origin: Option<(usize, Arc<str>)>,
 }
 
 /// Runs impulses over a store. See the module documentation for the semantics.
 pub struct Dispatcher {
     store: Store,
     config: DispatcherConfig,
-    slots: Vec<Slot>,
-    /// Store key → indexes of the slots subscribed to it.
+    /// By slot number; a removed impulse leaves `None` (numbers are never reused).
+    slots: Vec<Option<Slot>>,
+    /// Store key → slots subscribed to it.
     index: HashMap<String, Vec<usize>>,
     encoder: WindowEncoder,
-    queue: VecDeque<Pending>,
+    inbox_tx: SyncSender<Msg>,
+    inbox_rx: Receiver<Msg>,
+    /// Fires sent to workers and not yet answered.
+    in_flight: usize,
+    report: IngestReport,
+    board: StatsBoard,
+    buffers: Vec<Vec<u8>>,
+    stopping: bool,
+    tap: Option<Sender<Tapped>>,
 }
 
 impl Dispatcher {
     /// A dispatcher over `store` with no impulses yet.
     pub fn new(store: Store, config: DispatcherConfig) -> Self {
+        let (inbox_tx, inbox_rx) = mpsc::sync_channel(INBOX_CAPACITY);
         Dispatcher {
             store,
             config,
             slots: Vec::new(),
             index: HashMap::new(),
             encoder: WindowEncoder::new(),
-            queue: VecDeque::new(),
+            inbox_tx,
+            inbox_rx,
+            in_flight: 0,
+            report: IngestReport::default(),
+            board: StatsBoard::default(),
+            buffers: Vec::new(),
+            stopping: false,
+            tap: None,
         }
     }
 
-    /// Add an impulse. `instance` may be the warm instance that answered `describe()`.
-    pub fn add_impulse(&mut self, spec: ImpulseSpec, module: Module, instance: Option<Instance>) {
-        let me = self.config.username.as_ref();
-        let keys: Vec<String> = spec.uris.iter().map(|u| u.store_key(me)).collect();
-        let uri_texts = spec.uris.iter().map(Uri::to_string).collect();
-        let idx = self.slots.len();
-        for key in &keys {
-            let subscribers = self.index.entry(key.clone()).or_default();
-            if !subscribers.contains(&idx) {
-                subscribers.push(idx);
-            }
+    /// A handle for sending samples and changes from other threads.
+    pub fn inbox(&self) -> Inbox {
+        Inbox {
+            tx: self.inbox_tx.clone(),
         }
-        let ctx = Context {
-            ts: 0,
-            updated: Vec::new(),
-            others: Vec::new(),
-            params: spec.params.clone(),
-            window: Vec::new(),
-        };
-        self.slots.push(Slot {
+    }
+
+    /// The live stats of every impulse, readable from any thread.
+    pub fn board(&self) -> StatsBoard {
+        self.board.clone()
+    }
+
+    /// Send every stored impulse output to `tap` from now on.
+    pub fn set_tap(&mut self, tap: Sender<Tapped>) {
+        self.tap = Some(tap);
+    }
+
+    /// Add an impulse. `instance` may be the warm instance that answered `describe()`.
+    pub fn add_impulse(
+        &mut self,
+        spec: ImpulseSpec,
+        module: crate::engine::Module,
+        instance: Option<crate::engine::Instance>,
+    ) {
+        self.apply(Control::Add(Box::new(Version {
             spec,
             module,
             instance,
+        })));
+    }
+
+    /// Apply a change to the running impulses now (see [`Control`]).
+    pub fn apply(&mut self, control: Control) {
+        match control {
+            Control::Add(version) => self.add(*version),
+            Control::Swap(version) => self.swap(*version),
+            Control::Remove(name) => self.remove(&name),
+            Control::Rejected { name, reason } => {
+                if let Some(slot) = self.slot_named(&name) {
+                    let mut cell = lock(&slot.stats);
+                    cell.stats().rejected_versions += 1;
+                    cell.stats().last_error = Some(reason);
+                }
+            }
+        }
+    }
+
+    fn slot_named(&self, name: &str) -> Option<&Slot> {
+        self.slots.iter().flatten().find(|s| &*s.spec.name == name)
+    }
+
+    fn add(&mut self, version: Version) {
+        let name = version.spec.name.clone();
+        if self.slot_named(&name).is_some() {
+            tracing::error!(
+                impulse = &*name,
+                "an impulse of this name is already running; not added"
+            );
+            return;
+        }
+        let i = self.slots.len();
+        let stats = SharedStats::default();
+        let (jobs, jobs_rx) = mpsc::channel();
+        let spec = version.spec.clone();
+        let hash: Arc<str> = Arc::from(version.module.hash());
+        let thread = worker::spawn(
+            i,
+            version,
+            stats.clone(),
+            self.config.username.clone(),
+            jobs_rx,
+            self.inbox_tx.clone(),
+        );
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(impulse = &*name, "cannot start the impulse's thread: {e}");
+                return;
+            }
+        };
+        self.board.insert(name, stats.clone());
+        let (keys, uri_texts) = self.keys_of(&spec);
+        self.slots.push(Some(Slot {
+            spec,
+            version: hash,
             keys: keys.clone(),
             uri_texts,
             last_run_ts: None,
-            stats: ImpulseStats::default(),
-            ctx,
-        });
+            stats,
+            jobs,
+            thread: Some(thread),
+        }));
+        self.subscribe(i, &keys);
+    }
+
+    fn swap(&mut self, version: Version) {
+        let name = version.spec.name.clone();
+        let Some(i) = self.slot_index(&name) else {
+            tracing::warn!(
+                impulse = &*name,
+                "no running impulse of this name to swap; adding it"
+            );
+            return self.add(version);
+        };
+        let (keys, uri_texts) = self.keys_of(&version.spec);
+        let Some(slot) = self.slots[i].as_mut() else {
+            return;
+        };
+        let old_keys = std::mem::replace(&mut slot.keys, keys.clone());
+        slot.uri_texts = uri_texts;
+        slot.spec = version.spec.clone();
+        slot.version = Arc::from(version.module.hash());
+        // A send fails only if the worker died; the next fire would fail the same way.
+        let _ = slot.jobs.send(Job::Swap(Box::new(version)));
+        self.unsubscribe(i, &old_keys);
+        self.subscribe(i, &keys);
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(i) = self.slot_index(name) else {
+            return;
+        };
+        if let Some(slot) = self.slots[i].take() {
+            self.unsubscribe(i, &slot.keys);
+            self.board.remove(name);
+            tracing::info!(impulse = name, "impulse removed");
+            // Dropping `slot.jobs` ends the worker after its queued fires.
+        }
+    }
+
+    fn slot_index(&self, name: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| &*s.spec.name == name))
+    }
+
+    fn keys_of(&self, spec: &ImpulseSpec) -> (Vec<String>, Vec<String>) {
+        let me = self.config.username.as_ref();
+        let keys = spec.uris.iter().map(|u| u.store_key(me)).collect();
+        let texts = spec.uris.iter().map(Uri::to_string).collect();
+        (keys, texts)
+    }
+
+    fn subscribe(&mut self, i: usize, keys: &[String]) {
         for key in keys {
-            let reqs = self.retention_for(&key);
-            self.store.set_retention(&key, reqs);
+            let subscribers = self.index.entry(key.clone()).or_default();
+            if !subscribers.contains(&i) {
+                subscribers.push(i);
+                subscribers.sort_unstable();
+            }
+        }
+        for key in keys {
+            let reqs = self.retention_for(key);
+            self.store.set_retention(key, reqs);
+        }
+    }
+
+    fn unsubscribe(&mut self, i: usize, keys: &[String]) {
+        for key in keys {
+            if let Some(subscribers) = self.index.get_mut(key) {
+                subscribers.retain(|&s| s != i);
+                if subscribers.is_empty() {
+                    self.index.remove(key);
+                    self.store.clear_retention(key);
+                    continue;
+                }
+            }
+            let reqs = self.retention_for(key);
+            self.store.set_retention(key, reqs);
         }
     }
 
@@ -160,9 +395,9 @@ impl Dispatcher {
     fn retention_for(&self, key: &str) -> DataReqs {
         let mut out = DataReqs::default();
         for &i in self.index.get(key).map(Vec::as_slice).unwrap_or(&[]) {
-            let r = self.slots[i].spec.data_reqs;
-            out.past_delta_us = out.past_delta_us.max(r.past_delta_us);
-            out.past_count = out.past_count.max(r.past_count);
+            if let Some(slot) = &self.slots[i] {
+                out = out.union(slot.spec.data_reqs);
+            }
         }
         out
     }
@@ -174,15 +409,12 @@ impl Dispatcher {
 
     /// The loaded impulses and their counters, in load order.
     pub fn stats(&self) -> Vec<(Arc<str>, ImpulseStats)> {
-        self.slots
-            .iter()
-            .map(|s| (s.spec.name.clone(), s.stats.clone()))
-            .collect()
+        self.board.snapshot()
     }
 
     /// The specs of the loaded impulses, in load order.
     pub fn specs(&self) -> impl Iterator<Item = &ImpulseSpec> {
-        self.slots.iter().map(|s| &s.spec)
+        self.slots.iter().flatten().map(|s| &s.spec)
     }
 
     /// Write a batch of source samples (local writes) and run every impulse it
@@ -192,25 +424,11 @@ impl Dispatcher {
     /// invalid value, a write to another user's uri or a kind change is refused
     /// alone and reported; the rest is stored.
     pub fn ingest(&mut self, samples: Vec<Sample>) -> Result<IngestReport, StoreError> {
-        let mut report = IngestReport::default();
-        let me = self.config.username.clone();
-        let mut valid = Vec::with_capacity(samples.len());
-        for sample in samples {
-            let (uri, ts) = (sample.uri.clone(), sample.ts);
-            match output::check_local_write(sample, me.as_ref()) {
-                Ok(sample) => valid.push(sample),
-                Err(reason) => report.rejected.push(Rejected { uri, ts, reason }),
-            }
-        }
-        self.queue.push_back(Pending {
-            samples: valid,
-            depth: 0,
-            origin: None,
-        });
-        while let Some(pending) = self.queue.pop_front() {
-            self.process(pending, &mut report)?;
-        }
-        Ok(report)
+        self.report = IngestReport::default();
+        let pending = self.validate_source(samples);
+        self.process(vec![pending])?;
+        self.settle()?;
+        Ok(std::mem::take(&mut self.report))
     }
 
     /// Fire the impulses subscribed to `uri` as if a sample had just arrived there
@@ -218,52 +436,196 @@ impl Dispatcher {
     /// Their outputs go through the usual line. Useful to re-run impulses over
     /// recorded data (backfill) and to measure a fire alone.
     pub fn refire(&mut self, uri: &str, ts: i64) -> Result<IngestReport, StoreError> {
-        let mut report = IngestReport::default();
+        self.report = IngestReport::default();
         let key = match Uri::parse(uri) {
             Ok(u) => u.store_key(self.config.username.as_ref()),
             Err(e) => {
-                report.rejected.push(Rejected {
+                self.report.rejected.push(Rejected {
                     uri: uri.to_owned(),
                     ts,
                     reason: e.into(),
                 });
-                return Ok(report);
+                return Ok(std::mem::take(&mut self.report));
             }
         };
         let subscribers = self.index.get(&key).cloned().unwrap_or_default();
         for i in subscribers {
-            report.fires += u64::from(self.fire(i, ts, &[key.as_str()], 0)?);
+            self.fire(i, ts, &[key.as_str()], 0)?;
         }
-        while let Some(pending) = self.queue.pop_front() {
-            self.process(pending, &mut report)?;
-        }
-        Ok(report)
+        self.settle()?;
+        Ok(std::mem::take(&mut self.report))
     }
 
-    fn process(
+    /// Handle inbox messages until every fire sent has been answered and its
+    /// outputs processed.
+    fn settle(&mut self) -> Result<(), StoreError> {
+        while self.in_flight > 0 {
+            self.pump(true)?;
+        }
+        Ok(())
+    }
+
+    /// Serve the inbox until [`Inbox::stop`], then finish every queued fire.
+    /// `each` is called after every processed group with what it did (its
+    /// rejections are not kept). A store failure is passed to `failed` and the
+    /// dispatcher goes on.
+    pub fn serve(
         &mut self,
-        mut pending: Pending,
-        report: &mut IngestReport,
-    ) -> Result<(), StoreError> {
-        if pending.samples.is_empty() {
+        mut each: impl FnMut(IngestReport),
+        mut failed: impl FnMut(StoreError),
+    ) {
+        self.stopping = false;
+        while !(self.stopping && self.in_flight == 0) {
+            self.report = IngestReport::default();
+            if let Err(e) = self.pump(true) {
+                failed(e);
+            }
+            each(std::mem::take(&mut self.report));
+        }
+    }
+
+    /// Stop every worker after its queued fires and close the store.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        let _ = self.settle();
+        let threads: Vec<_> = self
+            .slots
+            .iter_mut()
+            .flatten()
+            .filter_map(|s| s.thread.take())
+            .collect();
+        self.slots.clear();
+        for t in threads {
+            let _ = t.join();
+        }
+        self.store.close()
+    }
+
+    /// Receive one message (waiting for it when `block`) and everything already
+    /// queued behind it (up to a bound), and process them as one group.
+    fn pump(&mut self, block: bool) -> Result<(), StoreError> {
+        let first = if block {
+            match self.inbox_rx.recv() {
+                Ok(m) => m,
+                Err(_) => return Ok(()),
+            }
+        } else {
+            match self.inbox_rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => return Ok(()),
+            }
+        };
+        let mut pendings = Vec::new();
+        self.take(first, &mut pendings)?;
+        while pendings.len() < MAX_GROUP {
+            match self.inbox_rx.try_recv() {
+                Ok(m) => self.take(m, &mut pendings)?,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        self.process(pendings)
+    }
+
+    fn take(&mut self, msg: Msg, pendings: &mut Vec<Pending>) -> Result<(), StoreError> {
+        match msg {
+            Msg::Samples(samples) => pendings.push(self.validate_source(samples)),
+            Msg::Done(done) => {
+                self.in_flight -= 1;
+                self.buffers.push(done.window);
+                if done.called {
+                    self.report.fires += 1;
+                }
+                if !done.outputs.is_empty() {
+                    pendings.push(Pending {
+                        samples: done.outputs,
+                        depth: done.depth + 1,
+                        origin: Some((done.slot, done.version)),
+                    });
+                }
+            }
+            Msg::Control(control) => {
+                // Everything received before the change is dispatched before it.
+                self.process(std::mem::take(pendings))?;
+                self.apply(control);
+            }
+            Msg::Stop => self.stopping = true,
+        }
+        Ok(())
+    }
+
+    fn validate_source(&mut self, samples: Vec<Sample>) -> Pending {
+        let me = self.config.username.clone();
+        let mut valid = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let (uri, ts) = (sample.uri.clone(), sample.ts);
+            match output::check_local_write(sample, me.as_ref()) {
+                Ok(sample) => valid.push(sample),
+                Err(reason) => self.report.rejected.push(Rejected { uri, ts, reason }),
+            }
+        }
+        Pending {
+            samples: valid,
+            depth: 0,
+            origin: None,
+        }
+    }
+
+    /// Commit every pending batch in one store transaction, then fire what each fires.
+    fn process(&mut self, mut pendings: Vec<Pending>) -> Result<(), StoreError> {
+        pendings.retain(|p| !p.samples.is_empty());
+        if pendings.is_empty() {
             return Ok(());
         }
-        pending.samples.sort_by_key(|s| s.ts);
-        let outcomes = self.store.append(&pending.samples)?;
+        let total = pendings.iter().map(|p| p.samples.len()).sum();
+        let mut all = Vec::with_capacity(total);
+        let mut ranges = Vec::with_capacity(pendings.len());
+        for p in &mut pendings {
+            p.samples.sort_by_key(|s| s.ts);
+            let start = all.len();
+            all.append(&mut p.samples);
+            ranges.push(start..all.len());
+        }
+        let outcomes = self.store.append(&all)?;
+        let at = Instant::now();
+        for (p, range) in pendings.into_iter().zip(ranges) {
+            self.after_commit(&p, &all[range.clone()], &outcomes[range], at)?;
+        }
+        Ok(())
+    }
+
+    fn after_commit(
+        &mut self,
+        pending: &Pending,
+        samples: &[Sample],
+        outcomes: &[Result<(), SampleError>],
+        at: Instant,
+    ) -> Result<(), StoreError> {
+        let origin = pending
+            .origin
+            .as_ref()
+            .and_then(|(i, version)| Some((self.slots[*i].as_ref()?, version)));
         let mut groups: Vec<(i64, Vec<usize>)> = Vec::new();
-        for (sample, outcome) in pending.samples.iter().zip(outcomes) {
-            match (outcome, pending.origin) {
-                (Ok(()), origin) => {
-                    match origin {
-                        Some(o) => {
-                            self.slots[o].stats.outputs += 1;
-                            report.outputs += 1;
+        for (sample, outcome) in samples.iter().zip(outcomes) {
+            match (outcome, &pending.origin) {
+                (Ok(()), from) => {
+                    match from {
+                        Some(_) => {
+                            self.report.outputs += 1;
+                            if let Some((slot, version)) = origin {
+                                lock(&slot.stats).stats().outputs += 1;
+                                if let Some(tap) = &self.tap {
+                                    let _ = tap.send(Tapped {
+                                        impulse: slot.spec.name.clone(),
+                                        version: version.clone(),
+                                        sample: sample.clone(),
+                                        at,
+                                    });
+                                }
+                            }
                         }
-                        None => report.accepted += 1,
+                        None => self.report.accepted += 1,
                     }
-                    let subscribers = match self.index.get(&sample.uri) {
-                        Some(s) => s,
-                        None => continue,
+                    let Some(subscribers) = self.index.get(&sample.uri) else {
+                        continue;
                     };
                     match groups.last_mut() {
                         Some((ts, fired)) if *ts == sample.ts => {
@@ -276,17 +638,20 @@ impl Dispatcher {
                         _ => groups.push((sample.ts, subscribers.clone())),
                     }
                 }
-                (Err(reason), Some(o)) => {
-                    let slot = &mut self.slots[o];
-                    slot.stats.invalid_outputs += 1;
-                    tracing::warn!(impulse = &*slot.spec.name, uri = %sample.uri, "output dropped: {reason}");
-                    slot.stats.last_error =
-                        Some(format!("output to {} dropped: {reason}", sample.uri));
+                (Err(reason), Some(_)) => {
+                    if let Some((slot, _)) = origin {
+                        let mut cell = lock(&slot.stats);
+                        let stats = cell.stats();
+                        stats.invalid_outputs += 1;
+                        tracing::warn!(impulse = &*slot.spec.name, uri = %sample.uri, "output dropped: {reason}");
+                        stats.last_error =
+                            Some(format!("output to {} dropped: {reason}", sample.uri));
+                    }
                 }
-                (Err(reason), None) => report.rejected.push(Rejected {
+                (Err(reason), None) => self.report.rejected.push(Rejected {
                     uri: sample.uri.clone(),
                     ts: sample.ts,
-                    reason,
+                    reason: reason.clone(),
                 }),
             }
         }
@@ -294,9 +659,8 @@ impl Dispatcher {
             return Ok(());
         }
         if pending.depth >= self.config.max_chain_depth {
-            if let Some(o) = pending.origin {
-                let slot = &mut self.slots[o];
-                slot.stats.chain_cut += 1;
+            if let Some((slot, _)) = origin {
+                lock(&slot.stats).stats().chain_cut += 1;
                 tracing::warn!(
                     impulse = &*slot.spec.name,
                     depth = pending.depth,
@@ -309,131 +673,68 @@ impl Dispatcher {
         for (ts, mut fired) in groups {
             fired.sort_unstable();
             // The samples are sorted by ts: this group is a contiguous range.
-            let start = pending.samples.partition_point(|s| s.ts < ts);
-            let end = pending.samples.partition_point(|s| s.ts <= ts);
-            let batch: Vec<&str> = pending.samples[start..end]
-                .iter()
-                .map(|s| s.uri.as_str())
-                .collect();
+            let start = samples.partition_point(|s| s.ts < ts);
+            let end = samples.partition_point(|s| s.ts <= ts);
+            let batch: Vec<&str> = samples[start..end].iter().map(|s| s.uri.as_str()).collect();
             for i in fired {
-                report.fires += u64::from(self.fire(i, ts, &batch, pending.depth)?);
+                self.fire(i, ts, &batch, pending.depth)?;
             }
         }
         Ok(())
     }
 
-    /// Fire one impulse; returns whether it was called.
-    fn fire(&mut self, i: usize, ts: i64, batch: &[&str], depth: u32) -> Result<bool, StoreError> {
-        let slot = &mut self.slots[i];
+    /// Cut the window of one fire and send it to the impulse's worker, unless
+    /// `min_exec_delta` skips it.
+    fn fire(&mut self, i: usize, ts: i64, batch: &[&str], depth: u32) -> Result<(), StoreError> {
+        let Some(slot) = self.slots[i].as_mut() else {
+            return Ok(());
+        };
         if let (Some(delta), Some(last)) = (slot.spec.min_exec_delta_us, slot.last_run_ts)
             && ts.abs_diff(last) < delta
         {
-            slot.stats.skips += 1;
+            lock(&slot.stats).stats().skips += 1;
             tracing::debug!(
                 impulse = &*slot.spec.name,
                 ts,
                 last,
                 "skipped: within min_exec_delta"
             );
-            return Ok(false);
+            return Ok(());
         }
         slot.last_run_ts = Some(ts);
-        let ctx = &mut slot.ctx;
-        ctx.ts = ts;
-        ctx.updated.clear();
-        ctx.others.clear();
+        let mut updated = Vec::new();
+        let mut others = Vec::new();
         for (key, text) in slot.keys.iter().zip(&slot.uri_texts) {
             if batch.contains(&key.as_str()) {
-                ctx.updated.push(text.clone());
+                updated.push(text.clone());
             } else {
-                ctx.others.push(text.clone());
+                others.push(text.clone());
             }
             for entry in self.store.window(key, ts, slot.spec.data_reqs)? {
                 self.encoder.push(text, entry.ts, &entry.value);
             }
         }
-        if let Err(e) = self.encoder.finish_into(&mut ctx.window) {
+        let mut window = self.buffers.pop().unwrap_or_default();
+        if let Err(e) = self.encoder.finish_into(&mut window) {
             // Cannot happen with the fixed schema; refuse the fire rather than panic.
             tracing::error!(impulse = &*slot.spec.name, "cannot encode the window: {e}");
-            return Ok(false);
+            return Ok(());
         }
-        if slot.instance.is_none() {
-            match slot
-                .module
-                .instantiate(slot.spec.name.clone(), slot.spec.limits)
-            {
-                Ok(instance) => slot.instance = Some(instance),
-                Err(e) => {
-                    record_failure(slot, &e);
-                    return Ok(true);
-                }
-            }
+        let job = Job::Fire(FireJob {
+            ts,
+            depth,
+            updated,
+            others,
+            window,
+        });
+        if slot.jobs.send(job).is_ok() {
+            self.in_flight += 1;
+        } else {
+            tracing::error!(
+                impulse = &*slot.spec.name,
+                "the impulse's thread has ended; fire dropped"
+            );
         }
-        let Some(instance) = slot.instance.as_mut() else {
-            return Ok(false);
-        };
-        let result = instance.on_update(&slot.ctx);
-        slot.stats.memory_high_water = instance.memory_high_water() as u64;
-        let returned = match result {
-            Ok(Ok(samples)) => {
-                slot.stats.fires += 1;
-                samples
-            }
-            Ok(Err(message)) => {
-                slot.stats.fires += 1;
-                slot.stats.guest_errors += 1;
-                tracing::warn!(
-                    impulse = &*slot.spec.name,
-                    ts,
-                    "impulse returned an error: {message}"
-                );
-                slot.stats.last_error = Some(format!("error at ts {ts}: {message}"));
-                return Ok(true);
-            }
-            Err(e) => {
-                slot.instance = None;
-                record_failure(slot, &e);
-                return Ok(true);
-            }
-        };
-        let me = self.config.username.as_ref();
-        let mut outputs = Vec::with_capacity(returned.len());
-        for sample in returned {
-            let uri = sample.uri.clone();
-            match output::accept(sample, me) {
-                Ok(s) => outputs.push(s),
-                Err(SampleError::RemoteWrite(u)) => {
-                    slot.stats.remote_writes_dropped += 1;
-                    tracing::info!(impulse = &*slot.spec.name, uri = %u, "write to another user's uri dropped: remote uris are read-only");
-                }
-                Err(reason) => {
-                    slot.stats.invalid_outputs += 1;
-                    tracing::warn!(impulse = &*slot.spec.name, uri = %uri, "output dropped: {reason}");
-                    slot.stats.last_error = Some(format!("output to {uri} dropped: {reason}"));
-                }
-            }
-        }
-        if !outputs.is_empty() {
-            self.queue.push_back(Pending {
-                samples: outputs,
-                depth: depth + 1,
-                origin: Some(i),
-            });
-        }
-        Ok(true)
+        Ok(())
     }
-}
-
-fn record_failure(slot: &mut Slot, e: &crate::engine::CallError) {
-    *slot
-        .stats
-        .failures
-        .entry(e.kind.as_str().to_owned())
-        .or_default() += 1;
-    tracing::error!(
-        impulse = &*slot.spec.name,
-        wasm = %slot.spec.module_path.display(),
-        "impulse failed, instance discarded: {e}"
-    );
-    slot.stats.last_error = Some(e.to_string());
 }

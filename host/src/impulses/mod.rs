@@ -15,7 +15,10 @@ pub mod output;
 pub mod spec;
 pub mod stats;
 pub mod window;
+pub mod worker;
 
+pub use dispatch::{Closed, Control, Inbox, Tapped};
 pub use dispatch::{Dispatcher, DispatcherConfig, IngestReport, Rejected};
 pub use spec::{ImpulseSpec, SpecError};
-pub use stats::ImpulseStats;
+pub use stats::{FailedEvent, ImpulseState, ImpulseStats, StatsBoard};
+pub use worker::Version;

@@ -31,7 +31,12 @@ pub struct ImpulseSpec {
     pub params: Vec<(String, String)>,
     /// Its sandbox limits.
     pub limits: engine::Limits,
+    /// Failed events in a row after which it is disabled until its module changes.
+    pub disable_after: u32,
 }
+
+/// Failed events in a row after which an impulse is disabled, unless configured.
+pub const DEFAULT_DISABLE_AFTER: u32 = 5;
 
 /// Why an impulse could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,16 @@ pub enum SpecError {
         name: String,
         /// Its module.
         path: PathBuf,
+    },
+    /// The limits ask for something the running engine was not set up for.
+    #[error("impulse {name} ({path}): {reason}")]
+    NeedsRestart {
+        /// The impulse.
+        name: String,
+        /// Its module.
+        path: PathBuf,
+        /// What and why.
+        reason: String,
     },
     /// The module's `describe()` returned an invalid uri.
     #[error("impulse {name} ({path}): its describe() returned an invalid uri: {reason}")]
@@ -152,6 +167,11 @@ pub fn resolve(
         min_exec_delta_us,
         params: block.params.clone(),
         limits,
+        disable_after: block
+            .limits
+            .disable_after
+            .or(agent_limits.disable_after)
+            .unwrap_or(DEFAULT_DISABLE_AFTER),
     };
     Ok((spec, instance))
 }

@@ -1,18 +1,78 @@
-//! Per-impulse counters, readable while the agent runs.
+//! Per-impulse counters and state, shared between an impulse's worker, the
+//! dispatcher and the readers (`komlogd status`, the Prometheus endpoint).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-/// What an impulse has done since it was loaded.
+/// How many recent call durations the percentiles are computed over.
+const DURATION_WINDOW: usize = 1024;
+/// How many failed events are remembered per impulse.
+const FAILED_EVENTS_KEPT: usize = 16;
+
+/// Whether an impulse is taking events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImpulseState {
+    /// Taking events.
+    #[default]
+    Running,
+    /// Failed recently: events are skipped until the backoff ends.
+    Backoff,
+    /// Failed too many times in a row: events are skipped until its module changes.
+    Disabled,
+}
+
+impl ImpulseState {
+    /// A short lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImpulseState::Running => "running",
+            ImpulseState::Backoff => "backoff",
+            ImpulseState::Disabled => "disabled",
+        }
+    }
+}
+
+/// An event whose call failed twice (first try and retry).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FailedEvent {
+    /// The firing timestamp, µs.
+    pub ts: i64,
+    /// The module version (hash prefix) that failed.
+    pub version: String,
+    /// Failure kind (trap, deadline, memory, fuel, instantiate).
+    pub kind: String,
+    /// The failure, as logged.
+    pub reason: String,
+}
+
+/// What an impulse has done since it was loaded (counters survive module swaps).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ImpulseStats {
+    /// Hex SHA-256 of the module now serving.
+    pub version: String,
+    /// Running, backing off or disabled.
+    pub state: ImpulseState,
     /// Calls of `on-update` that returned (ok or err).
     pub fires: u64,
     /// Fires skipped because of `min_exec_delta`.
     pub skips: u64,
+    /// Fires skipped because the impulse was backing off after a failure.
+    pub backoff_skips: u64,
+    /// Fires skipped because the impulse was disabled.
+    pub disabled_skips: u64,
     /// Fires whose guest returned `err`.
     pub guest_errors: u64,
-    /// Failed calls by kind (trap, deadline, memory, fuel, instantiate).
+    /// Failed calls by kind (trap, deadline, memory, fuel, instantiate), retries included.
     pub failures: BTreeMap<String, u64>,
+    /// Events retried on a fresh instance after a failed call.
+    pub retries: u64,
+    /// Events that failed on their retry too.
+    pub failed_events: u64,
+    /// Failures in a row without a successful call.
+    pub consecutive_failures: u32,
+    /// The latest failed events, oldest first.
+    pub recent_failed_events: VecDeque<FailedEvent>,
     /// Output samples accepted.
     pub outputs: u64,
     /// Output samples dropped for breaking a rule (uri, value, kind).
@@ -21,8 +81,183 @@ pub struct ImpulseStats {
     pub remote_writes_dropped: u64,
     /// Output samples stored without firing further impulses (chain depth reached).
     pub chain_cut: u64,
+    /// Module versions swapped in while running.
+    pub swaps: u64,
+    /// New module versions refused by the load check (the previous one kept serving).
+    pub rejected_versions: u64,
     /// The last error or failure, if any.
     pub last_error: Option<String>,
-    /// The largest linear memory the current instance reached, bytes.
+    /// The largest linear memory any of its instances reached, bytes.
     pub memory_high_water: u64,
+    /// Median duration of the latest calls, µs.
+    pub duration_p50_us: f64,
+    /// 99th percentile duration of the latest calls, µs.
+    pub duration_p99_us: f64,
+    /// Calls timed since the impulse was loaded.
+    pub duration_count: u64,
+    /// Their total duration, µs.
+    pub duration_sum_us: f64,
+}
+
+/// The live stats of one impulse: counters plus the recent call durations.
+#[derive(Debug, Default)]
+pub struct StatsCell {
+    stats: ImpulseStats,
+    durations_ns: VecDeque<u64>,
+}
+
+impl StatsCell {
+    /// The counters, for updating.
+    pub fn stats(&mut self) -> &mut ImpulseStats {
+        &mut self.stats
+    }
+
+    /// Record one call's duration.
+    pub fn record_duration(&mut self, ns: u64) {
+        if self.durations_ns.len() == DURATION_WINDOW {
+            self.durations_ns.pop_front();
+        }
+        self.durations_ns.push_back(ns);
+        self.stats.duration_count += 1;
+        self.stats.duration_sum_us += ns as f64 / 1e3;
+    }
+
+    /// Record an event that failed on its retry too.
+    pub fn record_failed_event(&mut self, event: FailedEvent) {
+        let recent = &mut self.stats.recent_failed_events;
+        if recent.len() == FAILED_EVENTS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(event);
+        self.stats.failed_events += 1;
+    }
+
+    /// A copy of the counters with the percentiles filled in.
+    pub fn snapshot(&self) -> ImpulseStats {
+        let mut out = self.stats.clone();
+        if !self.durations_ns.is_empty() {
+            let mut sorted: Vec<u64> = self.durations_ns.iter().copied().collect();
+            sorted.sort_unstable();
+            let at = |q: f64| {
+                let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+                sorted[i] as f64 / 1e3
+            };
+            out.duration_p50_us = at(0.50);
+            out.duration_p99_us = at(0.99);
+        }
+        out
+    }
+}
+
+/// The shared handle to one impulse's stats.
+pub type SharedStats = Arc<Mutex<StatsCell>>;
+
+/// Lock a stats cell; a poisoned lock (a panic while holding it) still yields the data.
+pub fn lock(stats: &SharedStats) -> MutexGuard<'_, StatsCell> {
+    stats
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An impulse's name and its stats.
+type BoardEntry = (Arc<str>, SharedStats);
+
+/// Every loaded impulse's stats, by name in load order; cheap to clone and
+/// readable from any thread while the agent runs.
+#[derive(Debug, Clone, Default)]
+pub struct StatsBoard {
+    entries: Arc<RwLock<Vec<BoardEntry>>>,
+}
+
+impl StatsBoard {
+    /// Add (or replace) an impulse's entry.
+    pub(crate) fn insert(&self, name: Arc<str>, stats: SharedStats) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        match entries.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = stats,
+            None => entries.push((name, stats)),
+        }
+    }
+
+    /// Remove an impulse's entry.
+    pub(crate) fn remove(&self, name: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|(n, _)| &**n != name);
+    }
+
+    /// A consistent copy of every impulse's stats, in load order.
+    pub fn snapshot(&self) -> Vec<(Arc<str>, ImpulseStats)> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter()
+            .map(|(name, stats)| (name.clone(), lock(stats).snapshot()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_over_recent_durations() {
+        let mut cell = StatsCell::default();
+        for us in 1..=100u64 {
+            cell.record_duration(us * 1000);
+        }
+        let s = cell.snapshot();
+        assert_eq!(s.duration_p50_us, 50.0);
+        assert_eq!(s.duration_p99_us, 99.0);
+        assert_eq!(s.duration_count, 100);
+        assert_eq!(s.duration_sum_us, 5050.0);
+    }
+
+    #[test]
+    fn only_the_latest_durations_count() {
+        let mut cell = StatsCell::default();
+        for _ in 0..DURATION_WINDOW {
+            cell.record_duration(1_000_000);
+        }
+        for _ in 0..DURATION_WINDOW {
+            cell.record_duration(1_000);
+        }
+        let s = cell.snapshot();
+        assert_eq!(s.duration_p99_us, 1.0);
+        assert_eq!(s.duration_count, 2 * DURATION_WINDOW as u64);
+    }
+
+    #[test]
+    fn failed_events_are_capped() {
+        let mut cell = StatsCell::default();
+        for ts in 0..40 {
+            cell.record_failed_event(FailedEvent {
+                ts,
+                version: "v".into(),
+                kind: "trap".into(),
+                reason: "r".into(),
+            });
+        }
+        let s = cell.snapshot();
+        assert_eq!(s.failed_events, 40);
+        assert_eq!(s.recent_failed_events.len(), FAILED_EVENTS_KEPT);
+        assert_eq!(s.recent_failed_events.front().map(|e| e.ts), Some(24));
+    }
+
+    #[test]
+    fn board_replaces_and_removes_by_name() {
+        let board = StatsBoard::default();
+        let a: SharedStats = Arc::default();
+        lock(&a).stats().fires = 3;
+        board.insert("a".into(), a);
+        board.insert("b".into(), Arc::default());
+        let a2: SharedStats = Arc::default();
+        lock(&a2).stats().fires = 7;
+        board.insert("a".into(), a2);
+        let snap = board.snapshot();
+        assert_eq!(snap.len(), 2);
+        assert_eq!(&*snap[0].0, "a");
+        assert_eq!(snap[0].1.fires, 7);
+        board.remove("a");
+        assert_eq!(board.snapshot().len(), 1);
+    }
 }

@@ -1,0 +1,374 @@
+//! Hot reload: watches komlogd.yaml and every module file it references, and
+//! turns changes into [`Control`] messages for the dispatcher.
+//!
+//! The directories holding those files are watched (not the files themselves), so
+//! an editor's write-then-rename and a `cp` over the file are both seen. Events are
+//! gathered until 100 ms pass without one (at most 500 ms), then handled on this
+//! thread, off the event path:
+//!
+//! - **a module file changed:** every enabled impulse using it is loaded again (from
+//!   the compiled cache when the bytes were seen before) and checked — right world,
+//!   instantiates, `describe()` gives valid subscriptions, limits fit the engine.
+//!   A module that passes is swapped in at the impulse's next call boundary; one
+//!   that fails is refused with a log line naming the file and the reason, and the
+//!   running version keeps serving. Unchanged bytes (a `touch`) change nothing.
+//! - **komlogd.yaml changed:** an invalid file is refused whole (every error
+//!   logged, the running set untouched); a valid one removes the impulses no longer
+//!   enabled, adds new ones, and swaps those whose block, module or agent-wide
+//!   limits changed. Settings other than impulses and limits (jobs, logging,
+//!   server, packages, username, max_chain_depth) take effect at the next start;
+//!   a change to them is logged as such.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use crate::config::{self, Config, ImpulseConfig};
+use crate::engine::Engine;
+use crate::impulses::{Control, Inbox};
+
+use super::{load_impulse, log_loaded};
+
+/// Quiet time that ends a burst of file events.
+const QUIET: Duration = Duration::from_millis(100);
+/// Longest a burst is gathered before it is handled anyway.
+const MAX_GATHER: Duration = Duration::from_millis(500);
+/// Poll period when the system's file notification is not available.
+const POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path} for changes: {reason}")]
+pub struct WatchError {
+    /// The directory.
+    pub path: PathBuf,
+    /// The reason.
+    pub reason: String,
+}
+
+enum Event {
+    Changed(PathBuf),
+    Stop,
+}
+
+/// The running reloader; dropping it (or [`Reloader::stop`]) stops watching.
+pub struct Reloader {
+    events: Sender<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reloader {
+    /// Start watching `config` and its modules. `running` maps the name of every
+    /// impulse now loaded to its module hash; enabled blocks that are missing from
+    /// it (they failed to load) are retried when their file changes.
+    pub fn start(
+        engine: Engine,
+        config: Config,
+        running: HashMap<String, String>,
+        inbox: Inbox,
+    ) -> Result<Reloader, WatchError> {
+        let (events, rx) = mpsc::channel();
+        let sender = events.clone();
+        let handler = move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else { return };
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            for path in event.paths {
+                let _ = sender.send(Event::Changed(path));
+            }
+        };
+        let watcher: Box<dyn Watcher + Send> = match notify::recommended_watcher(handler.clone()) {
+            Ok(w) => Box::new(w),
+            Err(e) => {
+                tracing::warn!("file notification unavailable ({e}); polling for changes instead");
+                let poll = notify::Config::default().with_poll_interval(POLL_PERIOD);
+                Box::new(
+                    notify::PollWatcher::new(handler, poll).map_err(|e| WatchError {
+                        path: config.dir.clone(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+        };
+        let running = config
+            .impulses
+            .iter()
+            .filter_map(|b| {
+                let hash = running.get(&b.name)?;
+                Some((
+                    b.name.clone(),
+                    Running {
+                        block: comparable(b),
+                        limits: config.limits.clone(),
+                        hash: hash.clone(),
+                    },
+                ))
+            })
+            .collect();
+        let mut state = State {
+            engine,
+            config,
+            running,
+            inbox,
+            watcher,
+            watched: BTreeSet::new(),
+        };
+        state.rewatch()?;
+        let thread = std::thread::Builder::new()
+            .name("komlogd-reload".into())
+            .spawn(move || state.run(rx))
+            .map_err(|e| WatchError {
+                path: PathBuf::new(),
+                reason: format!("cannot start the reload thread: {e}"),
+            })?;
+        Ok(Reloader {
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop watching and wait for a reload in progress to finish.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.events.send(Event::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What is running under one name.
+struct Running {
+    block: ImpulseConfig,
+    limits: config::Limits,
+    hash: String,
+}
+
+struct State {
+    engine: Engine,
+    config: Config,
+    running: HashMap<String, Running>,
+    inbox: Inbox,
+    watcher: Box<dyn Watcher + Send>,
+    watched: BTreeSet<PathBuf>,
+}
+
+/// A block with its position cleared, so that moving it in the file is no change.
+fn comparable(block: &ImpulseConfig) -> ImpulseConfig {
+    ImpulseConfig {
+        line: 0,
+        ..block.clone()
+    }
+}
+
+impl State {
+    fn run(mut self, rx: Receiver<Event>) {
+        loop {
+            let mut changed = BTreeSet::new();
+            match rx.recv() {
+                Ok(Event::Changed(p)) => changed.insert(p),
+                Ok(Event::Stop) | Err(_) => return,
+            };
+            let started = Instant::now();
+            while started.elapsed() < MAX_GATHER {
+                match rx.recv_timeout(QUIET) {
+                    Ok(Event::Changed(p)) => {
+                        changed.insert(p);
+                    }
+                    Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Timeout) => break,
+                }
+            }
+            self.handle(&changed);
+        }
+    }
+
+    fn handle(&mut self, changed: &BTreeSet<PathBuf>) {
+        if changed.contains(&self.config.path) {
+            self.reload_config();
+            return;
+        }
+        let blocks: Vec<ImpulseConfig> = self
+            .config
+            .impulses
+            .iter()
+            .filter(|b| b.enabled && changed.contains(&b.filename))
+            .cloned()
+            .collect();
+        for block in blocks {
+            self.apply(&block);
+        }
+    }
+
+    fn reload_config(&mut self) {
+        let new = match Config::load(&self.config.path) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    config = %self.config.path.display(),
+                    "configuration not reloaded: it has errors; the running impulses are unchanged"
+                );
+                return;
+            }
+        };
+        for w in &new.warnings {
+            tracing::warn!("{w}");
+        }
+        let old = std::mem::replace(&mut self.config, new);
+        let restart_only = [
+            ("jobs", old.jobs != self.config.jobs),
+            ("logging", old.logging != self.config.logging),
+            ("server", old.server != self.config.server),
+            ("packages", old.packages != self.config.packages),
+            ("username", old.username != self.config.username),
+            (
+                "max_chain_depth",
+                old.max_chain_depth != self.config.max_chain_depth,
+            ),
+            (
+                "external jobs",
+                old.allow_external_jobs != self.config.allow_external_jobs
+                    || old.external_job_files != self.config.external_job_files,
+            ),
+        ];
+        for (what, differs) in restart_only {
+            if differs {
+                tracing::warn!(
+                    "configuration: the change to {what} takes effect when komlogd restarts"
+                );
+            }
+        }
+        let enabled: Vec<ImpulseConfig> = self
+            .config
+            .impulses
+            .iter()
+            .filter(|b| b.enabled)
+            .cloned()
+            .collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !enabled.iter().any(|b| &b.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.running.remove(&name);
+            tracing::info!(
+                impulse = name,
+                "impulse no longer in the configuration: removing it"
+            );
+            let _ = self
+                .inbox
+                .control(Control::Remove(Arc::from(name.as_str())));
+        }
+        for block in &enabled {
+            self.apply(block);
+        }
+        if let Err(e) = self.rewatch() {
+            tracing::error!("{e}");
+        }
+        tracing::info!(config = %self.config.path.display(), "configuration reloaded");
+    }
+
+    /// Bring one enabled block's impulse up to date: add, swap, or leave it.
+    fn apply(&mut self, block: &ImpulseConfig) {
+        let wanted = comparable(block);
+        if let Some(current) = self.running.get(&block.name)
+            && current.block == wanted
+            && current.limits == self.config.limits
+            && self
+                .engine
+                .load(&block.filename)
+                .is_ok_and(|m| m.hash() == current.hash)
+        {
+            return;
+        }
+        match load_impulse(&self.engine, block, &self.config.limits) {
+            Ok(version) => {
+                let hash = version.module.hash().to_owned();
+                let control = if self.running.contains_key(&block.name) {
+                    log_loaded(&version, "new version checked; swapping it in");
+                    Control::Swap(Box::new(version))
+                } else {
+                    log_loaded(&version, "impulse loaded");
+                    Control::Add(Box::new(version))
+                };
+                self.running.insert(
+                    block.name.clone(),
+                    Running {
+                        block: wanted,
+                        limits: self.config.limits.clone(),
+                        hash,
+                    },
+                );
+                let _ = self.inbox.control(control);
+            }
+            Err(e) => {
+                if self.running.contains_key(&block.name) {
+                    tracing::error!(
+                        impulse = block.name,
+                        wasm = %block.filename.display(),
+                        "new version refused, the running version keeps serving: {e}"
+                    );
+                    let _ = self.inbox.control(Control::Rejected {
+                        name: Arc::from(block.name.as_str()),
+                        reason: format!("new version refused: {e}"),
+                    });
+                } else {
+                    tracing::error!(
+                        impulse = block.name,
+                        wasm = %block.filename.display(),
+                        "impulse not loaded: {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Watch the directories of the configuration file and of every module.
+    fn rewatch(&mut self) -> Result<(), WatchError> {
+        let mut wanted = BTreeSet::new();
+        let files = std::iter::once(&self.config.path)
+            .chain(self.config.impulses.iter().map(|b| &b.filename));
+        for file in files {
+            if let Some(dir) = file.parent() {
+                wanted.insert(dir.to_path_buf());
+            }
+        }
+        for dir in self.watched.difference(&wanted) {
+            let _ = self.watcher.unwatch(dir);
+        }
+        let mut first_error = None;
+        for dir in wanted.difference(&self.watched) {
+            if let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
+                first_error.get_or_insert(WatchError {
+                    path: dir.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        self.watched = wanted;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

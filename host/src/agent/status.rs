@@ -1,0 +1,379 @@
+//! What a running agent tells about itself: the control socket that
+//! `komlogd status` asks, and the Prometheus text endpoint.
+//!
+//! The control socket is a Unix socket beside komlogd.yaml (`komlogd.sock`, mode
+//! 0600: only the agent's user may ask). A client writes one line, `status`, and
+//! reads one JSON document ([`StatusReport`]). The Prometheus endpoint answers
+//! `GET /metrics` on the configured address with the same counters in the text
+//! exposition format 0.0.4; anything else gets 404.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::impulses::{ImpulseStats, StatsBoard};
+
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest request line or HTTP head read.
+const MAX_REQUEST_BYTES: u64 = 8192;
+
+/// The control socket of the configuration in `config_dir`.
+pub fn control_socket_path(config_dir: &Path) -> PathBuf {
+    config_dir.join("komlogd.sock")
+}
+
+/// One impulse in a status report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImpulseStatus {
+    /// Its name.
+    pub name: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub stats: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What `status` answers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    /// The agent's process id.
+    pub pid: u32,
+    /// Seconds since the agent started.
+    pub uptime_s: f64,
+    /// Every impulse, in load order.
+    pub impulses: Vec<ImpulseStatus>,
+}
+
+/// Build the report from the board.
+pub fn report(board: &StatsBoard, uptime: Duration) -> StatusReport {
+    let impulses = board
+        .snapshot()
+        .into_iter()
+        .map(|(name, stats)| ImpulseStatus {
+            name: name.to_string(),
+            stats: match serde_json::to_value(stats) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            },
+        })
+        .collect();
+    StatusReport {
+        pid: std::process::id(),
+        uptime_s: uptime.as_secs_f64(),
+        impulses,
+    }
+}
+
+/// Why a status request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Nothing listens on the socket.
+    #[error("no komlogd agent is running for this configuration (nothing answers on {0})")]
+    NotRunning(PathBuf),
+    /// The exchange failed.
+    #[error("{path}: {reason}")]
+    Exchange {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Ask the agent listening on `socket` for its status.
+pub fn query(socket: &Path) -> Result<StatusReport, StatusError> {
+    let exchange = |reason: String| StatusError::Exchange {
+        path: socket.to_owned(),
+        reason,
+    };
+    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(StatusError::NotRunning(socket.to_owned()));
+        }
+        Err(e) => return Err(exchange(format!("cannot connect: {e}"))),
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    stream
+        .write_all(b"status\n")
+        .map_err(|e| exchange(format!("cannot send the request: {e}")))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| exchange(format!("cannot read the answer: {e}")))?;
+    serde_json::from_str(&line).map_err(|e| exchange(format!("unreadable answer: {e}")))
+}
+
+/// Serve the control socket until `shutdown` turns true, then remove it.
+/// A stale socket left by a killed agent is replaced.
+pub async fn serve_control(
+    path: PathBuf,
+    board: StatsBoard,
+    started: std::time::Instant,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}: another agent answers on it", path.display()),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let board = board.clone();
+                tokio::spawn(async move {
+                    let _ = answer_control(stream, &board, started.elapsed()).await;
+                });
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+async fn answer_control(
+    stream: tokio::net::UnixStream,
+    board: &StatsBoard,
+    uptime: Duration,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
+    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
+    let answer = match line.trim() {
+        "status" => serde_json::to_string(&report(board, uptime)).map_err(std::io::Error::other)?,
+        other => {
+            serde_json::json!({ "error": format!("unknown request {other:?}; known: status") })
+                .to_string()
+        }
+    };
+    write.write_all(answer.as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    write.shutdown().await
+}
+
+/// A counter's metric name suffix, help text and reader.
+type Counter = (&'static str, &'static str, fn(&ImpulseStats) -> u64);
+
+/// The counters of every impulse in the Prometheus text format.
+pub fn prometheus_text(board: &StatsBoard) -> String {
+    let snapshot = board.snapshot();
+    let mut out = String::new();
+    let counters: &[Counter] = &[
+        ("fires_total", "Calls of on-update that returned.", |s| {
+            s.fires
+        }),
+        ("skips_total", "Fires skipped by min_exec_delta.", |s| {
+            s.skips
+        }),
+        (
+            "backoff_skips_total",
+            "Fires skipped while backing off after a failure.",
+            |s| s.backoff_skips,
+        ),
+        (
+            "disabled_skips_total",
+            "Fires skipped while disabled.",
+            |s| s.disabled_skips,
+        ),
+        (
+            "guest_errors_total",
+            "Fires whose guest returned err.",
+            |s| s.guest_errors,
+        ),
+        (
+            "retries_total",
+            "Events retried on a fresh instance.",
+            |s| s.retries,
+        ),
+        (
+            "failed_events_total",
+            "Events that failed on their retry too.",
+            |s| s.failed_events,
+        ),
+        ("outputs_total", "Output samples stored.", |s| s.outputs),
+        (
+            "invalid_outputs_total",
+            "Output samples dropped for breaking a rule.",
+            |s| s.invalid_outputs,
+        ),
+        (
+            "remote_writes_dropped_total",
+            "Output samples to another user's uri, dropped.",
+            |s| s.remote_writes_dropped,
+        ),
+        (
+            "chain_cut_total",
+            "Outputs stored without firing further (chain depth).",
+            |s| s.chain_cut,
+        ),
+        (
+            "swaps_total",
+            "Module versions swapped in while running.",
+            |s| s.swaps,
+        ),
+        (
+            "rejected_versions_total",
+            "New module versions refused by the load check.",
+            |s| s.rejected_versions,
+        ),
+    ];
+    for (name, help, get) in counters {
+        out.push_str(&format!(
+            "# HELP komlogd_impulse_{name} {help}\n# TYPE komlogd_impulse_{name} counter\n"
+        ));
+        for (imp, s) in &snapshot {
+            out.push_str(&format!(
+                "komlogd_impulse_{name}{{impulse=\"{}\"}} {}\n",
+                escape_label(imp),
+                get(s)
+            ));
+        }
+    }
+    out.push_str("# HELP komlogd_impulse_failures_total Failed calls by kind.\n# TYPE komlogd_impulse_failures_total counter\n");
+    for (imp, s) in &snapshot {
+        for kind in ["trap", "deadline", "memory", "fuel", "instantiate"] {
+            out.push_str(&format!(
+                "komlogd_impulse_failures_total{{impulse=\"{}\",kind=\"{kind}\"}} {}\n",
+                escape_label(imp),
+                s.failures.get(kind).copied().unwrap_or(0)
+            ));
+        }
+    }
+    out.push_str("# HELP komlogd_impulse_memory_high_water_bytes Largest linear memory reached.\n# TYPE komlogd_impulse_memory_high_water_bytes gauge\n");
+    for (imp, s) in &snapshot {
+        out.push_str(&format!(
+            "komlogd_impulse_memory_high_water_bytes{{impulse=\"{}\"}} {}\n",
+            escape_label(imp),
+            s.memory_high_water
+        ));
+    }
+    out.push_str("# HELP komlogd_impulse_info Module version (hash) and state; always 1.\n# TYPE komlogd_impulse_info gauge\n");
+    for (imp, s) in &snapshot {
+        out.push_str(&format!(
+            "komlogd_impulse_info{{impulse=\"{}\",version=\"{}\",state=\"{}\"}} 1\n",
+            escape_label(imp),
+            escape_label(&s.version),
+            s.state.as_str()
+        ));
+    }
+    out.push_str("# HELP komlogd_impulse_duration_seconds Call durations (quantiles over the latest 1024 calls).\n# TYPE komlogd_impulse_duration_seconds summary\n");
+    for (imp, s) in &snapshot {
+        let imp = escape_label(imp);
+        for (q, v) in [("0.5", s.duration_p50_us), ("0.99", s.duration_p99_us)] {
+            out.push_str(&format!(
+                "komlogd_impulse_duration_seconds{{impulse=\"{imp}\",quantile=\"{q}\"}} {}\n",
+                v / 1e6
+            ));
+        }
+        out.push_str(&format!(
+            "komlogd_impulse_duration_seconds_sum{{impulse=\"{imp}\"}} {}\nkomlogd_impulse_duration_seconds_count{{impulse=\"{imp}\"}} {}\n",
+            s.duration_sum_us / 1e6,
+            s.duration_count
+        ));
+    }
+    out
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serve `GET /metrics` on `listener` until `shutdown` turns true.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    board: StatsBoard,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let board = board.clone();
+                tokio::spawn(async move {
+                    let _ = answer_http(stream, &board).await;
+                });
+            }
+        }
+    }
+}
+
+async fn answer_http(stream: tokio::net::TcpStream, board: &StatsBoard) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let mut request_line = String::new();
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        reader.read_line(&mut request_line).await?;
+        // Read the rest of the head; the body (none for GET) is ignored.
+        let mut header = String::new();
+        loop {
+            header.clear();
+            if reader.read_line(&mut header).await? == 0 || header.trim().is_empty() {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next(), parts.next());
+    let (status, content_type, body) = match (method, target) {
+        (Some("GET"), Some("/metrics")) => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_text(board),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "komlogd serves GET /metrics only\n".to_owned(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    write.write_all(head.as_bytes()).await?;
+    write.write_all(body.as_bytes()).await?;
+    write.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn empty_board_still_has_help_lines() {
+        let text = prometheus_text(&StatsBoard::default());
+        assert!(text.contains("# TYPE komlogd_impulse_fires_total counter"));
+        assert!(!text.contains("impulse=\""));
+    }
+}

@@ -1,0 +1,375 @@
+//! One impulse's worker thread: it owns the impulse's module version and
+//! instance, runs its fires one at a time in arrival order, validates what the
+//! guest returns, applies the failure policy, and swaps module versions at a call
+//! boundary.
+//!
+//! Fires and swaps arrive on one queue, so every fire queued before a swap runs
+//! on the old version and every fire queued after it on the new one: each event
+//! is handled by exactly one version, none is dropped or run twice.
+//!
+//! **Failure policy.** A failed call (trap, deadline, memory cap, fuel, or an
+//! instance that cannot be created) discards the instance; the event is retried
+//! once on a fresh instance. If the retry fails too, the event is recorded as
+//! failed (impulse, version, ts, reason), and the impulse backs off: fires in
+//! the next 1 s are skipped, doubling with each failed event in a row up to
+//! 30 s. After `disable_after` failed events in a row the impulse is disabled
+//! until a new module version is swapped in. A successful call resets the count.
+//! Skipped fires are counted. A guest returning `err` is not a failure of the
+//! sandbox: it is counted and logged, nothing more.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::engine::bindings::{Context, Sample as GuestSample};
+use crate::engine::{CallError, Instance, Module};
+use crate::model::{Sample, SampleError, Username};
+
+use super::dispatch::Msg;
+use super::output;
+use super::spec::ImpulseSpec;
+use super::stats::{FailedEvent, ImpulseState, SharedStats, lock};
+
+/// First backoff after a failed event.
+pub const BACKOFF_START: Duration = Duration::from_secs(1);
+/// Longest backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A module version ready to serve: the spec it was checked with, the module,
+/// and a warm instance (the one that answered `describe()`), if any.
+pub struct Version {
+    /// The resolved spec.
+    pub spec: ImpulseSpec,
+    /// The loaded module.
+    pub module: Module,
+    /// A warm instance created with `spec.limits`.
+    pub instance: Option<Instance>,
+}
+
+/// One fire, prepared by the dispatcher.
+pub(crate) struct FireJob {
+    pub ts: i64,
+    pub depth: u32,
+    pub updated: Vec<String>,
+    pub others: Vec<String>,
+    pub window: Vec<u8>,
+}
+
+/// What the worker does next.
+pub(crate) enum Job {
+    Fire(FireJob),
+    Swap(Box<Version>),
+}
+
+/// The result of one fire, back to the dispatcher.
+pub(crate) struct Done {
+    pub slot: usize,
+    pub depth: u32,
+    /// Hash of the module version that ran it.
+    pub version: Arc<str>,
+    /// Whether `on-update` was called (and returned, ok or err).
+    pub called: bool,
+    /// Valid local writes, in the order returned.
+    pub outputs: Vec<Sample>,
+    /// The window buffer, handed back for reuse.
+    pub window: Vec<u8>,
+}
+
+enum Outcome {
+    Returned(Result<Vec<GuestSample>, String>),
+    Failed(CallError),
+}
+
+/// The thread of one impulse. Dropping the job sender ends it after the queued jobs.
+pub(crate) fn spawn(
+    slot: usize,
+    version: Version,
+    stats: SharedStats,
+    username: Option<Username>,
+    jobs: Receiver<Job>,
+    done: SyncSender<Msg>,
+) -> std::io::Result<JoinHandle<()>> {
+    let name = format!("imp-{}", version.spec.name);
+    std::thread::Builder::new()
+        .name(name.chars().take(15).collect())
+        .spawn(move || {
+            let mut worker = Worker::new(slot, version, stats, username);
+            while let Ok(job) = jobs.recv() {
+                match job {
+                    Job::Fire(job) => {
+                        let result = worker.fire(job);
+                        if done.send(Msg::Done(result)).is_err() {
+                            return;
+                        }
+                    }
+                    Job::Swap(version) => worker.swap(*version),
+                }
+            }
+        })
+}
+
+struct Worker {
+    slot: usize,
+    version: Version,
+    /// `version`'s module hash, shared with every result.
+    tag: Arc<str>,
+    stats: SharedStats,
+    username: Option<Username>,
+    ctx: Context,
+    consecutive_failures: u32,
+    resume_at: Option<Instant>,
+    disabled: bool,
+}
+
+impl Worker {
+    fn new(slot: usize, version: Version, stats: SharedStats, username: Option<Username>) -> Self {
+        lock(&stats).stats().version = version.module.hash().to_owned();
+        let ctx = Context {
+            ts: 0,
+            updated: Vec::new(),
+            others: Vec::new(),
+            params: version.spec.params.clone(),
+            window: Vec::new(),
+        };
+        Worker {
+            slot,
+            tag: Arc::from(version.module.hash()),
+            version,
+            stats,
+            username,
+            ctx,
+            consecutive_failures: 0,
+            resume_at: None,
+            disabled: false,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.version.spec.name
+    }
+
+    /// Serve with `version` from the next fire on; re-enables a disabled impulse.
+    fn swap(&mut self, version: Version) {
+        let old = std::mem::replace(&mut self.version, version);
+        self.tag = Arc::from(self.version.module.hash());
+        self.ctx.params = self.version.spec.params.clone();
+        self.consecutive_failures = 0;
+        self.resume_at = None;
+        self.disabled = false;
+        {
+            let mut cell = lock(&self.stats);
+            let s = cell.stats();
+            s.version = self.version.module.hash().to_owned();
+            s.state = ImpulseState::Running;
+            s.consecutive_failures = 0;
+            s.swaps += 1;
+        }
+        tracing::info!(
+            impulse = self.name(),
+            from = &old.module.hash()[..12],
+            to = &self.version.module.hash()[..12],
+            "new module version serving"
+        );
+        // `old` (its instance, and its module if nothing else holds it) is freed here.
+    }
+
+    fn fire(&mut self, job: FireJob) -> Done {
+        let FireJob {
+            ts,
+            depth,
+            updated,
+            others,
+            window,
+        } = job;
+        let mut done = Done {
+            slot: self.slot,
+            depth,
+            version: self.tag.clone(),
+            called: false,
+            outputs: Vec::new(),
+            window: Vec::new(),
+        };
+        self.ctx.ts = ts;
+        self.ctx.updated = updated;
+        self.ctx.others = others;
+        self.ctx.window = window;
+        if self.skipped() {
+            done.window = std::mem::take(&mut self.ctx.window);
+            return done;
+        }
+        let returned = match self.call() {
+            Outcome::Returned(r) => r,
+            Outcome::Failed(first) => {
+                lock(&self.stats).stats().retries += 1;
+                tracing::warn!(
+                    impulse = self.name(),
+                    ts,
+                    "call failed ({first}); retrying once on a fresh instance"
+                );
+                match self.call() {
+                    Outcome::Returned(r) => r,
+                    Outcome::Failed(second) => {
+                        self.failed_event(ts, &second);
+                        done.window = std::mem::take(&mut self.ctx.window);
+                        return done;
+                    }
+                }
+            }
+        };
+        done.window = std::mem::take(&mut self.ctx.window);
+        done.called = true;
+        self.consecutive_failures = 0;
+        let mut cell = lock(&self.stats);
+        let stats = cell.stats();
+        stats.fires += 1;
+        stats.consecutive_failures = 0;
+        stats.state = ImpulseState::Running;
+        let samples = match returned {
+            Ok(samples) => samples,
+            Err(message) => {
+                stats.guest_errors += 1;
+                tracing::warn!(
+                    impulse = self.version.spec.name.as_ref(),
+                    ts,
+                    "impulse returned an error: {message}"
+                );
+                stats.last_error = Some(format!("error at ts {ts}: {message}"));
+                return done;
+            }
+        };
+        done.outputs.reserve(samples.len());
+        for sample in samples {
+            let uri = sample.uri.clone();
+            match output::accept(sample, self.username.as_ref()) {
+                Ok(s) => done.outputs.push(s),
+                Err(SampleError::RemoteWrite(u)) => {
+                    stats.remote_writes_dropped += 1;
+                    tracing::info!(impulse = self.version.spec.name.as_ref(), uri = %u, "write to another user's uri dropped: remote uris are read-only");
+                }
+                Err(reason) => {
+                    stats.invalid_outputs += 1;
+                    tracing::warn!(impulse = self.version.spec.name.as_ref(), uri = %uri, "output dropped: {reason}");
+                    stats.last_error = Some(format!("output to {uri} dropped: {reason}"));
+                }
+            }
+        }
+        done
+    }
+
+    /// Whether this fire is skipped by the failure policy (counted if so).
+    fn skipped(&mut self) -> bool {
+        if self.disabled {
+            lock(&self.stats).stats().disabled_skips += 1;
+            return true;
+        }
+        if let Some(at) = self.resume_at {
+            if Instant::now() < at {
+                lock(&self.stats).stats().backoff_skips += 1;
+                return true;
+            }
+            self.resume_at = None;
+        }
+        false
+    }
+
+    /// One call on the current instance (created first if needed).
+    fn call(&mut self) -> Outcome {
+        let version = &mut self.version;
+        let instance = match &mut version.instance {
+            Some(instance) => instance,
+            empty @ None => match version
+                .module
+                .instantiate(version.spec.name.clone(), version.spec.limits)
+            {
+                Ok(instance) => empty.insert(instance),
+                Err(e) => return self.call_failed(e),
+            },
+        };
+        let started = Instant::now();
+        let result = instance.on_update(&self.ctx);
+        let elapsed = started.elapsed();
+        let high_water = instance.memory_high_water() as u64;
+        {
+            let mut cell = lock(&self.stats);
+            cell.record_duration(elapsed.as_nanos() as u64);
+            let s = cell.stats();
+            s.memory_high_water = s.memory_high_water.max(high_water);
+        }
+        match result {
+            Ok(r) => Outcome::Returned(r),
+            Err(e) => {
+                version.instance = None;
+                self.call_failed(e)
+            }
+        }
+    }
+
+    fn call_failed(&mut self, e: CallError) -> Outcome {
+        let mut cell = lock(&self.stats);
+        let s = cell.stats();
+        *s.failures.entry(e.kind.as_str().to_owned()).or_default() += 1;
+        s.last_error = Some(e.to_string());
+        tracing::error!(
+            impulse = self.version.spec.name.as_ref(),
+            wasm = %self.version.spec.module_path.display(),
+            "impulse failed, instance discarded: {e}"
+        );
+        Outcome::Failed(e)
+    }
+
+    fn failed_event(&mut self, ts: i64, e: &CallError) {
+        self.consecutive_failures += 1;
+        let n = self.consecutive_failures;
+        let version = self.version.module.hash()[..12].to_owned();
+        let limit = self.version.spec.disable_after;
+        let mut cell = lock(&self.stats);
+        cell.record_failed_event(FailedEvent {
+            ts,
+            version: version.clone(),
+            kind: e.kind.as_str().to_owned(),
+            reason: e.to_string(),
+        });
+        let s = cell.stats();
+        s.consecutive_failures = n;
+        if n >= limit {
+            self.disabled = true;
+            s.state = ImpulseState::Disabled;
+            tracing::error!(
+                impulse = self.version.spec.name.as_ref(),
+                wasm = %self.version.spec.module_path.display(),
+                version,
+                ts,
+                "event failed twice; impulse disabled after {n} failed events in a row: it runs again when its module file changes"
+            );
+        } else {
+            let backoff = backoff_after(n);
+            self.resume_at = Some(Instant::now() + backoff);
+            s.state = ImpulseState::Backoff;
+            tracing::error!(
+                impulse = self.version.spec.name.as_ref(),
+                version,
+                ts,
+                "event failed twice ({n} in a row); skipping fires for {backoff:?}"
+            );
+        }
+    }
+}
+
+/// The backoff after `n` (≥ 1) failed events in a row: 1 s, 2 s, 4 s … 30 s.
+pub fn backoff_after(n: u32) -> Duration {
+    let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+    BACKOFF_START.saturating_mul(factor).min(BACKOFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let secs: Vec<u64> = (1..=8).map(|n| backoff_after(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff_after(u32::MAX), BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,92 @@
+//! The failure policy on a running agent: a failing impulse backs off, is
+//! disabled after `disable_after` failed events in a row, and runs again when its
+//! module file changes; a runaway impulse is stopped near its deadline while its
+//! healthy neighbour keeps answering at once.
+
+use std::time::{Duration, Instant};
+
+use komlogd::impulses::ImpulseState;
+use komlogd_tests::{AgentDir, RunningAgent, dp, guest, replace_file};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn backoff_then_disable_then_reenable_on_module_change() {
+    let dir = AgentDir::new("");
+    let module = dir.path().join("flaky.wasm");
+    std::fs::copy(guest("misbehave"), &module).unwrap();
+    dir.write_config(
+        "- impulses:\n    name: flaky\n    filename: flaky.wasm\n    uris: [in]\n    params: {mode: panic}\n    limits: {disable_after: 2}\n",
+    );
+    let agent = RunningAgent::start(&dir);
+
+    // Event 1 fails (and its retry): backoff of 1 s.
+    agent.inbox.samples(vec![dp("in", 1, 0.0)]).unwrap();
+    let s = agent.wait_for("flaky", WAIT, |s| s.failed_events == 1);
+    assert_eq!(s.state, ImpulseState::Backoff);
+    assert_eq!((s.retries, s.failures.get("trap").copied()), (1, Some(2)));
+    let failed_at = Instant::now();
+
+    // Event 2 inside the backoff: skipped, not run.
+    agent.inbox.samples(vec![dp("in", 2, 0.0)]).unwrap();
+    let s = agent.wait_for("flaky", WAIT, |s| s.backoff_skips == 1);
+    assert_eq!(
+        s.failures.get("trap"),
+        Some(&2),
+        "nothing ran during the backoff"
+    );
+
+    // Event 3 after the backoff runs, fails again: second failed event in a row → disabled.
+    let wait = Duration::from_millis(1100).saturating_sub(failed_at.elapsed());
+    std::thread::sleep(wait);
+    agent.inbox.samples(vec![dp("in", 3, 0.0)]).unwrap();
+    let s = agent.wait_for("flaky", WAIT, |s| s.failed_events == 2);
+    assert_eq!(s.state, ImpulseState::Disabled);
+    assert_eq!(s.consecutive_failures, 2);
+    let ts: Vec<i64> = s.recent_failed_events.iter().map(|e| e.ts).collect();
+    assert_eq!(ts, [1, 3]);
+    assert!(s.recent_failed_events[1].reason.contains("asked to panic"));
+
+    // Disabled: events are skipped however long we wait.
+    agent.inbox.samples(vec![dp("in", 4, 0.0)]).unwrap();
+    agent.wait_for("flaky", WAIT, |s| s.disabled_skips == 1);
+
+    // A new module version re-enables it.
+    replace_file(&guest("tagged_a"), &module);
+    let s = agent.wait_for("flaky", WAIT, |s| s.swaps == 1);
+    assert_eq!(s.state, ImpulseState::Running);
+    agent.inbox.samples(vec![dp("in", 5, 0.0)]).unwrap();
+    let s = agent.wait_for("flaky", WAIT, |s| s.fires == 1);
+    assert_eq!(s.outputs, 1);
+    assert_eq!(s.consecutive_failures, 0);
+}
+
+#[test]
+fn a_runaway_is_stopped_near_its_deadline_and_its_neighbour_is_not_delayed() {
+    let dir = AgentDir::new(
+        "- impulses:\n    name: runaway\n    filename: {guest:misbehave}\n    uris: [in]\n    params: {mode: spin}\n    limits: {timeout: 300ms}\n\
+         - impulses:\n    name: healthy\n    filename: {guest:tagged_a}\n    uris: [in]\n",
+    );
+    let agent = RunningAgent::start(&dir);
+    let sent = Instant::now();
+    agent.inbox.samples(vec![dp("in", 1, 0.0)]).unwrap();
+    // The healthy neighbour answers long before the runaway's deadline.
+    let out = agent
+        .tap
+        .recv_timeout(WAIT)
+        .expect("the healthy impulse answered");
+    let answered = sent.elapsed();
+    assert_eq!(&*out.impulse, "healthy");
+    assert!(
+        answered < Duration::from_millis(150),
+        "the healthy impulse waited {answered:?} behind the runaway"
+    );
+    // The runaway's call and its retry are each stopped near the 300 ms deadline.
+    let s = agent.wait_for("runaway", WAIT, |s| s.failed_events == 1);
+    assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
+    let took = Duration::from_secs_f64(s.duration_p99_us / 1e6);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(450),
+        "a runaway call lasted {took:?} for a 300 ms deadline"
+    );
+}

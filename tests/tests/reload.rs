@@ -1,0 +1,197 @@
+//! Hot reload on a running agent: module files replaced under a steady stream of
+//! samples (every input answered exactly once, by one version, in order), a
+//! broken module refused while the old one keeps serving, configuration reloads
+//! (valid and invalid), and a module that failed to load picked up once fixed.
+//! (Memory across swaps is measured alone, in `reload_memory.rs`.)
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use komlogd::impulses::Tapped;
+use komlogd_tests::{AgentDir, RunningAgent, dp, guest, replace_file};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An agent whose impulse `tag` runs a module file of its own (a copy of tagged_a).
+fn tagged_agent(extra: &str) -> (AgentDir, PathBuf) {
+    let dir = AgentDir::new("");
+    let module = dir.path().join("tag.wasm");
+    std::fs::copy(guest("tagged_a"), &module).expect("copy tagged_a");
+    dir.write_config(&format!(
+        "- impulses:\n    name: tag\n    filename: tag.wasm\n    uris: [in]\n{extra}"
+    ));
+    (dir, module)
+}
+
+fn module_hash(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).expect("read module");
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Outputs of `impulse` received so far (waits until `n` arrived).
+fn collect(agent: &RunningAgent, impulse: &str, n: usize) -> Vec<Tapped> {
+    let deadline = Instant::now() + WAIT;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match agent.tap.recv_timeout(left) {
+            Ok(t) if &*t.impulse == impulse => out.push(t),
+            Ok(_) => {}
+            Err(_) => panic!("only {} of {n} outputs of {impulse} arrived", out.len()),
+        }
+    }
+    out
+}
+
+#[test]
+fn swaps_under_a_steady_stream_lose_and_double_nothing() {
+    let (dir, module) = tagged_agent("");
+    let versions = [guest("tagged_a"), guest("tagged_b")];
+    let hashes: Vec<String> = versions.iter().map(|p| module_hash(p)).collect();
+    let tag_of: HashMap<&str, f64> = [(hashes[0].as_str(), 1.0), (hashes[1].as_str(), 2.0)].into();
+    let agent = RunningAgent::start(&dir);
+
+    const SWAPS: usize = 12;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let driver = {
+        let inbox = agent.inbox.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // A steady stream: one sample every 500 µs until told to stop (bounded).
+            let mut sent = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 200_000 {
+                sent += 1;
+                inbox
+                    .samples(vec![dp("in", sent, sent as f64)])
+                    .expect("agent running");
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            sent
+        })
+    };
+    let mut broken_checked = false;
+    for swap in 1..=SWAPS {
+        let next = swap % 2;
+        replace_file(&versions[next], &module);
+        let s = agent.wait_for("tag", WAIT, |s| s.version == hashes[next]);
+        assert_eq!(s.swaps as usize, swap, "one swap per replacement");
+        if swap == SWAPS / 2 {
+            // A broken module is refused; the version in place keeps serving.
+            std::fs::write(&module, b"\0asm this is not a component").unwrap();
+            let s = agent.wait_for("tag", WAIT, |s| s.rejected_versions == 1);
+            assert_eq!(s.version, hashes[next], "the old version still serves");
+            let before = s.fires;
+            agent.wait_for("tag", WAIT, |s| s.fires > before + 20);
+            broken_checked = true;
+            // Put the same version back: unchanged bytes are not a new version.
+            replace_file(&versions[next], &module);
+            std::thread::sleep(Duration::from_millis(400));
+            assert_eq!(agent.stats("tag").swaps as usize, swap);
+        }
+    }
+    assert!(broken_checked);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = driver.join().expect("driver") as usize;
+    let outputs = collect(&agent, "tag", sent);
+    let summary = agent.stop();
+    assert_eq!(summary.stored as usize, sent);
+
+    // Exactly one output per input, in input order, each from one known version
+    // whose tag it carries.
+    let mut seen_tags = [0usize; 2];
+    for (i, t) in outputs.iter().enumerate() {
+        assert_eq!(
+            t.sample.ts,
+            i as i64 + 1,
+            "output {i} answers input {}",
+            i + 1
+        );
+        let tag = tag_of
+            .get(&*t.version)
+            .unwrap_or_else(|| panic!("unknown version {}", t.version));
+        assert_eq!(t.sample.value, komlogd::model::Value::Datapoint(*tag));
+        seen_tags[(*tag as usize) - 1] += 1;
+    }
+    assert!(seen_tags[0] > 0 && seen_tags[1] > 0, "{seen_tags:?}");
+    // Versions alternate in runs: a -> b -> a ... exactly SWAPS changes.
+    let changes = outputs
+        .windows(2)
+        .filter(|w| w[0].version != w[1].version)
+        .count();
+    assert!(
+        changes <= SWAPS,
+        "{changes} version changes for {SWAPS} swaps"
+    );
+}
+
+#[test]
+fn configuration_reloads_add_change_remove_and_refuse_bad_files() {
+    let (dir, _module) = tagged_agent("    params: {out: first}\n");
+    let agent = RunningAgent::start(&dir);
+    agent.inbox.samples(vec![dp("in", 1, 0.0)]).unwrap();
+    let first = collect(&agent, "tag", 1);
+    assert_eq!(first[0].sample.uri, "first");
+
+    // Params change in place: same impulse, same counters, new params.
+    dir.write_config(
+        "- impulses:\n    name: tag\n    filename: tag.wasm\n    uris: [in]\n    params: {out: second}\n\
+         - impulses:\n    name: extra\n    filename: {guest:tagged_b}\n    uris: [other]\n",
+    );
+    agent.wait_for("extra", WAIT, |_| true);
+    agent.wait_for("tag", WAIT, |s| s.swaps == 1);
+    agent.inbox.samples(vec![dp("in", 2, 0.0)]).unwrap();
+    let second = collect(&agent, "tag", 1);
+    assert_eq!(second[0].sample.uri, "second");
+    assert_eq!(agent.stats("tag").fires, 2, "counters survive the change");
+    agent.inbox.samples(vec![dp("other", 3, 0.0)]).unwrap();
+    let extra = collect(&agent, "extra", 1);
+    assert_eq!(extra[0].sample.value, komlogd::model::Value::Datapoint(2.0));
+
+    // An invalid file changes nothing.
+    std::fs::write(
+        dir.config_path(),
+        "- impulses:\n    name: tag\n    filename: tag.wasm\n    uris: [in\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    agent.inbox.samples(vec![dp("in", 4, 0.0)]).unwrap();
+    let fourth = collect(&agent, "tag", 1);
+    assert_eq!(fourth[0].sample.uri, "second");
+    assert!(agent.board.snapshot().iter().any(|(n, _)| &**n == "extra"));
+
+    // Removing a block stops its impulse.
+    dir.write_config("- impulses:\n    name: tag\n    filename: tag.wasm\n    uris: [in]\n");
+    let deadline = Instant::now() + WAIT;
+    while agent.board.snapshot().iter().any(|(n, _)| &**n == "extra") {
+        assert!(Instant::now() < deadline, "extra still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.inbox.samples(vec![dp("other", 5, 0.0)]).unwrap();
+    agent.inbox.samples(vec![dp("in", 5, 0.0)]).unwrap();
+    let fifth = collect(&agent, "tag", 1);
+    assert_eq!(fifth[0].sample.uri, "tagged", "params back to the default");
+    let summary = agent.stop();
+    assert_eq!(summary.fires, 5, "extra did not fire after its removal");
+}
+
+#[test]
+fn a_module_that_failed_to_load_is_loaded_once_fixed() {
+    let dir = AgentDir::new("");
+    let module = dir.path().join("late.wasm");
+    std::fs::write(&module, b"not yet").unwrap();
+    dir.write_config(
+        "- impulses:\n    name: late\n    filename: late.wasm\n    uris: [in]\n\
+         - impulses:\n    name: tag\n    filename: {guest:tagged_a}\n    uris: [in]\n",
+    );
+    let agent = RunningAgent::start_allowing_load_errors(&dir);
+    replace_file(&guest("tagged_b"), &module);
+    agent.wait_for("late", WAIT, |_| true);
+    agent.inbox.samples(vec![dp("in", 1, 0.0)]).unwrap();
+    let out = collect(&agent, "late", 1);
+    assert_eq!(out[0].sample.value, komlogd::model::Value::Datapoint(2.0));
+}
