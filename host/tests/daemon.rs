@@ -1,6 +1,7 @@
 //! The agent as a daemon, as a user runs it: the first run in an empty HOME, a
-//! run with a real cron job feeding a real impulse, a clean stop on SIGTERM, and
-//! an upload refused while the running agent holds the store.
+//! run with a real cron job feeding a real impulse, a clean stop on SIGTERM,
+//! uploads handed to the running agent, `komlogd status` and the Prometheus
+//! endpoint.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -50,6 +51,18 @@ fn wait(mut child: Child, limit: Duration) -> (i32, String, String) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Run `komlogd -c CONFIG ARGS` with `input` on stdin.
+fn upload(home: &Path, config: &str, args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = command(home, &[&["-c", config], args].concat());
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    wait(child, Duration::from_secs(60))
 }
 
 fn mode(path: &Path) -> u32 {
@@ -142,14 +155,15 @@ fn a_real_job_feeds_an_impulse_until_sigterm() {
         "debug is for komlogd's own lines, not its dependencies'"
     );
 
-    // While it runs, it holds the store: a one-shot upload is refused clearly.
-    let mut upload = command(home.path(), &["-c", &c, "-u", "x"]);
-    upload.stdin(Stdio::piped());
-    let mut up = upload.spawn().unwrap();
-    drop(up.stdin.take());
-    let (code, _, err) = wait(up, Duration::from_secs(60));
+    // While it runs it holds the store: a query is refused clearly...
+    let q = command(home.path(), &["-c", &c, "query"]).spawn().unwrap();
+    let (code, _, err) = wait(q, Duration::from_secs(60));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("another komlogd process is using it"), "{err}");
+    // ...and an upload is handed to it through its control socket.
+    let (code, out, err) = upload(home.path(), &c, &["-u", "x"], "hello");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("x: stored by the running agent"), "{out}");
 
     // SIGTERM stops it cleanly.
     // SAFETY: kill(2) with the pid of our own child.
@@ -174,4 +188,134 @@ fn a_real_job_feeds_an_impulse_until_sigterm() {
     assert_eq!(row["ts"].as_i64().unwrap() % 60_000_000, 0, "{row}");
     let pct = row["value"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&pct), "{row}");
+}
+
+/// GET `path` from `addr` with a plain HTTP/1.1 request; returns the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn status_metrics_and_uploads_reach_the_running_agent() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.join("komlogd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "- username: me\n- metrics:\n    listen: {addr}\n\
+             - impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n",
+            guest("probe").display()
+        ),
+    )
+    .unwrap();
+    let c = config.display().to_string();
+
+    // Not running yet: status says so.
+    let st = command(home.path(), &["-c", &c, "status"]).spawn().unwrap();
+    let (code, _, err) = wait(st, Duration::from_secs(60));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no komlogd agent is running"), "{err}");
+
+    let child = command(home.path(), &["-c", &c]).spawn().unwrap();
+    let socket = dir.join("komlogd.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no control socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(mode(&socket), 0o600);
+
+    let (code, out, err) = upload(
+        home.path(),
+        &c,
+        &["-u", "x", "--datapoint", "--ts", "1000"],
+        "5\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("stored by the running agent"), "{out}");
+    // A refusal by the agent is reported as such: x holds datapoints now.
+    let (code, _, err) = upload(home.path(), &c, &["-u", "x", "--ts", "2000"], "text");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("x: not uploaded"), "{err}");
+
+    // status: the impulse fired once on the uploaded sample.
+    let mut report = serde_json::Value::Null;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let st = command(home.path(), &["-c", &c, "status", "--json"])
+            .spawn()
+            .unwrap();
+        let (code, out, err) = wait(st, Duration::from_secs(60));
+        assert_eq!(code, 0, "{err}");
+        report = serde_json::from_str(&out).unwrap();
+        if report["impulses"][0]["fires"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let probe = &report["impulses"][0];
+    assert_eq!(probe["name"], "probe", "{report}");
+    assert_eq!(probe["fires"], 1, "{report}");
+    assert_eq!(probe["state"], "running", "{report}");
+    assert_eq!(probe["version"].as_str().unwrap().len(), 64, "{report}");
+    let st = command(home.path(), &["-c", &c, "status"]).spawn().unwrap();
+    let (code, table, err) = wait(st, Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("probe "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1], "running", "{table}");
+    assert_eq!(
+        cols[2],
+        &probe["version"].as_str().unwrap()[..12],
+        "{table}"
+    );
+    assert_eq!(cols[3], "1", "{table}");
+
+    // Prometheus: the same counters.
+    let metrics = http_get(&addr, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(
+        metrics.contains("komlogd_impulse_fires_total{impulse=\"probe\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("komlogd_impulse_failures_total{impulse=\"probe\",kind=\"trap\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(http_get(&addr, "/").starts_with("HTTP/1.1 404"));
+
+    // SIGTERM: it stops and takes its socket with it.
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (code, _, err) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+    assert!(!socket.exists());
+    let q = command(home.path(), &["-c", &c, "query", "probe.out", "--json"])
+        .spawn()
+        .unwrap();
+    let (code, out, err) = wait(q, Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"ts\":1000"), "{out}");
 }

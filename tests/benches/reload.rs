@@ -175,10 +175,18 @@ fn swaps_under_load() {
     );
     println!("   event latency (send → output stored) p50 {all_p50:.0} µs  p99 {all_p99:.0} µs");
     println!(
-        "   first event on each new version      p50 {swap_p50:.0} µs  p99 {swap_p99:.0} µs   added at the swap: p50 {:.0} µs  p99 {:.0} µs   ratio p99 {:.2}x",
-        swap_p50 - all_p50,
-        swap_p99 - all_p50,
+        "   first event on each new version      p50 {swap_p50:.0} µs  p99 {swap_p99:.0} µs   ratio p99 {:.2}x",
         swap_p99 / all_p99
+    );
+    println!(
+        "   swap stall in the worker (retire old version + first call on the new one): p50 {:.1} µs  p99 {:.1} µs",
+        s.swap_stall_p50_us, s.swap_stall_p99_us
+    );
+    println!(
+        "   vs an ordinary call:                                                      p50 {:.1} µs  p99 {:.1} µs   ratio p99 {:.1}x",
+        s.duration_p50_us,
+        s.duration_p99_us,
+        s.swap_stall_p99_us / s.duration_p99_us
     );
     println!(
         "   RSS after 10 swaps {:.1} MiB, after {} swaps {:.1} MiB ({:+.1} %; includes the store's page cache filling with {total} samples)",
@@ -252,7 +260,7 @@ fn epoch_cost() {
     println!(
         "\n4. Cost of epoch deadlines: calls per second of the same instance, with and without"
     );
-    let budget = Duration::from_millis(if quick() { 300 } else { 2_000 });
+    let budget = Duration::from_millis(if quick() { 200 } else { 1_000 });
     let mut encoder = WindowEncoder::new();
     for t in 1..=100 {
         encoder.push("a", t, &Value::Datapoint(t as f64));
@@ -267,41 +275,47 @@ fn epoch_cost() {
         window,
     };
     for name in ["trivial", "summary"] {
-        let mut rates = Vec::new();
-        for deadlines in [false, true] {
-            let engine = Engine::new(&EngineConfig {
-                epoch_deadlines: deadlines,
-                ..EngineConfig::default()
-            })
-            .expect("engine");
-            let module = engine.load(&guest(name)).expect("load");
-            let mut instance = module
-                .instantiate(Arc::from("bench"), Limits::default())
-                .expect("instantiate");
-            for _ in 0..500 {
-                let _ = instance.on_update(&ctx);
-            }
-            let start = Instant::now();
-            let mut calls = 0u64;
-            while start.elapsed() < budget {
-                for _ in 0..100 {
-                    let _ = black_box(instance.on_update(&ctx));
+        // Alternate the two engines over several rounds and keep each one's best
+        // round: the machine's other load then moves both alike.
+        let rounds = if quick() { 3 } else { 6 };
+        let mut best = [0f64; 2];
+        for _ in 0..rounds {
+            for (slot, deadlines) in [(0, false), (1, true)] {
+                let engine = Engine::new(&EngineConfig {
+                    epoch_deadlines: deadlines,
+                    ..EngineConfig::default()
+                })
+                .expect("engine");
+                let module = engine.load(&guest(name)).expect("load");
+                let mut instance = module
+                    .instantiate(Arc::from("bench"), Limits::default())
+                    .expect("instantiate");
+                for _ in 0..500 {
+                    let _ = instance.on_update(&ctx);
                 }
-                calls += 100;
+                let start = Instant::now();
+                let mut calls = 0u64;
+                while start.elapsed() < budget {
+                    for _ in 0..100 {
+                        let _ = black_box(instance.on_update(&ctx));
+                    }
+                    calls += 100;
+                }
+                let rate = calls as f64 / start.elapsed().as_secs_f64();
+                best[slot] = best[slot].max(rate);
             }
-            rates.push(calls as f64 / start.elapsed().as_secs_f64());
         }
         println!(
-            "   {name:<8} (100-sample window)  without {:>9.0}/s   with {:>9.0}/s   cost {:+.1} %",
-            rates[0],
-            rates[1],
-            (rates[0] / rates[1] - 1.0) * 100.0
+            "   {name:<8} (100-sample window)  without {:>9.0}/s   with {:>9.0}/s   cost {:+.1} %   (best of {rounds} alternating rounds)",
+            best[0],
+            best[1],
+            (best[0] / best[1] - 1.0) * 100.0
         );
     }
 }
 
 fn runaway_neighbour() {
-    let events = if quick() { 1_000 } else { 5_000 };
+    let events = if quick() { 3_000 } else { 10_000 };
     println!(
         "\n5. A healthy impulse's latency (send → output stored) over {events} events at 1k/s,"
     );

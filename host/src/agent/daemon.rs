@@ -92,6 +92,7 @@ pub async fn run(
     let control = tokio::spawn(status::serve_control(
         status::control_socket_path(&config.dir),
         board.clone(),
+        inbox.clone(),
         started,
         shutdown.clone(),
     ));

@@ -2,10 +2,18 @@
 //! `komlogd status` asks, and the Prometheus text endpoint.
 //!
 //! The control socket is a Unix socket beside komlogd.yaml (`komlogd.sock`, mode
-//! 0600: only the agent's user may ask). A client writes one line, `status`, and
-//! reads one JSON document ([`StatusReport`]). The Prometheus endpoint answers
-//! `GET /metrics` on the configured address with the same counters in the text
-//! exposition format 0.0.4; anything else gets 404.
+//! 0600: only the agent's user may ask). A client writes one request line and
+//! reads one JSON line back:
+//!
+//! - `status` → a [`StatusReport`];
+//! - `upload {"uri": …, "ts": …, "datapoint": 1.5}` (or `"datasource": "text"`) →
+//!   `{"accepted": 1, "rejected": []}` once the sample is committed to the store
+//!   (this is how `komlogd -u` hands a sample to a running agent), or
+//!   `{"rejected": [{"uri", "ts", "reason"}]}`;
+//! - anything else → `{"error": "…"}`.
+//!
+//! The Prometheus endpoint answers `GET /metrics` on the configured address with
+//! the same counters in the text exposition format 0.0.4; anything else gets 404.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -15,12 +23,55 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::impulses::{ImpulseStats, StatsBoard};
+use crate::impulses::{ImpulseStats, Inbox, StatsBoard};
+use crate::model::{Sample, Value};
 
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest request line or HTTP head read.
+/// Longest HTTP head read.
 const MAX_REQUEST_BYTES: u64 = 8192;
+/// Longest control request: an upload of the largest datasource sample, JSON-escaped.
+const MAX_CONTROL_BYTES: u64 = 8 * crate::model::MAX_DATASOURCE_BYTES as u64 + 4096;
+
+/// The sample of an `upload` request.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UploadRequest {
+    /// The uri.
+    pub uri: String,
+    /// Its timestamp, µs since the Unix epoch.
+    pub ts: i64,
+    /// A number, for a datapoint sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapoint: Option<f64>,
+    /// A text, for a datasource sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasource: Option<String>,
+}
+
+/// A refused sample in an `upload` answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedSample {
+    /// Its uri.
+    pub uri: String,
+    /// Its timestamp.
+    pub ts: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// The answer to an `upload` request.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UploadAnswer {
+    /// Samples committed.
+    #[serde(default)]
+    pub accepted: usize,
+    /// Samples refused.
+    #[serde(default)]
+    pub rejected: Vec<RefusedSample>,
+    /// A failure of the request itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// The control socket of the configuration in `config_dir`.
 pub fn control_socket_path(config_dir: &Path) -> PathBuf {
@@ -86,6 +137,30 @@ pub enum StatusError {
 
 /// Ask the agent listening on `socket` for its status.
 pub fn query(socket: &Path) -> Result<StatusReport, StatusError> {
+    let line = request(socket, "status\n")?;
+    serde_json::from_str(&line).map_err(|e| StatusError::Exchange {
+        path: socket.to_owned(),
+        reason: format!("unreadable answer: {e}"),
+    })
+}
+
+/// Hand a sample to the agent listening on `socket`; returns once it is stored.
+pub fn upload(socket: &Path, sample: &UploadRequest) -> Result<UploadAnswer, StatusError> {
+    let exchange = |reason: String| StatusError::Exchange {
+        path: socket.to_owned(),
+        reason,
+    };
+    let body = serde_json::to_string(sample).map_err(|e| exchange(e.to_string()))?;
+    let line = request(socket, &format!("upload {body}\n"))?;
+    let answer: UploadAnswer =
+        serde_json::from_str(&line).map_err(|e| exchange(format!("unreadable answer: {e}")))?;
+    match answer.error {
+        Some(e) => Err(exchange(e)),
+        None => Ok(answer),
+    }
+}
+
+fn request(socket: &Path, text: &str) -> Result<String, StatusError> {
     let exchange = |reason: String| StatusError::Exchange {
         path: socket.to_owned(),
         reason,
@@ -102,15 +177,15 @@ pub fn query(socket: &Path) -> Result<StatusReport, StatusError> {
         }
         Err(e) => return Err(exchange(format!("cannot connect: {e}"))),
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     stream
-        .write_all(b"status\n")
+        .write_all(text.as_bytes())
         .map_err(|e| exchange(format!("cannot send the request: {e}")))?;
     let mut line = String::new();
     BufReader::new(stream)
         .read_line(&mut line)
         .map_err(|e| exchange(format!("cannot read the answer: {e}")))?;
-    serde_json::from_str(&line).map_err(|e| exchange(format!("unreadable answer: {e}")))
+    Ok(line)
 }
 
 /// Serve the control socket until `shutdown` turns true, then remove it.
@@ -118,6 +193,7 @@ pub fn query(socket: &Path) -> Result<StatusReport, StatusError> {
 pub async fn serve_control(
     path: PathBuf,
     board: StatsBoard,
+    inbox: Inbox,
     started: std::time::Instant,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -138,8 +214,9 @@ pub async fn serve_control(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let board = board.clone();
+                let inbox = inbox.clone();
                 tokio::spawn(async move {
-                    let _ = answer_control(stream, &board, started.elapsed()).await;
+                    let _ = answer_control(stream, &board, inbox, started.elapsed()).await;
                 });
             }
         }
@@ -151,20 +228,36 @@ pub async fn serve_control(
 async fn answer_control(
     stream: tokio::net::UnixStream,
     board: &StatsBoard,
+    inbox: Inbox,
     uptime: Duration,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let mut reader = tokio::io::BufReader::new(read.take(MAX_CONTROL_BYTES));
     tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
-    let answer = match line.trim() {
-        "status" => serde_json::to_string(&report(board, uptime)).map_err(std::io::Error::other)?,
-        other => {
-            serde_json::json!({ "error": format!("unknown request {other:?}; known: status") })
-                .to_string()
-        }
+    let request = line.trim_end_matches(['\n', '\r']);
+    let answer = if request == "status" {
+        serde_json::to_string(&report(board, uptime)).map_err(std::io::Error::other)?
+    } else if let Some(body) = request.strip_prefix("upload ") {
+        let answer = match serde_json::from_str::<UploadRequest>(body) {
+            Ok(req) => tokio::task::spawn_blocking(move || store_upload(&inbox, req))
+                .await
+                .unwrap_or_else(|e| UploadAnswer {
+                    error: Some(format!("upload failed: {e}")),
+                    ..UploadAnswer::default()
+                }),
+            Err(e) => UploadAnswer {
+                error: Some(format!("malformed upload request: {e}")),
+                ..UploadAnswer::default()
+            },
+        };
+        serde_json::to_string(&answer).map_err(std::io::Error::other)?
+    } else {
+        let shown: String = request.chars().take(40).collect();
+        serde_json::json!({ "error": format!("unknown request {shown:?}; known: status, upload") })
+            .to_string()
     };
     write.write_all(answer.as_bytes()).await?;
     write.write_all(b"\n").await?;
@@ -173,6 +266,43 @@ async fn answer_control(
 
 /// A counter's metric name suffix, help text and reader.
 type Counter = (&'static str, &'static str, fn(&ImpulseStats) -> u64);
+
+fn store_upload(inbox: &Inbox, req: UploadRequest) -> UploadAnswer {
+    let value = match (req.datapoint, req.datasource) {
+        (Some(v), None) => Value::Datapoint(v),
+        (None, Some(t)) => Value::Datasource(t),
+        _ => {
+            return UploadAnswer {
+                error: Some("an upload needs exactly one of `datapoint` and `datasource`".into()),
+                ..UploadAnswer::default()
+            };
+        }
+    };
+    let sample = Sample {
+        uri: req.uri,
+        ts: req.ts,
+        value,
+    };
+    match inbox.upload(vec![sample]) {
+        Ok(receipt) => UploadAnswer {
+            accepted: receipt.accepted,
+            rejected: receipt
+                .rejected
+                .into_iter()
+                .map(|r| RefusedSample {
+                    uri: r.uri,
+                    ts: r.ts,
+                    reason: r.reason.to_string(),
+                })
+                .collect(),
+            error: None,
+        },
+        Err(_) => UploadAnswer {
+            error: Some("the agent could not store the sample (its log says why)".into()),
+            ..UploadAnswer::default()
+        },
+    }
+}
 
 /// The counters of every impulse in the Prometheus text format.
 pub fn prometheus_text(board: &StatsBoard) -> String {

@@ -295,6 +295,38 @@ fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Resul
         value,
         ..sample
     };
+    // A running agent takes the sample through its control socket.
+    let socket = agent::status::control_socket_path(&config.dir);
+    let request = agent::status::UploadRequest {
+        uri: sample.uri.clone(),
+        ts: sample.ts,
+        datapoint: match &sample.value {
+            Value::Datapoint(v) => Some(*v),
+            Value::Datasource(_) => None,
+        },
+        datasource: match &sample.value {
+            Value::Datasource(t) => Some(t.clone()),
+            Value::Datapoint(_) => None,
+        },
+    };
+    match agent::status::upload(&socket, &request) {
+        Ok(answer) => {
+            if let Some(r) = answer.rejected.first() {
+                return Err(Failure::runtime(format!(
+                    "{}: not uploaded: {}",
+                    r.uri, r.reason
+                )));
+            }
+            println!(
+                "{} {}: stored by the running agent (its impulses fire there; `komlogd status` shows them)",
+                format::time(sample.ts),
+                uri
+            );
+            return Ok(());
+        }
+        Err(agent::status::StatusError::NotRunning(_)) => {}
+        Err(e) => return Err(Failure::runtime(e.to_string())),
+    }
     let mut agent = open_agent(config)?;
     let report = agent
         .dispatcher

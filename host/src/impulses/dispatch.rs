@@ -108,9 +108,19 @@ pub enum Control {
     },
 }
 
+/// What became of an upload: stored durably, or refused sample by sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UploadReceipt {
+    /// Samples stored (committed).
+    pub accepted: usize,
+    /// Samples refused, with reasons.
+    pub rejected: Vec<Rejected>,
+}
+
 /// Everything the dispatcher thread receives.
 pub(crate) enum Msg {
     Samples(Vec<Sample>),
+    Upload(Vec<Sample>, Sender<UploadReceipt>),
     Done(Done),
     Control(Control),
     Stop,
@@ -132,6 +142,17 @@ impl Inbox {
     /// Queue a batch of source samples.
     pub fn samples(&self, samples: Vec<Sample>) -> Result<(), Closed> {
         self.tx.send(Msg::Samples(samples)).map_err(|_| Closed)
+    }
+
+    /// Store a batch of source samples and wait until they are committed (the
+    /// impulses they fire run afterwards). An error means the dispatcher stopped
+    /// or could not store them (its log says why).
+    pub fn upload(&self, samples: Vec<Sample>) -> Result<UploadReceipt, Closed> {
+        let (reply, receipt) = mpsc::channel();
+        self.tx
+            .send(Msg::Upload(samples, reply))
+            .map_err(|_| Closed)?;
+        receipt.recv().map_err(|_| Closed)
     }
 
     /// Queue a change to the running impulses.
@@ -176,6 +197,8 @@ struct Pending {
     depth: u32,
     /// The slot and version that wrote them; None for source samples.
     origin: Option<(usize, Arc<str>)>,
+    /// For an upload: its receipt so far, and where to send it once committed.
+    upload: Option<(UploadReceipt, Sender<UploadReceipt>)>,
 }
 
 /// Runs impulses over a store. See the module documentation for the semantics.
@@ -528,6 +551,19 @@ impl Dispatcher {
     fn take(&mut self, msg: Msg, pendings: &mut Vec<Pending>) -> Result<(), StoreError> {
         match msg {
             Msg::Samples(samples) => pendings.push(self.validate_source(samples)),
+            Msg::Upload(samples, reply) => {
+                let before = self.report.rejected.len();
+                let mut pending = self.validate_source(samples);
+                let rejected = self.report.rejected[before..].to_vec();
+                pending.upload = Some((
+                    UploadReceipt {
+                        accepted: 0,
+                        rejected,
+                    },
+                    reply,
+                ));
+                pendings.push(pending);
+            }
             Msg::Done(done) => {
                 self.in_flight -= 1;
                 self.buffers.push(done.window);
@@ -539,6 +575,7 @@ impl Dispatcher {
                         samples: done.outputs,
                         depth: done.depth + 1,
                         origin: Some((done.slot, done.version)),
+                        upload: None,
                     });
                 }
             }
@@ -566,12 +603,21 @@ impl Dispatcher {
             samples: valid,
             depth: 0,
             origin: None,
+            upload: None,
         }
     }
 
     /// Commit every pending batch in one store transaction, then fire what each fires.
     fn process(&mut self, mut pendings: Vec<Pending>) -> Result<(), StoreError> {
-        pendings.retain(|p| !p.samples.is_empty());
+        pendings.retain_mut(|p| {
+            if !p.samples.is_empty() {
+                return true;
+            }
+            if let Some((receipt, reply)) = p.upload.take() {
+                let _ = reply.send(receipt);
+            }
+            false
+        });
         if pendings.is_empty() {
             return Ok(());
         }
@@ -586,7 +632,20 @@ impl Dispatcher {
         }
         let outcomes = self.store.append(&all)?;
         let at = Instant::now();
-        for (p, range) in pendings.into_iter().zip(ranges) {
+        for (mut p, range) in pendings.into_iter().zip(ranges) {
+            if let Some((mut receipt, reply)) = p.upload.take() {
+                for (sample, outcome) in all[range.clone()].iter().zip(&outcomes[range.clone()]) {
+                    match outcome {
+                        Ok(()) => receipt.accepted += 1,
+                        Err(reason) => receipt.rejected.push(Rejected {
+                            uri: sample.uri.clone(),
+                            ts: sample.ts,
+                            reason: reason.clone(),
+                        }),
+                    }
+                }
+                let _ = reply.send(receipt);
+            }
             self.after_commit(&p, &all[range.clone()], &outcomes[range], at)?;
         }
         Ok(())

@@ -93,6 +93,11 @@ pub struct ImpulseStats {
     pub duration_p50_us: f64,
     /// 99th percentile duration of the latest calls, µs.
     pub duration_p99_us: f64,
+    /// Median swap stall over the latest swaps, µs: the time to retire the old
+    /// version plus the first call on the new one.
+    pub swap_stall_p50_us: f64,
+    /// 99th percentile swap stall over the latest swaps, µs.
+    pub swap_stall_p99_us: f64,
     /// Calls timed since the impulse was loaded.
     pub duration_count: u64,
     /// Their total duration, µs.
@@ -104,6 +109,7 @@ pub struct ImpulseStats {
 pub struct StatsCell {
     stats: ImpulseStats,
     durations_ns: VecDeque<u64>,
+    swap_stalls_ns: VecDeque<u64>,
 }
 
 impl StatsCell {
@@ -122,6 +128,14 @@ impl StatsCell {
         self.stats.duration_sum_us += ns as f64 / 1e3;
     }
 
+    /// Record one swap's stall.
+    pub fn record_swap_stall(&mut self, ns: u64) {
+        if self.swap_stalls_ns.len() == DURATION_WINDOW {
+            self.swap_stalls_ns.pop_front();
+        }
+        self.swap_stalls_ns.push_back(ns);
+    }
+
     /// Record an event that failed on its retry too.
     pub fn record_failed_event(&mut self, event: FailedEvent) {
         let recent = &mut self.stats.recent_failed_events;
@@ -135,18 +149,24 @@ impl StatsCell {
     /// A copy of the counters with the percentiles filled in.
     pub fn snapshot(&self) -> ImpulseStats {
         let mut out = self.stats.clone();
-        if !self.durations_ns.is_empty() {
-            let mut sorted: Vec<u64> = self.durations_ns.iter().copied().collect();
-            sorted.sort_unstable();
-            let at = |q: f64| {
-                let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-                sorted[i] as f64 / 1e3
-            };
-            out.duration_p50_us = at(0.50);
-            out.duration_p99_us = at(0.99);
-        }
+        (out.duration_p50_us, out.duration_p99_us) = p50_p99_us(&self.durations_ns);
+        (out.swap_stall_p50_us, out.swap_stall_p99_us) = p50_p99_us(&self.swap_stalls_ns);
         out
     }
+}
+
+/// Median and 99th percentile (nearest rank) of nanosecond figures, in µs; 0 if none.
+fn p50_p99_us(ns: &VecDeque<u64>) -> (f64, f64) {
+    if ns.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut sorted: Vec<u64> = ns.iter().copied().collect();
+    sorted.sort_unstable();
+    let at = |q: f64| {
+        let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[i] as f64 / 1e3
+    };
+    (at(0.50), at(0.99))
 }
 
 /// The shared handle to one impulse's stats.

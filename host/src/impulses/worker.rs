@@ -120,6 +120,9 @@ struct Worker {
     consecutive_failures: u32,
     resume_at: Option<Instant>,
     disabled: bool,
+    /// After a swap: how long retiring the old version took, until the first
+    /// call on the new one completes the stall measurement.
+    swap_stall: Option<Duration>,
 }
 
 impl Worker {
@@ -142,6 +145,7 @@ impl Worker {
             consecutive_failures: 0,
             resume_at: None,
             disabled: false,
+            swap_stall: None,
         }
     }
 
@@ -151,6 +155,7 @@ impl Worker {
 
     /// Serve with `version` from the next fire on; re-enables a disabled impulse.
     fn swap(&mut self, version: Version) {
+        let started = Instant::now();
         let old = std::mem::replace(&mut self.version, version);
         self.tag = Arc::from(self.version.module.hash());
         self.ctx.params = self.version.spec.params.clone();
@@ -169,9 +174,17 @@ impl Worker {
             impulse = self.name(),
             from = &old.module.hash()[..12],
             to = &self.version.module.hash()[..12],
-            "new module version serving"
+            "new module version serving from the next event"
         );
-        // `old` (its instance, and its module if nothing else holds it) is freed here.
+        let old_hash = old.module.hash()[..12].to_owned();
+        // The old version's instance (and its module, if nothing else holds it) is freed here.
+        drop(old);
+        self.swap_stall = Some(started.elapsed());
+        tracing::debug!(
+            impulse = self.name(),
+            from = old_hash,
+            "old version retired"
+        );
     }
 
     fn fire(&mut self, job: FireJob) -> Done {
@@ -293,6 +306,9 @@ impl Worker {
         {
             let mut cell = lock(&self.stats);
             cell.record_duration(elapsed.as_nanos() as u64);
+            if let Some(retire) = self.swap_stall.take() {
+                cell.record_swap_stall((retire + elapsed).as_nanos() as u64);
+            }
             let s = cell.stats();
             s.memory_high_water = s.memory_high_water.max(high_water);
         }
