@@ -527,9 +527,9 @@ impl Dispatcher {
     /// queued behind it (up to a bound), and process them as one group.
     fn pump(&mut self, block: bool) -> Result<(), StoreError> {
         let first = if block {
-            match self.inbox_rx.recv() {
-                Ok(m) => m,
-                Err(_) => return Ok(()),
+            match super::recv_spinning(&self.inbox_rx) {
+                Some(m) => m,
+                None => return Ok(()),
             }
         } else {
             match self.inbox_rx.try_recv() {

@@ -95,10 +95,29 @@ pub(crate) fn spawn(
         .name(name.chars().take(15).collect())
         .spawn(move || {
             let mut worker = Worker::new(slot, version, stats, username);
-            while let Ok(job) = jobs.recv() {
+            while let Some(job) = super::recv_spinning(&jobs) {
                 match job {
                     Job::Fire(job) => {
-                        let result = worker.fire(job);
+                        let (depth, version) = (job.depth, worker.tag.clone());
+                        // A bug in the host must not leave the dispatcher waiting
+                        // for this fire forever: answer it as not called.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            worker.fire(job)
+                        }))
+                        .unwrap_or_else(|_| {
+                            tracing::error!(
+                                impulse = worker.name(),
+                                "internal error while firing; the fire is dropped"
+                            );
+                            Done {
+                                slot,
+                                depth,
+                                version,
+                                called: false,
+                                outputs: Vec::new(),
+                                window: Vec::new(),
+                            }
+                        });
                         if done.send(Msg::Done(result)).is_err() {
                             return;
                         }
