@@ -21,7 +21,9 @@ use base64ct::{Base64, Encoding};
 use rsa::sha2::{Digest, Sha256};
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::traits::PublicKeyParts;
-use rsa::{PrivateKey, PublicKey};
+
+/// The RSA key types the helpers take, re-exported so users need not depend on `rsa`.
+pub use rsa::{PrivateKey, PublicKey};
 
 use crate::openssh::{KeyError, openssh_public_line, parse_openssh_public};
 

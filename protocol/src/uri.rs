@@ -73,6 +73,19 @@ impl fmt::Display for Username {
     }
 }
 
+impl serde::Serialize for Username {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Username {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Username::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A validated uri as written on the wire: local, or global with an owner.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Uri {
