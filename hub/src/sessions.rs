@@ -15,6 +15,9 @@
 //! outbox per connection; a connection whose outbox is full is closed with 4503
 //! rather than letting memory grow.
 //!
+//! A session left without a connection for 15 minutes is forgotten (as on the
+//! original server), so one-shot uploads do not accumulate.
+//!
 //! **Kicks:** [`Registry::kick`] forgets sessions, so their cookie no longer
 //! opens a websocket, and closes their connections with 4403, which makes an
 //! agent log in again.
@@ -22,11 +25,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use komlog_protocol::{
     Body, Kind, Message, MetricId, MultiData, MultiItem, Status, TimeUuid, Uri, Username,
 };
 use tokio::sync::{mpsc, watch};
+
+/// How long a session without a connection is kept (the original server's
+/// `SESSION_INACTIVITY_EXPIRATION_SECONDS`); its cookie stops working after that.
+pub const SESSION_IDLE_EXPIRY: Duration = Duration::from_secs(900);
 
 /// Why a connection is being closed: a websocket close code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +128,8 @@ impl Connection {
 }
 
 struct Login {
+    /// When it was created or last lost its connection (for idle expiry).
+    idle_since: Instant,
     sid: String,
     user: Username,
     agent_id: String,
@@ -161,15 +171,19 @@ impl Registry {
         self.logins.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Create a session for a successful login.
+    /// Create a session for a successful login. Sessions left without a
+    /// connection for [`SESSION_IDLE_EXPIRY`] are forgotten here.
     pub fn create_login(&self, user: &Username, agent_id: &str) -> NewLogin {
         let new = NewLogin {
             token: random_hex(32),
             sid: random_hex(16),
         };
-        self.lock().insert(
+        let mut logins = self.lock();
+        logins.retain(|_, l| l.conn.is_some() || l.idle_since.elapsed() < SESSION_IDLE_EXPIRY);
+        logins.insert(
             new.token.clone(),
             Login {
+                idle_since: Instant::now(),
                 sid: new.sid.clone(),
                 user: user.clone(),
                 agent_id: agent_id.to_owned(),
@@ -212,6 +226,7 @@ impl Registry {
             && login.conn.as_ref().is_some_and(|c| c.id == conn_id)
         {
             login.conn = None;
+            login.idle_since = Instant::now();
         }
     }
 
