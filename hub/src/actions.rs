@@ -21,8 +21,9 @@
 //! datapoint or 100 datasource rows (or `count`, if smaller). A full chunk's
 //! `start` is its oldest row's TimeUUID and, while rows are still owed, the next
 //! chunk covers `[requested start, that TimeUUID]` (both bounds inclusive, so the
-//! boundary row appears twice). The last chunk's `start` is the requested start,
-//! unless it was the one that delivered the `count`-th row.
+//! boundary row appears twice; `count` counts it once). The last chunk's
+//! `start` is the requested start, unless it was the one that delivered the
+//! `count`-th row.
 
 use std::sync::Arc;
 
@@ -388,10 +389,13 @@ async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestDa
         Kind::Datasource => DATASOURCE_PAGE,
     };
     let uri = Uri::parse(&id.uri_for(&ctx.user)).unwrap_or(r.uri);
+    // Rows still owed, counting each row once: after the first chunk, a chunk's
+    // first row repeats the previous chunk's oldest, so it asks for one more.
     let mut owed = r.count.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
+    let mut overlap = 0usize;
     let mut chunk_end = end;
     loop {
-        let size = owed.map_or(page, |o| o.min(page));
+        let size = owed.map_or(page, |o| o.saturating_add(overlap).min(page));
         let (read_id, from, to) = (id.clone(), start, chunk_end);
         let rows = match hub
             .store_call(move |s| s.read_newest(&read_id, from, to, size))
@@ -412,8 +416,10 @@ async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestDa
         };
         let full = rows.len() == size;
         let oldest = rows.last().map(|(t, _)| *t);
+        let repeated =
+            usize::from(overlap > 0 && rows.first().is_some_and(|(t, _)| *t == chunk_end));
         if let Some(o) = owed.as_mut() {
-            *o -= rows.len().min(*o);
+            *o = o.saturating_sub(rows.len() - repeated);
         }
         let more_owed = owed != Some(0);
         let chunk_start = match oldest {
@@ -434,9 +440,10 @@ async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestDa
         // Rows run out, or the count is delivered. A full chunk always makes
         // progress: the next one ends at its oldest row, which then appears again
         // as the newest, so at least `size - 1` new rows come per chunk.
-        if !full || !more_owed {
+        if !full || !more_owed || oldest == Some(chunk_end) {
             return Ok(None);
         }
+        overlap = 1;
         chunk_end = chunk_start;
     }
 }

@@ -598,13 +598,18 @@ async fn request_data_pages_newest_first() {
     .await;
     assert_eq!(
         got.iter().map(|c| c.data.len()).collect::<Vec<_>>(),
-        [1000, 500]
+        [1000, 501]
+    );
+    assert_eq!(
+        got[1].data[0].0, got[0].start,
+        "the boundary row comes twice"
     );
     assert_ne!(
         got[1].start, start,
         "a chunk that meets the count is cut at its oldest row"
     );
     assert_eq!(got[0].data[0].1, "2499");
+    assert_eq!(got[1].data[500].1, "1000", "1500 distinct rows, the newest");
 
     // Small counts, bounds given in the wrong order (swapped), inclusive.
     let t10 = dps[10].t;

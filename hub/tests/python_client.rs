@@ -445,7 +445,7 @@ fn python_komlogd_0_12_works_against_the_hub() {
             let sids = hooked_sids(&hub.sessions(), &metric);
             (!sids.is_empty()).then_some(sids)
         },
-        || show_log(),
+        show_log,
     );
 
     // 3. A sample to hubtest.in: the hub notifies the hooked session, the
@@ -457,7 +457,7 @@ fn python_komlogd_0_12_works_against_the_hub() {
         Duration::from_secs(120),
         Duration::from_millis(500),
         || hub.newest("hubtest.out"),
-        || show_log(),
+        show_log,
     );
     assert_eq!((t_out.as_str(), value.as_str()), (t_in.as_str(), "42"));
 
@@ -478,7 +478,7 @@ fn python_komlogd_0_12_works_against_the_hub() {
             let sids = hooked_sids(&hub.sessions(), &metric);
             (!sids.is_empty()).then_some(sids)
         },
-        || show_log(),
+        show_log,
     );
     assert!(
         new_sids.iter().all(|s| !first_sids.contains(s)),
