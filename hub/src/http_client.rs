@@ -1,7 +1,9 @@
 //! A minimal HTTP/1.1 client: one POST per connection, with a deadline.
 //!
 //! The command line uses it to reach a running hub's `/admin`, and tests use it
-//! for `/login`. It speaks plain HTTP only, like the hub.
+//! for `/login`. It speaks plain HTTP only, like the hub. (Agents log in with the
+//! `komlog-session` crate, which has its own login client so that it does not
+//! depend on the hub.)
 
 use std::net::SocketAddr;
 use std::time::Duration;
