@@ -4,6 +4,10 @@
 //! The base64 payload is the SSH wire encoding (RFC 4253 §6.6): the string
 //! `ssh-rsa`, then the mpints `e` and `n` (RFC 4251 §5: big-endian, minimal, with a
 //! leading zero byte when the top bit is set).
+//!
+//! The protocol crate (`protocol/src/openssh.rs`, `komlog-protocol`) holds a copy
+//! of this format for the login on both ends; it tolerates a comment when parsing.
+//! This copy stays until the agent depends on that crate.
 
 use base64ct::{Base64, Encoding};
 use rsa::traits::PublicKeyParts;

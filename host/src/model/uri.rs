@@ -5,6 +5,10 @@
 //! *global uri* is `username:local.uri` with exactly one `:`. Usernames have the
 //! syntax of a local uri, at most 256 characters, and compare case-insensitively;
 //! the local part of a uri is case-sensitive.
+//!
+//! The same syntax rules live in the protocol crate (`protocol/src/uri.rs`,
+//! `komlog-protocol`), which the hub uses; this copy stays until the agent
+//! depends on that crate.
 
 use std::fmt;
 

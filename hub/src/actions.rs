@@ -1,0 +1,449 @@
+//! What each action does at the hub, and the answer it gets (spec §4.3).
+//!
+//! | action | success | refusals |
+//! |---|---|---|
+//! | `send_ds_data` / `send_dp_data` | 4200 | another user's uri: 4430 "Cannot modify other user's uris"; a uri of the other kind: 4430 "uri is not a datasource/datapoint" |
+//! | `send_multi_data` | 4200 | another user's uri: 4430; a `"p"` item to a datasource, or a `"d"` item that is not a number to a datapoint: 4400; kinds in conflict within the message: 4430 |
+//! | `send_ds_info` | 4200 | another user's uri: 4430; no such uri: 4404; not a datasource: 4430 |
+//! | `hook_to_uri` | 4200 "Hooked successfully" | uri not there yet: 4404 "Operation registered, but uri does not exist yet" (a pending hook); owner unknown or not shared with the session's user: 4430 |
+//! | `unhook_from_uri` | 4200 | — |
+//! | `request_data` | 4202, then `send_data_interval` chunks | not readable: 4430; no such uri: 4404 |
+//! | `generic_response`, `send_data_interval` | — | 4400 unsupported action (servers send these) |
+//!
+//! Every check of a message happens before anything is written: a refused
+//! message changes nothing. A store failure is answered with 4500.
+//!
+//! **Reading others' metrics.** A user reads their own metrics and those under a
+//! prefix another user shared with them ([`crate::store::Share`]); shares are
+//! read-only, so any write naming another user's uri is refused with 4430.
+//!
+//! **History** (`request_data`): rows newest first, in chunks of at most 1000
+//! datapoint or 100 datasource rows (or `count`, if smaller). A full chunk's
+//! `start` is its oldest row's TimeUUID and, while rows are still owed, the next
+//! chunk covers `[requested start, that TimeUUID]` (both bounds inclusive, so the
+//! boundary row appears twice; `count` counts it once). The last chunk's
+//! `start` is the requested start, unless it was the one that delivered the
+//! `count`-th row.
+
+use std::sync::Arc;
+
+use komlog_protocol::status::error;
+use komlog_protocol::value::parse_datapoint;
+use komlog_protocol::{
+    Action, Body, DataInterval, DsInfo, FrameError, Kind, Message, MetricId, MultiData,
+    RequestData, Status, TimeUuid, Uri, Username,
+};
+
+use crate::connection::ConnCtx;
+use crate::server::Hub;
+use crate::sessions::Written;
+use crate::store::{NewSample, StoreError};
+
+/// The largest datapoint chunk of `send_data_interval`.
+pub const DATAPOINT_PAGE: usize = 1000;
+/// The largest datasource chunk of `send_data_interval`.
+pub const DATASOURCE_PAGE: usize = 100;
+
+/// A refusal: status, error number, reason.
+struct Refusal(Status, u32, String);
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        tracing::error!("store failure: {e}");
+        Refusal(
+            Status::INTERNAL_ERROR,
+            error::INTERNAL,
+            "Internal error while storing".into(),
+        )
+    }
+}
+
+/// Handle one text frame of a connection: parse, act, answer.
+pub async fn handle(hub: &Arc<Hub>, ctx: &ConnCtx, frame: &str) {
+    let msg = match Message::parse(frame) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(sid = %ctx.sid, "refused frame: {e}");
+            ctx.send(e.reply()).await;
+            return;
+        }
+    };
+    let seq = msg.seq;
+    let result = match msg.body {
+        Body::SendDsData(d) => {
+            let sample = (d.uri, Kind::Datasource, d.content);
+            write_single(hub, ctx, seq, d.t, sample).await
+        }
+        Body::SendDpData(d) => {
+            let sample = (d.uri, Kind::Datapoint, d.content);
+            write_single(hub, ctx, seq, d.t, sample).await
+        }
+        Body::SendMultiData(m) => write_multi(hub, ctx, seq, m).await,
+        Body::SendDsInfo(i) => ds_info(hub, ctx, i).await,
+        Body::HookToUri(p) => hook(hub, ctx, p.uri).await,
+        Body::UnhookFromUri(p) => {
+            let id = p.uri.metric_id(&ctx.user);
+            hub.sessions.unhook(&ctx.token, &id);
+            Ok(Some((Status::OK, "Unhooked successfully".to_owned())))
+        }
+        Body::RequestData(r) => request_data(hub, ctx, seq, r).await,
+        Body::GenericResponse(_) | Body::SendDataInterval(_) => {
+            let action: Action = msg.body.action();
+            Err(Refusal(
+                Status::PROTOCOL_ERROR,
+                error::UNSUPPORTED_ACTION,
+                format!(
+                    "unsupported action {:?}: only servers send it",
+                    action.as_str()
+                ),
+            ))
+        }
+    };
+    match result {
+        // The handler already answered (request_data).
+        Ok(None) => {}
+        Ok(Some((status, reason))) => {
+            let reason = (!reason.is_empty()).then_some(reason);
+            ctx.send(Message::response(Some(seq), status, error::NONE, reason))
+                .await;
+        }
+        Err(Refusal(status, code, reason)) => {
+            tracing::debug!(sid = %ctx.sid, %status, code, "refused: {reason}");
+            ctx.send(
+                FrameError {
+                    seq: Some(seq),
+                    status,
+                    error: code,
+                    reason,
+                }
+                .reply(),
+            )
+            .await;
+        }
+    }
+}
+
+type Outcome = Result<Option<(Status, String)>, Refusal>;
+
+/// Refuse a write naming another user's uri.
+fn own_metric(me: &Username, uri: &Uri, code: u32) -> Result<MetricId, Refusal> {
+    let id = uri.metric_id(me);
+    if &id.owner != me {
+        return Err(Refusal(
+            Status::DENIED,
+            code,
+            format!("Cannot modify other user's uris ({uri})"),
+        ));
+    }
+    Ok(id)
+}
+
+async fn write_single(
+    hub: &Arc<Hub>,
+    ctx: &ConnCtx,
+    seq: TimeUuid,
+    t: TimeUuid,
+    (uri, kind, content): (Uri, Kind, String),
+) -> Outcome {
+    let (foreign, wrong_kind, reason) = match kind {
+        Kind::Datasource => (
+            error::DS_FOREIGN_URI,
+            error::NOT_A_DATASOURCE,
+            "uri is not a datasource",
+        ),
+        Kind::Datapoint => (
+            error::DP_FOREIGN_URI,
+            error::NOT_A_DATAPOINT,
+            "uri is not a datapoint",
+        ),
+    };
+    let id = own_metric(&ctx.user, &uri, foreign)?;
+    let sample = NewSample {
+        uri: id.local.clone(),
+        kind,
+        t,
+        content,
+    };
+    let written = vec![Written {
+        id: id.clone(),
+        kind,
+        content: sample.content.clone(),
+    }];
+    let owner = ctx.user.clone();
+    match hub.store_call(move |s| s.write(&owner, &[sample])).await {
+        Ok(outcome) => {
+            answer_then_notify(hub, ctx, seq, t, &written, &outcome.created).await;
+            Ok(None)
+        }
+        Err(StoreError::KindMismatch { .. }) => Err(Refusal(
+            Status::DENIED,
+            wrong_kind,
+            format!("{reason} ({uri})"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Answer 4200 to the writer first, then notify hooked sessions (the writer
+/// included), so a writer always sees its reply before its own notification.
+async fn answer_then_notify(
+    hub: &Arc<Hub>,
+    ctx: &ConnCtx,
+    seq: TimeUuid,
+    t: TimeUuid,
+    written: &[Written],
+    created_local: &[String],
+) {
+    ctx.send(Message::response(Some(seq), Status::OK, error::NONE, None))
+        .await;
+    let created: Vec<MetricId> = created_local
+        .iter()
+        .map(|local| MetricId {
+            owner: ctx.user.clone(),
+            local: local.clone(),
+        })
+        .collect();
+    hub.sessions.notify(t, written, &created);
+}
+
+async fn write_multi(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, m: MultiData) -> Outcome {
+    let mut ids = Vec::with_capacity(m.uris.len());
+    for item in &m.uris {
+        ids.push(own_metric(&ctx.user, &item.uri, error::MULTI_FOREIGN_URI)?);
+    }
+    let lookup = ids.clone();
+    let kinds = hub
+        .store_call(move |s| {
+            lookup
+                .iter()
+                .map(|id| s.metric_kind(id))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let mut samples = Vec::with_capacity(m.uris.len());
+    let mut written = Vec::with_capacity(m.uris.len());
+    for ((item, id), existing) in m.uris.into_iter().zip(ids).zip(kinds) {
+        // An existing uri's kind decides how the content is read (spec §14.5).
+        let (kind, content) = match (existing, item.kind) {
+            (Some(Kind::Datasource), Kind::Datapoint) => {
+                return Err(Refusal(
+                    Status::PROTOCOL_ERROR,
+                    error::MULTI_INVALID_CONTENT,
+                    format!(
+                        "uri {} is a datasource; a datapoint item cannot be written to it",
+                        item.uri
+                    ),
+                ));
+            }
+            (Some(Kind::Datapoint), Kind::Datasource) => match parse_datapoint(&item.content) {
+                Ok(d) => (Kind::Datapoint, d.text),
+                Err(e) => {
+                    return Err(Refusal(
+                        Status::PROTOCOL_ERROR,
+                        error::MULTI_INVALID_CONTENT,
+                        format!("uri {} is a datapoint: {e}", item.uri),
+                    ));
+                }
+            },
+            (_, kind) => (kind, item.content),
+        };
+        written.push(Written {
+            id: id.clone(),
+            kind,
+            content: content.clone(),
+        });
+        samples.push(NewSample {
+            uri: id.local,
+            kind,
+            t: m.t,
+            content,
+        });
+    }
+    let owner = ctx.user.clone();
+    match hub.store_call(move |s| s.write(&owner, &samples)).await {
+        Ok(outcome) => {
+            answer_then_notify(hub, ctx, seq, m.t, &written, &outcome.created).await;
+            Ok(None)
+        }
+        Err(StoreError::KindMismatch {
+            uri,
+            existing,
+            written,
+        }) => Err(Refusal(
+            Status::DENIED,
+            error::MULTI_KIND_MISMATCH,
+            format!("uri {uri} is a {existing}; a {written} cannot be written to it"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn ds_info(hub: &Arc<Hub>, ctx: &ConnCtx, info: DsInfo) -> Outcome {
+    let id = own_metric(&ctx.user, &info.uri, error::INFO_FOREIGN_URI)?;
+    let lookup = id.clone();
+    match hub.store_call(move |s| s.metric_kind(&lookup)).await? {
+        None => Err(Refusal(
+            Status::NOT_FOUND,
+            error::INFO_NOT_FOUND,
+            format!("uri {} does not exist", info.uri),
+        )),
+        Some(Kind::Datapoint) => Err(Refusal(
+            Status::DENIED,
+            error::INFO_NOT_A_DATASOURCE,
+            format!("uri {} is not a datasource", info.uri),
+        )),
+        Some(Kind::Datasource) => {
+            if let Some(mut supplies) = info.supplies {
+                supplies.sort();
+                supplies.dedup();
+                hub.store_call(move |s| s.set_supplies(&id, &supplies))
+                    .await?;
+            }
+            Ok(Some((Status::OK, String::new())))
+        }
+    }
+}
+
+/// May `reader` read `id`? Own metrics, or under a prefix shared with them.
+/// Refuses (4430) when the owner does not exist or nothing is shared.
+async fn check_readable(
+    hub: &Arc<Hub>,
+    reader: &Username,
+    id: &MetricId,
+    code: u32,
+) -> Result<(), Refusal> {
+    if &id.owner == reader {
+        return Ok(());
+    }
+    let owner = id.owner.clone();
+    let (exists, shares) = hub
+        .store_call(move |s| Ok((s.user_exists(&owner)?, s.shares_of(&owner)?)))
+        .await?;
+    if !exists {
+        return Err(Refusal(
+            Status::DENIED,
+            code,
+            format!("user {} does not exist", id.owner),
+        ));
+    }
+    if shares
+        .iter()
+        .any(|s| &s.with == reader && id.is_under(&s.owner, &s.prefix))
+    {
+        Ok(())
+    } else {
+        Err(Refusal(
+            Status::DENIED,
+            code,
+            format!("{id} is not shared with {reader}"),
+        ))
+    }
+}
+
+async fn hook(hub: &Arc<Hub>, ctx: &ConnCtx, uri: Uri) -> Outcome {
+    let id = uri.metric_id(&ctx.user);
+    check_readable(hub, &ctx.user, &id, error::HOOK_DENIED).await?;
+    let lookup = id.clone();
+    let exists = hub
+        .store_call(move |s| s.metric_kind(&lookup))
+        .await?
+        .is_some();
+    if exists {
+        hub.sessions.hook(&ctx.token, &id);
+        Ok(Some((Status::OK, "Hooked successfully".into())))
+    } else {
+        hub.sessions.hook_pending(&ctx.token, &id);
+        Err(Refusal(
+            Status::NOT_FOUND,
+            error::HOOK_PENDING,
+            "Operation registered, but uri does not exist yet".into(),
+        ))
+    }
+}
+
+async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestData) -> Outcome {
+    let id = r.uri.metric_id(&ctx.user);
+    check_readable(hub, &ctx.user, &id, error::DATA_DENIED).await?;
+    let lookup = id.clone();
+    let Some(kind) = hub.store_call(move |s| s.metric_kind(&lookup)).await? else {
+        return Err(Refusal(
+            Status::NOT_FOUND,
+            error::DATA_NOT_FOUND,
+            format!("uri {} does not exist", r.uri),
+        ));
+    };
+    let mut start = r.start.unwrap_or(TimeUuid::MIN);
+    let mut end = r.end.unwrap_or(TimeUuid::MAX);
+    if start > end {
+        std::mem::swap(&mut start, &mut end);
+    }
+    ctx.send(Message::response(
+        Some(seq),
+        Status::ACCEPTED,
+        error::NONE,
+        Some("message accepted for processing".into()),
+    ))
+    .await;
+    let page = match kind {
+        Kind::Datapoint => DATAPOINT_PAGE,
+        Kind::Datasource => DATASOURCE_PAGE,
+    };
+    let uri = Uri::parse(&id.uri_for(&ctx.user)).unwrap_or(r.uri);
+    // Rows still owed, counting each row once: after the first chunk, a chunk's
+    // first row repeats the previous chunk's oldest, so it asks for one more.
+    let mut owed = r.count.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
+    let mut overlap = 0usize;
+    let mut chunk_end = end;
+    loop {
+        let size = owed.map_or(page, |o| o.saturating_add(overlap).min(page));
+        let (read_id, from, to) = (id.clone(), start, chunk_end);
+        let rows = match hub
+            .store_call(move |s| s.read_newest(&read_id, from, to, size))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!("request_data: {e}");
+                ctx.send(Message::response(
+                    Some(seq),
+                    Status::INTERNAL_ERROR,
+                    error::INTERNAL,
+                    Some("Internal error while reading".into()),
+                ))
+                .await;
+                return Ok(None);
+            }
+        };
+        let full = rows.len() == size;
+        let oldest = rows.last().map(|(t, _)| *t);
+        let repeated =
+            usize::from(overlap > 0 && rows.first().is_some_and(|(t, _)| *t == chunk_end));
+        if let Some(o) = owed.as_mut() {
+            *o = o.saturating_sub(rows.len() - repeated);
+        }
+        let more_owed = owed != Some(0);
+        let chunk_start = match oldest {
+            Some(t) if full => t,
+            _ => start,
+        };
+        ctx.send(Message::new(
+            Some(seq),
+            Body::SendDataInterval(DataInterval {
+                uri: uri.clone(),
+                kind,
+                start: chunk_start,
+                end: chunk_end,
+                data: rows,
+            }),
+        ))
+        .await;
+        // Rows run out, or the count is delivered. A full chunk always makes
+        // progress: the next one ends at its oldest row, which then appears again
+        // as the newest, so at least `size - 1` new rows come per chunk.
+        if !full || !more_owed || oldest == Some(chunk_end) {
+            return Ok(None);
+        }
+        overlap = 1;
+        chunk_end = chunk_start;
+    }
+}

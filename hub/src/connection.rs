@@ -1,0 +1,195 @@
+//! One agent websocket at `/`.
+//!
+//! **Owns:** the upgrade (the `kid` cookie must open a session, otherwise the
+//! socket is closed at once with 4403 "Access denied", as the original server
+//! did), reading frames in order, re-checking the session before each frame
+//! (a kicked session gets 4403), and a writer task that sends the connection's
+//! outbox and, when told to, the close frame.
+//!
+//! Frames from one connection are handled one at a time, so its replies keep the
+//! order of its requests and a reply always precedes the notifications its
+//! write causes. A binary frame is answered with 4400. Pings are answered by the
+//! websocket layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use komlog_protocol::login::COOKIE_NAME;
+use komlog_protocol::status::error;
+use komlog_protocol::{Message, Status, Username};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::server::Hub;
+use crate::sessions::{Attached, CloseReason};
+
+/// What the action handlers know about the connection they serve.
+pub struct ConnCtx {
+    /// The session's cookie value.
+    pub token: String,
+    /// The session id.
+    pub sid: String,
+    /// The session's user.
+    pub user: Username,
+    /// This connection's outbox.
+    pub outbox: mpsc::Sender<Message>,
+}
+
+impl ConnCtx {
+    /// Queue a message for this connection, waiting for room in the outbox.
+    pub async fn send(&self, msg: Message) {
+        // An error means the connection is closing; the message has nowhere to go.
+        let _ = self.outbox.send(msg).await;
+    }
+}
+
+/// `GET /`: the websocket upgrade.
+pub async fn upgrade(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = cookie_value(&headers, COOKIE_NAME);
+    ws.max_message_size(hub.config.max_frame_bytes)
+        .on_upgrade(move |socket| run(hub, token, socket))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+}
+
+fn close_frame(why: &CloseReason) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code: why.code,
+        reason: why.reason.clone().into(),
+    }))
+}
+
+async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let attached = token
+        .as_deref()
+        .and_then(|t| hub.sessions.attach(t).map(|a| (t.to_owned(), a)));
+    let Some((token, attached)) = attached else {
+        tracing::info!(
+            cookie = token.is_some(),
+            "websocket refused: no valid session cookie"
+        );
+        let _ = sink.send(close_frame(&CloseReason::access_denied())).await;
+        let _ = sink.close().await;
+        return;
+    };
+    let Attached {
+        conn_id,
+        sid,
+        user,
+        outbox,
+        mut outbox_rx,
+        mut close_rx,
+    } = attached;
+    tracing::info!(user = %user, sid = %sid, "websocket connected");
+    let (local_close_tx, mut local_close_rx) = oneshot::channel::<CloseReason>();
+    let mut writer_close = close_rx.clone();
+    let writer = tokio::spawn(async move {
+        let why = loop {
+            tokio::select! {
+                biased;
+                _ = writer_close.changed() => break writer_close.borrow().clone(),
+                local = &mut local_close_rx => break local.ok(),
+                msg = outbox_rx.recv() => match msg {
+                    Some(m) => {
+                        if sink.send(WsMessage::Text(m.to_text().into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                    None => break None,
+                },
+            }
+        };
+        if let Some(why) = why {
+            let _ = sink.send(close_frame(&why)).await;
+        }
+        let _ = sink.close().await;
+    });
+    let ctx = ConnCtx {
+        token,
+        sid,
+        user,
+        outbox,
+    };
+    let mut local_close = Some(local_close_tx);
+    loop {
+        let frame = tokio::select! {
+            _ = close_rx.changed() => break,
+            f = stream.next() => f,
+        };
+        let text = match frame {
+            None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break,
+            Some(Ok(WsMessage::Text(text))) => text,
+            Some(Ok(WsMessage::Binary(_))) => {
+                ctx.send(Message::response(
+                    None,
+                    Status::PROTOCOL_ERROR,
+                    error::MALFORMED_MESSAGE,
+                    Some(
+                        "Malformed message: binary frames are not accepted; send JSON text".into(),
+                    ),
+                ))
+                .await;
+                continue;
+            }
+            Some(Ok(_)) => continue,
+        };
+        if !hub.sessions.is_valid(&ctx.token) {
+            if let Some(tx) = local_close.take() {
+                let _ = tx.send(CloseReason::access_denied());
+            }
+            break;
+        }
+        crate::actions::handle(&hub, &ctx, text.as_str()).await;
+    }
+    hub.sessions.detach(&ctx.token, conn_id);
+    tracing::info!(user = %ctx.user, sid = %ctx.sid, "websocket disconnected");
+    drop(ctx);
+    drop(local_close);
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_kid_cookie_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, "a=1; kid=abc; b=2".parse().unwrap());
+        assert_eq!(cookie_value(&h, "kid").as_deref(), Some("abc"));
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, "a=1".parse().unwrap());
+        h.append(COOKIE, "kid=\"q\"".parse().unwrap());
+        assert_eq!(cookie_value(&h, "kid").as_deref(), Some("q"));
+        assert_eq!(cookie_value(&HeaderMap::new(), "kid"), None);
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, "kidx=1; xkid=2".parse().unwrap());
+        assert_eq!(cookie_value(&h, "kid"), None);
+    }
+}

@@ -1,0 +1,29 @@
+//! komlog-hub: a Komlog-compatible server.
+//!
+//! It speaks protocol v1 (crate `komlog-protocol`) to agents such as komlogd
+//! 0.12.0 and this project's agent: the challenge login at `/login`, then one
+//! websocket at `/` authenticated by the `kid` cookie, carrying the nine actions.
+//!
+//! * [`server`]: configuration, the HTTP routes, start and stop.
+//! * [`auth`]: the `/login` handshake (challenges, single use, expiry).
+//! * [`sessions`]: logins, live connections, hooks, notification fan-out, kicks.
+//! * [`connection`]: one websocket: reading frames, writing replies.
+//! * [`actions`]: what each action does, with the spec's status codes.
+//! * [`admin`]: user, agent and share management and kicks, run directly on the
+//!   data directory or through a running hub.
+//! * [`store`]: persistence behind the [`store::HubStore`] trait (redb by default).
+//! * [`http_client`]: the minimal HTTP/1.1 client the command line and tests use.
+//!
+//! The hub serves plain HTTP and websockets, without TLS: it is meant for
+//! loopback or a trusted network, or to sit behind a TLS-terminating proxy.
+
+pub mod actions;
+pub mod admin;
+pub mod auth;
+pub mod connection;
+pub mod http_client;
+pub mod server;
+pub mod sessions;
+pub mod store;
+
+pub use server::{Hub, HubConfig, RunningHub};

@@ -1,0 +1,260 @@
+//! The hub's configuration, shared state and HTTP server.
+//!
+//! **Owns:** binding the listener, the routes (`POST /login`, the websocket at
+//! `GET /`, `POST /admin`), the run file `hub.json` in the data directory that
+//! tells the command line where a running hub listens and its admin token, and
+//! a clean stop (every connection closed with 4503, the run file removed).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::Challenges;
+use crate::sessions::{CloseReason, Registry};
+use crate::store::{HubStore, StoreError};
+
+/// The run file's name in the data directory.
+pub const RUN_FILE: &str = "hub.json";
+
+/// How a hub runs.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// The data directory (the store and the run file).
+    pub data_dir: PathBuf,
+    /// How long a login challenge may be answered (spec: 60 s).
+    pub challenge_validity: Duration,
+    /// Messages queued per connection before it is closed as not reading.
+    pub outbox_capacity: usize,
+    /// The largest websocket message accepted, in bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl HubConfig {
+    /// The defaults for a data directory and a listen address.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> HubConfig {
+        HubConfig {
+            listen,
+            data_dir,
+            challenge_validity: Duration::from_secs(
+                komlog_protocol::login::CHALLENGE_VALIDITY_SECS,
+            ),
+            outbox_capacity: 4096,
+            max_frame_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What the run file holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunFile {
+    /// The address the hub listens on.
+    pub listen: SocketAddr,
+    /// The bearer token of `POST /admin`.
+    pub admin_token: String,
+    /// The hub's process id.
+    pub pid: u32,
+}
+
+/// The state shared by every request and connection.
+pub struct Hub {
+    /// The storage.
+    pub store: Arc<dyn HubStore>,
+    /// Issued login challenges.
+    pub challenges: Challenges,
+    /// Sessions and connections.
+    pub sessions: Registry,
+    /// The configuration.
+    pub config: HubConfig,
+    /// The bearer token of `POST /admin`.
+    pub admin_token: String,
+}
+
+impl Hub {
+    /// Run a store call on the blocking pool (store calls may wait on disk).
+    pub async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn HubStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Database {
+                    path: PathBuf::new(),
+                    op: "a store call",
+                    reason: format!("the call failed: {e}"),
+                })
+            })
+    }
+}
+
+/// Why the hub could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The run file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    RunFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A started hub.
+pub struct RunningHub {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its shared state.
+    pub hub: Arc<Hub>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningHub {
+    /// Stop: close every connection with 4503, stop accepting, remove the run file.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        self.hub
+            .sessions
+            .close_all(CloseReason::unavailable("The hub is stopping"));
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = match tokio::time::timeout(Duration::from_secs(10), &mut self.task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(ServeError::Serve(std::io::Error::other(e.to_string()))),
+            Err(_) => {
+                self.task.abort();
+                Ok(())
+            }
+        };
+        remove_run_file(&self.hub.config.data_dir);
+        result
+    }
+
+    /// Wait until the server task ends by itself (it only does on an error).
+    pub async fn wait(&mut self) -> Result<(), ServeError> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// The routes.
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route(komlog_protocol::login::LOGIN_PATH, post(crate::auth::login))
+        .route(
+            komlog_protocol::login::WEBSOCKET_PATH,
+            get(crate::connection::upgrade),
+        )
+        .route("/admin", post(crate::admin::endpoint))
+        .with_state(hub)
+}
+
+/// Bind, write the run file and serve in the background.
+pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<RunningHub, ServeError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let hub = Arc::new(Hub {
+        store,
+        challenges: Challenges::default(),
+        sessions: Registry::new(config.outbox_capacity),
+        admin_token: crate::admin::new_token(),
+        config,
+    });
+    write_run_file(
+        &hub.config.data_dir,
+        &RunFile {
+            listen: addr,
+            admin_token: hub.admin_token.clone(),
+            pid: std::process::id(),
+        },
+    )?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .map_err(ServeError::Serve)
+    });
+    tracing::info!(
+        %addr,
+        data = %hub.config.data_dir.display(),
+        "komlog-hub listening (plain HTTP and websockets, no TLS)"
+    );
+    Ok(RunningHub {
+        addr,
+        hub,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// The run file's path in a data directory.
+pub fn run_file_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(RUN_FILE)
+}
+
+fn write_run_file(data_dir: &Path, run: &RunFile) -> Result<(), ServeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = run_file_path(data_dir);
+    let tmp = data_dir.join(format!(".{RUN_FILE}.tmp"));
+    let err = |source| ServeError::RunFile {
+        path: path.clone(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(run).map_err(|e| err(std::io::Error::other(e)))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)
+}
+
+fn remove_run_file(data_dir: &Path) {
+    let path = run_file_path(data_dir);
+    if let Err(e) = std::fs::remove_file(&path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove {}: {e}", path.display());
+    }
+}

@@ -1,0 +1,505 @@
+//! The embedded store: one redb database file, `hub.redb`, in the data directory.
+//!
+//! Tables (all keys sort bytewise):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `&str` name | `u64` (`format_version`, `next_metric_id`) |
+//! | `users` | username | registration time, µs |
+//! | `agents` | (owner, key line) | agent id |
+//! | `shares` | (owner, prefix, with) | grant time, µs |
+//! | `metrics` | (owner, local uri) | (metric id, kind letter) |
+//! | `supplies` | metric id | JSON list of local uris |
+//! | `samples` | (metric id, [`TimeUuid::sort_key`]) | content |
+//!
+//! The sort key makes a range scan of one metric come out in TimeUUID order,
+//! and is turned back into the TimeUUID on reading, so the uuid is not stored
+//! twice. Every write transaction is committed durably (redb's default
+//! immediate durability): when a call returns `Ok`, the data is on disk.
+
+use std::path::{Path, PathBuf};
+
+use komlog_protocol::{Kind, MetricId, TimeUuid, Username};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+
+use super::{AgentRecord, HubStore, NewSample, Share, StoreError, WriteOutcome};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "hub.redb";
+
+/// The layout version written in `meta`.
+const FORMAT_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const USERS: TableDefinition<&str, u64> = TableDefinition::new("users");
+const AGENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("agents");
+const SHARES: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("shares");
+const METRICS: TableDefinition<(&str, &str), (u64, &str)> = TableDefinition::new("metrics");
+const SUPPLIES: TableDefinition<u64, &str> = TableDefinition::new("supplies");
+const SAMPLES: TableDefinition<(u64, [u8; 16]), &str> = TableDefinition::new("samples");
+
+/// The redb-backed [`HubStore`].
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Open (or create) the store in `data_dir`, creating the directory if needed.
+    pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database {
+            path: path.clone(),
+            op: "creating the data directory",
+            reason: e.to_string(),
+        })?;
+        let db = Database::create(&path).map_err(|e| from_redb(&path, "opening", e))?;
+        let store = RedbStore { db, path };
+        store.check_or_init()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(redb::Error) -> StoreError + '_ {
+        move |e| from_redb(&self.path, op, e)
+    }
+
+    fn check_or_init(&self) -> Result<(), StoreError> {
+        let err = self.err("checking the format");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        match rtxn.open_table(META) {
+            Ok(meta) => {
+                let version = meta
+                    .get("format_version")
+                    .map_err(|e| err(e.into()))?
+                    .map(|v| v.value());
+                if version != Some(FORMAT_VERSION) {
+                    return Err(StoreError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "format version {version:?}; this komlog-hub reads version {FORMAT_VERSION}"
+                        ),
+                    });
+                }
+                Ok(())
+            }
+            Err(TableError::TableDoesNotExist(_)) => {
+                let has_tables = rtxn
+                    .list_tables()
+                    .map_err(|e| err(e.into()))?
+                    .next()
+                    .is_some();
+                if has_tables {
+                    return Err(StoreError::Corrupt {
+                        path: self.path.clone(),
+                        reason: "it is a redb database without a hub meta table".into(),
+                    });
+                }
+                drop(rtxn);
+                let err = self.err("creating the tables");
+                let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+                {
+                    let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+                    meta.insert("format_version", FORMAT_VERSION)
+                        .map_err(|e| err(e.into()))?;
+                    meta.insert("next_metric_id", 1)
+                        .map_err(|e| err(e.into()))?;
+                    txn.open_table(USERS).map_err(|e| err(e.into()))?;
+                    txn.open_table(AGENTS).map_err(|e| err(e.into()))?;
+                    txn.open_table(SHARES).map_err(|e| err(e.into()))?;
+                    txn.open_table(METRICS).map_err(|e| err(e.into()))?;
+                    txn.open_table(SUPPLIES).map_err(|e| err(e.into()))?;
+                    txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
+                }
+                txn.commit().map_err(|e| err(e.into()))
+            }
+            Err(e) => Err(err(e.into())),
+        }
+    }
+
+    fn metric_row(&self, id: &MetricId) -> Result<Option<(u64, Kind)>, StoreError> {
+        let err = self.err("reading a metric");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let metrics = rtxn.open_table(METRICS).map_err(|e| err(e.into()))?;
+        let row = metrics
+            .get((id.owner.as_str(), id.local.as_str()))
+            .map_err(|e| err(e.into()))?;
+        match row {
+            None => Ok(None),
+            Some(v) => {
+                let (mid, letter) = v.value();
+                Ok(Some((mid, self.kind_of(letter)?)))
+            }
+        }
+    }
+
+    fn kind_of(&self, letter: &str) -> Result<Kind, StoreError> {
+        Kind::from_letter(letter).ok_or_else(|| StoreError::Corrupt {
+            path: self.path.clone(),
+            reason: format!("a metric has the unknown kind {letter:?}"),
+        })
+    }
+}
+
+fn now_us() -> u64 {
+    u64::try_from(komlog_protocol::timeuuid::now_micros()).unwrap_or(0)
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    // Ids only need to be distinct; the clock is a fallback if the RNG fails.
+    if getrandom::fill(&mut b).is_err() {
+        b[..8].copy_from_slice(&now_us().to_be_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_redb(path: &Path, op: &'static str, err: impl Into<redb::Error>) -> StoreError {
+    let path = path.to_path_buf();
+    match err.into() {
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked { path },
+        redb::Error::Corrupted(reason) => StoreError::Corrupt { path, reason },
+        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => {
+            StoreError::Corrupt {
+                path,
+                reason: source.to_string(),
+            }
+        }
+        e @ (redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TypeDefinitionChanged { .. }) => StoreError::Corrupt {
+            path,
+            reason: e.to_string(),
+        },
+        other => StoreError::Database {
+            path,
+            op,
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl HubStore for RedbStore {
+    fn add_user(&self, name: &Username) -> Result<(), StoreError> {
+        let err = self.err("adding a user");
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
+            if users
+                .get(name.as_str())
+                .map_err(|e| err(e.into()))?
+                .is_some()
+            {
+                return Err(StoreError::UserExists(name.clone()));
+            }
+            users
+                .insert(name.as_str(), now_us())
+                .map_err(|e| err(e.into()))?;
+        }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
+    fn user_exists(&self, name: &Username) -> Result<bool, StoreError> {
+        let err = self.err("reading users");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let users = rtxn.open_table(USERS).map_err(|e| err(e.into()))?;
+        Ok(users
+            .get(name.as_str())
+            .map_err(|e| err(e.into()))?
+            .is_some())
+    }
+
+    fn users(&self) -> Result<Vec<Username>, StoreError> {
+        let err = self.err("listing users");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let users = rtxn.open_table(USERS).map_err(|e| err(e.into()))?;
+        let mut out = Vec::new();
+        for row in users.iter().map_err(|e| err(e.into()))? {
+            let (k, _) = row.map_err(|e| err(e.into()))?;
+            let name = Username::parse(k.value()).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+            out.push(name);
+        }
+        Ok(out)
+    }
+
+    fn add_agent(&self, owner: &Username, public_line: &str) -> Result<AgentRecord, StoreError> {
+        let err = self.err("registering an agent");
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        let id = random_id();
+        {
+            let users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
+            if users
+                .get(owner.as_str())
+                .map_err(|e| err(e.into()))?
+                .is_none()
+            {
+                return Err(StoreError::NoSuchUser(owner.clone()));
+            }
+            let mut agents = txn.open_table(AGENTS).map_err(|e| err(e.into()))?;
+            // One key identifies one agent across all users.
+            for row in agents.iter().map_err(|e| err(e.into()))? {
+                let (k, v) = row.map_err(|e| err(e.into()))?;
+                let (other_owner, line) = k.value();
+                if line == public_line {
+                    return Err(StoreError::KeyRegistered {
+                        owner: Username::parse(other_owner).map_err(|e| StoreError::Corrupt {
+                            path: self.path.clone(),
+                            reason: e.to_string(),
+                        })?,
+                        id: v.value().to_owned(),
+                    });
+                }
+            }
+            agents
+                .insert((owner.as_str(), public_line), id.as_str())
+                .map_err(|e| err(e.into()))?;
+        }
+        txn.commit().map_err(|e| err(e.into()))?;
+        Ok(AgentRecord {
+            id,
+            owner: owner.clone(),
+            public_line: public_line.to_owned(),
+        })
+    }
+
+    fn find_agent(
+        &self,
+        owner: &Username,
+        public_line: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let err = self.err("reading agents");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let agents = rtxn.open_table(AGENTS).map_err(|e| err(e.into()))?;
+        let found = agents
+            .get((owner.as_str(), public_line))
+            .map_err(|e| err(e.into()))?;
+        Ok(found.map(|id| AgentRecord {
+            id: id.value().to_owned(),
+            owner: owner.clone(),
+            public_line: public_line.to_owned(),
+        }))
+    }
+
+    fn agents_of(&self, owner: &Username) -> Result<Vec<AgentRecord>, StoreError> {
+        let err = self.err("listing agents");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let agents = rtxn.open_table(AGENTS).map_err(|e| err(e.into()))?;
+        let mut out = Vec::new();
+        let start = (owner.as_str(), "");
+        for row in agents.range(start..).map_err(|e| err(e.into()))? {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            let (o, line) = k.value();
+            if o != owner.as_str() {
+                break;
+            }
+            out.push(AgentRecord {
+                id: v.value().to_owned(),
+                owner: owner.clone(),
+                public_line: line.to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn add_share(&self, share: &Share) -> Result<(), StoreError> {
+        let err = self.err("adding a share");
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
+            for u in [&share.owner, &share.with] {
+                if users.get(u.as_str()).map_err(|e| err(e.into()))?.is_none() {
+                    return Err(StoreError::NoSuchUser(u.clone()));
+                }
+            }
+            let mut shares = txn.open_table(SHARES).map_err(|e| err(e.into()))?;
+            shares
+                .insert(
+                    (
+                        share.owner.as_str(),
+                        share.prefix.as_str(),
+                        share.with.as_str(),
+                    ),
+                    now_us(),
+                )
+                .map_err(|e| err(e.into()))?;
+        }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
+    fn shares_of(&self, owner: &Username) -> Result<Vec<Share>, StoreError> {
+        let err = self.err("reading shares");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let shares = rtxn.open_table(SHARES).map_err(|e| err(e.into()))?;
+        let mut out = Vec::new();
+        for row in shares
+            .range((owner.as_str(), "", "")..)
+            .map_err(|e| err(e.into()))?
+        {
+            let (k, _) = row.map_err(|e| err(e.into()))?;
+            let (o, prefix, with) = k.value();
+            if o != owner.as_str() {
+                break;
+            }
+            let with = Username::parse(with).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+            out.push(Share {
+                owner: owner.clone(),
+                prefix: prefix.to_owned(),
+                with,
+            });
+        }
+        Ok(out)
+    }
+
+    fn metric_kind(&self, id: &MetricId) -> Result<Option<Kind>, StoreError> {
+        Ok(self.metric_row(id)?.map(|(_, kind)| kind))
+    }
+
+    fn metrics_of(&self, owner: &Username) -> Result<Vec<(String, Kind)>, StoreError> {
+        let err = self.err("listing metrics");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let metrics = rtxn.open_table(METRICS).map_err(|e| err(e.into()))?;
+        let mut out = Vec::new();
+        for row in metrics
+            .range((owner.as_str(), "")..)
+            .map_err(|e| err(e.into()))?
+        {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            let (o, uri) = k.value();
+            if o != owner.as_str() {
+                break;
+            }
+            out.push((uri.to_owned(), self.kind_of(v.value().1)?));
+        }
+        Ok(out)
+    }
+
+    fn write(&self, owner: &Username, samples: &[NewSample]) -> Result<WriteOutcome, StoreError> {
+        let err = self.err("writing samples");
+        let mut outcome = WriteOutcome::default();
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            let mut metrics = txn.open_table(METRICS).map_err(|e| err(e.into()))?;
+            let mut rows = txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
+            for s in samples {
+                let key = (owner.as_str(), s.uri.as_str());
+                let existing = metrics.get(key).map_err(|e| err(e.into()))?.map(|v| {
+                    let (mid, letter) = v.value();
+                    (mid, letter.to_owned())
+                });
+                let metric_id = match existing {
+                    Some((mid, letter)) => {
+                        let kind = self.kind_of(&letter)?;
+                        if kind != s.kind {
+                            // Dropping the transaction uncommitted aborts it.
+                            return Err(StoreError::KindMismatch {
+                                uri: s.uri.clone(),
+                                existing: kind,
+                                written: s.kind,
+                            });
+                        }
+                        mid
+                    }
+                    None => {
+                        let next = meta
+                            .get("next_metric_id")
+                            .map_err(|e| err(e.into()))?
+                            .map(|v| v.value())
+                            .unwrap_or(1);
+                        meta.insert("next_metric_id", next + 1)
+                            .map_err(|e| err(e.into()))?;
+                        metrics
+                            .insert(key, (next, s.kind.letter()))
+                            .map_err(|e| err(e.into()))?;
+                        outcome.created.push(s.uri.clone());
+                        next
+                    }
+                };
+                rows.insert((metric_id, s.t.sort_key()), s.content.as_str())
+                    .map_err(|e| err(e.into()))?;
+            }
+        }
+        txn.commit().map_err(|e| err(e.into()))?;
+        Ok(outcome)
+    }
+
+    fn set_supplies(&self, id: &MetricId, supplies: &[String]) -> Result<(), StoreError> {
+        let Some((mid, _)) = self.metric_row(id)? else {
+            return Ok(());
+        };
+        let json = serde_json::to_string(supplies).map_err(|e| StoreError::Database {
+            path: self.path.clone(),
+            op: "encoding supplies",
+            reason: e.to_string(),
+        })?;
+        let err = self.err("writing supplies");
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut table = txn.open_table(SUPPLIES).map_err(|e| err(e.into()))?;
+            table
+                .insert(mid, json.as_str())
+                .map_err(|e| err(e.into()))?;
+        }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
+    fn supplies(&self, id: &MetricId) -> Result<Option<Vec<String>>, StoreError> {
+        let Some((mid, _)) = self.metric_row(id)? else {
+            return Ok(None);
+        };
+        let err = self.err("reading supplies");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let table = rtxn.open_table(SUPPLIES).map_err(|e| err(e.into()))?;
+        let Some(v) = table.get(mid).map_err(|e| err(e.into()))? else {
+            return Ok(None);
+        };
+        serde_json::from_str(v.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("supplies of {id}: {e}"),
+            })
+    }
+
+    fn read_newest(
+        &self,
+        id: &MetricId,
+        start: TimeUuid,
+        end: TimeUuid,
+        limit: usize,
+    ) -> Result<Vec<(TimeUuid, String)>, StoreError> {
+        if start > end {
+            return Ok(Vec::new());
+        }
+        let Some((mid, _)) = self.metric_row(id)? else {
+            return Ok(Vec::new());
+        };
+        let err = self.err("reading samples");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let rows = rtxn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
+        let range = (mid, start.sort_key())..=(mid, end.sort_key());
+        let mut out = Vec::new();
+        for row in rows.range(range).map_err(|e| err(e.into()))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            let t = TimeUuid::from_sort_key(k.value().1).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("a sample key of {id} is not a TimeUUID"),
+            })?;
+            out.push((t, v.value().to_owned()));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,319 @@
+//! Shared test helpers: an in-process hub on an ephemeral 127.0.0.1 port with a
+//! real redb store in a temporary directory, RSA keys, the login handshake over
+//! real HTTP, and a websocket client. Every wait has a deadline.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use komlog_hub::http_client::{self, HttpResponse};
+use komlog_hub::server::{self, HubConfig, RunningHub};
+use komlog_hub::store::redb::RedbStore;
+use komlog_hub::store::{HubStore, NewSample, Share};
+use komlog_protocol::login::{self, PrivateKey};
+use komlog_protocol::openssh::openssh_public_line;
+use komlog_protocol::{Body, GenericResponse, Kind, Message, Status, TimeUuid, Username};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The deadline of every single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A 4096-bit key, generated once per test binary for each index.
+pub fn key(index: usize) -> &'static PrivateKey {
+    static KEYS: [OnceLock<PrivateKey>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    KEYS[index].get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).expect("keygen"))
+}
+
+/// The canonical OpenSSH line of a key.
+pub fn public_line(key: &PrivateKey) -> String {
+    openssh_public_line(key.as_public_key())
+}
+
+pub fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+/// A hub running in this process.
+pub struct TestHub {
+    pub running: RunningHub,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestHub {
+    pub async fn start() -> TestHub {
+        TestHub::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut HubConfig)) -> TestHub {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = RedbStore::open(&data).unwrap();
+        let mut config = HubConfig::new("127.0.0.1:0".parse().unwrap(), data);
+        adjust(&mut config);
+        let running = server::start(config, Arc::new(store)).await.unwrap();
+        TestHub { running, dir }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running.addr
+    }
+
+    pub fn store(&self) -> &dyn HubStore {
+        self.running.hub.store.as_ref()
+    }
+
+    /// Create a user with agent key `key_index`.
+    pub fn add_user_with_key(&self, name: &str, key_index: usize) {
+        let u = user(name);
+        if !self.store().user_exists(&u).unwrap() {
+            self.store().add_user(&u).unwrap();
+        }
+        self.store()
+            .add_agent(&u, &public_line(key(key_index)))
+            .unwrap();
+    }
+
+    pub fn share(&self, owner: &str, prefix: &str, with: &str) {
+        self.store()
+            .add_share(&Share {
+                owner: user(owner),
+                prefix: prefix.into(),
+                with: user(with),
+            })
+            .unwrap();
+    }
+
+    /// Write samples straight into the store (test setup, no notifications).
+    pub fn seed(&self, owner: &str, samples: &[NewSample]) {
+        self.store().write(&user(owner), samples).unwrap();
+    }
+
+    /// Log in and open a websocket.
+    pub async fn connect(&self, name: &str, key_index: usize) -> Client {
+        let cookie = login_ok(self.addr(), name, key(key_index)).await;
+        Client::open(self.addr(), Some(&cookie)).await
+    }
+}
+
+/// POST a login form.
+pub async fn post_login(addr: SocketAddr, fields: &[(&str, &str)]) -> HttpResponse {
+    http_client::post(
+        addr,
+        "localhost",
+        "/login",
+        "application/x-www-form-urlencoded",
+        &[],
+        http_client::form_body(fields).into_bytes(),
+        WAIT,
+    )
+    .await
+    .expect("login POST")
+}
+
+/// Step 1: ask for a challenge; returns the response.
+pub async fn ask_challenge(addr: SocketAddr, name: &str, key: &PrivateKey) -> HttpResponse {
+    let k = login::key_field(&public_line(key));
+    post_login(addr, &[("u", name), ("k", &k), ("pv", "1")]).await
+}
+
+/// Steps 1 and 2; returns the second response.
+pub async fn login(addr: SocketAddr, name: &str, key: &PrivateKey) -> HttpResponse {
+    let first = ask_challenge(addr, name, key).await;
+    assert_eq!(first.status, 200, "challenge: {:?}", first.json());
+    let challenge = first.json().unwrap()["challenge"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (c, s) = login::answer_challenge(key, &challenge).unwrap();
+    answer(addr, name, key, &c, &s).await
+}
+
+/// Step 2 with given `c` and `s`.
+pub async fn answer(
+    addr: SocketAddr,
+    name: &str,
+    key: &PrivateKey,
+    c: &str,
+    s: &str,
+) -> HttpResponse {
+    let k = login::key_field(&public_line(key));
+    post_login(
+        addr,
+        &[("u", name), ("k", &k), ("pv", "1"), ("c", c), ("s", s)],
+    )
+    .await
+}
+
+/// Log in; returns the `kid` cookie value.
+pub async fn login_ok(addr: SocketAddr, name: &str, key: &PrivateKey) -> String {
+    let resp = login(addr, name, key).await;
+    assert_eq!(resp.status, 200, "login: {:?}", resp.json());
+    assert_eq!(resp.json().unwrap(), serde_json::Value::Null);
+    resp.set_cookie("kid").expect("kid cookie")
+}
+
+/// The `{"error": N}` of a refused login.
+pub fn login_error(resp: &HttpResponse) -> u64 {
+    resp.json().unwrap()["error"].as_u64().unwrap()
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A websocket client speaking the protocol.
+pub struct Client {
+    ws: Ws,
+}
+
+/// What the next event on a websocket was.
+#[derive(Debug)]
+pub enum Event {
+    Message(Message),
+    Close(Option<u16>),
+}
+
+impl Client {
+    /// Open the websocket, with `kid=cookie` if given.
+    pub async fn open(addr: SocketAddr, cookie: Option<&str>) -> Client {
+        let mut req = format!("ws://localhost:{}/", addr.port())
+            .into_client_request()
+            .unwrap();
+        if let Some(c) = cookie {
+            req.headers_mut()
+                .insert("cookie", format!("kid={c}").parse().unwrap());
+        }
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+        Client { ws }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws.send(WsMessage::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(WsMessage::Binary(bytes.into())).await.unwrap();
+    }
+
+    /// Send a message; returns its seq.
+    pub async fn send(&mut self, body: Body) -> TimeUuid {
+        let m = Message::new(None, body);
+        self.send_text(m.to_text()).await;
+        m.seq
+    }
+
+    /// The next message or close, within `WAIT`.
+    pub async fn next_event(&mut self) -> Event {
+        self.next_event_within(WAIT)
+            .await
+            .expect("an event in time")
+    }
+
+    /// The next message or close, or `None` if nothing comes within `d`.
+    pub async fn next_event_within(&mut self, d: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match frame {
+                None => return Some(Event::Close(None)),
+                Some(Err(_)) => return Some(Event::Close(None)),
+                Some(Ok(WsMessage::Text(t))) => {
+                    let m = Message::parse(t.as_str()).expect("the hub sends valid messages");
+                    return Some(Event::Message(m));
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Some(Event::Close(frame.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next message (panics on close).
+    pub async fn next(&mut self) -> Message {
+        match self.next_event().await {
+            Event::Message(m) => m,
+            Event::Close(c) => panic!("closed with {c:?}"),
+        }
+    }
+
+    /// Send and return the generic response in reply to it.
+    pub async fn request(&mut self, body: Body) -> GenericResponse {
+        let seq = self.send(body).await;
+        self.reply_to(seq).await
+    }
+
+    /// The next message, which must be a generic response to `seq`.
+    pub async fn reply_to(&mut self, seq: TimeUuid) -> GenericResponse {
+        let m = self.next().await;
+        assert_eq!(m.irt, Some(seq), "reply to our message: {m:?}");
+        match m.body {
+            Body::GenericResponse(r) => r,
+            other => panic!("not a generic response: {other:?}"),
+        }
+    }
+
+    /// Expect the connection to close with `code`.
+    pub async fn expect_close(&mut self, code: u16) {
+        loop {
+            match self.next_event().await {
+                Event::Close(c) => {
+                    assert_eq!(c, Some(code), "close code");
+                    return;
+                }
+                Event::Message(m) => {
+                    // Messages queued before the close may still arrive.
+                    let _ = m;
+                }
+            }
+        }
+    }
+
+    /// Assert that nothing arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Some(e) = self.next_event_within(d).await {
+            panic!("expected nothing, got {e:?}");
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// `CloseCode` for a numeric code (keeps the tungstenite type out of tests).
+pub fn close_code(code: u16) -> CloseCode {
+    CloseCode::from(code)
+}
+
+pub fn assert_status(r: &GenericResponse, status: Status, what: &str) {
+    assert_eq!(r.status, status, "{what}: {r:?}");
+}
+
+pub fn new_sample(uri: &str, kind: Kind, us: i64, content: &str) -> NewSample {
+    NewSample {
+        uri: uri.into(),
+        kind,
+        t: TimeUuid::random_at(us).unwrap(),
+        content: content.into(),
+    }
+}

@@ -1,0 +1,164 @@
+//! The HTTP side of the login (spec §3.2): two form POSTs to `/login`, the
+//! answer to the challenge, and the `kid` cookie.
+//!
+//! A minimal HTTP/1.1 client (one request per connection, plain HTTP) is enough
+//! for two POSTs; every request has a deadline.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Request, header};
+use hyper_util::rt::TokioIo;
+use komlog_protocol::login::{self, COOKIE_NAME, LOGIN_PATH, PrivateKey};
+use komlog_protocol::openssh::openssh_public_line;
+
+use crate::Endpoint;
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The server could not be reached or the exchange broke.
+    #[error("login at {endpoint}: {reason}")]
+    Http {
+        /// `host:port`.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server refused: HTTP status and its `{"error": N}` number.
+    #[error("login at {endpoint} refused with HTTP {status} (error {error:?}){hint}")]
+    Refused {
+        /// `host:port`.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The error number, when the body had one.
+        error: Option<u64>,
+        /// A hint for the usual causes.
+        hint: &'static str,
+    },
+    /// The answer was not what the protocol says.
+    #[error("login at {endpoint}: unexpected answer: {what}")]
+    Unexpected {
+        /// `host:port`.
+        endpoint: String,
+        /// What came.
+        what: String,
+    },
+    /// The challenge could not be answered with this key.
+    #[error("login: {0}")]
+    Crypto(#[from] login::LoginCryptoError),
+}
+
+/// Log in as `username` with `key`; returns the `kid` cookie value.
+pub async fn login(
+    endpoint: &Endpoint,
+    username: &str,
+    key: &PrivateKey,
+    timeout: Duration,
+) -> Result<String, LoginError> {
+    let k = login::key_field(&openssh_public_line(key.as_public_key()));
+    let mut fields = vec![("u", username.to_owned()), ("k", k), ("pv", "1".to_owned())];
+    let (status, _, body) = post_form(endpoint, &fields, timeout).await?;
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if status != 200 {
+        return Err(refused(endpoint, status, &json));
+    }
+    let challenge = json
+        .get("challenge")
+        .and_then(|c| c.as_str())
+        .ok_or_else(|| LoginError::Unexpected {
+            endpoint: display(endpoint),
+            what: format!("no challenge in {json}"),
+        })?;
+    let (c, s) = login::answer_challenge(key, challenge)?;
+    fields.push(("c", c));
+    fields.push(("s", s));
+    let (status, cookie, body) = post_form(endpoint, &fields, timeout).await?;
+    if status != 200 {
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        return Err(refused(endpoint, status, &json));
+    }
+    cookie.ok_or_else(|| LoginError::Unexpected {
+        endpoint: display(endpoint),
+        what: format!("no {COOKIE_NAME} cookie in the answer"),
+    })
+}
+
+fn display(e: &Endpoint) -> String {
+    format!("{}:{}", e.host, e.port)
+}
+
+fn refused(endpoint: &Endpoint, status: u16, json: &serde_json::Value) -> LoginError {
+    let error = json.get("error").and_then(|e| e.as_u64());
+    let hint = match (status, error) {
+        (403, Some(3702)) => ": is the username right?",
+        (403, Some(3703)) => ": is this agent's public key registered for the user?",
+        (500, Some(3701)) => ": the key must be RSA of at least 4096 bits",
+        _ => "",
+    };
+    LoginError::Refused {
+        endpoint: display(endpoint),
+        status,
+        error,
+        hint,
+    }
+}
+
+/// POST a form to `/login`; returns the status, the `kid` cookie if set, and the body.
+async fn post_form(
+    endpoint: &Endpoint,
+    fields: &[(&str, String)],
+    timeout: Duration,
+) -> Result<(u16, Option<String>, Vec<u8>), LoginError> {
+    let err = |reason: String| LoginError::Http {
+        endpoint: display(endpoint),
+        reason,
+    };
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        form.append_pair(k, v);
+    }
+    let body = form.finish();
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| err(format!("cannot connect: {e}")))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let driver = tokio::spawn(conn);
+        let req = Request::post(LOGIN_PATH)
+            .header(header::HOST, format!("{}:{}", endpoint.host, endpoint.port))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| err(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let cookie = resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == COOKIE_NAME)
+            .map(|(_, v)| v.to_owned());
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes()
+            .to_vec();
+        driver.abort();
+        Ok((status, cookie, bytes))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| err(format!("no answer within {timeout:?}")))?
+}

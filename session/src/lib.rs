@@ -1,0 +1,165 @@
+//! A Komlog protocol v1 client session: the Rust counterpart of the Python
+//! agent's `KomlogSession`, as a library with no dependency on the agent.
+//!
+//! ```no_run
+//! # async fn demo(key: komlog_protocol::login::PrivateKey) -> Result<(), komlog_session::SessionError> {
+//! use komlog_session::{Endpoint, Sample, Session, SessionConfig};
+//! let endpoint = Endpoint::parse("http://localhost:8080/")?;
+//! let mut session = Session::login(SessionConfig::new(endpoint, "alice", key)?).await?;
+//! let mut updates = session.take_notifications().expect("first call");
+//! session.hook("cpu.user").await?;
+//! session.send_samples(&[Sample::datapoint("cpu.user", komlog_protocol::TimeUuid::now(), 12.5)?]).await?;
+//! let newest = session.request_data("cpu.user", None, None, Some(10)).await?;
+//! # let _ = (updates.recv().await, newest);
+//! session.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! * [`Session::login`]: the challenge login ([`http::login`]), then the websocket
+//!   with the `kid` cookie.
+//! * Requests and replies are matched by `irt`. **Every wait has a timeout**
+//!   ([`SessionConfig::reply_timeout`]), and every pending wait fails with
+//!   [`SessionError::Disconnected`] when the connection drops (the close code is
+//!   kept: 4403 means the session must log in again).
+//! * [`Session::send_samples`] groups samples by time: several at one time go
+//!   in one `send_multi_data`, a single one in `send_ds_data`/`send_dp_data`;
+//!   messages go in ascending time, each after the previous reply.
+//! * [`Session::request_data`] collects the `send_data_interval` chunks and stops
+//!   when the requested start is reached, `count` rows have arrived, or a chunk
+//!   is short — so it never waits for a chunk that will not come.
+//! * Notifications (`send_multi_data` from the server) arrive on the channel
+//!   from [`Session::take_notifications`].
+//!
+//! Plain HTTP and websockets only (no TLS), like `komlog-hub`.
+
+pub mod http;
+mod session;
+
+pub use session::{HookOutcome, Notification, Sample, Session, SessionConfig, Value};
+
+use komlog_protocol::{GenericResponse, Status};
+
+/// Where a server is: host, port, and the login and websocket paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The host name, sent in `Host` (and resolved to connect).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Read `http://host[:port][/...]` or `ws://host[:port][/...]` (the path is
+    /// ignored: the protocol fixes `/login` and `/`). `https`/`wss` are refused:
+    /// this client has no TLS.
+    pub fn parse(url: &str) -> Result<Endpoint, SessionError> {
+        let bad = |why: &str| SessionError::BadEndpoint(format!("{url:?}: {why}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected http://host:port/"))?;
+        let default_port = match scheme.to_ascii_lowercase().as_str() {
+            "http" | "ws" => 80,
+            "https" | "wss" => return Err(bad("TLS is not supported; use http:// or ws://")),
+            _ => return Err(bad("expected the scheme http or ws")),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("invalid port"))?),
+            None => (authority, default_port),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The server address is not usable.
+    #[error("bad server address {0}")]
+    BadEndpoint(String),
+    /// A sample, uri or username is invalid; nothing was sent.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The HTTP login failed.
+    #[error(transparent)]
+    Login(#[from] http::LoginError),
+    /// The websocket could not be opened.
+    #[error("cannot open the websocket to {endpoint}: {reason}")]
+    Connect {
+        /// `host:port`.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+    /// No reply within the timeout.
+    #[error("no reply to {action} within {timeout:?}")]
+    Timeout {
+        /// The action sent.
+        action: &'static str,
+        /// The timeout.
+        timeout: std::time::Duration,
+    },
+    /// The connection is gone; pending waits fail with this. Code 4403 means the
+    /// session was refused or kicked and must log in again.
+    #[error("disconnected from the server (close code {code:?})")]
+    Disconnected {
+        /// The websocket close code, if the server sent one.
+        code: Option<u16>,
+    },
+    /// The server refused the request.
+    #[error("the server answered {action} with {}: {} (error {})", response.status, response.reason.as_deref().unwrap_or("no reason"), response.error)]
+    Refused {
+        /// The action sent.
+        action: &'static str,
+        /// The server's answer.
+        response: GenericResponse,
+    },
+    /// The server answered with something else than the protocol allows.
+    #[error("unexpected answer to {action}: {what}")]
+    Unexpected {
+        /// The action sent.
+        action: &'static str,
+        /// What came.
+        what: String,
+    },
+}
+
+impl SessionError {
+    /// True when the server closed the session with 4403 (log in again).
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, SessionError::Disconnected { code: Some(c) } if *c == Status::ACCESS_DENIED.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            Endpoint::parse("http://localhost:8080/").unwrap(),
+            Endpoint {
+                host: "localhost".into(),
+                port: 8080
+            }
+        );
+        assert_eq!(Endpoint::parse("ws://hub").unwrap().port, 80);
+        assert!(
+            Endpoint::parse("wss://hub/")
+                .unwrap_err()
+                .to_string()
+                .contains("TLS")
+        );
+        assert!(Endpoint::parse("hub:80").is_err());
+        assert!(Endpoint::parse("http://:80").is_err());
+        assert!(Endpoint::parse("http://h:99999").is_err());
+        assert!(Endpoint::parse("ftp://h").is_err());
+    }
+}

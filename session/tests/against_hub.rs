@@ -1,0 +1,243 @@
+//! The session library against a real komlog-hub on 127.0.0.1 (in process, with
+//! a redb store in a temporary directory).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use komlog_hub::server::{self, HubConfig, RunningHub};
+use komlog_hub::store::redb::RedbStore;
+use komlog_hub::store::{HubStore, NewSample, Share};
+use komlog_protocol::login::PrivateKey;
+use komlog_protocol::openssh::openssh_public_line;
+use komlog_protocol::{Kind, MetricId, Status, TimeUuid, Username};
+use komlog_session::http::LoginError;
+use komlog_session::{Endpoint, HookOutcome, Sample, Session, SessionConfig, SessionError};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn key(i: usize) -> PrivateKey {
+    static KEYS: [OnceLock<PrivateKey>; 2] = [OnceLock::new(), OnceLock::new()];
+    KEYS[i]
+        .get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).unwrap())
+        .clone()
+}
+
+fn user(n: &str) -> Username {
+    Username::parse(n).unwrap()
+}
+
+struct Hub {
+    running: RunningHub,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    async fn start() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("data")).unwrap();
+        let config = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+        let running = server::start(config, Arc::new(store)).await.unwrap();
+        let hub = Hub { running, _dir: dir };
+        for (name, k) in [("alice", 0), ("bob", 1)] {
+            hub.store().add_user(&user(name)).unwrap();
+            hub.store()
+                .add_agent(&user(name), &openssh_public_line(key(k).as_public_key()))
+                .unwrap();
+        }
+        hub
+    }
+
+    fn store(&self) -> &dyn HubStore {
+        self.running.hub.store.as_ref()
+    }
+
+    fn config(&self, name: &str, k: usize) -> SessionConfig {
+        let endpoint =
+            Endpoint::parse(&format!("http://localhost:{}/", self.running.addr.port())).unwrap();
+        let mut c = SessionConfig::new(endpoint, name, key(k)).unwrap();
+        c.reply_timeout = WAIT;
+        c
+    }
+
+    async fn session(&self, name: &str, k: usize) -> Session {
+        Session::login(self.config(name, k)).await.unwrap()
+    }
+
+    fn rows(&self, owner: &str, uri: &str) -> Vec<(TimeUuid, String)> {
+        let id = MetricId {
+            owner: user(owner),
+            local: uri.into(),
+        };
+        self.store()
+            .read_newest(&id, TimeUuid::MIN, TimeUuid::MAX, 100_000)
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_samples_hooks_and_receives_notifications() {
+    let hub = Hub::start().await;
+    hub.store()
+        .add_share(&Share {
+            owner: user("alice"),
+            prefix: "cpu".into(),
+            with: user("bob"),
+        })
+        .unwrap();
+    let alice = hub.session("alice", 0).await;
+    let mut bob = hub.session("bob", 1).await;
+    let mut updates = bob.take_notifications().unwrap();
+    assert!(bob.take_notifications().is_none());
+    assert_eq!(
+        bob.hook("alice:cpu.user").await.unwrap(),
+        HookOutcome::Pending
+    );
+
+    let t1 = TimeUuid::now();
+    let t2 = TimeUuid::now();
+    alice
+        .send_samples(&[
+            Sample::datapoint("cpu.user", t2, 2.5).unwrap(),
+            Sample::datapoint("cpu.user", t1, 1.0).unwrap(),
+            Sample::datasource("cpu.text", t1, "one").unwrap(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.rows("alice", "cpu.user"),
+        vec![(t2, "2.5".to_owned()), (t1, "1".to_owned())]
+    );
+    assert_eq!(hub.rows("alice", "cpu.text"), vec![(t1, "one".to_owned())]);
+    // The pending hook became active with t1's write (which created the uri).
+    let n = tokio::time::timeout(WAIT, updates.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.t, t1);
+    assert_eq!(n.items[0].uri.to_string(), "alice:cpu.user");
+    let n = tokio::time::timeout(WAIT, updates.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n.t, n.items[0].content.as_str()), (t2, "2.5"));
+
+    // Refusals come back as errors with the server's answer.
+    let err = bob
+        .send_samples(&[Sample::datapoint("alice:cpu.user", TimeUuid::now(), 1.0).unwrap()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SessionError::Refused { action: "send_dp_data", response } if response.status == Status::DENIED),
+        "{err}"
+    );
+    let err = bob.hook("alice:private").await.unwrap_err();
+    assert!(matches!(err, SessionError::Refused { .. }), "{err}");
+    bob.unhook("alice:cpu.user").await.unwrap();
+    // Local checks: nothing is sent.
+    assert!(Sample::datapoint("x", TimeUuid::now(), f64::NAN).is_err());
+    assert!(Sample::datasource("a..b", TimeUuid::now(), "x").is_err());
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_data_follows_the_pages_and_stops_at_count() {
+    let hub = Hub::start().await;
+    let base = 1_700_000_000_000_000i64;
+    let samples: Vec<NewSample> = (0..2300)
+        .map(|i| NewSample {
+            uri: "big".into(),
+            kind: Kind::Datapoint,
+            t: TimeUuid::random_at(base + i).unwrap(),
+            content: i.to_string(),
+        })
+        .collect();
+    hub.store().write(&user("alice"), &samples).unwrap();
+    let alice = hub.session("alice", 0).await;
+    let all = alice
+        .request_data("big", Some(TimeUuid::MIN), Some(TimeUuid::MAX), None)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2300, "every row once");
+    assert_eq!((all[0].1.as_str(), all[2299].1.as_str()), ("2299", "0"));
+    assert!(all.windows(2).all(|w| w[0].0 > w[1].0));
+    // An open start with a count: the hub's last chunk stops short of the start;
+    // the session stops at the count instead of waiting.
+    let newest = alice
+        .request_data("big", None, None, Some(1500))
+        .await
+        .unwrap();
+    assert_eq!(newest.len(), 1500);
+    assert_eq!(newest[1499].1, "800");
+    let few = alice
+        .request_data("big", None, Some(samples[99].t), Some(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        few.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+        ["99", "98", "97"]
+    );
+    let err = alice
+        .request_data("nothing", None, None, Some(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SessionError::Refused { response, .. } if response.status == Status::NOT_FOUND),
+        "{err}"
+    );
+    assert!(matches!(
+        alice.request_data("big", None, None, None).await,
+        Err(SessionError::Invalid(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_fails_requests_with_4403_and_login_errors_are_explained() {
+    let hub = Hub::start().await;
+    let mut alice = hub.session("alice", 0).await;
+    let mut updates = alice.take_notifications().unwrap();
+    assert!(alice.disconnected().is_none());
+    hub.running.hub.sessions.kick(&user("alice"), None);
+    // The notification channel ends with the connection.
+    assert!(
+        tokio::time::timeout(WAIT, updates.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(alice.disconnected(), Some(Some(4403)));
+    let err = alice.hook("x").await.unwrap_err();
+    assert!(err.is_access_denied(), "{err}");
+    // Logging in again works.
+    let again = hub.session("alice", 0).await;
+    assert_eq!(again.hook("x").await.unwrap(), HookOutcome::Pending);
+
+    let err = match Session::login(hub.config("carol", 0)).await {
+        Err(e) => e,
+        Ok(_) => panic!("carol does not exist"),
+    };
+    assert!(
+        matches!(
+            &err,
+            SessionError::Login(LoginError::Refused {
+                status: 403,
+                error: Some(3702),
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("username"), "{err}");
+    let err = match Session::login(hub.config("alice", 1)).await {
+        Err(e) => e,
+        Ok(_) => panic!("bob's key is not alice's"),
+    };
+    assert!(err.to_string().contains("registered"), "{err}");
+    // Nothing listens: a clear connection error, in time.
+    let closed = Endpoint::parse("http://127.0.0.1:9/").unwrap();
+    let err = match Session::login(SessionConfig::new(closed, "alice", key(0)).unwrap()).await {
+        Err(e) => e,
+        Ok(_) => panic!("nothing listens on port 9"),
+    };
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
