@@ -9,8 +9,8 @@
 //! 5. a runaway neighbour: a healthy impulse's latency with and without an endless
 //!    loop beside it.
 //!
-//! `cargo bench -p komlogd-tests --bench reload`; `KOMLOGD_BENCH_QUICK=1` for a
-//! short run. Every figure is printed with the baseline measured in the same run.
+//! `cargo bench -p komlogd-tests --bench reload [-- SECTION…]` (sections: swaps,
+//! memory, watch, epoch, runaway); `KOMLOGD_BENCH_QUICK=1` for a short run. Every figure is printed with the baseline measured in the same run.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -151,7 +151,7 @@ fn swaps_under_load() {
     driver.join().expect("driver");
     swapper.join().expect("swapper");
     let rss_end = rss_bytes();
-    let s = agent.stats("tag");
+    let s = agent.wait_for("tag", Duration::from_secs(30), |s| s.swaps == swaps as u64);
     let lost = outputs[1..].iter().filter(|&&c| c == 0).count();
     let doubled = outputs[1..].iter().filter(|&&c| c > 1).count();
     // The first event served by each new version, and its latency.
@@ -377,10 +377,22 @@ fn runaway_neighbour() {
 }
 
 fn main() {
+    // `cargo bench -p komlogd-tests --bench reload -- epoch runaway` runs only those.
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let sections: [(&str, fn()); 5] = [
+        ("swaps", swaps_under_load),
+        ("memory", memory_across_swaps),
+        ("watch", file_watch_latency),
+        ("epoch", epoch_cost),
+        ("runaway", runaway_neighbour),
+    ];
     println!("komlogd reload and sandbox benchmarks\n");
-    swaps_under_load();
-    memory_across_swaps();
-    file_watch_latency();
-    epoch_cost();
-    runaway_neighbour();
+    for (name, run) in sections {
+        if wanted.is_empty() || wanted.iter().any(|w| w == name) {
+            run();
+        }
+    }
 }

@@ -195,15 +195,10 @@ impl Worker {
             to = &self.version.module.hash()[..12],
             "new module version serving from the next event"
         );
-        let old_hash = old.module.hash()[..12].to_owned();
-        // The old version's instance (and its module, if nothing else holds it) is freed here.
-        drop(old);
+        // Freeing the old instance and code (unmapping it) takes hundreds of µs:
+        // it happens on the retirement thread, not between two events.
+        retire(old);
         self.swap_stall = Some(started.elapsed());
-        tracing::debug!(
-            impulse = self.name(),
-            from = old_hash,
-            "old version retired"
-        );
     }
 
     fn fire(&mut self, job: FireJob) -> Done {
@@ -389,6 +384,35 @@ impl Worker {
             );
         }
     }
+}
+
+/// Free a replaced version away from the event path: on one shared retirement
+/// thread (started on first use), or here if that thread cannot be started.
+fn retire(old: Version) {
+    type Retirement = Option<std::sync::Mutex<std::sync::mpsc::Sender<Version>>>;
+    static RETIRE: std::sync::OnceLock<Retirement> = std::sync::OnceLock::new();
+    let sender = RETIRE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Version>();
+        std::thread::Builder::new()
+            .name("komlogd-retire".into())
+            .spawn(move || {
+                while let Ok(version) = rx.recv() {
+                    let hash = version.module.hash()[..12].to_owned();
+                    drop(version);
+                    tracing::debug!(version = hash, "replaced module version freed");
+                }
+            })
+            .ok()
+            .map(|_| std::sync::Mutex::new(tx))
+    });
+    let unsent = match sender {
+        Some(tx) => match tx.lock() {
+            Ok(tx) => tx.send(old).err().map(|e| e.0),
+            Err(_) => Some(old),
+        },
+        None => Some(old),
+    };
+    drop(unsent);
 }
 
 /// The backoff after `n` (≥ 1) failed events in a row: 1 s, 2 s, 4 s … 30 s.
