@@ -27,17 +27,20 @@ pub use worker::Version;
 /// within a few microseconds (the usual case while events flow) is taken without
 /// the cost of waking a sleeping thread on both sides. Idle threads sleep.
 pub(crate) fn recv_spinning<T>(rx: &std::sync::mpsc::Receiver<T>) -> Option<T> {
-    /// About 10 µs of polling before sleeping (no yielding: on a loaded machine a
-    /// yield gives the core away for a whole time slice).
-    const SPIN_ROUNDS: u32 = 100;
-    for _ in 0..SPIN_ROUNDS {
+    /// How long to poll before sleeping. Bounded by time, not by rounds: the
+    /// cost of a spin-loop hint varies tenfold between processors. No yielding
+    /// either: on a loaded machine a yield gives the core away for a time slice.
+    const SPIN: std::time::Duration = std::time::Duration::from_micros(10);
+    let started = std::time::Instant::now();
+    loop {
         match rx.try_recv() {
             Ok(msg) => return Some(msg),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
-                for _ in 0..64 {
-                    std::hint::spin_loop();
+                if started.elapsed() >= SPIN {
+                    break;
                 }
+                std::hint::spin_loop();
             }
         }
     }
