@@ -1,6 +1,13 @@
-//! Builds the guest components in `examples/` (their own cargo workspace, target
-//! wasm32-wasip2, release) so the integration tests run real `.wasm` files, and
-//! tells the tests where they are (`KOMLOG_GUESTS_DIR`).
+//! Builds the guest components in `examples/` so the integration tests run real
+//! `.wasm` files, and tells the tests where they are:
+//!
+//! * the Rust guests (their own cargo workspace, target wasm32-wasip2, release)
+//!   → `KOMLOG_GUESTS_DIR`;
+//! * the C, Python and JavaScript examples → `KOMLOG_LANG_GUESTS_DIR`
+//!   (`<dir>/<lang>/<name>.wasm`). C is built with the `komlog-c` library
+//!   (clang + wasi-libc), Python and JavaScript by `examples/{python,js}/build.sh`,
+//!   which install their pinned tools under `target/` on first use and rebuild
+//!   only what changed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,7 +51,42 @@ fn main() {
     );
     let out = examples.join("target/wasm32-wasip2/release");
     println!("cargo:rustc-env=KOMLOG_GUESTS_DIR={}", out.display());
+
+    let lang_dir = examples.join("target");
+    build_c_examples(&root, &lang_dir.join("c"));
+    for lang in ["python", "js"] {
+        let script = examples.join(lang).join("build.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            status.success(),
+            "{} failed (see the output above)",
+            script.display()
+        );
+    }
+    println!(
+        "cargo:rustc-env=KOMLOG_LANG_GUESTS_DIR={}",
+        lang_dir.display()
+    );
     println!("cargo:rustc-env=KOMLOG_REPO_ROOT={}", root.display());
+}
+
+/// The C examples, `examples/c/<name>/<name>.c`, as `out/<name>.wasm`.
+fn build_c_examples(root: &Path, out: &Path) {
+    std::fs::create_dir_all(out).expect("create the C output directory");
+    for name in ["summary", "threshold"] {
+        let options = komlog_c::BuildOptions {
+            sources: vec![root.join("examples/c").join(name).join(format!("{name}.c"))],
+            output: out.join(format!("{name}.wasm")),
+            wit: Some(root.join("wit")),
+            ..komlog_c::BuildOptions::default()
+        };
+        if let Err(e) = komlog_c::build(&options) {
+            panic!("building the C example {name}: {e:#}");
+        }
+    }
 }
 
 /// `rustup target add` is idempotent and quick when the target is present.

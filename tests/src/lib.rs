@@ -29,6 +29,32 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// The languages whose examples are built besides Rust (`examples/<lang>/`).
+pub const OTHER_LANGUAGES: [&str; 3] = ["python", "js", "c"];
+
+/// Path of an example built in another language: `lang` is `python`, `js` or
+/// `c`, `name` is `summary` or `threshold`.
+pub fn lang_guest(lang: &str, name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("KOMLOG_LANG_GUESTS_DIR"))
+        .join(lang)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "the {lang} example {name} was not built: {} (see examples/{lang}/build.sh)",
+        path.display()
+    );
+    path
+}
+
+/// Path of the example `name` in `lang`, Rust included (`rust`).
+pub fn example_in(lang: &str, name: &str) -> PathBuf {
+    if lang == "rust" {
+        guest(name)
+    } else {
+        lang_guest(lang, name)
+    }
+}
+
 /// A compiled-module cache shared by every test, so each guest compiles once per run.
 pub fn shared_cache() -> PathBuf {
     repo_root().join("target").join("test-compiled-cache")

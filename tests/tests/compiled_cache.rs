@@ -1,10 +1,12 @@
 //! The on-disk cache of compiled modules: a second engine (a restart) loads the
-//! artifact instead of compiling, and a damaged artifact is rebuilt, not fatal.
+//! artifact instead of compiling, also for the large Python and JavaScript
+//! guests, and a damaged artifact is rebuilt, not fatal.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use komlogd::engine::{Engine, EngineConfig};
-use komlogd_tests::guest;
+use komlogd::engine::{Engine, EngineConfig, Limits};
+use komlogd_tests::{guest, lang_guest};
 
 fn engine(cache: &std::path::Path) -> Engine {
     Engine::new(&EngineConfig {
@@ -65,4 +67,63 @@ fn a_damaged_artifact_is_rebuilt() {
     );
     let third = engine(cache.path()).load(&trivial).expect("third load");
     assert!(third.from_cache());
+}
+
+/// The large guests (Python ~18 MB, JavaScript ~12 MB) take seconds to
+/// compile; a restart (a new engine) and a reload in the same engine after the
+/// module was dropped both load the cached artifact instead, in milliseconds.
+fn large_guest_starts_and_reloads_from_the_cache(lang: &str) {
+    let cache = tempfile::tempdir().unwrap();
+    let path = lang_guest(lang, "summary");
+
+    let t = Instant::now();
+    let first = engine(cache.path()).load(&path).expect("first load");
+    let compile = t.elapsed();
+    assert!(!first.from_cache(), "{lang}: the first load compiles");
+    drop(first);
+
+    let t = Instant::now();
+    let restarted = engine(cache.path());
+    let second = restarted.load(&path).expect("load after a restart");
+    let restart = t.elapsed();
+    assert!(
+        second.from_cache(),
+        "{lang}: a new engine finds the artifact"
+    );
+    drop(second);
+
+    let t = Instant::now();
+    let third = restarted.load(&path).expect("reload");
+    let reload = t.elapsed();
+    assert!(third.from_cache(), "{lang}: a reload finds the artifact");
+    let described = third
+        .instantiate(Arc::from("cached"), Limits::default())
+        .expect("instantiate")
+        .describe()
+        .expect("describe");
+    assert_eq!(
+        described.map(|s| s.uris),
+        Some(vec!["cpu.system".to_string(), "cpu.user".to_string()]),
+        "{lang}: the cached module runs"
+    );
+    eprintln!(
+        "{lang} summary ({} bytes): compile {compile:?}, restart {restart:?}, reload {reload:?}",
+        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+    );
+    for (what, took) in [("restart", restart), ("reload", reload)] {
+        assert!(
+            took * 20 < compile && took < Duration::from_secs(1),
+            "{lang}: a {what} from the cache ({took:?}) should be far faster than compiling ({compile:?})"
+        );
+    }
+}
+
+#[test]
+fn python_guest_starts_and_reloads_from_the_cache() {
+    large_guest_starts_and_reloads_from_the_cache("python");
+}
+
+#[test]
+fn js_guest_starts_and_reloads_from_the_cache() {
+    large_guest_starts_and_reloads_from_the_cache("js");
 }

@@ -5,6 +5,7 @@
 //! sample), 2 bad usage or bad configuration.
 
 mod format;
+mod new;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ pub enum Command {
     },
     /// Run the agent until SIGINT or SIGTERM (the default without a command).
     Run,
+    /// Create a starting project: `komlogd new impulse --lang rust|python|js|c NAME`.
+    New(new::NewArgs),
 }
 
 /// A failure and its exit status.
@@ -199,6 +202,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli)?;
             query(&config, uri.as_deref(), *limit, *json)
         }
+        (None, Some(Command::New(args))) => new::run(args),
         (None, Some(Command::Check)) => {
             let config = load_config(&cli)?;
             check(&config)
