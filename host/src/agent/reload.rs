@@ -211,7 +211,9 @@ impl State {
             .cloned()
             .collect();
         for block in blocks {
-            self.apply(&block);
+            if let Some(control) = self.prepare(&block) {
+                let _ = self.inbox.control(control);
+            }
         }
     }
 
@@ -269,18 +271,22 @@ impl State {
             .filter(|name| !enabled.iter().any(|b| &b.name == *name))
             .cloned()
             .collect();
+        // Every new version is checked first and the changes are sent together,
+        // so no event falls between a removal and a swap of the same reload.
+        let mut controls = Vec::new();
         for name in gone {
             self.running.remove(&name);
             tracing::info!(
                 impulse = name,
                 "impulse no longer in the configuration: removing it"
             );
-            let _ = self
-                .inbox
-                .control(Control::Remove(Arc::from(name.as_str())));
+            controls.push(Control::Remove(Arc::from(name.as_str())));
         }
         for block in &enabled {
-            self.apply(block);
+            controls.extend(self.prepare(block));
+        }
+        for control in controls {
+            let _ = self.inbox.control(control);
         }
         if let Err(e) = self.rewatch() {
             tracing::error!("{e}");
@@ -288,8 +294,9 @@ impl State {
         tracing::info!(config = %self.config.path.display(), "configuration reloaded");
     }
 
-    /// Bring one enabled block's impulse up to date: add, swap, or leave it.
-    fn apply(&mut self, block: &ImpulseConfig) {
+    /// What brings one enabled block's impulse up to date: an add, a swap, a
+    /// rejection, or nothing when it is current (or failed to load and never ran).
+    fn prepare(&mut self, block: &ImpulseConfig) -> Option<Control> {
         let wanted = comparable(block);
         if let Some(current) = self.running.get(&block.name)
             && current.block == wanted
@@ -299,7 +306,7 @@ impl State {
                 .load(&block.filename)
                 .is_ok_and(|m| m.hash() == current.hash)
         {
-            return;
+            return None;
         }
         match load_impulse(&self.engine, block, &self.config.limits) {
             Ok(version) => {
@@ -319,7 +326,7 @@ impl State {
                         hash,
                     },
                 );
-                let _ = self.inbox.control(control);
+                Some(control)
             }
             Err(e) => {
                 if self.running.contains_key(&block.name) {
@@ -328,16 +335,17 @@ impl State {
                         wasm = %block.filename.display(),
                         "new version refused, the running version keeps serving: {e}"
                     );
-                    let _ = self.inbox.control(Control::Rejected {
+                    Some(Control::Rejected {
                         name: Arc::from(block.name.as_str()),
                         reason: format!("new version refused: {e}"),
-                    });
+                    })
                 } else {
                     tracing::error!(
                         impulse = block.name,
                         wasm = %block.filename.display(),
                         "impulse not loaded: {e}"
                     );
+                    None
                 }
             }
         }
