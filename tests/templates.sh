@@ -18,7 +18,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="$root/target/template-check"
 cd "$root"
-cargo build --quiet -p komlogd -p komlog-c
+# The same cargo invocations as the test command and examples/c/build.sh, so
+# after them these are up to date and nothing is rebuilt (building komlogd on
+# its own would resolve other features of shared dependencies and recompile
+# them).
+cargo test --quiet --workspace --no-run 2>/dev/null || cargo test --workspace --no-run
+cargo build --quiet -p komlog-c
 komlogd="$root/target/debug/komlogd"
 
 # Fresh projects and store each run; the agent's compiled cache (cache/) is

@@ -81,6 +81,15 @@ fn a_runaway_is_stopped_near_its_deadline_and_its_neighbour_is_not_delayed() {
         answered < Duration::from_millis(150),
         "the healthy impulse waited {answered:?} behind the runaway"
     );
+    // Past its first ticks the runaway's call runs at the lowest CPU priority;
+    // the healthy impulse's worker keeps the normal one.
+    std::thread::sleep(Duration::from_millis(100).saturating_sub(sent.elapsed()));
+    assert_eq!(
+        thread_nice("imp-runaway"),
+        Some(19),
+        "the runaway is demoted"
+    );
+    assert_eq!(thread_nice("imp-healthy"), Some(0));
     // The runaway's call and its retry are each stopped near the 300 ms deadline.
     let s = agent.wait_for("runaway", WAIT, |s| s.failed_events == 1);
     assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
@@ -89,4 +98,26 @@ fn a_runaway_is_stopped_near_its_deadline_and_its_neighbour_is_not_delayed() {
         took >= Duration::from_millis(300) && took < Duration::from_millis(450),
         "a runaway call lasted {took:?} for a 300 ms deadline"
     );
+    // Where the process may raise priorities again (root here), the call's end
+    // restores it.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(thread_nice("imp-runaway"), Some(0), "priority restored");
+    }
+}
+
+/// The nice value of this process's thread named `name` (from /proc), if any;
+/// an impulse's worker thread is named `imp-<impulse>`.
+fn thread_nice(name: &str) -> Option<i64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised name start at field 3 (state); nice is field 19.
+        let after_name = stat.rsplit_once(") ")?.1;
+        return after_name.split_whitespace().nth(16)?.parse().ok();
+    }
+    None
 }

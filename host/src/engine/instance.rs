@@ -6,6 +6,13 @@
 //! Clocks and randomness work. Its stderr goes to a small in-memory buffer that
 //! is attached to failure reports (a panicking Rust guest prints its message there).
 //!
+//! A call that is still running after [`DEMOTE_AFTER_TICKS`] epoch ticks has its
+//! thread moved to the lowest CPU priority (nice 19) for the rest of the call, so a
+//! slow or runaway guest yields the CPU to quick ones (its neighbours' fires, the
+//! dispatcher) until its deadline stops it. The priority is raised back when the
+//! call ends where the process may do so (root or a sufficient `RLIMIT_NICE`);
+//! elsewhere that impulse's worker stays at low priority.
+//!
 //! After a trap an instance cannot be entered again: the caller drops it and
 //! instantiates a fresh one from the module's `InstancePre` (tens of µs).
 
@@ -13,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -21,6 +28,9 @@ use super::bindings::{self, Context, Impulse, Level, Sample, Subscription};
 
 /// How many bytes of a guest's stderr are kept for failure reports.
 const STDERR_CAPTURE_BYTES: usize = 4096;
+/// Epoch ticks (10 ms each by default) after which a running call is demoted to
+/// the lowest CPU priority.
+pub const DEMOTE_AFTER_TICKS: u64 = 2;
 /// Longest log line accepted from a guest; longer lines are truncated.
 const MAX_GUEST_LOG_BYTES: usize = 4096;
 
@@ -141,6 +151,26 @@ pub struct GuestState {
     limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
     name: Arc<str>,
+    budget: CallBudget,
+}
+
+/// The deadline of the call in progress, spent in two parts: the first
+/// [`DEMOTE_AFTER_TICKS`] at normal priority, the rest demoted.
+#[derive(Debug, Default)]
+struct CallBudget {
+    /// Ticks still granted after the current epoch deadline.
+    remaining: u64,
+    /// Whether this call lowered its thread's priority.
+    demoted: bool,
+}
+
+/// The calling thread's nice value (Linux: per thread).
+fn set_thread_nice(nice: i32) -> bool {
+    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) == 0
+    }
 }
 
 impl WasiView for GuestState {
@@ -219,21 +249,34 @@ impl Instance {
             },
             stderr,
             name,
+            budget: CallBudget::default(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut ctx| {
+            let budget = &mut ctx.data_mut().budget;
+            if budget.remaining == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if !budget.demoted {
+                budget.demoted = set_thread_nice(19);
+            }
+            Ok(UpdateDeadline::Continue(std::mem::take(
+                &mut budget.remaining,
+            )))
+        });
         let tick_us = tick.as_micros().max(1);
         let epoch_ticks = (limits.timeout.as_micros().div_ceil(tick_us) as u64).max(1) + 1;
         // Instantiation runs guest start functions: give it the same deadline.
-        store.set_epoch_deadline(epoch_ticks);
+        arm_deadline(&mut store, epoch_ticks);
         // With fuel metering on, a store starts empty: unmetered impulses get all of it.
         let fuel = fuel_enabled.then(|| limits.fuel.unwrap_or(u64::MAX));
         if let Some(fuel) = fuel {
             let _ = store.set_fuel(fuel);
         }
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&store, e, FailureKind::Instantiate))?;
+        let bindings = pre.instantiate(&mut store);
+        end_call(&mut store);
+        let bindings = bindings.map_err(|e| classify(&store, e, FailureKind::Instantiate))?;
         Ok(Instance {
             store,
             bindings,
@@ -243,7 +286,7 @@ impl Instance {
     }
 
     fn arm(&mut self) {
-        self.store.set_epoch_deadline(self.epoch_ticks);
+        arm_deadline(&mut self.store, self.epoch_ticks);
         if let Some(fuel) = self.fuel {
             let _ = self.store.set_fuel(fuel);
         }
@@ -252,23 +295,48 @@ impl Instance {
     /// Call the module's `describe`.
     pub fn describe(&mut self) -> Result<Option<Subscription>, CallError> {
         self.arm();
-        self.bindings
-            .call_describe(&mut self.store)
-            .map_err(|e| classify(&self.store, e, FailureKind::Trap))
+        let result = self.bindings.call_describe(&mut self.store);
+        end_call(&mut self.store);
+        result.map_err(|e| classify(&self.store, e, FailureKind::Trap))
     }
 
     /// Call the module's `on-update`. The outer error is a failure of the call
     /// (discard the instance); the inner one is the guest's own `err`.
     pub fn on_update(&mut self, ctx: &Context) -> Result<Result<Vec<Sample>, String>, CallError> {
         self.arm();
-        self.bindings
-            .call_on_update(&mut self.store, ctx)
-            .map_err(|e| classify(&self.store, e, FailureKind::Trap))
+        let result = self.bindings.call_on_update(&mut self.store, ctx);
+        end_call(&mut self.store);
+        result.map_err(|e| classify(&self.store, e, FailureKind::Trap))
     }
 
     /// The largest linear-memory size this instance has reached, in bytes.
     pub fn memory_high_water(&self) -> usize {
         self.store.data().limiter.high_water
+    }
+}
+
+/// Start a call's deadline: [`DEMOTE_AFTER_TICKS`] at normal priority, then the
+/// rest of `epoch_ticks` demoted (see the module docs).
+fn arm_deadline(store: &mut Store<GuestState>, epoch_ticks: u64) {
+    let first = epoch_ticks.min(DEMOTE_AFTER_TICKS);
+    store.data_mut().budget = CallBudget {
+        remaining: epoch_ticks - first,
+        demoted: false,
+    };
+    store.set_epoch_deadline(first);
+}
+
+/// After a call: give a demoted thread its normal priority back where allowed.
+fn end_call(store: &mut Store<GuestState>) {
+    let state = store.data_mut();
+    if std::mem::take(&mut state.budget.demoted) && !set_thread_nice(0) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::debug!(
+                impulse = %state.name,
+                "a slow call was demoted to nice 19 and its priority cannot be raised back without CAP_SYS_NICE or RLIMIT_NICE: its worker stays at low priority"
+            );
+        });
     }
 }
 
