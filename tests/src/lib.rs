@@ -153,6 +153,8 @@ pub struct RunningAgent {
     pub tap: std::sync::mpsc::Receiver<komlogd::impulses::Tapped>,
     /// The agent's engine (for loading module versions beside the reloader).
     pub engine: komlogd::engine::Engine,
+    /// The state of its packages.
+    pub packages: komlogd::packages::PackageBoard,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<komlogd::agent::daemon::RunSummary>>,
 }
@@ -181,6 +183,7 @@ impl RunningAgent {
         let inbox = agent.dispatcher.inbox();
         let board = agent.dispatcher.board();
         let engine = agent.engine.clone();
+        let packages = agent.packages.clone();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -206,6 +209,7 @@ impl RunningAgent {
             board,
             tap,
             engine,
+            packages,
             stop,
             thread: Some(thread),
         }

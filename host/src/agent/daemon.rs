@@ -1,7 +1,8 @@
 //! The running agent: sources feed the dispatcher until shutdown.
 //!
 //! Scheduled jobs run as tokio tasks and send their samples through a bounded
-//! channel to the dispatcher thread, which owns the store and hands fires to one
+//! channel to the dispatcher thread; packages run on their pool threads
+//! ([`crate::packages`]) and send theirs to the dispatcher's inbox, which owns the store and hands fires to one
 //! worker thread per impulse. The dispatcher commits everything that arrived
 //! together (source batches and impulse outputs) in one durable commit, so bursts
 //! cost one fsync. On shutdown the jobs stop first (running children are killed
@@ -68,6 +69,7 @@ pub async fn run(
     let Agent {
         mut dispatcher,
         engine,
+        packages: package_board,
         ..
     } = agent;
     let board = dispatcher.board();
@@ -82,6 +84,7 @@ pub async fn run(
         impulses = running.len(),
         "komlogd running in local mode"
     );
+    let packages = crate::packages::start(&engine, config, inbox.clone(), package_board);
     let reloader = match Reloader::start(engine, config.clone(), running, inbox.clone()) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -166,6 +169,7 @@ pub async fn run(
     if let Some(r) = reloader {
         let _ = tokio::task::spawn_blocking(move || r.stop()).await;
     }
+    let _ = tokio::task::spawn_blocking(move || packages.stop()).await;
     // The job sender is gone: the forwarder ends once the queue is handed over.
     let _ = forwarder.await;
     let _ = inbox.stop();

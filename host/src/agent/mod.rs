@@ -36,13 +36,6 @@ pub fn unsupported_notices(config: &Config) -> Vec<String> {
             server.url
         ));
     }
-    let packages = config.packages.iter().filter(|p| p.enabled).count();
-    if packages > 0 {
-        notes.push(format!(
-            "{packages} `package` block{} read, but packages are not loaded by this version",
-            if packages == 1 { " is" } else { "s are" }
-        ));
-    }
     notes
 }
 
@@ -74,6 +67,8 @@ pub struct Agent {
     pub engine: Engine,
     /// Impulses that could not be loaded, with reasons; the caller reports them.
     pub load_errors: Vec<LoadFailure>,
+    /// The state of the packages, once the daemon runs them.
+    pub packages: crate::packages::PackageBoard,
 }
 
 /// Settings that are not in the configuration file.
@@ -85,12 +80,14 @@ pub struct AgentOptions {
 
 /// The engine settings a configuration needs.
 pub fn engine_config(config: &Config, options: &AgentOptions) -> EngineConfig {
-    let fuel =
-        config.limits.fuel.is_some() || config.impulses.iter().any(|i| i.limits.fuel.is_some());
+    let fuel = config.limits.fuel.is_some()
+        || config.impulses.iter().any(|i| i.limits.fuel.is_some())
+        || config.packages.iter().any(|p| p.limits.fuel.is_some());
     let largest_cap = config
         .impulses
         .iter()
         .filter_map(|i| i.limits.memory_bytes)
+        .chain(config.packages.iter().filter_map(|p| p.limits.memory_bytes))
         .chain(config.limits.memory_bytes)
         .max()
         .unwrap_or(0);
@@ -142,6 +139,7 @@ impl Agent {
             dispatcher,
             engine,
             load_errors,
+            packages: crate::packages::PackageBoard::default(),
         })
     }
 }

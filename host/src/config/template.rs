@@ -73,7 +73,7 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    enabled: yes                         # default yes
 #    venv: default                        # default, isolated or a shared pool name
 #    params: {interval: 5min}             # passed to the package as text
-#    limits: {timeout: 10s, memory: 128MiB}   # this package's sandbox
+#    limits: {timeout: 10s, memory: 128MiB}   # its sandbox (venv: isolated only)
 #    grants:                              # what the sandbox may see; nothing by default
 #      dirs: [/proc, /sys]                # directories, read-only
 #      env: [HOSTNAME]                    # environment variables

@@ -360,3 +360,10 @@ fn classify(store: &Store<GuestState>, err: wasmtime::Error, default: FailureKin
     };
     CallError::new(kind, message, stderr)
 }
+
+impl GuestState {
+    /// The name the instance logs under: its impulse's.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}

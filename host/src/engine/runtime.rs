@@ -165,6 +165,8 @@ impl Engine {
         let engine = wasmtime::Engine::new(&wasm_config).map_err(engine_err)?;
         let mut linker = Linker::new(&engine);
         instance::add_to_linker(&mut linker).map_err(engine_err)?;
+        // Packages' own impulses run as impulses and import the counters.
+        crate::packages::counters::add_to_impulse_linker(&mut linker).map_err(engine_err)?;
         let cache = config
             .cache_dir
             .clone()
@@ -284,6 +286,24 @@ impl Engine {
             }
         }
         Ok((component, false))
+    }
+
+    /// Read and compile (or load from the compiled cache) a component without
+    /// checking its world: for the package runtime, which links its own world.
+    /// Returns the component and the hex SHA-256 of the file.
+    pub(crate) fn compile_file(&self, path: &Path) -> Result<(Component, String), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let hash = module_hash(&bytes);
+        let (component, _) = self.component(&bytes, &hash, path)?;
+        Ok((component, hash))
+    }
+
+    /// The period of the epoch ticker: the granularity of call deadlines.
+    pub fn epoch_tick(&self) -> Duration {
+        self.inner.tick
     }
 
     /// Whether calls are metered with fuel (set when the engine is created).

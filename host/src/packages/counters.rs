@@ -1,0 +1,136 @@
+//! Counters kept by the host across calls (`komlog:impulse/counters`): the
+//! state behind the metrics API's `increment` and `decrement`.
+//!
+//! A package's counters live in its [`CounterSet`], shared by every instance
+//! of the package in one agent, so they survive an instance being replaced.
+//! Impulses (a package's own included) keep theirs in a process-wide set keyed
+//! by the impulse's name. Counters are in memory only: a restart starts them at 0.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::komlog::impulse::counters;
+use crate::engine::instance::GuestState;
+
+/// Longest counter name accepted; longer names are cut (at a char boundary).
+const MAX_NAME_BYTES: usize = 1024;
+/// Most counters one owner may keep; adding a new one past this is refused
+/// (the call returns the delta alone and logs a warning).
+const MAX_COUNTERS: usize = 100_000;
+
+/// One owner's counters. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct CounterSet {
+    values: Arc<Mutex<HashMap<String, f64>>>,
+}
+
+impl CounterSet {
+    /// Add `delta` to `name` (created at 0) and return the new value. A
+    /// non-finite result is not stored: the counter keeps its value.
+    pub fn add(&self, owner: &str, name: &str, delta: f64) -> f64 {
+        let name = cut(name);
+        let Ok(mut values) = self.values.lock() else {
+            return delta;
+        };
+        let full = values.len() >= MAX_COUNTERS;
+        match values.get_mut(name) {
+            Some(v) => {
+                let next = *v + delta;
+                if next.is_finite() {
+                    *v = next;
+                }
+                *v
+            }
+            None if full => {
+                tracing::warn!(
+                    owner,
+                    counter = name,
+                    "too many counters ({MAX_COUNTERS}); this one is not kept"
+                );
+                delta
+            }
+            None => {
+                let start = if delta.is_finite() { delta } else { 0.0 };
+                values.insert(name.to_owned(), start);
+                start
+            }
+        }
+    }
+
+    /// The value of `name`, 0 if it was never added to.
+    pub fn get(&self, name: &str) -> f64 {
+        self.values
+            .lock()
+            .ok()
+            .and_then(|v| v.get(cut(name)).copied())
+            .unwrap_or(0.0)
+    }
+}
+
+fn cut(name: &str) -> &str {
+    if name.len() <= MAX_NAME_BYTES {
+        return name;
+    }
+    let mut end = MAX_NAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// The counters of every impulse of this process, by impulse name.
+static IMPULSE_COUNTERS: LazyLock<Mutex<HashMap<String, CounterSet>>> =
+    LazyLock::new(Default::default);
+
+fn impulse_set(name: &str) -> CounterSet {
+    match IMPULSE_COUNTERS.lock() {
+        Ok(mut sets) => sets.entry(name.to_owned()).or_default().clone(),
+        Err(_) => CounterSet::default(),
+    }
+}
+
+impl counters::Host for GuestState {
+    fn add(&mut self, name: String, delta: f64) -> f64 {
+        let owner = self.name().to_owned();
+        impulse_set(&owner).add(&owner, &name, delta)
+    }
+
+    fn get(&mut self, name: String) -> f64 {
+        impulse_set(self.name()).get(&name)
+    }
+}
+
+impl super::bindings::komlog::impulse::package_types::Host for GuestState {}
+
+/// Link what a package's own impulses import beyond the `impulse` world
+/// (`komlog:impulse/counters`, and the types of `komlog:impulse/package-types`)
+/// for impulse instances.
+pub(crate) fn add_to_impulse_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    counters::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    super::bindings::komlog::impulse::package_types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_and_keep_their_value() {
+        let set = CounterSet::default();
+        assert_eq!(set.get("a"), 0.0);
+        assert_eq!(set.add("o", "a", 1.0), 1.0);
+        assert_eq!(set.add("o", "a", 2.5), 3.5);
+        assert_eq!(set.add("o", "a", -4.0), -0.5);
+        assert_eq!(set.get("a"), -0.5);
+        let shared = set.clone();
+        assert_eq!(shared.add("o", "a", 0.5), 0.0);
+        assert_eq!(set.add("o", "b", f64::NAN), 0.0);
+        assert_eq!(
+            set.add("o", "a", f64::INFINITY),
+            0.0,
+            "non-finite sums are not kept"
+        );
+    }
+}

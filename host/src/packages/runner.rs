@@ -1,0 +1,597 @@
+//! Running packages: one thread per pool, each running its packages' jobs on
+//! time, calling `load` again at every refresh, handing the packages' own
+//! impulses to the dispatcher, and picking up a changed `.wasm`.
+//!
+//! **Pools** (`venv`, kept from the pip era): every `default` package runs on
+//! the agent's shared pool thread with the agent-wide `- limits:`; packages
+//! naming one pool share its thread; an `isolated` (or `unique`) package gets a
+//! thread of its own and its block's `limits`. On a shared thread a slow job
+//! delays the next job of that pool, never an impulse or another pool.
+//!
+//! **Failures.** A package that cannot load (file, world, grant, a `load` that
+//! returns `err`, an invalid manifest) is logged with its name and reason, shown
+//! as failed on the [`PackageBoard`], and left out; the agent and the other
+//! packages go on, and a new version of its file is tried. A `run-job` that
+//! returns `err` is logged and counted. A trap, deadline or memory cap
+//! discards the instance; the next run makes a fresh one and calls `load` on
+//! it first (a refresh: unchanged jobs keep their timing).
+//!
+//! **Hot reload.** The install file is checked at least once a second; a new
+//! version is loaded and its `load` called; once valid it replaces the old one
+//! (jobs by the refresh rule, every impulse swapped to the new module). A
+//! version that fails is refused and the running one stays.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use wasmtime::component::Linker;
+
+use super::counters::CounterSet;
+use super::instance::{self, PackageInstance, PackageModule, PackageState};
+use super::manifest::{self, ImpulseDecl, Manifest, Schedule};
+use super::schedule::JobTable;
+use crate::config::{self, Config, PackageConfig, Venv};
+use crate::engine::{self, Engine};
+use crate::impulses::{Control, Inbox, spec};
+use crate::model::{Sample, Value, now_us};
+
+/// Longest sleep of a pool thread: the period of the check for a new `.wasm`.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Where a package is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PackagePhase {
+    /// Not loaded yet.
+    #[default]
+    Loading,
+    /// Loaded; its jobs run.
+    Running,
+    /// It could not be loaded (see `last_error`); waiting for a new file.
+    Failed,
+}
+
+/// The counters of one job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobStats {
+    /// Runs made (including failed ones).
+    pub runs: u64,
+    /// Runs that failed (an `err`, a trap, a limit).
+    pub failures: u64,
+    /// Samples returned by successful runs.
+    pub samples: u64,
+    /// The timestamp of the last run.
+    pub last_ts: Option<i64>,
+    /// The schedules that fired for the last run.
+    pub last_fired: Vec<Schedule>,
+}
+
+/// The state of one package.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackageStatus {
+    /// The `.wasm`.
+    pub install: PathBuf,
+    /// The pool it runs in.
+    pub pool: String,
+    /// Where it is.
+    pub phase: PackagePhase,
+    /// SHA-256 of the running version.
+    pub version: Option<String>,
+    /// Successful `load` calls (start, refreshes, reloads).
+    pub loads: u64,
+    /// The latest problem, as logged.
+    pub last_error: Option<String>,
+    /// Its scheduled jobs, by id.
+    pub jobs: BTreeMap<String, JobStats>,
+    /// Its impulses as the agent runs them (`<package>/<name>`).
+    pub impulses: Vec<String>,
+}
+
+/// The state of every package, readable from any thread. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct PackageBoard {
+    inner: Arc<Mutex<BTreeMap<String, PackageStatus>>>,
+}
+
+impl PackageBoard {
+    /// Every package by name.
+    pub fn snapshot(&self) -> BTreeMap<String, PackageStatus> {
+        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// One package.
+    pub fn get(&self, name: &str) -> Option<PackageStatus> {
+        self.inner.lock().ok()?.get(name).cloned()
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut PackageStatus)) {
+        if let Ok(mut m) = self.inner.lock() {
+            f(m.entry(name.to_owned()).or_default());
+        }
+    }
+}
+
+/// The running package pools. Stop them with [`Packages::stop`].
+pub struct Packages {
+    pools: Vec<(Sender<()>, JoinHandle<()>)>,
+}
+
+impl Packages {
+    /// Stop every pool after the run in progress, and wait for them.
+    pub fn stop(self) {
+        for (tx, _) in &self.pools {
+            let _ = tx.send(());
+        }
+        for (_, thread) in self.pools {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The name of each enabled package: its file stem, `#2`, `#3`… on clashes.
+fn names(packages: &[PackageConfig]) -> Vec<String> {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    packages
+        .iter()
+        .map(|p| {
+            let stem = p
+                .install
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "package".into());
+            let n = seen.entry(stem.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { stem } else { format!("{stem}#{n}") }
+        })
+        .collect()
+}
+
+/// Start the enabled packages of `config` on their pool threads. Loading
+/// happens on those threads, so this returns at once.
+pub fn start(engine: &Engine, config: &Config, inbox: Inbox, board: PackageBoard) -> Packages {
+    let enabled: Vec<PackageConfig> = config
+        .packages
+        .iter()
+        .filter(|p| p.enabled)
+        .cloned()
+        .collect();
+    let mut pools: BTreeMap<String, Vec<Package>> = BTreeMap::new();
+    for (block, name) in enabled.iter().zip(names(&enabled)) {
+        let (pool, limits_block) = match &block.venv {
+            Venv::Default => ("default".to_owned(), config::Limits::default()),
+            Venv::Named(pool) => (pool.clone(), config::Limits::default()),
+            Venv::Isolated => (format!("isolated:{name}"), block.limits.clone()),
+        };
+        if block.venv != Venv::Isolated && block.limits != config::Limits::default() {
+            tracing::warn!(
+                package = name.as_str(),
+                "`limits` applies to isolated packages only (venv: isolated); this one runs with the agent-wide limits"
+            );
+        }
+        let limits = spec::limits(&limits_block, &config.limits);
+        board.update(&name, |s| {
+            s.install = block.install.clone();
+            s.pool = pool.clone();
+        });
+        pools.entry(pool).or_default().push(Package {
+            name: Arc::from(name.as_str()),
+            config: block.clone(),
+            limits,
+            impulse_limits: limits_block.or(&config.limits),
+            agent_limits: config.limits.clone(),
+            counters: CounterSet::default(),
+            module: None,
+            instance: None,
+            stamp: None,
+            tried: false,
+            table: JobTable::new(),
+            refresh_us: None,
+            next_refresh: None,
+            impulses: BTreeMap::new(),
+            board: board.clone(),
+            inbox: inbox.clone(),
+            engine: engine.clone(),
+        });
+    }
+    let mut running = Vec::new();
+    for (pool, packages) in pools {
+        let (tx, rx) = mpsc::channel();
+        let engine = engine.clone();
+        let thread_name: String = format!("pkg-{pool}").chars().take(15).collect();
+        let spawned = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || run_pool(&engine, packages, &rx));
+        match spawned {
+            Ok(thread) => running.push((tx, thread)),
+            Err(e) => tracing::error!(pool, "cannot start the package pool's thread: {e}"),
+        }
+    }
+    Packages { pools: running }
+}
+
+fn run_pool(engine: &Engine, mut packages: Vec<Package>, stop: &mpsc::Receiver<()>) {
+    let linker = match instance::linker(engine) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot link the package world: {e:#}");
+            return;
+        }
+    };
+    loop {
+        for p in &mut packages {
+            p.tick(&linker);
+            if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+                return;
+            }
+        }
+        let now = now_us();
+        let next = packages.iter().filter_map(Package::next_wake).min();
+        let wait = match next {
+            Some(at) => Duration::from_micros(u64::try_from(at.saturating_sub(now)).unwrap_or(0)),
+            None => POLL,
+        }
+        .min(POLL);
+        match stop.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// One package and everything it runs.
+struct Package {
+    name: Arc<str>,
+    config: PackageConfig,
+    limits: engine::Limits,
+    /// The limits its impulses run with (as a block's `limits`).
+    impulse_limits: config::Limits,
+    agent_limits: config::Limits,
+    counters: CounterSet,
+    module: Option<PackageModule>,
+    instance: Option<PackageInstance>,
+    /// The install file's (mtime, length) when last tried.
+    stamp: Option<(SystemTime, u64)>,
+    /// Whether the file was tried at all.
+    tried: bool,
+    table: JobTable,
+    refresh_us: Option<u64>,
+    next_refresh: Option<i64>,
+    /// The impulses handed to the dispatcher, by name within the package.
+    impulses: BTreeMap<String, ImpulseDecl>,
+    board: PackageBoard,
+    inbox: Inbox,
+    engine: Engine,
+}
+
+impl Package {
+    fn next_wake(&self) -> Option<i64> {
+        self.module.as_ref()?;
+        [self.table.next_due(), self.next_refresh]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn fail(&self, message: String) {
+        tracing::error!(package = &*self.name, wasm = %self.config.install.display(), "{message}");
+        self.board
+            .update(&self.name, |s| s.last_error = Some(message));
+    }
+
+    /// One round: a new file, a refresh, due runs.
+    fn tick(&mut self, linker: &Linker<PackageState>) {
+        let stamp = std::fs::metadata(&self.config.install)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        if stamp != self.stamp || !self.tried {
+            self.stamp = stamp;
+            self.tried = true;
+            self.load_version(linker);
+        }
+        if self.module.is_none() {
+            return;
+        }
+        let now = now_us();
+        if self.next_refresh.is_some_and(|at| at <= now) {
+            self.refresh();
+        }
+        let now = now_us();
+        for run in self.table.take_due(now) {
+            self.run(run);
+        }
+    }
+
+    /// Load the install file as a new version; keep the running one if it fails.
+    fn load_version(&mut self, linker: &Linker<PackageState>) {
+        let replacing = self.module.is_some();
+        let module = match PackageModule::load(&self.engine, linker, &self.config.install) {
+            Ok(m) => m,
+            Err(e) => return self.refused(replacing, e.to_string()),
+        };
+        if self
+            .module
+            .as_ref()
+            .is_some_and(|m| m.hash() == module.hash())
+        {
+            return;
+        }
+        let mut instance = match module.instantiate(
+            self.name.clone(),
+            self.limits,
+            &self.config.grants,
+            self.counters.clone(),
+        ) {
+            Ok(i) => i,
+            Err(e) => return self.refused(replacing, e.to_string()),
+        };
+        let manifest = match call_load(&mut instance, &self.config.params) {
+            Ok(m) => m,
+            Err(e) => return self.refused(replacing, e),
+        };
+        tracing::info!(
+            package = &*self.name,
+            wasm = %self.config.install.display(),
+            version = &module.hash()[..12],
+            jobs = manifest.jobs.len(),
+            impulses = manifest.impulses.len(),
+            "{}",
+            if replacing { "package reloaded" } else { "package loaded" }
+        );
+        let hash = module.hash().to_owned();
+        self.module = Some(module);
+        self.instance = Some(instance);
+        self.apply(manifest, replacing);
+        self.board.update(&self.name, |s| {
+            s.phase = PackagePhase::Running;
+            s.version = Some(hash);
+        });
+    }
+
+    fn refused(&mut self, replacing: bool, reason: String) {
+        if replacing {
+            self.fail(format!(
+                "new version refused, the running one stays: {reason}"
+            ));
+        } else {
+            self.fail(format!("package not loaded: {reason}"));
+            self.board
+                .update(&self.name, |s| s.phase = PackagePhase::Failed);
+        }
+    }
+
+    /// Call `load` again on the running instance (or a fresh one) and apply it.
+    fn refresh(&mut self) {
+        let now = now_us();
+        self.next_refresh = self
+            .refresh_us
+            .map(|r| now.saturating_add(i64::try_from(r).unwrap_or(i64::MAX)));
+        if let Err(e) = self.ensure_instance(false) {
+            return self.fail(format!("refresh: {e}"));
+        }
+        let Some(instance) = self.instance.as_mut() else {
+            return;
+        };
+        match call_load(instance, &self.config.params) {
+            Ok(manifest) => self.apply(manifest, false),
+            Err(e) => {
+                if e.starts_with("call:") {
+                    self.instance = None;
+                }
+                self.fail(format!("refresh: {e}; the previous jobs stay"));
+            }
+        }
+    }
+
+    /// A fresh instance if there is none, with `load` called on it and applied.
+    fn ensure_instance(&mut self, apply: bool) -> Result<(), String> {
+        if self.instance.is_some() {
+            return Ok(());
+        }
+        let Some(module) = &self.module else {
+            return Err("not loaded".into());
+        };
+        let mut instance = module
+            .instantiate(
+                self.name.clone(),
+                self.limits,
+                &self.config.grants,
+                self.counters.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+        if apply {
+            let manifest = call_load(&mut instance, &self.config.params)?;
+            self.instance = Some(instance);
+            self.apply(manifest, false);
+        } else {
+            self.instance = Some(instance);
+        }
+        Ok(())
+    }
+
+    /// Apply a manifest: jobs by the refresh rule, impulses added, swapped or
+    /// removed (all swapped when `new_module`), refresh period.
+    fn apply(&mut self, manifest: Manifest, new_module: bool) {
+        let now = now_us();
+        let changes = self.table.apply(manifest.jobs, now);
+        if !(changes.added.is_empty() && changes.removed.is_empty() && changes.changed.is_empty()) {
+            tracing::info!(
+                package = &*self.name,
+                added = ?changes.added,
+                removed = ?changes.removed,
+                changed = ?changes.changed,
+                kept = changes.kept.len(),
+                "jobs scheduled"
+            );
+        }
+        self.refresh_us = self.config.refresh_us.or(manifest.refresh_us);
+        self.next_refresh = self
+            .refresh_us
+            .map(|r| now.saturating_add(i64::try_from(r).unwrap_or(i64::MAX)));
+        let ids = self.table.ids();
+        self.board.update(&self.name, |s| {
+            s.loads += 1;
+            s.jobs.retain(|id, _| ids.contains(id));
+            for id in &ids {
+                s.jobs.entry(id.clone()).or_default();
+            }
+        });
+        self.apply_impulses(manifest.impulses, new_module);
+    }
+
+    fn apply_impulses(&mut self, decls: Vec<ImpulseDecl>, new_module: bool) {
+        let mut old = std::mem::take(&mut self.impulses);
+        for decl in decls {
+            let full = format!("{}/{}", self.name, decl.name);
+            let control: fn(Box<crate::impulses::Version>) -> Control = match old.remove(&decl.name)
+            {
+                Some(prev) if prev == decl && !new_module => {
+                    self.impulses.insert(decl.name.clone(), decl);
+                    continue;
+                }
+                Some(_) => Control::Swap,
+                None => Control::Add,
+            };
+            match self.impulse_version(&full, &decl) {
+                Ok(version) => {
+                    let _ = self.inbox.control(control(Box::new(version)));
+                    tracing::info!(
+                        package = &*self.name,
+                        impulse = full.as_str(),
+                        "package impulse started"
+                    );
+                    self.impulses.insert(decl.name.clone(), decl);
+                }
+                Err(e) => self.fail(format!("impulse {full}: {e}")),
+            }
+        }
+        for name in old.into_keys() {
+            let _ = self
+                .inbox
+                .control(Control::Remove(Arc::from(format!("{}/{name}", self.name))));
+        }
+        let names: Vec<String> = self
+            .impulses
+            .keys()
+            .map(|n| format!("{}/{n}", self.name))
+            .collect();
+        self.board.update(&self.name, |s| s.impulses = names);
+    }
+
+    fn impulse_version(
+        &self,
+        full: &str,
+        decl: &ImpulseDecl,
+    ) -> Result<crate::impulses::Version, crate::impulses::SpecError> {
+        let mut params = vec![("impulse".to_owned(), decl.name.clone())];
+        params.extend(decl.params.iter().cloned());
+        let block = config::ImpulseConfig {
+            name: full.to_owned(),
+            line: self.config.line,
+            enabled: true,
+            filename: self.config.install.clone(),
+            uris: Some(decl.uris.clone()),
+            data_reqs: Some(decl.data_reqs.clone()),
+            min_exec_delta_us: decl.min_exec_delta_us,
+            params,
+            limits: self.impulse_limits.clone(),
+        };
+        crate::agent::load_impulse(&self.engine, &block, &self.agent_limits)
+    }
+
+    /// Run one job; its samples go to the dispatcher as source samples.
+    fn run(&mut self, run: super::schedule::DueRun) {
+        if let Err(e) = self.ensure_instance(true) {
+            self.count(&run, true, 0);
+            return self.fail(format!("job {}: cannot make an instance: {e}", run.id));
+        }
+        let Some(instance) = self.instance.as_mut() else {
+            return;
+        };
+        let fired: Vec<_> = run.fired.iter().map(Into::into).collect();
+        match instance.run_job(&run.id, run.ts, &fired, &run.params) {
+            Ok(Ok(samples)) => {
+                let n = samples.len();
+                let batch: Vec<Sample> = samples
+                    .into_iter()
+                    .map(|s| Sample {
+                        uri: s.uri,
+                        ts: s.ts,
+                        value: match s.value {
+                            crate::engine::bindings::Value::Datapoint(v) => Value::Datapoint(v),
+                            crate::engine::bindings::Value::Datasource(t) => Value::Datasource(t),
+                        },
+                    })
+                    .collect();
+                self.count(&run, false, n as u64);
+                if !batch.is_empty() && self.inbox.samples(batch).is_err() {
+                    tracing::debug!(package = &*self.name, "the dispatcher has stopped");
+                }
+            }
+            Ok(Err(message)) => {
+                self.count(&run, true, 0);
+                let text = format!("job {} returned an error: {message}", run.id);
+                tracing::warn!(package = &*self.name, "{text}");
+                self.board.update(&self.name, |s| s.last_error = Some(text));
+            }
+            Err(e) => {
+                self.instance = None;
+                self.count(&run, true, 0);
+                self.fail(format!("job {}: {e}; the instance is replaced", run.id));
+            }
+        }
+    }
+
+    fn count(&self, run: &super::schedule::DueRun, failed: bool, samples: u64) {
+        self.board.update(&self.name, |s| {
+            let j = s.jobs.entry(run.id.clone()).or_default();
+            j.runs += 1;
+            j.failures += u64::from(failed);
+            j.samples += samples;
+            j.last_ts = Some(run.ts);
+            j.last_fired = run.fired.clone();
+        });
+    }
+}
+
+/// Call `load` and check the manifest. Errors are texts ready to log; a failed
+/// call (the instance must go) starts with `call:`.
+fn call_load(
+    instance: &mut PackageInstance,
+    params: &[(String, String)],
+) -> Result<Manifest, String> {
+    match instance.load(params) {
+        Ok(Ok(raw)) => manifest::check(raw).map_err(|e| e.to_string()),
+        Ok(Err(message)) => Err(format!("load() returned an error: {message}")),
+        Err(e) => Err(format!("call: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_file_stems_numbered_on_clashes() {
+        let block = |p: &str| PackageConfig {
+            line: 1,
+            install: PathBuf::from(p),
+            enabled: true,
+            venv: Venv::Default,
+            params: vec![],
+            limits: config::Limits::default(),
+            grants: config::Grants::default(),
+            refresh_us: None,
+        };
+        assert_eq!(
+            names(&[
+                block("/a/linux.wasm"),
+                block("/b/linux.wasm"),
+                block("x.wasm")
+            ]),
+            vec!["linux", "linux#2", "x"]
+        );
+    }
+}

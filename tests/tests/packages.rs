@@ -1,0 +1,474 @@
+//! Packages in a running agent, with the real components built from
+//! `examples/packages/`: the `linux` collector against this machine's real
+//! `/proc`, grants (and their absence), the job-set refresh rule, several
+//! schedules on one job, and every call of the metrics API.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use komlogd::model::{Sample, Value};
+use komlogd::packages::{PackagePhase, PackageStatus};
+use komlogd::store::Store;
+use komlogd_tests::{AgentDir, RunningAgent, dp};
+
+const S: i64 = 1_000_000;
+
+/// Wait up to `limit` until `check` holds for package `name`'s status.
+fn wait_package(
+    agent: &RunningAgent,
+    name: &str,
+    limit: Duration,
+    check: impl Fn(&PackageStatus) -> bool,
+) -> PackageStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        let status = agent.packages.get(name);
+        if let Some(s) = &status
+            && check(s)
+        {
+            return s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "package {name}: condition not met within {limit:?}; last status: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn runs(s: &PackageStatus, job: &str) -> u64 {
+    s.jobs.get(job).map_or(0, |j| j.runs)
+}
+
+/// Stop the agent and open its store.
+fn stopped_store(agent: RunningAgent, dir: &AgentDir) -> Store {
+    agent.stop();
+    Store::open(&komlogd::agent::store_path(dir.path())).expect("open the store")
+}
+
+fn latest(store: &Store, uri: &str) -> Sample {
+    store
+        .latest(uri, 1)
+        .expect("read")
+        .pop()
+        .unwrap_or_else(|| panic!("no sample at {uri}"))
+}
+
+fn number(store: &Store, uri: &str) -> f64 {
+    match latest(store, uri).value {
+        Value::Datapoint(v) => v,
+        other => panic!("{uri} holds {other:?}, not a datapoint"),
+    }
+}
+
+fn text(store: &Store, uri: &str) -> String {
+    match latest(store, uri).value {
+        Value::Datasource(t) => t,
+        other => panic!("{uri} holds {other:?}, not a datasource"),
+    }
+}
+
+/// Every sample of `uri`, oldest first.
+fn all(store: &Store, uri: &str) -> Vec<Sample> {
+    store.range(uri, i64::MIN, i64::MAX, 10_000).expect("read")
+}
+
+fn probe_package_config(params: &str, grants: &str) -> String {
+    format!(
+        "- package:\n    install: {{guest:probe-package}}\n    params: {params}\n    grants: {grants}\n"
+    )
+}
+
+/// The uri level kpack_linux's rule makes of a name (the test's own copy).
+fn level(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                Some(c)
+            } else if i > 0 {
+                Some('_')
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn meminfo() -> BTreeMap<String, f64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .expect("read /proc/meminfo")
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_owned(), v.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_linux_package_reads_the_real_proc() {
+    let dir = AgentDir::new(
+        "- package:\n    install: {guest:linux}\n    params: {interval: 1}\n    grants: {dirs: [/proc]}\n",
+    );
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "linux", Duration::from_secs(60), |s| {
+        runs(s, "resources") >= 2
+    });
+    assert_eq!(status.phase, PackagePhase::Running);
+    assert_eq!(status.jobs["resources"].failures, 0, "{status:?}");
+    assert!(status.impulses.contains(&"linux/cpu_anomaly".to_string()));
+    assert!(
+        status
+            .impulses
+            .contains(&"linux/memory_anomaly".to_string())
+    );
+    agent.wait_for("linux/cpu_anomaly", Duration::from_secs(30), |s| {
+        s.fires >= 2
+    });
+    agent.wait_for("linux/memory_anomaly", Duration::from_secs(30), |s| {
+        s.fires >= 2
+    });
+    let store = stopped_store(agent, &dir);
+
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let root = format!("pkg.linux.{}.system.resources", level(host.trim()));
+    let cpu_use = number(&store, &format!("{root}.cpu.use"));
+    assert!((0.0..=100.0).contains(&cpu_use), "cpu use {cpu_use}");
+    let shares: f64 = ["user", "nice", "system", "iowait", "steal", "idle"]
+        .iter()
+        .map(|k| number(&store, &format!("{root}.cpu.{k}")))
+        .sum();
+    assert!(
+        (shares - 100.0).abs() < 0.5,
+        "cpu shares add up to {shares}"
+    );
+    let cpus = std::fs::read_to_string("/proc/stat")
+        .expect("read /proc/stat")
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    assert_eq!(number(&store, &format!("{root}.cpu.count")), cpus as f64);
+    for k in ["1min", "5min", "15min"] {
+        assert!(number(&store, &format!("{root}.cpu.ldavg.{k}")) >= 0.0);
+    }
+    assert!(number(&store, &format!("{root}.cpu.tasks.total")) >= 1.0);
+
+    let mem = meminfo();
+    assert_eq!(
+        number(&store, &format!("{root}.memory.total_kb")),
+        mem["MemTotal"]
+    );
+    assert_eq!(
+        number(&store, &format!("{root}.swap.total_kb")),
+        mem["SwapTotal"]
+    );
+    let used = number(&store, &format!("{root}.memory.memused"));
+    assert!((0.0..=100.0).contains(&used), "memused {used}");
+    assert!(number(&store, &format!("{root}.memory.majflt")) >= 0.0);
+
+    // The anomaly flags judge the values written at the same timestamp.
+    let flag = latest(&store, &format!("{root}.cpu._anomaly"));
+    let at = |uri: String| match store.range(&uri, flag.ts, flag.ts, 1).expect("read").pop() {
+        Some(Sample {
+            value: Value::Datapoint(v),
+            ..
+        }) => v,
+        other => panic!("{uri} at {}: {other:?}", flag.ts),
+    };
+    let expect_cpu = at(format!("{root}.cpu.use")) > 90.0
+        || at(format!("{root}.cpu.ldavg.1min")) / at(format!("{root}.cpu.count")) > 1.0;
+    assert_eq!(
+        flag.value,
+        Value::Datapoint(if expect_cpu { 1.0 } else { 0.0 })
+    );
+    let mflag = latest(&store, &format!("{root}.memory._anomaly"));
+    let mat = |uri: String| match store
+        .range(&uri, mflag.ts, mflag.ts, 1)
+        .expect("read")
+        .pop()
+    {
+        Some(Sample {
+            value: Value::Datapoint(v),
+            ..
+        }) => v,
+        other => panic!("{uri} at {}: {other:?}", mflag.ts),
+    };
+    let expect_mem = mat(format!("{root}.memory.memused")) > 85.0
+        || mat(format!("{root}.memory.majflt")) > 100.0;
+    assert_eq!(
+        mflag.value,
+        Value::Datapoint(if expect_mem { 1.0 } else { 0.0 })
+    );
+
+    // Every interface of /proc/net/dev has its rates.
+    let net = std::fs::read_to_string("/proc/net/dev").expect("read /proc/net/dev");
+    let ifaces: Vec<String> = net
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_owned()))
+        .collect();
+    assert!(!ifaces.is_empty(), "no interface in /proc/net/dev");
+    for iface in &ifaces {
+        for k in ["rxkB", "txkB", "rxpck", "txpck"] {
+            assert!(number(&store, &format!("{root}.network.{}.{k}", level(iface))) >= 0.0);
+        }
+    }
+    // Every device's utilisation is a percentage.
+    let uris = store.uris().expect("uris");
+    for info in uris
+        .iter()
+        .filter(|u| u.uri.ends_with(".util") || u.uri.ends_with(".ifutil"))
+    {
+        let v = number(&store, &info.uri);
+        assert!((0.0..=100.0).contains(&v), "{} = {v}", info.uri);
+    }
+    assert!(
+        uris.iter().all(|u| u.uri.starts_with(&root)),
+        "only the package's uris"
+    );
+}
+
+#[test]
+fn without_its_grant_the_linux_package_fails_clearly_and_the_agent_runs_on() {
+    let dir = AgentDir::new(
+        "- package:\n    install: {guest:linux}\n    params: {interval: 1}\n- impulses:\n    filename: {guest:probe}\n    uris: [x]\n",
+    );
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "linux", Duration::from_secs(60), |s| {
+        s.phase == PackagePhase::Failed
+    });
+    let error = status.last_error.expect("an error");
+    assert!(error.contains("/proc"), "{error}");
+    assert!(error.contains("grants: {dirs: [/proc]}"), "{error}");
+    assert!(status.jobs.is_empty() && status.impulses.is_empty());
+    // The agent still stores and fires.
+    let receipt = agent.inbox.upload(vec![dp("x", 5, 1.0)]).expect("upload");
+    assert_eq!(receipt.accepted, 1);
+    let tapped = agent
+        .tap
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the probe impulse fired");
+    assert_eq!(tapped.sample.uri, "probe.out");
+    agent.stop();
+}
+
+#[test]
+fn a_refresh_adds_removes_and_reschedules_jobs_and_keeps_the_timing_of_unchanged_ones() {
+    let grant = tempfile::tempdir().expect("temp dir");
+    let jobs = grant.path().join("jobs.txt");
+    std::fs::write(
+        &jobs,
+        "keep every:1000 | change every:1000 | gone every:1000",
+    )
+    .expect("write");
+    let dir = AgentDir::new(&probe_package_config(
+        &format!("{{jobs_file: {}, refresh: 1000}}", jobs.display()),
+        &format!("{{dirs: [{}]}}", grant.path().display()),
+    ));
+    let agent = RunningAgent::start(&dir);
+    wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "keep") >= 2 && runs(s, "gone") >= 1
+    });
+    // Replace the file whole: a refresh must never read it half-written.
+    let tmp = grant.path().join("jobs.tmp");
+    std::fs::write(&tmp, "keep every:1000 | change every:2000 | new every:1000").expect("write");
+    std::fs::rename(&tmp, &jobs).expect("rename");
+    let status = wait_package(&agent, "probe_package", Duration::from_secs(30), |s| {
+        runs(s, "new") >= 1
+    });
+    assert!(!status.jobs.contains_key("gone"), "{status:?}");
+    let keep_before = runs(&status, "keep");
+    wait_package(&agent, "probe_package", Duration::from_secs(30), |s| {
+        runs(s, "keep") >= keep_before + 2 && runs(s, "change") > runs(&status, "change")
+    });
+    let store = stopped_store(agent, &dir);
+
+    // Unchanged: one phase throughout, whole seconds apart (a run that came
+    // late on a busy machine skips whole periods, never shifts the phase).
+    let keep = all(&store, "probe.keep.runs");
+    assert!(keep.len() >= 4, "{keep:?}");
+    for pair in keep.windows(2) {
+        let gap = pair[1].ts - pair[0].ts;
+        assert!(gap > 0 && gap % S == 0, "keep kept its timing: {keep:?}");
+    }
+    // Counted by the host: 1, 2, 3, …
+    for (i, s) in keep.iter().enumerate() {
+        assert_eq!(s.value, Value::Datapoint((i + 1) as f64));
+    }
+    // Gone: nothing after the new job's first run.
+    let new_first = all(&store, "probe.new.runs")[0].ts;
+    let gone = all(&store, "probe.gone.runs");
+    assert!(
+        gone.iter().all(|s| s.ts < new_first),
+        "gone ran after the refresh"
+    );
+    // Changed: rescheduled with its new interval.
+    let fired = all(&store, "probe.change.fired");
+    let after: Vec<_> = fired
+        .iter()
+        .filter(|s| s.value == Value::Datasource("every:2000000".into()))
+        .collect();
+    assert!(!after.is_empty(), "{fired:?}");
+    assert!(after[0].ts >= new_first - S, "rescheduled at the refresh");
+    for pair in after.windows(2) {
+        let gap = pair[1].ts - pair[0].ts;
+        assert!(gap > 0 && gap % (2 * S) == 0, "{after:?}");
+    }
+}
+
+#[test]
+fn one_job_with_several_schedules_is_told_which_fired() {
+    let dir = AgentDir::new(&probe_package_config(
+        "{jobs: \"multi every:1000,every:2000\"}",
+        "{}",
+    ));
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "multi") >= 4
+    });
+    assert_eq!(status.jobs["multi"].failures, 0);
+    let store = stopped_store(agent, &dir);
+    let fired = all(&store, "probe.multi.fired");
+    assert!(fired.len() >= 4, "{fired:?}");
+    let first = fired[0].ts;
+    for s in &fired {
+        let expected = if (s.ts - first) % (2 * S) == 0 {
+            "every:1000000,every:2000000"
+        } else {
+            "every:1000000"
+        };
+        assert_eq!(
+            s.value,
+            Value::Datasource(expected.into()),
+            "at {}",
+            s.ts - first
+        );
+        assert_eq!((s.ts - first) % S, 0, "one run per second");
+    }
+}
+
+#[test]
+fn every_metrics_call_writes_its_samples_and_tag_uris_and_counters_survive_traps() {
+    // `boom` traps every second, so `m` often runs on a fresh instance: its
+    // counter still counts on, kept by the host.
+    let dir = AgentDir::new(&probe_package_config(
+        "{jobs: \"boom every:1000 kind=trap | m every:1000 kind=metrics\"}",
+        "{}",
+    ));
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "m") >= 3 && runs(s, "boom") >= 2
+    });
+    assert!(status.jobs["boom"].failures >= 2);
+    let store = stopped_store(agent, &dir);
+    let runs_stored = all(&store, "probe.m.count").len();
+    assert!(runs_stored >= 3);
+    assert_eq!(number(&store, "probe.m.gauge"), 2.5);
+    assert_eq!(number(&store, "probe.m.gauge._tags.host.a"), 2.5);
+    // Each run: +1, +2, -1, -0.5; the last write of a run is its total.
+    assert_eq!(number(&store, "probe.m.count"), 1.5 * runs_stored as f64);
+    assert_eq!(number(&store, "probe.m.count._tags.k.v"), 0.0);
+    assert_eq!(text(&store, "probe.m.event"), "hello");
+    assert_eq!(number(&store, "probe.m.event._tags.sev.info"), 1.0);
+    assert_eq!(number(&store, "probe.m.timing"), 12.5);
+    assert_eq!(number(&store, "probe.m.timing._tags.op.read"), 12.5);
+    let timed = number(&store, "probe.m.timed");
+    assert!((0.0..1000.0).contains(&timed), "{timed}");
+    assert_eq!(text(&store, "probe.m.custom"), "x");
+    assert_eq!(number(&store, "probe.m.custom._tags.k.v"), 1.0);
+    let uris: Vec<String> = store
+        .uris()
+        .expect("uris")
+        .into_iter()
+        .map(|u| u.uri)
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            "probe.m.count",
+            "probe.m.count._tags.k.v",
+            "probe.m.custom",
+            "probe.m.custom._tags.k.v",
+            "probe.m.event",
+            "probe.m.event._tags.sev.info",
+            "probe.m.gauge",
+            "probe.m.gauge._tags.host.a",
+            "probe.m.timed",
+            "probe.m.timing",
+            "probe.m.timing._tags.op.read",
+        ],
+        "exactly these uris; the invalid tag wrote nothing"
+    );
+}
+
+#[test]
+fn grants_are_read_only_and_pass_only_the_named_variables() {
+    let grant = tempfile::tempdir().expect("temp dir");
+    let target = grant.path().join("written");
+    let dir = AgentDir::new(&probe_package_config(
+        &format!(
+            "{{jobs: \"w every:1000 kind=write path={} | e every:1000 kind=env vars=HOME,PATH\"}}",
+            target.display()
+        ),
+        &format!("{{dirs: [{}], env: [HOME]}}", grant.path().display()),
+    ));
+    let agent = RunningAgent::start(&dir);
+    wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "w") >= 1 && runs(s, "e") >= 1
+    });
+    let store = stopped_store(agent, &dir);
+    let write = text(&store, "probe.write");
+    assert!(write.starts_with("error:"), "{write}");
+    assert!(
+        !target.exists(),
+        "the package wrote through a read-only grant"
+    );
+    assert_eq!(
+        text(&store, "probe.env.HOME"),
+        std::env::var("HOME").unwrap_or_else(|_| "<unset>".into())
+    );
+    assert_eq!(
+        text(&store, "probe.env.PATH"),
+        "<unset>",
+        "PATH was not granted"
+    );
+}
+
+#[test]
+fn a_changed_package_file_is_reloaded_and_a_broken_one_refused() {
+    let dir = AgentDir::new("");
+    let wasm = dir.path().join("pkg.wasm");
+    std::fs::copy(komlogd_tests::guest("probe-package"), &wasm).expect("copy");
+    dir.write_config(&format!(
+        "- package:\n    install: {}\n    params: {{jobs: \"a every:1000\", interval: 1}}\n    grants: {{dirs: [/proc]}}\n",
+        wasm.display()
+    ));
+    let agent = RunningAgent::start(&dir);
+    let first = wait_package(&agent, "pkg", Duration::from_secs(60), |s| {
+        runs(s, "a") >= 1
+    });
+    // The linux package takes over the same block: its job and impulses replace the probe's.
+    komlogd_tests::replace_file(&komlogd_tests::guest("linux"), &wasm);
+    let second = wait_package(&agent, "pkg", Duration::from_secs(60), |s| {
+        runs(s, "resources") >= 1 && s.version != first.version
+    });
+    assert!(!second.jobs.contains_key("a"), "{second:?}");
+    assert!(
+        second.impulses.contains(&"pkg/cpu_anomaly".to_string()),
+        "{second:?}"
+    );
+    // A broken file is refused; the running version goes on.
+    let tmp = dir.path().join("broken.wasm");
+    std::fs::write(&tmp, b"not a component").expect("write");
+    std::fs::rename(&tmp, &wasm).expect("rename");
+    let before = runs(&second, "resources");
+    let third = wait_package(&agent, "pkg", Duration::from_secs(30), |s| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused"))
+            && runs(s, "resources") > before
+    });
+    assert_eq!(third.version, second.version);
+    assert_eq!(third.phase, PackagePhase::Running);
+    agent.stop();
+}
