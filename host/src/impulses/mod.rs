@@ -30,7 +30,7 @@ pub(crate) fn recv_spinning<T>(rx: &std::sync::mpsc::Receiver<T>) -> Option<T> {
     /// How long to poll before sleeping. Bounded by time, not by rounds: the
     /// cost of a spin-loop hint varies tenfold between processors. No yielding
     /// either: on a loaded machine a yield gives the core away for a time slice.
-    const SPIN: std::time::Duration = std::time::Duration::from_micros(10);
+    const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
     let started = std::time::Instant::now();
     loop {
         match rx.try_recv() {
