@@ -17,6 +17,7 @@ pub mod impulses;
 pub mod keys;
 pub mod logging;
 pub mod model;
+pub mod session;
 pub mod sources;
 pub mod store;
 #[cfg(test)]
