@@ -450,27 +450,25 @@ impl HubStore for RedbStore {
                 let mut outcome = WriteOutcome::default();
                 for (s, id) in samples.iter().zip(ids) {
                     let key = (owner.as_str(), s.uri.as_str());
-                    let metric_id = match id {
+                    // A new uri may have been created by an earlier sample of this write.
+                    let earlier = match id {
+                        Some(_) => None,
+                        None => metrics
+                            .get(key)
+                            .map_err(|e| err(e.into()))?
+                            .map(|v| v.value().0),
+                    };
+                    let metric_id = match id.or(earlier) {
                         Some(mid) => mid,
-                        None => match {
-                            let found = metrics
-                                .get(key)
-                                .map_err(|e| err(e.into()))?
-                                .map(|v| v.value().0);
-                            found
-                        } {
-                            // Created by an earlier sample of this write.
-                            Some(mid) => mid,
-                            None => {
-                                let mid = next;
-                                next += 1;
-                                metrics
-                                    .insert(key, (mid, s.kind.letter()))
-                                    .map_err(|e| err(e.into()))?;
-                                outcome.created.push(s.uri.clone());
-                                mid
-                            }
-                        },
+                        None => {
+                            let mid = next;
+                            next += 1;
+                            metrics
+                                .insert(key, (mid, s.kind.letter()))
+                                .map_err(|e| err(e.into()))?;
+                            outcome.created.push(s.uri.clone());
+                            mid
+                        }
                     };
                     rows.insert((metric_id, s.t.sort_key()), s.content.as_str())
                         .map_err(|e| err(e.into()))?;
