@@ -18,6 +18,7 @@ pub mod keys;
 pub mod logging;
 pub mod model;
 pub mod packages;
+pub mod session;
 pub mod sources;
 pub mod store;
 #[cfg(test)]

@@ -767,7 +767,7 @@ fn help_and_version() {
 }
 
 #[test]
-fn server_and_package_blocks_are_reported_as_not_acted_on() {
+fn tls_server_urls_and_package_blocks_are_reported_as_not_acted_on() {
     let agent = Agent::new(
         "- username: me\n- server:\n    url: wss://hub.example:8443/\n- package:\n    install: linux.wasm\n",
     );
@@ -775,7 +775,7 @@ fn server_and_package_blocks_are_reported_as_not_acted_on() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stderr.contains(
-            "komlogd: warning: the `server` block (wss://hub.example:8443/) is read, but this version runs in local mode only"
+            "komlogd: warning: the `server` block (wss://hub.example:8443/) asks for TLS, which this version does not speak"
         ),
         "{run:?}"
     );

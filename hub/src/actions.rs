@@ -25,6 +25,8 @@
 //! `start` is the requested start, unless it was the one that delivered the
 //! `count`-th row.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use komlog_protocol::status::error;
@@ -37,6 +39,7 @@ use komlog_protocol::{
 use crate::connection::ConnCtx;
 use crate::server::Hub;
 use crate::sessions::Written;
+use crate::store::group::WriteReceipt;
 use crate::store::{NewSample, StoreError};
 
 /// The largest datapoint chunk of `send_data_interval`.
@@ -58,27 +61,53 @@ impl From<StoreError> for Refusal {
     }
 }
 
+/// The rest of a frame's handling, run in frame order by the connection: the
+/// reply (and, for a write, the notifications it causes) once the work is done.
+pub type Reply = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// Handle one text frame of a connection: parse, act, answer.
-pub async fn handle(hub: &Arc<Hub>, ctx: &ConnCtx, frame: &str) {
+pub async fn handle(hub: &Arc<Hub>, ctx: &Arc<ConnCtx>, frame: &str) {
+    start(hub, ctx, frame).await.await;
+}
+
+/// Start handling one text frame. A write is checked and queued for the group
+/// commit now, so the connection can read its next frame while it commits; the
+/// returned [`Reply`] waits for the commit and answers. Any other action runs
+/// entirely in its `Reply`, after every earlier frame's reply: a connection's
+/// frames take effect and are answered in order.
+pub async fn start(hub: &Arc<Hub>, ctx: &Arc<ConnCtx>, frame: &str) -> Reply {
+    let (hub, ctx) = (Arc::clone(hub), Arc::clone(ctx));
     let msg = match Message::parse(frame) {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(sid = %ctx.sid, "refused frame: {e}");
-            ctx.send(e.reply()).await;
-            return;
+            return Box::pin(async move { ctx.send(e.reply()).await });
         }
     };
     let seq = msg.seq;
-    let result = match msg.body {
-        Body::SendDsData(d) => {
-            let sample = (d.uri, Kind::Datasource, d.content);
-            write_single(hub, ctx, seq, d.t, sample).await
+    let pending = match msg.body {
+        Body::SendDsData(d) => submit_single(&hub, &ctx, d.t, (d.uri, Kind::Datasource, d.content)),
+        Body::SendDpData(d) => submit_single(&hub, &ctx, d.t, (d.uri, Kind::Datapoint, d.content)),
+        Body::SendMultiData(m) => submit_multi(&hub, &ctx, m).await,
+        body => {
+            return Box::pin(async move {
+                let result = act(&hub, &ctx, seq, body).await;
+                answer(&ctx, seq, result).await;
+            });
         }
-        Body::SendDpData(d) => {
-            let sample = (d.uri, Kind::Datapoint, d.content);
-            write_single(hub, ctx, seq, d.t, sample).await
-        }
-        Body::SendMultiData(m) => write_multi(hub, ctx, seq, m).await,
+    };
+    Box::pin(async move {
+        let result = match pending {
+            Ok(p) => finish_write(&hub, &ctx, seq, p).await,
+            Err(refusal) => Err(refusal),
+        };
+        answer(&ctx, seq, result).await;
+    })
+}
+
+/// Every action but the writes.
+async fn act(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, body: Body) -> Outcome {
+    match body {
         Body::SendDsInfo(i) => ds_info(hub, ctx, i).await,
         Body::HookToUri(p) => hook(hub, ctx, p.uri).await,
         Body::UnhookFromUri(p) => {
@@ -87,8 +116,16 @@ pub async fn handle(hub: &Arc<Hub>, ctx: &ConnCtx, frame: &str) {
             Ok(Some((Status::OK, "Unhooked successfully".to_owned())))
         }
         Body::RequestData(r) => request_data(hub, ctx, seq, r).await,
+        Body::SendDsData(_) | Body::SendDpData(_) | Body::SendMultiData(_) => {
+            let what = body.action();
+            Err(Refusal(
+                Status::INTERNAL_ERROR,
+                error::INTERNAL,
+                format!("{} reached the wrong handler", what.as_str()),
+            ))
+        }
         Body::GenericResponse(_) | Body::SendDataInterval(_) => {
-            let action: Action = msg.body.action();
+            let action: Action = body.action();
             Err(Refusal(
                 Status::PROTOCOL_ERROR,
                 error::UNSUPPORTED_ACTION,
@@ -98,9 +135,12 @@ pub async fn handle(hub: &Arc<Hub>, ctx: &ConnCtx, frame: &str) {
                 ),
             ))
         }
-    };
+    }
+}
+
+async fn answer(ctx: &ConnCtx, seq: TimeUuid, result: Outcome) {
     match result {
-        // The handler already answered (request_data).
+        // The handler already answered (request_data, writes).
         Ok(None) => {}
         Ok(Some((status, reason))) => {
             let reason = (!reason.is_empty()).then_some(reason);
@@ -138,13 +178,28 @@ fn own_metric(me: &Username, uri: &Uri, code: u32) -> Result<MetricId, Refusal> 
     Ok(id)
 }
 
-async fn write_single(
+/// A write queued for the group commit, with what its answer needs.
+struct PendingWrite {
+    receipt: WriteReceipt,
+    t: TimeUuid,
+    written: Vec<Written>,
+    /// How a kind mismatch is answered.
+    mismatch: Mismatch,
+}
+
+enum Mismatch {
+    /// `send_ds_data`/`send_dp_data`: the error number, the reason, the uri.
+    Single(u32, &'static str, Uri),
+    /// `send_multi_data`.
+    Multi,
+}
+
+fn submit_single(
     hub: &Arc<Hub>,
     ctx: &ConnCtx,
-    seq: TimeUuid,
     t: TimeUuid,
     (uri, kind, content): (Uri, Kind, String),
-) -> Outcome {
+) -> Result<PendingWrite, Refusal> {
     let (foreign, wrong_kind, reason) = match kind {
         Kind::Datasource => (
             error::DS_FOREIGN_URI,
@@ -165,21 +220,46 @@ async fn write_single(
         content,
     };
     let written = vec![Written {
-        id: id.clone(),
+        id,
         kind,
         content: sample.content.clone(),
     }];
-    let owner = ctx.user.clone();
-    match hub.store_call(move |s| s.write(&owner, &[sample])).await {
+    Ok(PendingWrite {
+        receipt: hub.writer.submit(ctx.user.clone(), vec![sample]),
+        t,
+        written,
+        mismatch: Mismatch::Single(wrong_kind, reason, uri),
+    })
+}
+
+/// Wait for a queued write's commit, then answer and notify.
+async fn finish_write(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, p: PendingWrite) -> Outcome {
+    let result = p.receipt.await.unwrap_or_else(|_| {
+        Err(StoreError::Database {
+            path: hub.config.data_dir.clone(),
+            op: "writing samples",
+            reason: "the writer thread stopped".into(),
+        })
+    });
+    match result {
         Ok(outcome) => {
-            answer_then_notify(hub, ctx, seq, t, &written, &outcome.created).await;
+            answer_then_notify(hub, ctx, seq, p.t, &p.written, &outcome.created).await;
             Ok(None)
         }
-        Err(StoreError::KindMismatch { .. }) => Err(Refusal(
-            Status::DENIED,
-            wrong_kind,
-            format!("{reason} ({uri})"),
-        )),
+        Err(StoreError::KindMismatch {
+            uri,
+            existing,
+            written,
+        }) => Err(match p.mismatch {
+            Mismatch::Single(code, reason, uri) => {
+                Refusal(Status::DENIED, code, format!("{reason} ({uri})"))
+            }
+            Mismatch::Multi => Refusal(
+                Status::DENIED,
+                error::MULTI_KIND_MISMATCH,
+                format!("uri {uri} is a {existing}; a {written} cannot be written to it"),
+            ),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -206,7 +286,11 @@ async fn answer_then_notify(
     hub.sessions.notify(t, written, &created);
 }
 
-async fn write_multi(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, m: MultiData) -> Outcome {
+async fn submit_multi(
+    hub: &Arc<Hub>,
+    ctx: &ConnCtx,
+    m: MultiData,
+) -> Result<PendingWrite, Refusal> {
     let mut ids = Vec::with_capacity(m.uris.len());
     for item in &m.uris {
         ids.push(own_metric(&ctx.user, &item.uri, error::MULTI_FOREIGN_URI)?);
@@ -259,23 +343,12 @@ async fn write_multi(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, m: MultiData)
             content,
         });
     }
-    let owner = ctx.user.clone();
-    match hub.store_call(move |s| s.write(&owner, &samples)).await {
-        Ok(outcome) => {
-            answer_then_notify(hub, ctx, seq, m.t, &written, &outcome.created).await;
-            Ok(None)
-        }
-        Err(StoreError::KindMismatch {
-            uri,
-            existing,
-            written,
-        }) => Err(Refusal(
-            Status::DENIED,
-            error::MULTI_KIND_MISMATCH,
-            format!("uri {uri} is a {existing}; a {written} cannot be written to it"),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    Ok(PendingWrite {
+        receipt: hub.writer.submit(ctx.user.clone(), samples),
+        t: m.t,
+        written,
+        mismatch: Mismatch::Multi,
+    })
 }
 
 async fn ds_info(hub: &Arc<Hub>, ctx: &ConnCtx, info: DsInfo) -> Outcome {

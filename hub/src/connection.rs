@@ -6,9 +6,13 @@
 //! (a kicked session gets 4403), and a writer task that sends the connection's
 //! outbox and, when told to, the close frame.
 //!
-//! Frames from one connection are handled one at a time, so its replies keep the
-//! order of its requests and a reply always precedes the notifications its
-//! write causes. A binary frame is answered with 4400. Pings are answered by the
+//! Frames from one connection take effect and are answered in order, and a
+//! reply always precedes the notifications its write causes. Writes are
+//! pipelined: the reader checks a write and queues it for the group commit
+//! ([`crate::store::group`]), then reads the next frame while a replier task
+//! waits for the commits and answers in frame order (at most
+//! [`PIPELINE_DEPTH`] frames wait for their answer before the reader waits in
+//! turn). A binary frame is answered with 4400. Pings are answered by the
 //! websocket layer.
 
 use std::sync::Arc;
@@ -25,8 +29,12 @@ use komlog_protocol::status::error;
 use komlog_protocol::{Message, Status, Username};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::actions::Reply;
 use crate::server::Hub;
 use crate::sessions::{Attached, CloseReason};
+
+/// Frames of one connection read ahead of their answers.
+pub const PIPELINE_DEPTH: usize = 1024;
 
 /// What the action handlers know about the connection they serve.
 pub struct ConnCtx {
@@ -124,12 +132,18 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
         }
         let _ = sink.close().await;
     });
-    let ctx = ConnCtx {
+    let ctx = Arc::new(ConnCtx {
         token,
         sid,
         user,
         outbox,
-    };
+    });
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
+    let replier = tokio::spawn(async move {
+        while let Some(reply) = reply_rx.recv().await {
+            reply.await;
+        }
+    });
     let mut local_close = Some(local_close_tx);
     loop {
         let frame = tokio::select! {
@@ -140,15 +154,22 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
             None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break,
             Some(Ok(WsMessage::Text(text))) => text,
             Some(Ok(WsMessage::Binary(_))) => {
-                ctx.send(Message::response(
-                    None,
-                    Status::PROTOCOL_ERROR,
-                    error::MALFORMED_MESSAGE,
-                    Some(
-                        "Malformed message: binary frames are not accepted; send JSON text".into(),
-                    ),
-                ))
-                .await;
+                let ctx = Arc::clone(&ctx);
+                let reply: Reply = Box::pin(async move {
+                    ctx.send(Message::response(
+                        None,
+                        Status::PROTOCOL_ERROR,
+                        error::MALFORMED_MESSAGE,
+                        Some(
+                            "Malformed message: binary frames are not accepted; send JSON text"
+                                .into(),
+                        ),
+                    ))
+                    .await;
+                });
+                if reply_tx.send(reply).await.is_err() {
+                    break;
+                }
                 continue;
             }
             Some(Ok(_)) => continue,
@@ -159,7 +180,19 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
             }
             break;
         }
-        crate::actions::handle(&hub, &ctx, text.as_str()).await;
+        let reply = crate::actions::start(&hub, &ctx, text.as_str()).await;
+        if reply_tx.send(reply).await.is_err() {
+            break;
+        }
+    }
+    // Answer what was read before the connection ended.
+    drop(reply_tx);
+    let abort_replier = replier.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), replier)
+        .await
+        .is_err()
+    {
+        abort_replier.abort();
     }
     hub.sessions.detach(&ctx.token, conn_id);
     tracing::info!(user = %ctx.user, sid = %ctx.sid, "websocket disconnected");

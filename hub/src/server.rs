@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::auth::Challenges;
 use crate::sessions::{CloseReason, Registry};
+use crate::store::group::GroupWriter;
 use crate::store::{HubStore, StoreError};
 
 /// The run file's name in the data directory.
@@ -75,6 +77,8 @@ pub struct Hub {
     pub config: HubConfig,
     /// The bearer token of `POST /admin`.
     pub admin_token: String,
+    /// Sample writes, committed in groups.
+    pub writer: GroupWriter,
 }
 
 impl Hub {
@@ -185,7 +189,9 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
         addr: config.listen,
         source,
     })?;
+    let writer = GroupWriter::start(Arc::clone(&store)).map_err(ServeError::Serve)?;
     let hub = Arc::new(Hub {
+        writer,
         store,
         challenges: Challenges::default(),
         sessions: Registry::new(config.outbox_capacity),
@@ -202,6 +208,13 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
     )?;
     let (tx, rx) = oneshot::channel::<()>();
     let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
+    // Replies and notifications are small frames: without TCP_NODELAY, Nagle
+    // holds one back until the agent's delayed ACK (tens of milliseconds).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

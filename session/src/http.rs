@@ -116,11 +116,15 @@ async fn post_form(
         endpoint: display(endpoint),
         reason,
     };
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in fields {
-        form.append_pair(k, v);
-    }
-    let body = form.finish();
+    // The serializer is not Send: finish it before any await, so the login
+    // future can run on a multi-threaded runtime's tasks.
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in fields {
+            form.append_pair(k, v);
+        }
+        form.finish()
+    };
     let exchange = async {
         let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
             .await

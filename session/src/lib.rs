@@ -24,6 +24,9 @@
 //! * [`Session::send_samples`] groups samples by time: several at one time go
 //!   in one `send_multi_data`, a single one in `send_ds_data`/`send_dp_data`;
 //!   messages go in ascending time, each after the previous reply.
+//!   [`Session::submit_samples`] sends one time's samples without waiting, so a
+//!   caller can keep a bounded window of messages in flight
+//!   ([`PendingReply::wait`] reads each reply).
 //! * [`Session::request_data`] collects the `send_data_interval` chunks and stops
 //!   when the requested start is reached, `count` rows have arrived, or a chunk
 //!   is short — so it never waits for a chunk that will not come.
@@ -35,7 +38,7 @@
 pub mod http;
 mod session;
 
-pub use session::{HookOutcome, Notification, Sample, Session, SessionConfig, Value};
+pub use session::{HookOutcome, Notification, PendingReply, Sample, Session, SessionConfig, Value};
 
 use komlog_protocol::{GenericResponse, Status};
 

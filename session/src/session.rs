@@ -197,6 +197,33 @@ impl Drop for Waiter {
     }
 }
 
+/// A write sent with [`Session::submit_samples`] whose reply has not been read.
+/// Dropping it stops waiting (the server still applies the write).
+pub struct PendingReply {
+    waiter: Waiter,
+}
+
+impl PendingReply {
+    /// The `seq` of the message sent.
+    pub fn seq(&self) -> TimeUuid {
+        self.waiter.seq
+    }
+
+    /// Wait (at most the reply timeout) for the reply: `Ok` on 4200/4202,
+    /// [`SessionError::Refused`] otherwise.
+    pub async fn wait(mut self) -> Result<(), SessionError> {
+        let r = self.waiter.generic().await?;
+        if r.status.is_success() {
+            Ok(())
+        } else {
+            Err(SessionError::Refused {
+                action: self.waiter.action,
+                response: r,
+            })
+        }
+    }
+}
+
 /// A logged-in session with a live websocket.
 pub struct Session {
     shared: SharedRef,
@@ -231,6 +258,11 @@ impl Session {
         let connect = async {
             let stream = TcpStream::connect((config.endpoint.host.as_str(), config.endpoint.port))
                 .await
+                .map_err(|e| connect_err(e.to_string()))?;
+            // Small request/reply frames: do not let Nagle hold one back until
+            // the peer's delayed ACK.
+            stream
+                .set_nodelay(true)
                 .map_err(|e| connect_err(e.to_string()))?;
             tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream))
                 .await
@@ -321,52 +353,78 @@ impl Session {
             by_time.entry(s.t).or_default().push(s);
         }
         for (t, group) in by_time {
-            let (action, body) = if let [one] = group.as_slice() {
-                let (kind, content) = one.kind_and_content()?;
-                match kind {
-                    Kind::Datasource => (
-                        "send_ds_data",
-                        Body::SendDsData(DsData {
-                            uri: one.uri.clone(),
-                            t,
-                            content,
-                        }),
-                    ),
-                    Kind::Datapoint => (
-                        "send_dp_data",
-                        Body::SendDpData(DpData {
-                            uri: one.uri.clone(),
-                            t,
-                            content,
-                        }),
-                    ),
-                }
-            } else {
-                let mut uris = Vec::with_capacity(group.len());
-                for s in &group {
-                    let (kind, content) = s.kind_and_content()?;
-                    uris.push(MultiItem {
-                        uri: s.uri.clone(),
-                        kind,
-                        content,
-                    });
-                }
-                // Datasources first, as the original agent sends them.
-                uris.sort_by_key(|i| i.kind != Kind::Datasource);
-                (
-                    "send_multi_data",
-                    Body::SendMultiData(MultiData { t, uris }),
-                )
-            };
-            let r = self.simple(action, body).await?;
-            if !r.status.is_success() {
-                return Err(SessionError::Refused {
-                    action,
-                    response: r,
-                });
-            }
+            self.submit_group(t, &group).await?.wait().await?;
         }
         Ok(())
+    }
+
+    /// Send the samples of one time (`t`, which every sample must carry) as one
+    /// message and return without waiting for the reply: the caller keeps a
+    /// window of such messages in flight and waits for each with
+    /// [`PendingReply::wait`]. The server answers a connection's messages in the
+    /// order they were sent.
+    pub async fn submit_samples(
+        &self,
+        t: TimeUuid,
+        samples: &[Sample],
+    ) -> Result<PendingReply, SessionError> {
+        if samples.is_empty() {
+            return Err(SessionError::Invalid("no samples to send".into()));
+        }
+        if let Some(other) = samples.iter().find(|s| s.t != t) {
+            return Err(SessionError::Invalid(format!(
+                "sample of {} is at {}, not at the message's time {t}",
+                other.uri, other.t
+            )));
+        }
+        let group: Vec<&Sample> = samples.iter().collect();
+        self.submit_group(t, &group).await
+    }
+
+    async fn submit_group(
+        &self,
+        t: TimeUuid,
+        group: &[&Sample],
+    ) -> Result<PendingReply, SessionError> {
+        let (action, body) = if let [one] = group {
+            let (kind, content) = one.kind_and_content()?;
+            match kind {
+                Kind::Datasource => (
+                    "send_ds_data",
+                    Body::SendDsData(DsData {
+                        uri: one.uri.clone(),
+                        t,
+                        content,
+                    }),
+                ),
+                Kind::Datapoint => (
+                    "send_dp_data",
+                    Body::SendDpData(DpData {
+                        uri: one.uri.clone(),
+                        t,
+                        content,
+                    }),
+                ),
+            }
+        } else {
+            let mut uris = Vec::with_capacity(group.len());
+            for s in group {
+                let (kind, content) = s.kind_and_content()?;
+                uris.push(MultiItem {
+                    uri: s.uri.clone(),
+                    kind,
+                    content,
+                });
+            }
+            // Datasources first, as the original agent sends them.
+            uris.sort_by_key(|i| i.kind != Kind::Datasource);
+            (
+                "send_multi_data",
+                Body::SendMultiData(MultiData { t, uris }),
+            )
+        };
+        let waiter = self.request(action, body).await?;
+        Ok(PendingReply { waiter })
     }
 
     /// Subscribe to a uri's updates (local, or `owner:uri` when shared).
@@ -422,6 +480,18 @@ impl Session {
         end: Option<TimeUuid>,
         count: Option<u64>,
     ) -> Result<Vec<(TimeUuid, String)>, SessionError> {
+        Ok(self.request_history(uri, start, end, count).await?.1)
+    }
+
+    /// [`Session::request_data`], also giving the uri's kind as the server's
+    /// chunks carry it (datapoint rows hold decimal text).
+    pub async fn request_history(
+        &self,
+        uri: &str,
+        start: Option<TimeUuid>,
+        end: Option<TimeUuid>,
+        count: Option<u64>,
+    ) -> Result<(Kind, Vec<(TimeUuid, String)>), SessionError> {
         let action = "request_data";
         if count.is_none() && (start.is_none() || end.is_none()) {
             return Err(SessionError::Invalid(
@@ -451,6 +521,7 @@ impl Session {
         let lowest = s.min(e);
         let wanted = count.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
         let mut rows: Vec<(TimeUuid, String)> = Vec::new();
+        let mut kind;
         loop {
             let m = waiter.next().await?;
             let Body::SendDataInterval(chunk) = m.body else {
@@ -459,6 +530,7 @@ impl Session {
                     what: format!("{} instead of send_data_interval", m.body.action()),
                 });
             };
+            kind = chunk.kind;
             let page = match chunk.kind {
                 Kind::Datapoint => 1000,
                 Kind::Datasource => 100,
@@ -483,7 +555,7 @@ impl Session {
         if let Some(w) = wanted {
             rows.truncate(w);
         }
-        Ok(rows)
+        Ok((kind, rows))
     }
 
     /// Close the websocket; pending waits fail with [`SessionError::Disconnected`].

@@ -8,15 +8,22 @@
 //! cost one fsync. On shutdown the jobs stop first (running children are killed
 //! and reaped), then the dispatcher finishes what is queued, the workers finish
 //! their fires, and the store is closed: nothing is left half-written.
+//!
+//! With a `- server:` block the agent runs in connected mode: the dispatcher
+//! also puts every local write in the store's outbox, and a server link
+//! ([`crate::session`]) sends it, hooks the impulses' uris and feeds the
+//! server's notifications back in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
 use crate::model::Sample;
+use crate::session::{Hook, Link, LinkConfig};
 use crate::sources::jobs::{self, Clock};
 
 use super::reload::Reloader;
@@ -52,6 +59,71 @@ pub fn jobs_of(config: &Config) -> Vec<config::JobConfig> {
     jobs
 }
 
+/// Connected mode: the server link over the dispatcher's store (its outbox) and
+/// inbox, hooking the uris the loaded impulses subscribe to. None, with the
+/// reason logged, when it cannot start (no username, no key, store failure).
+fn start_link(
+    server: &config::ServerConfig,
+    config: &Config,
+    dispatcher: &mut crate::impulses::Dispatcher,
+    shutdown: watch::Receiver<bool>,
+) -> Option<Link> {
+    let Some(username) = &config.username else {
+        tracing::error!("connected mode needs `- username:`; running in local mode");
+        return None;
+    };
+    let key = match crate::keys::load_or_create(&config.key_path()) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!("connected mode needs the agent's key: {e}; running in local mode");
+            return None;
+        }
+    };
+    let outbox = match dispatcher.store().outbox() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("cannot open the outbox: {e}; running in local mode");
+            return None;
+        }
+    };
+    let signal = Arc::new(tokio::sync::Notify::new());
+    dispatcher.set_outbox_signal(Arc::clone(&signal));
+    let link_config = LinkConfig {
+        url: server.url.clone(),
+        username: username.as_str().to_owned(),
+        key: key.private,
+        hooks: hooks_of(dispatcher, Some(username)),
+        reply_timeout: Duration::from_secs(30),
+    };
+    let inbox = dispatcher.inbox();
+    Some(Link::start(link_config, outbox, signal, inbox, shutdown))
+}
+
+/// Every uri the impulses subscribe to, once per store key, with the union of
+/// their data requirements.
+pub fn hooks_of(
+    dispatcher: &crate::impulses::Dispatcher,
+    me: Option<&crate::model::Username>,
+) -> Vec<Hook> {
+    let mut hooks: Vec<(String, Hook)> = Vec::new();
+    for spec in dispatcher.specs() {
+        for uri in &spec.uris {
+            let key = uri.store_key(me);
+            match hooks.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, hook)) => hook.reqs = hook.reqs.union(spec.data_reqs),
+                None => hooks.push((
+                    key,
+                    Hook {
+                        uri: uri.to_string(),
+                        reqs: spec.data_reqs,
+                    },
+                )),
+            }
+        }
+    }
+    hooks.into_iter().map(|(_, h)| h).collect()
+}
+
 /// Run `agent` with the jobs of `config` until `shutdown` turns true, then stop
 /// cleanly. Also watches the configuration and modules for changes
 /// ([`super::reload`]), answers `komlogd status` on the control socket and, when
@@ -74,6 +146,10 @@ pub async fn run(
     } = agent;
     let board = dispatcher.board();
     let inbox = dispatcher.inbox();
+    let link = config
+        .server
+        .as_ref()
+        .and_then(|server| start_link(server, config, &mut dispatcher, shutdown.clone()));
     let running: HashMap<String, String> = board
         .snapshot()
         .into_iter()
@@ -82,7 +158,8 @@ pub async fn run(
     tracing::info!(
         jobs = job_count,
         impulses = running.len(),
-        "komlogd running in local mode"
+        "komlogd running in {} mode",
+        if link.is_some() { "connected" } else { "local" }
     );
     let packages = crate::packages::start(&engine, config, inbox.clone(), package_board);
     let reloader = match Reloader::start(engine, config.clone(), running, inbox.clone()) {
@@ -95,6 +172,7 @@ pub async fn run(
     let control = tokio::spawn(status::serve_control(
         status::control_socket_path(&config.dir),
         board.clone(),
+        link.as_ref().map(|l| l.board.clone()),
         inbox.clone(),
         started,
         shutdown.clone(),
@@ -172,15 +250,18 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || packages.stop()).await;
     // The job sender is gone: the forwarder ends once the queue is handed over.
     let _ = forwarder.await;
+    if let Some(link) = link {
+        link.join().await;
+    }
+    if let Ok(Err(e)) = control.await {
+        tracing::warn!("control socket: {e}");
+    }
     let _ = inbox.stop();
     let mut summary = tokio::task::spawn_blocking(move || serving.join())
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    if let Ok(Err(e)) = control.await {
-        tracing::warn!("control socket: {e}");
-    }
     if let Some(m) = metrics {
         let _ = m.await;
     }

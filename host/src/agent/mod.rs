@@ -30,9 +30,13 @@ pub enum AgentError {
 /// Warnings about configured features this version reads but does not act on.
 pub fn unsupported_notices(config: &Config) -> Vec<String> {
     let mut notes = Vec::new();
-    if let Some(server) = &config.server {
+    if let Some(server) = &config.server
+        && let Some((scheme, _)) = server.url.split_once("://")
+        && matches!(scheme.to_ascii_lowercase().as_str(), "https" | "wss")
+    {
         notes.push(format!(
-            "the `server` block ({}) is read, but this version runs in local mode only: samples stay in the embedded store",
+            "the `server` block ({}) asks for TLS, which this version does not speak: \
+             samples are kept in the outbox until the url is http:// or ws:// (a TLS-terminating proxy in front of the server works)",
             server.url
         ));
     }
@@ -120,6 +124,7 @@ impl Agent {
             DispatcherConfig {
                 username: config.username.clone(),
                 max_chain_depth: config.max_chain_depth,
+                queue_for_server: config.server.is_some(),
             },
         );
         let mut load_errors = Vec::new();

@@ -5,7 +5,8 @@
 //! 0600: only the agent's user may ask). A client writes one request line and
 //! reads one JSON line back:
 //!
-//! - `status` → a [`StatusReport`];
+//! - `status` → a [`StatusReport`] (with the server link's state and counters in
+//!   connected mode);
 //! - `upload {"uri": …, "ts": …, "datapoint": 1.5}` (or `"datasource": "text"`) →
 //!   `{"accepted": 1, "rejected": []}` once the sample is committed to the store
 //!   (this is how `komlogd -u` hands a sample to a running agent), or
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::impulses::{ImpulseStats, Inbox, StatsBoard};
 use crate::model::{Sample, Value};
+use crate::session::{ServerBoard, ServerStatus};
 
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,10 +99,22 @@ pub struct StatusReport {
     pub uptime_s: f64,
     /// Every impulse, in load order.
     pub impulses: Vec<ImpulseStatus>,
+    /// The server link, in connected mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerStatus>,
 }
 
 /// Build the report from the board.
 pub fn report(board: &StatsBoard, uptime: Duration) -> StatusReport {
+    report_with(board, None, uptime)
+}
+
+/// Build the report from the board and, in connected mode, the server link's board.
+pub fn report_with(
+    board: &StatsBoard,
+    server: Option<&ServerBoard>,
+    uptime: Duration,
+) -> StatusReport {
     let impulses = board
         .snapshot()
         .into_iter()
@@ -116,6 +130,7 @@ pub fn report(board: &StatsBoard, uptime: Duration) -> StatusReport {
         pid: std::process::id(),
         uptime_s: uptime.as_secs_f64(),
         impulses,
+        server: server.map(ServerBoard::snapshot),
     }
 }
 
@@ -193,6 +208,7 @@ fn request(socket: &Path, text: &str) -> Result<String, StatusError> {
 pub async fn serve_control(
     path: PathBuf,
     board: StatsBoard,
+    server: Option<ServerBoard>,
     inbox: Inbox,
     started: std::time::Instant,
     mut shutdown: watch::Receiver<bool>,
@@ -214,9 +230,10 @@ pub async fn serve_control(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let board = board.clone();
+                let server = server.clone();
                 let inbox = inbox.clone();
                 tokio::spawn(async move {
-                    let _ = answer_control(stream, &board, inbox, started.elapsed()).await;
+                    let _ = answer_control(stream, &board, server.as_ref(), inbox, started.elapsed()).await;
                 });
             }
         }
@@ -228,6 +245,7 @@ pub async fn serve_control(
 async fn answer_control(
     stream: tokio::net::UnixStream,
     board: &StatsBoard,
+    server: Option<&ServerBoard>,
     inbox: Inbox,
     uptime: Duration,
 ) -> std::io::Result<()> {
@@ -239,7 +257,14 @@ async fn answer_control(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
     let request = line.trim_end_matches(['\n', '\r']);
     let answer = if request == "status" {
-        serde_json::to_string(&report(board, uptime)).map_err(std::io::Error::other)?
+        let server = server.cloned();
+        let board = board.clone();
+        // Counting the outbox reads the store.
+        let report =
+            tokio::task::spawn_blocking(move || report_with(&board, server.as_ref(), uptime))
+                .await
+                .map_err(std::io::Error::other)?;
+        serde_json::to_string(&report).map_err(std::io::Error::other)?
     } else if let Some(body) = request.strip_prefix("upload ") {
         let answer = match serde_json::from_str::<UploadRequest>(body) {
             Ok(req) => tokio::task::spawn_blocking(move || store_upload(&inbox, req))

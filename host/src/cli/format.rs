@@ -139,6 +139,26 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             num(m, "remote_writes_dropped"),
         );
     }
+    if let Some(server) = &report.server {
+        let state = match server.backoff_ms {
+            Some(ms) => format!("{} (retry in {ms} ms)", server.state),
+            None => server.state.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "server: {} {state}, outbox {}, sent {}, acked {}, refused {}, logins {}, hooked {}",
+            server.url,
+            server.outbox,
+            server.sent,
+            server.acked,
+            server.refused,
+            server.logins,
+            server.hooked
+        );
+        if let Some(err) = &server.last_error {
+            let _ = writeln!(out, "server: last error: {err}");
+        }
+    }
     for imp in &report.impulses {
         if let Some(err) = imp
             .stats

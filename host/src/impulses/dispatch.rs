@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -56,6 +56,9 @@ pub struct DispatcherConfig {
     pub username: Option<Username>,
     /// How many impulse hops a sample may pass before it stops firing impulses.
     pub max_chain_depth: u32,
+    /// Connected mode: every local write (source samples and impulse outputs) is
+    /// also put in the store's outbox, in the same commit, for the server.
+    pub queue_for_server: bool,
 }
 
 impl Default for DispatcherConfig {
@@ -63,6 +66,7 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             username: None,
             max_chain_depth: 8,
+            queue_for_server: false,
         }
     }
 }
@@ -120,6 +124,11 @@ pub struct UploadReceipt {
 /// Everything the dispatcher thread receives.
 pub(crate) enum Msg {
     Samples(Vec<Sample>),
+    /// Samples the server notified (other users' shared uris, or own uris written
+    /// elsewhere): stored and fired, never queued for the server.
+    Remote(Vec<Sample>),
+    /// History from the server (request_data): stored like `Remote`, fires nothing.
+    History(Vec<Sample>),
     Upload(Vec<Sample>, Sender<UploadReceipt>),
     Done(Done),
     Control(Control),
@@ -153,6 +162,32 @@ impl Inbox {
             .send(Msg::Upload(samples, reply))
             .map_err(|_| Closed)?;
         receipt.recv().map_err(|_| Closed)
+    }
+
+    /// Queue samples that came from the server (a notification or history). Each is
+    /// stored unless the store already holds that value at that time, and fires the
+    /// impulses like a source sample; none is sent back to the server.
+    pub fn remote(&self, samples: Vec<Sample>) -> Result<(), Closed> {
+        self.tx.send(Msg::Remote(samples)).map_err(|_| Closed)
+    }
+
+    /// [`Inbox::remote`] without waiting: the samples come back when the inbox is
+    /// full or the dispatcher has stopped.
+    pub fn try_remote(&self, samples: Vec<Sample>) -> Result<(), Vec<Sample>> {
+        match self.tx.try_send(Msg::Remote(samples)) {
+            Ok(()) => Ok(()),
+            Err(
+                TrySendError::Full(Msg::Remote(s)) | TrySendError::Disconnected(Msg::Remote(s)),
+            ) => Err(s),
+            Err(_) => Err(Vec::new()),
+        }
+    }
+
+    /// Queue history that came from the server: stored like [`Inbox::remote`]
+    /// samples (values already held are skipped), but it fires nothing; it is there
+    /// for the windows of later fires.
+    pub fn history(&self, samples: Vec<Sample>) -> Result<(), Closed> {
+        self.tx.send(Msg::History(samples)).map_err(|_| Closed)
     }
 
     /// Queue a change to the running impulses.
@@ -199,6 +234,12 @@ struct Pending {
     origin: Option<(usize, Arc<str>)>,
     /// For an upload: its receipt so far, and where to send it once committed.
     upload: Option<(UploadReceipt, Sender<UploadReceipt>)>,
+    /// Put in the outbox for the server (local writes in connected mode).
+    queued: bool,
+    /// Fire the impulses subscribed to these samples (false for history).
+    fires: bool,
+    /// Samples the server sent (notifications, history).
+    from_server: bool,
 }
 
 /// Runs impulses over a store. See the module documentation for the semantics.
@@ -219,6 +260,10 @@ pub struct Dispatcher {
     buffers: Vec<Vec<u8>>,
     stopping: bool,
     tap: Option<Sender<Tapped>>,
+    /// Woken after a commit that put samples in the outbox.
+    outbox_signal: Option<Arc<tokio::sync::Notify>>,
+    /// Samples from the server not stored again because the store held them.
+    remote_duplicates: u64,
 }
 
 impl Dispatcher {
@@ -239,6 +284,8 @@ impl Dispatcher {
             buffers: Vec::new(),
             stopping: false,
             tap: None,
+            outbox_signal: None,
+            remote_duplicates: 0,
         }
     }
 
@@ -257,6 +304,16 @@ impl Dispatcher {
     /// Send every stored impulse output to `tap` from now on.
     pub fn set_tap(&mut self, tap: Sender<Tapped>) {
         self.tap = Some(tap);
+    }
+
+    /// Wake `signal` after every commit that puts samples in the outbox.
+    pub fn set_outbox_signal(&mut self, signal: Arc<tokio::sync::Notify>) {
+        self.outbox_signal = Some(signal);
+    }
+
+    /// Samples from the server that were not stored again (already held).
+    pub fn remote_duplicates(&self) -> u64 {
+        self.remote_duplicates
     }
 
     /// Add an impulse. `instance` may be the warm instance that answered `describe()`.
@@ -551,6 +608,8 @@ impl Dispatcher {
     fn take(&mut self, msg: Msg, pendings: &mut Vec<Pending>) -> Result<(), StoreError> {
         match msg {
             Msg::Samples(samples) => pendings.push(self.validate_source(samples)),
+            Msg::Remote(samples) => pendings.push(self.validate_remote(samples, true)?),
+            Msg::History(samples) => pendings.push(self.validate_remote(samples, false)?),
             Msg::Upload(samples, reply) => {
                 let before = self.report.rejected.len();
                 let mut pending = self.validate_source(samples);
@@ -576,6 +635,9 @@ impl Dispatcher {
                         depth: done.depth + 1,
                         origin: Some((done.slot, done.version)),
                         upload: None,
+                        queued: self.config.queue_for_server,
+                        fires: true,
+                        from_server: false,
                     });
                 }
             }
@@ -604,7 +666,49 @@ impl Dispatcher {
             depth: 0,
             origin: None,
             upload: None,
+            queued: self.config.queue_for_server,
+            fires: true,
+            from_server: false,
         }
+    }
+
+    /// Samples from the server: a valid uri (another user's is fine) and value,
+    /// turned into store keys; those the store already holds are dropped.
+    fn validate_remote(
+        &mut self,
+        samples: Vec<Sample>,
+        fires: bool,
+    ) -> Result<Pending, StoreError> {
+        let me = self.config.username.clone();
+        let mut valid = Vec::with_capacity(samples.len());
+        for mut sample in samples {
+            let uri = match Uri::parse(&sample.uri) {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(uri = %sample.uri, "sample from the server refused: {e}");
+                    continue;
+                }
+            };
+            if let Err(e) = sample.value.validate() {
+                tracing::warn!(uri = %sample.uri, "sample from the server refused: {e}");
+                continue;
+            }
+            sample.uri = uri.store_key(me.as_ref());
+            if self.store.holds(&sample.uri, sample.ts, &sample.value)? {
+                self.remote_duplicates += 1;
+                continue;
+            }
+            valid.push(sample);
+        }
+        Ok(Pending {
+            samples: valid,
+            depth: 0,
+            origin: None,
+            upload: None,
+            queued: false,
+            fires,
+            from_server: true,
+        })
     }
 
     /// Commit every pending batch in one store transaction, then fire what each fires.
@@ -623,14 +727,23 @@ impl Dispatcher {
         }
         let total = pendings.iter().map(|p| p.samples.len()).sum();
         let mut all = Vec::with_capacity(total);
+        let mut queued = Vec::with_capacity(total);
         let mut ranges = Vec::with_capacity(pendings.len());
         for p in &mut pendings {
             p.samples.sort_by_key(|s| s.ts);
             let start = all.len();
             all.append(&mut p.samples);
+            queued.resize(all.len(), p.queued);
             ranges.push(start..all.len());
         }
-        let outcomes = self.store.append(&all)?;
+        // Only copies of the server's data skip the fsync: they can be fetched again.
+        let durable = pendings.iter().any(|p| !p.from_server);
+        let outcomes = self.store.append_queued(&all, |i| queued[i], durable)?;
+        if let Some(signal) = &self.outbox_signal
+            && outcomes.iter().zip(&queued).any(|(o, q)| *q && o.is_ok())
+        {
+            signal.notify_one();
+        }
         let at = Instant::now();
         for (mut p, range) in pendings.into_iter().zip(ranges) {
             if let Some((mut receipt, reply)) = p.upload.take() {
@@ -714,7 +827,7 @@ impl Dispatcher {
                 }),
             }
         }
-        if groups.is_empty() {
+        if groups.is_empty() || !pending.fires {
             return Ok(());
         }
         if pending.depth >= self.config.max_chain_depth {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
@@ -29,12 +30,16 @@ pub(super) const SAMPLES: TableDefinition<(&[u8], i64), &[u8]> = TableDefinition
 /// `uris`: uri UTF-8 bytes → [`UriStats`] in 25 bytes (see [`UriStats::encode`]).
 pub(super) const URIS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uris");
 
+/// `outbox`: (ts µs, uri UTF-8 bytes) → generation u64 LE + tagged value: the samples
+/// not yet acknowledged by the server (see [`super::outbox`]).
+pub(super) const OUTBOX: TableDefinition<(i64, &[u8]), &[u8]> = TableDefinition::new("outbox");
+
 const TAG_DATAPOINT: u8 = 0;
 const TAG_DATASOURCE: u8 = 1;
 
 /// Encode a value: one tag byte, then 8 bytes of f64 little-endian (datapoint) or the
 /// UTF-8 text (datasource).
-fn encode_value(value: &Value, buf: &mut Vec<u8>) {
+pub(super) fn encode_value(value: &Value, buf: &mut Vec<u8>) {
     buf.clear();
     match value {
         Value::Datapoint(v) => {
@@ -143,7 +148,7 @@ impl UriStats {
 
 /// The open database and its path (for error messages).
 pub(super) struct Disk {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
     /// Reused encoding buffer.
     buf: Vec<u8>,
@@ -171,7 +176,7 @@ impl Disk {
             .create(path)
             .map_err(|e| StoreError::from_redb(path, "opening the database", e))?;
         let disk = Disk {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             buf: Vec::with_capacity(64),
         };
@@ -182,9 +187,18 @@ impl Disk {
     /// Close the database, reporting what a drop would ignore.
     pub fn close(self) -> Result<(), StoreError> {
         let path = self.path;
-        self.db
-            .close()
-            .map_err(|e| StoreError::from_redb(&path, "closing the database", e))
+        match Arc::try_unwrap(self.db) {
+            Ok(db) => db
+                .close()
+                .map_err(|e| StoreError::from_redb(&path, "closing the database", e)),
+            // The outbox reader still holds it; the database closes with its last handle.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The database, shared with the outbox reader.
+    pub fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.db)
     }
 
     fn err(&self, op: &'static str) -> impl Fn(redb::Error) -> StoreError + '_ {
@@ -247,6 +261,11 @@ impl Disk {
         // Opening checks the key and value types of both tables.
         rtxn.open_table(SAMPLES).map_err(missing)?;
         let uris = rtxn.open_table(URIS).map_err(missing)?;
+        let has_outbox = match rtxn.open_table(OUTBOX) {
+            Ok(_) => true,
+            Err(TableError::TableDoesNotExist(_)) => false,
+            Err(e) => return Err(self.err(op)(e.into())),
+        };
         let mut out = HashMap::new();
         for row in uris
             .iter()
@@ -260,6 +279,11 @@ impl Disk {
                 UriStats::decode(v.value()).map_err(|r| self.corrupt(format!("uri {uri}: {r}")))?;
             out.insert(uri, stats);
         }
+        drop(uris);
+        drop(rtxn);
+        if !has_outbox {
+            self.add_outbox()?;
+        }
         Ok(out)
     }
 
@@ -272,40 +296,72 @@ impl Disk {
                 .map_err(|e| err(e.into()))?;
             txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
             txn.open_table(URIS).map_err(|e| err(e.into()))?;
+            txn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
         }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
+    /// Create the `outbox` table in a store written before it existed.
+    fn add_outbox(&self) -> Result<(), StoreError> {
+        let err = self.err("adding the outbox table");
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        txn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
         txn.commit().map_err(|e| err(e.into()))
     }
 
     /// Write `accepted` in one durable write transaction and return the new stats of every
     /// uri it touched. `known` gives a uri's stats before this call (None for a new uri,
     /// whose kind is then its first sample's). On error nothing is committed.
+    ///
+    /// Samples whose `queued` flag is set are also put in the `outbox` table, in the
+    /// same transaction, with generation `generation`. With `durable` false the
+    /// commit is not fsynced (redb's `Durability::None`): it becomes durable with the
+    /// next durable commit and is lost by a crash before that.
     pub fn commit<'s>(
         &mut self,
-        accepted: &[&'s Sample],
+        accepted: &[(&'s Sample, bool)],
+        generation: u64,
+        durable: bool,
         known: impl Fn(&str) -> Option<UriStats>,
     ) -> Result<HashMap<&'s str, UriStats>, StoreError> {
         let path = self.path.clone();
         // A panic drops the write transaction uncommitted, which redb aborts.
         no_panic(&path, "writing samples", || {
-            self.commit_inner(accepted, known)
+            self.commit_inner(accepted, generation, durable, known)
         })
     }
 
     fn commit_inner<'s>(
         &mut self,
-        accepted: &[&'s Sample],
+        accepted: &[(&'s Sample, bool)],
+        generation: u64,
+        durable: bool,
         known: impl Fn(&str) -> Option<UriStats>,
     ) -> Result<HashMap<&'s str, UriStats>, StoreError> {
         let path = &self.path;
         let err = |e: redb::Error| StoreError::from_redb(path, "writing samples", e);
         let mut touched: HashMap<&'s str, UriStats> = HashMap::new();
         let mut txn = self.db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| err(e.into()))?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(|e| err(e.into()))?;
         {
             let mut samples = txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
-            for s in accepted {
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
+            let mut queued_buf = Vec::new();
+            for &(s, queued) in accepted {
                 encode_value(&s.value, &mut self.buf);
+                if queued {
+                    queued_buf.clear();
+                    queued_buf.extend_from_slice(&generation.to_le_bytes());
+                    queued_buf.extend_from_slice(&self.buf);
+                    outbox
+                        .insert((s.ts, s.uri.as_bytes()), queued_buf.as_slice())
+                        .map_err(|e| err(e.into()))?;
+                }
                 let existed = samples
                     .insert((s.uri.as_bytes(), s.ts), self.buf.as_slice())
                     .map_err(|e| err(e.into()))?
@@ -386,7 +442,7 @@ impl Disk {
 /// range in its tuple decoder after 64 flipped bytes) unless it was opened with the
 /// integrity check; a damaged store must not take the agent down. Needs `panic = "unwind"`
 /// (the default); the panic message still reaches the panic hook (stderr).
-fn no_panic<T>(
+pub(super) fn no_panic<T>(
     path: &Path,
     op: &'static str,
     f: impl FnOnce() -> Result<T, StoreError>,

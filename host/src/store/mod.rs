@@ -42,6 +42,12 @@
 //! | `meta` | `&[u8]`: `b"format_version"` | `&[u8]`: u32 little-endian, [`FORMAT_VERSION`] |
 //! | `samples` | `(&[u8], i64)`: (uri as UTF-8 bytes, ts in µs UTC) | `&[u8]`: tag `0` + f64 LE (datapoint), or tag `1` + UTF-8 text (datasource) |
 //! | `uris` | `&[u8]`: uri as UTF-8 bytes | `&[u8]`, 25 bytes: kind tag u8 (`0` datapoint, `1` datasource), count u64 LE, first ts i64 LE, last ts i64 LE |
+//! | `outbox` | `(i64, &[u8])`: (ts, uri) | `&[u8]`: generation u64 LE, then the value as in `samples` |
+//!
+//! `outbox` holds the samples bound for the server and not yet acknowledged (see
+//! [`Outbox`]); [`Store::append_queued`] writes them in the same commit as the samples.
+//! A store written before the table existed gets it, empty, at open; `meta` then also
+//! holds `outbox_node`, the 8 random bytes of the store's TimeUUIDs.
 //!
 //! Keys order by uri bytes, then numerically by ts, so one uri's samples are a contiguous,
 //! time-ordered key range. The uri is stored as bytes rather than `&str` so that a damaged
@@ -72,6 +78,7 @@
 mod cache;
 mod disk;
 mod error;
+mod outbox;
 mod window;
 
 #[cfg(test)]
@@ -86,8 +93,9 @@ use std::sync::Mutex;
 pub use cache::Entry;
 pub use disk::FORMAT_VERSION;
 pub use error::StoreError;
+pub use outbox::{Outbox, Queued};
 
-use crate::model::{Kind, Sample, SampleError, Uri};
+use crate::model::{Kind, Sample, SampleError, Uri, Value};
 use cache::Series;
 use disk::{Disk, UriStats};
 use window::{Loaded, Need};
@@ -170,6 +178,8 @@ pub struct Store {
     /// Windows too far behind the cache are read here (see `window::MAX_GAP`).
     scratch: Vec<Entry>,
     path: PathBuf,
+    /// The generation of the next commit (outbox rows carry it).
+    generation: u64,
     _registration: Registration,
 }
 
@@ -230,6 +240,10 @@ impl Store {
             uris,
             scratch: Vec::new(),
             path: path.to_path_buf(),
+            // Distinct across runs: the open time in ns, then one per commit.
+            generation: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
             _registration: registration,
         })
     }
@@ -257,13 +271,27 @@ impl Store {
         &mut self,
         samples: &[Sample],
     ) -> Result<Vec<Result<(), SampleError>>, StoreError> {
+        self.append_queued(samples, |_| false, true)
+    }
+
+    /// [`Store::append`], also putting every accepted sample `i` with `queued(i)` in
+    /// the outbox ([`Outbox`]) in the same commit. With `durable` false the commit is
+    /// not fsynced: it is for copies of what the server holds (notifications and
+    /// history), which a crash may lose and the next connection fetches again; it
+    /// becomes durable with the next durable commit.
+    pub fn append_queued(
+        &mut self,
+        samples: &[Sample],
+        queued: impl Fn(usize) -> bool,
+        durable: bool,
+    ) -> Result<Vec<Result<(), SampleError>>, StoreError> {
         let mut outcomes = Vec::with_capacity(samples.len());
-        let mut accepted: Vec<&Sample> = Vec::with_capacity(samples.len());
+        let mut accepted: Vec<(&Sample, bool)> = Vec::with_capacity(samples.len());
         let mut new_kinds: HashMap<&str, Kind> = HashMap::new();
-        for s in samples {
+        for (i, s) in samples.iter().enumerate() {
             let outcome = check(&self.uris, &mut new_kinds, s);
             if outcome.is_ok() {
-                accepted.push(s);
+                accepted.push((s, queued(i)));
             }
             outcomes.push(outcome);
         }
@@ -271,9 +299,11 @@ impl Store {
             return Ok(outcomes);
         }
         let uris = &self.uris;
-        let touched = self
-            .disk
-            .commit(&accepted, |u| uris.get(u).and_then(|st| st.stats))?;
+        self.generation += 1;
+        let durable = durable || accepted.iter().any(|(_, q)| *q);
+        let touched = self.disk.commit(&accepted, self.generation, durable, |u| {
+            uris.get(u).and_then(|st| st.stats)
+        })?;
 
         // Committed: bring the memory up to date. A uri new to the store has nothing else
         // on disk, so its series starts complete.
@@ -287,7 +317,7 @@ impl Store {
             }
             state.stats = Some(st);
         }
-        for s in &accepted {
+        for (s, _) in &accepted {
             // A uri whose series is not loaded stays on disk only; its next window loads it.
             if let Some(series) = self.uris.get_mut(&s.uri).and_then(|st| st.series.as_mut()) {
                 series.insert(s.ts, &s.value);
@@ -367,6 +397,31 @@ impl Store {
                 series.trim(None);
             }
         }
+    }
+
+    /// A handle on the outbox, for the thread that sends it to the server.
+    pub fn outbox(&self) -> Result<Outbox, StoreError> {
+        Outbox::open(self.disk.database(), self.path.clone())
+    }
+
+    /// True when `uri` already holds exactly `value` at `ts` (a notification of a
+    /// sample the agent has is then not stored or fired again).
+    pub fn holds(&self, uri: &str, ts: i64, value: &Value) -> Result<bool, StoreError> {
+        if self.kind_of(uri).is_none() {
+            return Ok(false);
+        }
+        let mut found = false;
+        self.disk.scan(
+            uri,
+            Bound::Included(ts),
+            Bound::Included(ts),
+            false,
+            |t, bytes| {
+                found = self.disk.decode(uri, t, bytes)? == *value;
+                Ok(false)
+            },
+        )?;
+        Ok(found)
     }
 
     /// The kind of `uri`, if anything was ever stored to it.

@@ -13,6 +13,7 @@
 //! replaces the value (an upsert), as on the original server. Reads return rows
 //! newest first in TimeUUID order (spec §6.4).
 
+pub mod group;
 pub mod redb;
 
 use std::path::PathBuf;
@@ -62,7 +63,7 @@ pub struct WriteOutcome {
 }
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The user does not exist.
     #[error("user {0} does not exist")]
@@ -158,6 +159,21 @@ pub trait HubStore: Send + Sync + 'static {
     /// the sample's kind. A sample of the other kind than its metric's refuses the
     /// whole write with [`StoreError::KindMismatch`].
     fn write(&self, owner: &Username, samples: &[NewSample]) -> Result<WriteOutcome, StoreError>;
+
+    /// Several independent writes committed together (a group commit): each is
+    /// all or nothing on its own, as [`HubStore::write`], and gets its own
+    /// result; the outer error means nothing of the group was written. The
+    /// default runs them one by one; a store whose commit is expensive (a
+    /// durable fsync) commits them in one transaction.
+    fn write_group(
+        &self,
+        writes: &[(Username, Vec<NewSample>)],
+    ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
+        Ok(writes
+            .iter()
+            .map(|(owner, samples)| self.write(owner, samples))
+            .collect())
+    }
 
     /// Replace the datapoints a datasource supplies.
     fn set_supplies(&self, id: &MetricId, supplies: &[String]) -> Result<(), StoreError>;

@@ -16,6 +16,8 @@
 //! and is turned back into the TimeUUID on reading, so the uuid is not stored
 //! twice. Every write transaction is committed durably (redb's default
 //! immediate durability): when a call returns `Ok`, the data is on disk.
+//! [`HubStore::write_group`] puts many independent writes in one transaction,
+//! so one fsync covers them all (see [`super::group`]).
 
 use std::path::{Path, PathBuf};
 
@@ -384,53 +386,100 @@ impl HubStore for RedbStore {
     }
 
     fn write(&self, owner: &Username, samples: &[NewSample]) -> Result<WriteOutcome, StoreError> {
+        let writes = [(owner.clone(), samples.to_vec())];
+        self.write_group(&writes)?
+            .pop()
+            .unwrap_or_else(|| Ok(WriteOutcome::default()))
+    }
+
+    fn write_group(
+        &self,
+        writes: &[(Username, Vec<NewSample>)],
+    ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
         let err = self.err("writing samples");
-        let mut outcome = WriteOutcome::default();
+        let mut results = Vec::with_capacity(writes.len());
         let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
             let mut metrics = txn.open_table(METRICS).map_err(|e| err(e.into()))?;
             let mut rows = txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
-            for s in samples {
-                let key = (owner.as_str(), s.uri.as_str());
-                let existing = metrics.get(key).map_err(|e| err(e.into()))?.map(|v| {
-                    let (mid, letter) = v.value();
-                    (mid, letter.to_owned())
-                });
-                let metric_id = match existing {
-                    Some((mid, letter)) => {
-                        let kind = self.kind_of(&letter)?;
-                        if kind != s.kind {
-                            // Dropping the transaction uncommitted aborts it.
-                            return Err(StoreError::KindMismatch {
+            let mut next = meta
+                .get("next_metric_id")
+                .map_err(|e| err(e.into()))?
+                .map(|v| v.value())
+                .unwrap_or(1);
+            for (owner, samples) in writes {
+                // Check the whole write first: a refused write leaves nothing behind,
+                // and the other writes of the group go on.
+                let mut ids: Vec<Option<u64>> = Vec::with_capacity(samples.len());
+                let mut fresh: Vec<(&str, Kind)> = Vec::new();
+                let mut refused = None;
+                for s in samples {
+                    let key = (owner.as_str(), s.uri.as_str());
+                    let row = metrics.get(key).map_err(|e| err(e.into()))?.map(|v| {
+                        let (mid, letter) = v.value();
+                        (mid, letter.to_owned())
+                    });
+                    let existing = match row {
+                        Some((mid, letter)) => Some((Some(mid), self.kind_of(&letter)?)),
+                        None => fresh
+                            .iter()
+                            .find(|(u, _)| *u == s.uri.as_str())
+                            .map(|(_, k)| (None, *k)),
+                    };
+                    match existing {
+                        Some((_, kind)) if kind != s.kind => {
+                            refused = Some(StoreError::KindMismatch {
                                 uri: s.uri.clone(),
                                 existing: kind,
                                 written: s.kind,
                             });
+                            break;
                         }
-                        mid
+                        Some((mid, _)) => ids.push(mid),
+                        None => {
+                            fresh.push((s.uri.as_str(), s.kind));
+                            ids.push(None);
+                        }
                     }
-                    None => {
-                        let next = meta
-                            .get("next_metric_id")
+                }
+                if let Some(e) = refused {
+                    results.push(Err(e));
+                    continue;
+                }
+                let mut outcome = WriteOutcome::default();
+                for (s, id) in samples.iter().zip(ids) {
+                    let key = (owner.as_str(), s.uri.as_str());
+                    // A new uri may have been created by an earlier sample of this write.
+                    let earlier = match id {
+                        Some(_) => None,
+                        None => metrics
+                            .get(key)
                             .map_err(|e| err(e.into()))?
-                            .map(|v| v.value())
-                            .unwrap_or(1);
-                        meta.insert("next_metric_id", next + 1)
-                            .map_err(|e| err(e.into()))?;
-                        metrics
-                            .insert(key, (next, s.kind.letter()))
-                            .map_err(|e| err(e.into()))?;
-                        outcome.created.push(s.uri.clone());
-                        next
-                    }
-                };
-                rows.insert((metric_id, s.t.sort_key()), s.content.as_str())
-                    .map_err(|e| err(e.into()))?;
+                            .map(|v| v.value().0),
+                    };
+                    let metric_id = match id.or(earlier) {
+                        Some(mid) => mid,
+                        None => {
+                            let mid = next;
+                            next += 1;
+                            metrics
+                                .insert(key, (mid, s.kind.letter()))
+                                .map_err(|e| err(e.into()))?;
+                            outcome.created.push(s.uri.clone());
+                            mid
+                        }
+                    };
+                    rows.insert((metric_id, s.t.sort_key()), s.content.as_str())
+                        .map_err(|e| err(e.into()))?;
+                }
+                results.push(Ok(outcome));
             }
+            meta.insert("next_metric_id", next)
+                .map_err(|e| err(e.into()))?;
         }
         txn.commit().map_err(|e| err(e.into()))?;
-        Ok(outcome)
+        Ok(results)
     }
 
     fn set_supplies(&self, id: &MetricId, supplies: &[String]) -> Result<(), StoreError> {

@@ -1,0 +1,218 @@
+//! Connected mode: the agent's link to a Komlog server, when komlogd.yaml has a
+//! `- server:` block.
+//!
+//! **Owns:** logging in with the agent's key (through `komlog-session`),
+//! reconnecting, hooking the impulses' uris, filling their data requirements
+//! from the server's history, handing the server's notifications to the
+//! dispatcher, and sending the store's outbox.
+//!
+//! * **Reconnect.** Every attempt is a full challenge login and a new
+//!   websocket, so a session closed with 4403 (kicked, or a cookie the server
+//!   no longer knows) logs in again like any other. A failed attempt — the
+//!   first one included — is retried after an exponential backoff with jitter:
+//!   250 ms doubling up to 30 s, each delay drawn in `[d/2, d]`; a successful
+//!   login resets it.
+//! * **Hooks and history.** After every login each uri an impulse subscribes
+//!   to (local, or `user:uri`) is hooked again (hooks belong to the server's
+//!   session, which changes at each login). For each, `request_data` fetches
+//!   what the impulses' windows need (`past_delta` back from now, the last
+//!   `past_count`, or the latest sample), which goes into the store without
+//!   firing anything; values the store already holds are skipped. Only then are
+//!   the notifications that arrived meanwhile forwarded, so the first fire's
+//!   window already holds the history.
+//! * **Notifications** (`send_multi_data` from the server) become samples for
+//!   the dispatcher ([`crate::impulses::Inbox::remote`]): stored unless already
+//!   held, and fired like any source sample. They are never sent back.
+//! * **Outbox.** Samples go to the server only from the store's outbox
+//!   ([`crate::store::Outbox`]), where the dispatcher put them in the same
+//!   commit that stored them. They are read in `(ts, uri)` order, each time's
+//!   samples in one message with this store's TimeUUID for that time, and up to
+//!   [`WINDOW`] messages are in flight before the link waits for a reply. A
+//!   sample leaves the outbox after the server's 4200/4202; one the server
+//!   refuses (4400/4430, which a resend would not change) is logged, counted
+//!   and removed. After a disconnect everything still in the outbox is sent
+//!   again, under the same TimeUUIDs.
+//! * Writes to other users' uris never reach the outbox: the dispatcher drops
+//!   them (`remote_writes_dropped`).
+
+mod link;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use komlog_protocol::login::PrivateKey;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::impulses::Inbox;
+use crate::store::{DataReqs, Outbox};
+
+/// Messages sent and not yet answered, at most.
+pub const WINDOW: usize = 64;
+/// The first reconnect delay.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// The longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A uri to hook, as an impulse subscribes to it, with what its windows need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// The uri as written (`cpu.user` or `alice:shared.cpu`).
+    pub uri: String,
+    /// The union of the subscribed impulses' data requirements.
+    pub reqs: DataReqs,
+}
+
+/// How to reach the server.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// The server's URL from komlogd.yaml.
+    pub url: String,
+    /// The agent's user.
+    pub username: String,
+    /// The agent's key.
+    pub key: PrivateKey,
+    /// The uris to hook.
+    pub hooks: Vec<Hook>,
+    /// The longest wait for one reply (default 30 s).
+    pub reply_timeout: Duration,
+}
+
+/// What `komlogd status` shows about the server link.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerStatus {
+    /// The server's URL.
+    pub url: String,
+    /// `connecting`, `connected`, `backoff` or `stopped`.
+    pub state: String,
+    /// While in backoff: the delay before the next attempt, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    /// Samples waiting in the outbox for the server's acknowledgement.
+    pub outbox: u64,
+    /// Samples sent (resends included).
+    pub sent: u64,
+    /// Samples acknowledged by the server.
+    pub acked: u64,
+    /// Samples the server refused (logged and removed from the outbox).
+    pub refused: u64,
+    /// Successful logins.
+    pub logins: u64,
+    /// Uris hooked at the last login (active or pending).
+    pub hooked: u64,
+    /// Notified samples handed to the impulses.
+    pub notified: u64,
+    /// History samples fetched.
+    pub history: u64,
+    /// The last error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The link's live status, readable from any thread.
+#[derive(Clone)]
+pub struct ServerBoard {
+    inner: Arc<Mutex<ServerStatus>>,
+    outbox: Outbox,
+}
+
+impl ServerBoard {
+    fn new(url: &str, outbox: Outbox) -> ServerBoard {
+        ServerBoard {
+            inner: Arc::new(Mutex::new(ServerStatus {
+                url: url.to_owned(),
+                state: "connecting".into(),
+                ..ServerStatus::default()
+            })),
+            outbox,
+        }
+    }
+
+    /// The status now, with the outbox depth read from the store.
+    pub fn snapshot(&self) -> ServerStatus {
+        let mut s = self.lock().clone();
+        match self.outbox.depth() {
+            Ok(depth) => s.outbox = depth,
+            Err(e) => s.last_error = Some(format!("cannot count the outbox: {e}")),
+        }
+        s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ServerStatus> {
+        // Counters stay usable even if a holder panicked.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ServerStatus)) {
+        f(&mut self.lock());
+    }
+}
+
+/// A running link.
+pub struct Link {
+    /// Its status.
+    pub board: ServerBoard,
+    task: JoinHandle<()>,
+}
+
+impl Link {
+    /// Start the link: it logs in, hooks, fills history and sends the outbox
+    /// until `shutdown` turns true. `signal` is woken by the dispatcher when it
+    /// puts samples in the outbox. Must be called inside a tokio runtime.
+    pub fn start(
+        config: LinkConfig,
+        outbox: Outbox,
+        signal: Arc<Notify>,
+        inbox: Inbox,
+        shutdown: watch::Receiver<bool>,
+    ) -> Link {
+        let board = ServerBoard::new(&config.url, outbox.clone());
+        let task = tokio::spawn(link::run(
+            config,
+            outbox,
+            signal,
+            inbox,
+            board.clone(),
+            shutdown,
+        ));
+        Link { board, task }
+    }
+
+    /// Wait for the link to end (after shutdown).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// The delay before reconnect attempt `attempt` (0 for the first retry):
+/// 250 ms doubling up to 30 s, drawn in `[d/2, d]` with `random`.
+pub fn backoff_delay(attempt: u32, random: u64) -> Duration {
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_MAX);
+    let half = base / 2;
+    let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
+    half + Duration::from_micros(random % (spread + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        assert_eq!(backoff_delay(0, 0), Duration::from_millis(125));
+        assert_eq!(backoff_delay(0, u64::MAX), backoff_delay(0, u64::MAX));
+        for attempt in 0..40 {
+            let base = BACKOFF_MIN
+                .saturating_mul(1u32 << attempt.min(16))
+                .min(BACKOFF_MAX);
+            for r in [0, 1, 12345, 999_999_999, u64::MAX] {
+                let d = backoff_delay(attempt, r);
+                assert!(d >= base / 2 && d <= base, "{attempt} {r} {d:?}");
+            }
+        }
+        assert!(backoff_delay(3, u64::MAX / 3) <= Duration::from_secs(2));
+        assert_eq!(backoff_delay(30, 0), BACKOFF_MAX / 2);
+    }
+}

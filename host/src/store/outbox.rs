@@ -1,0 +1,282 @@
+//! The durable outbox: the samples bound for the server that it has not yet
+//! acknowledged, in the store's `outbox` table.
+//!
+//! **Owns:** the table's rows and their order, reading them for sending, and
+//! removing them once acknowledged.
+//!
+//! * A sample is put in the outbox by [`super::Store::append_queued`] in the
+//!   **same durable commit** that stores it, so by the time its producer hears
+//!   it is stored, it is also on its way to the server, across disconnects,
+//!   restarts and kill -9.
+//! * Rows are keyed `(ts, uri)` and read in that order, so samples are sent in
+//!   timestamp order; samples of one time go in one message. Writing the same
+//!   `(uri, ts)` again replaces the row, as it replaces the stored sample.
+//! * Each row carries the generation of the commit that wrote it. A row is
+//!   removed ([`Outbox::remove`]) only after the server's 4200/4202, and only if
+//!   its generation is still the one that was sent: a newer value written
+//!   meanwhile stays queued and is sent in turn.
+//! * Removals are committed without an fsync: after a crash a removed row may
+//!   come back and is sent again. The server keys samples by TimeUUID, and a
+//!   sample's TimeUUID is a function of its time and this store's node id
+//!   ([`Outbox::time_uuid_parts`]), so a resend overwrites the same row with the
+//!   same value.
+
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::StoreError;
+use super::disk::{META, OUTBOX, decode_value, no_panic};
+use crate::model::{Sample, Value};
+
+/// `meta` key of the random 64 bits that make this store's TimeUUIDs.
+const NODE_KEY: &[u8] = b"outbox_node";
+
+/// One queued sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    /// The sample (its uri is the store key: a local uri).
+    pub sample: Sample,
+    /// The generation of the commit that queued it.
+    pub generation: u64,
+}
+
+/// A handle on the outbox table, usable from any thread.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Arc<Database>,
+    path: PathBuf,
+    node: u64,
+}
+
+impl Outbox {
+    pub(super) fn open(db: Arc<Database>, path: PathBuf) -> Result<Outbox, StoreError> {
+        let err = |op: &'static str| {
+            let path = path.clone();
+            move |e: redb::Error| StoreError::from_redb(&path, op, e)
+        };
+        let node = no_panic(&path, "reading the outbox node id", || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| err("reading the outbox node id")(e.into()))?;
+            let node = {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(|e| err("reading the outbox node id")(e.into()))?;
+                let found = meta
+                    .get(NODE_KEY)
+                    .map_err(|e| err("reading the outbox node id")(e.into()))?
+                    .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                    .map(u64::from_le_bytes);
+                match found {
+                    Some(n) => n,
+                    None => {
+                        let mut b = [0u8; 8];
+                        getrandom::fill(&mut b).map_err(|e| StoreError::Io {
+                            path: path.clone(),
+                            op: "drawing the outbox node id",
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                        meta.insert(NODE_KEY, b.as_slice())
+                            .map_err(|e| err("writing the outbox node id")(e.into()))?;
+                        u64::from_le_bytes(b)
+                    }
+                }
+            };
+            txn.commit()
+                .map_err(|e| err("writing the outbox node id")(e.into()))?;
+            Ok(node)
+        })?;
+        Ok(Outbox { db, path, node })
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(redb::Error) -> StoreError + '_ {
+        move |e| StoreError::from_redb(&self.path, op, e)
+    }
+
+    /// The clock sequence (14 bits) and node (48 bits) of this store's TimeUUIDs:
+    /// a sample at `ts` is always sent as the TimeUUID (ts, these bits).
+    pub fn time_uuid_parts(&self) -> (u16, u64) {
+        (
+            (self.node & 0x3fff) as u16,
+            (self.node >> 14) & 0xffff_ffff_ffff,
+        )
+    }
+
+    /// How many samples wait for the server's acknowledgement.
+    pub fn depth(&self) -> Result<u64, StoreError> {
+        no_panic(&self.path, "counting the outbox", || {
+            let err = self.err("counting the outbox");
+            let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+            let table = rtxn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
+            table.len().map_err(|e| err(e.into()))
+        })
+    }
+
+    /// Up to `limit` queued samples after `after` (exclusive; None: from the
+    /// start), in `(ts, uri)` order.
+    pub fn read(
+        &self,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Queued>, StoreError> {
+        no_panic(&self.path, "reading the outbox", || {
+            let err = self.err("reading the outbox");
+            let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+            let table = rtxn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
+            let lower = match after {
+                Some((ts, uri)) => Bound::Excluded((ts, uri.as_bytes())),
+                None => Bound::Unbounded,
+            };
+            let range = table
+                .range((lower, Bound::Unbounded))
+                .map_err(|e| err(e.into()))?;
+            let mut out = Vec::new();
+            for row in range {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = row.map_err(|e| err(e.into()))?;
+                let (ts, uri) = k.value();
+                let corrupt = |reason: String| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    reason: format!("outbox row at {ts}: {reason}"),
+                };
+                let uri = std::str::from_utf8(uri)
+                    .map_err(|e| corrupt(format!("uri is not UTF-8: {e}")))?
+                    .to_owned();
+                let bytes = v.value();
+                let (gen_bytes, value) = bytes
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| corrupt("row shorter than its generation".into()))?;
+                let value: Value = decode_value(value).map_err(corrupt)?;
+                out.push(Queued {
+                    sample: Sample { uri, ts, value },
+                    generation: u64::from_le_bytes(*gen_bytes),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Remove acknowledged samples: each `(ts, uri, generation)` whose row still
+    /// has that generation. Committed without an fsync (see the module docs).
+    pub fn remove(&self, acked: &[(i64, String, u64)]) -> Result<(), StoreError> {
+        if acked.is_empty() {
+            return Ok(());
+        }
+        no_panic(&self.path, "removing acknowledged samples", || {
+            let err = self.err("removing acknowledged samples");
+            let mut txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+            txn.set_durability(Durability::None)
+                .map_err(|e| err(e.into()))?;
+            {
+                let mut table = txn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
+                for (ts, uri, generation) in acked {
+                    let key = (*ts, uri.as_bytes());
+                    let current = table
+                        .get(key)
+                        .map_err(|e| err(e.into()))?
+                        .and_then(|v| v.value().first_chunk::<8>().copied())
+                        .map(u64::from_le_bytes);
+                    if current == Some(*generation) {
+                        table.remove(key).map_err(|e| err(e.into()))?;
+                    }
+                }
+            }
+            txn.commit().map_err(|e| err(e.into()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use crate::model::{Sample, Value};
+
+    fn dp(uri: &str, ts: i64, v: f64) -> Sample {
+        Sample {
+            uri: uri.into(),
+            ts,
+            value: Value::Datapoint(v),
+        }
+    }
+
+    #[test]
+    fn queued_samples_are_read_in_time_order_and_removed_by_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let mut store = Store::open(&path).unwrap();
+        let batch = vec![
+            dp("b", 20, 1.0),
+            dp("a", 20, 2.0),
+            dp("c", 10, 3.0),
+            dp("local.only", 5, 4.0),
+        ];
+        // The last sample is stored but not queued.
+        let outcomes = store.append_queued(&batch, |i| i < 3, true).unwrap();
+        assert!(outcomes.iter().all(Result::is_ok));
+        let outbox = store.outbox().unwrap();
+        assert_eq!(outbox.depth().unwrap(), 3);
+        let rows = outbox.read(None, 10).unwrap();
+        let keys: Vec<(i64, &str)> = rows
+            .iter()
+            .map(|q| (q.sample.ts, q.sample.uri.as_str()))
+            .collect();
+        assert_eq!(keys, vec![(10, "c"), (20, "a"), (20, "b")]);
+        assert_eq!(rows[1].sample.value, Value::Datapoint(2.0));
+        assert_eq!(outbox.read(Some((10, "c")), 10).unwrap().len(), 2);
+        assert_eq!(outbox.read(None, 1).unwrap().len(), 1);
+
+        // `a` is rewritten after being read: removing the old generation keeps it.
+        let sent: Vec<_> = rows
+            .iter()
+            .map(|q| (q.sample.ts, q.sample.uri.clone(), q.generation))
+            .collect();
+        store
+            .append_queued(&[dp("a", 20, 9.0)], |_| true, true)
+            .unwrap();
+        outbox.remove(&sent).unwrap();
+        let left = outbox.read(None, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].sample, dp("a", 20, 9.0));
+        assert!(left[0].generation > rows[1].generation);
+        // The store keeps every sample, queued or not.
+        assert_eq!(store.latest("local.only", 5).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_outbox_and_its_node_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let (parts, left) = {
+            let mut store = Store::open(&path).unwrap();
+            store
+                .append_queued(&[dp("x", 1, 1.0), dp("y", 2, 2.0)], |_| true, true)
+                .unwrap();
+            let outbox = store.outbox().unwrap();
+            let parts = outbox.time_uuid_parts();
+            drop(outbox);
+            store.close().unwrap();
+            (parts, 2)
+        };
+        let store = Store::open(&path).unwrap();
+        let outbox = store.outbox().unwrap();
+        assert_eq!(outbox.time_uuid_parts(), parts);
+        assert_eq!(outbox.depth().unwrap(), left);
+        assert!(parts.0 < 0x4000 && parts.1 < (1 << 48));
+    }
+
+    #[test]
+    fn holds_tells_whether_a_value_is_stored_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.append(&[dp("alice:a", 7, 1.5)]).unwrap();
+        assert!(store.holds("alice:a", 7, &Value::Datapoint(1.5)).unwrap());
+        assert!(!store.holds("alice:a", 7, &Value::Datapoint(2.5)).unwrap());
+        assert!(!store.holds("alice:a", 8, &Value::Datapoint(1.5)).unwrap());
+        assert!(!store.holds("nothing", 7, &Value::Datapoint(1.5)).unwrap());
+    }
+}

@@ -1,0 +1,460 @@
+//! Connected mode end to end, with real processes on 127.0.0.1: `komlog-hub
+//! serve` and `komlogd` agents as child processes, the `probe` guest as the
+//! impulse. Two users share a uri; an impulse of bob's agent on `alice:uri`
+//! fires when alice's agent writes, its write to alice's uri is dropped and its
+//! own write lands at the hub; history written before bob's agent started is in
+//! the first fire's window; a 4403 kick makes the agent log in and hook again;
+//! the hub SIGKILLed mid-stream and the agent SIGKILLed with a full outbox lose
+//! nothing.
+//!
+//! The hub binary is `komlog-hub` beside `komlogd` in the target directory:
+//! `cargo test -p komlogd -p komlog-hub` or `cargo test --workspace` builds it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use komlogd::agent::status::{self, UploadRequest};
+use serde_json::Value as Json;
+
+const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
+
+fn hub_bin() -> PathBuf {
+    let p = Path::new(KOMLOGD).with_file_name("komlog-hub");
+    assert!(
+        p.exists(),
+        "{} missing: build it with `cargo build -p komlog-hub` (or run `cargo test -p komlogd -p komlog-hub`)",
+        p.display()
+    );
+    p
+}
+
+fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo test --workspace` (the komlogd-tests crate builds the guests)",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Poll `f` every 20 ms until it gives Some, at most `limit`.
+fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill9(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+fn term(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill9(child);
+    panic!("process {} did not stop on SIGTERM", child.id());
+}
+
+/// A `komlog-hub serve` child on a fixed port, restartable.
+struct Hub {
+    data: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Hub {
+    fn new(dir: &Path) -> Hub {
+        let data = dir.join("hub");
+        std::fs::create_dir_all(&data).unwrap();
+        Hub {
+            data,
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        let out = Command::new(hub_bin())
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env_remove("KOMLOG_HUB_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "komlog-hub {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::File::create(self.data.join(format!("serve-{}.log", now_us()))).unwrap();
+        let child = Command::new(hub_bin())
+            .arg("--data")
+            .arg(&self.data)
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        eventually("the hub to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(&addr).ok()
+        });
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    /// The values of `owner`'s `uri`, oldest first (empty when it does not exist).
+    fn values(&self, owner: &str, uri: &str) -> Vec<String> {
+        let out = Command::new(hub_bin())
+            .arg("--data")
+            .arg(&self.data)
+            .args(["query", owner, uri, "-n", "100000"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Vec::new();
+        }
+        let reply: Json = serde_json::from_slice(&out.stdout).unwrap_or(Json::Null);
+        let mut v: Vec<String> = reply["rows"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.get("value").and_then(Json::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.reverse();
+        v
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A `komlogd` agent child with its own configuration directory.
+struct Agent {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// A configuration for `user` pointing at `url`, with `extra` YAML appended;
+    /// the key pair is created and registered at the hub.
+    fn new(root: &Path, user: &str, hub: &Hub, extra: &str) -> Agent {
+        let dir = root.join(user);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("komlogd.yaml"),
+            format!(
+                "- username: {user}\n- logging:\n    level: debug\n- server:\n    url: {}\n{extra}",
+                hub.url()
+            ),
+        )
+        .unwrap();
+        komlogd::keys::load_or_create(&dir.join("key.priv")).expect("key pair");
+        let pubkey = dir.join("key.pub").display().to_string();
+        hub.cmd(&["agent", "add", user, "--pubkey", &pubkey]);
+        Agent { dir, child: None }
+    }
+
+    fn config(&self) -> String {
+        self.dir.join("komlogd.yaml").display().to_string()
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(KOMLOGD)
+            .args(["-c", &self.config()])
+            .env("HOME", &self.dir)
+            .env_remove("KOMLOGD_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let socket = status::control_socket_path(&self.dir);
+        eventually(
+            "the agent's control socket",
+            Duration::from_secs(60),
+            || status::query(&socket).ok(),
+        );
+    }
+
+    fn status(&self) -> status::StatusReport {
+        status::query(&status::control_socket_path(&self.dir)).expect("status")
+    }
+
+    fn server(&self) -> komlogd::session::ServerStatus {
+        self.status()
+            .server
+            .expect("a server line in connected mode")
+    }
+
+    fn wait_connected(&self, logins: u64) {
+        eventually("the agent to connect", Duration::from_secs(60), || {
+            let s = self.server();
+            (s.state == "connected" && s.logins >= logins).then_some(())
+        });
+    }
+
+    /// Hand a datapoint to the running agent; returns once it is committed.
+    fn upload(&self, uri: &str, ts: i64, v: f64) {
+        let answer = status::upload(
+            &status::control_socket_path(&self.dir),
+            &UploadRequest {
+                uri: uri.into(),
+                ts,
+                datapoint: Some(v),
+                datasource: None,
+            },
+        )
+        .expect("upload");
+        assert_eq!(answer.accepted, 1, "{answer:?}");
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            term(&mut c);
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log").join("komlogd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn now_us() -> i64 {
+    komlogd::model::now_us()
+}
+
+fn fmt(v: f64) -> String {
+    komlog_protocol::value::format_datapoint(v).expect("finite")
+}
+
+#[test]
+fn a_shared_uri_fires_bobs_impulse_with_history_and_survives_a_kick() {
+    let root = tempfile::tempdir().unwrap();
+    let mut hub = Hub::new(root.path());
+    hub.cmd(&["user", "add", "alice"]);
+    hub.cmd(&["user", "add", "bob"]);
+    hub.cmd(&["share", "alice", "shared", "--with", "bob"]);
+    hub.start();
+    let mut alice = Agent::new(root.path(), "alice", &hub, "");
+    let emit =
+        r#"[{"uri":"alice:shared.metric.x","datapoint":1},{"uri":"mine.copy","datapoint":2}]"#;
+    let mut bob = Agent::new(
+        root.path(),
+        "bob",
+        &hub,
+        &format!(
+            "- impulses:\n    name: watcher\n    filename: {}\n    uris: [alice:shared.metric]\n    \
+             data_reqs: {{past_count: 10}}\n    params:\n      out: bob.seen\n      emit: '{emit}'\n",
+            guest("probe").display()
+        ),
+    );
+
+    // History: three samples before bob's agent exists.
+    alice.start();
+    alice.wait_connected(1);
+    let t0 = now_us() - 10_000_000;
+    for i in 0..3 {
+        alice.upload("shared.metric", t0 + i * 1000, i as f64 + 0.5);
+    }
+    eventually(
+        "alice's history at the hub",
+        Duration::from_secs(30),
+        || (hub.values("alice", "shared.metric").len() == 3).then_some(()),
+    );
+
+    bob.start();
+    bob.wait_connected(1);
+    assert_eq!(bob.server().hooked, 1);
+    assert_eq!(bob.server().history, 3);
+    let t1 = now_us();
+    alice.upload("shared.metric", t1, 42.0);
+
+    // Bob's impulse fired on alice's write: its own write lands at the hub, and
+    // its window already held the history.
+    let seen = eventually(
+        "bob's impulse output at the hub",
+        Duration::from_secs(30),
+        || hub.values("bob", "bob.seen").pop(),
+    );
+    let report: Json = serde_json::from_str(&seen).expect("probe writes JSON");
+    assert_eq!(report["ts"], t1);
+    assert_eq!(
+        report["updated"],
+        serde_json::json!(["alice:shared.metric"])
+    );
+    let window: Vec<(i64, f64)> = report["window"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["ts"].as_i64().unwrap(), r["datapoint"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(
+        window,
+        vec![(t0, 0.5), (t0 + 1000, 1.5), (t0 + 2000, 2.5), (t1, 42.0)]
+    );
+    eventually(
+        "bob's second write at the hub",
+        Duration::from_secs(30),
+        || (hub.values("bob", "mine.copy") == vec![fmt(2.0)]).then_some(()),
+    );
+    // The write to alice's uri was dropped by bob's agent, counted, never sent.
+    let imp = &bob.status().impulses[0];
+    assert_eq!(imp.name, "watcher");
+    assert_eq!(imp.stats["remote_writes_dropped"], 1);
+    assert_eq!(imp.stats["fires"], 1);
+    assert!(hub.values("alice", "shared.metric.x").is_empty());
+    let b = bob.server();
+    assert_eq!((b.refused, b.outbox), (0, 0), "{b:?}");
+    assert_eq!(b.acked, 2, "{b:?}");
+
+    // A kick closes bob's session with 4403: the agent logs in again and
+    // re-hooks, so the next write of alice fires the impulse again.
+    hub.cmd(&["kick", "bob"]);
+    bob.wait_connected(2);
+    assert!(bob.log().contains("4403"), "the log names the kick");
+    let t2 = now_us();
+    alice.upload("shared.metric", t2, 43.0);
+    eventually("the fire after the kick", Duration::from_secs(30), || {
+        let last = hub.values("bob", "bob.seen").pop()?;
+        let r: Json = serde_json::from_str(&last).ok()?;
+        (r["ts"] == t2).then_some(())
+    });
+    assert_eq!(bob.status().impulses[0].stats["fires"], 2);
+    assert_eq!(bob.status().impulses[0].stats["remote_writes_dropped"], 2);
+    bob.stop();
+    alice.stop();
+}
+
+#[test]
+fn a_hub_killed_mid_stream_loses_no_sample() {
+    let root = tempfile::tempdir().unwrap();
+    let mut hub = Hub::new(root.path());
+    hub.cmd(&["user", "add", "alice"]);
+    hub.start();
+    let mut alice = Agent::new(root.path(), "alice", &hub, "");
+    alice.start();
+    alice.wait_connected(1);
+    let t0 = now_us();
+    let n = 600;
+    let mut expected = Vec::new();
+    for i in 0..n {
+        if i == 200 {
+            hub.kill9();
+        }
+        if i == 400 {
+            hub.start();
+        }
+        let v = i as f64 * 0.25;
+        alice.upload("stream.values", t0 + i * 10, v);
+        expected.push(fmt(v));
+    }
+    eventually("every sample at the hub", Duration::from_secs(90), || {
+        let s = alice.server();
+        (s.outbox == 0 && hub.values("alice", "stream.values").len() == n as usize).then_some(())
+    });
+    assert_eq!(hub.values("alice", "stream.values"), expected);
+    let s = alice.server();
+    assert!(s.logins >= 2, "the agent logged in again: {s:?}");
+    assert!(s.acked >= n as u64, "{s:?}");
+    assert_eq!(s.refused, 0);
+    alice.stop();
+}
+
+#[test]
+fn an_agent_killed_with_a_full_outbox_loses_no_sample() {
+    let root = tempfile::tempdir().unwrap();
+    let mut hub = Hub::new(root.path());
+    hub.cmd(&["user", "add", "alice"]);
+    // The hub is down: the first login fails and is retried, and the samples
+    // wait in the outbox.
+    let mut alice = Agent::new(root.path(), "alice", &hub, "");
+    alice.start();
+    let t0 = now_us();
+    let n = 150;
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let v = 1000.0 + i as f64;
+        alice.upload("kept.values", t0 + i * 10, v);
+        expected.push(fmt(v));
+    }
+    let s = alice.server();
+    assert_eq!(s.outbox, n as u64, "{s:?}");
+    assert_eq!(s.logins, 0);
+    assert!(
+        matches!(s.state.as_str(), "backoff" | "connecting"),
+        "{s:?}"
+    );
+    alice.kill9();
+
+    hub.start();
+    alice.start();
+    alice.wait_connected(1);
+    eventually("the outbox drained", Duration::from_secs(60), || {
+        (alice.server().outbox == 0).then_some(())
+    });
+    assert_eq!(hub.values("alice", "kept.values"), expected);
+    alice.stop();
+}

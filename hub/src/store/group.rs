@@ -1,0 +1,156 @@
+//! Group commit of writes: one writer thread takes every write that is waiting
+//! and commits them in one transaction ([`HubStore::write_group`]).
+//!
+//! **Owns:** the writer thread and its queue. A durable commit costs an fsync
+//! (milliseconds); writes that arrive while one commit runs are committed
+//! together by the next, so the hub's write rate is no longer one write per
+//! fsync. Each write keeps its own result (a kind mismatch refuses only its
+//! write). Callers submit without waiting ([`GroupWriter::submit`]), which lets
+//! a connection keep reading while its earlier writes are committed.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use komlog_protocol::Username;
+use tokio::sync::oneshot;
+
+use super::{HubStore, NewSample, StoreError, WriteOutcome};
+
+/// The most writes committed in one transaction.
+const MAX_GROUP: usize = 4096;
+
+struct Job {
+    owner: Username,
+    samples: Vec<NewSample>,
+    reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+/// The result of a submitted write, once committed.
+pub type WriteReceipt = oneshot::Receiver<Result<WriteOutcome, StoreError>>;
+
+/// A handle to the writer thread; the thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct GroupWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl GroupWriter {
+    /// Start the writer thread over `store`.
+    pub fn start(store: Arc<dyn HubStore>) -> std::io::Result<GroupWriter> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("hub-writer".into())
+            .spawn(move || run(store.as_ref(), &rx))?;
+        Ok(GroupWriter { tx })
+    }
+
+    /// Queue a write; the receipt resolves once it is committed (or refused).
+    /// A receipt whose sender is gone means the writer stopped.
+    pub fn submit(&self, owner: Username, samples: Vec<NewSample>) -> WriteReceipt {
+        let (reply, receipt) = oneshot::channel();
+        // A send error drops the job and its reply: the receipt then reports it.
+        let _ = self.tx.send(Job {
+            owner,
+            samples,
+            reply,
+        });
+        receipt
+    }
+}
+
+fn run(store: &dyn HubStore, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|j| ((j.owner, j.samples), j.reply))
+            .unzip();
+        match store.write_group(&writes) {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(writes = writes.len(), "group commit failed: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redb::RedbStore;
+    use komlog_protocol::{Kind, TimeUuid};
+
+    fn sample(uri: &str, kind: Kind, content: &str) -> NewSample {
+        NewSample {
+            uri: uri.into(),
+            kind,
+            t: TimeUuid::now(),
+            content: content.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_commit_together_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let alice = Username::parse("alice").unwrap();
+        store.add_user(&alice).unwrap();
+        let writer = GroupWriter::start(store.clone()).unwrap();
+        let first = writer.submit(alice.clone(), vec![sample("a.dp", Kind::Datapoint, "1")]);
+        let mut receipts = Vec::new();
+        for i in 0..200 {
+            receipts.push(writer.submit(
+                alice.clone(),
+                vec![sample("a.dp", Kind::Datapoint, &i.to_string())],
+            ));
+        }
+        // Refused alone: a datasource write to the datapoint, and a write whose
+        // two samples disagree on a new uri's kind.
+        let wrong = writer.submit(alice.clone(), vec![sample("a.dp", Kind::Datasource, "x")]);
+        let torn = writer.submit(
+            alice.clone(),
+            vec![
+                sample("b.new", Kind::Datasource, "x"),
+                sample("b.new", Kind::Datapoint, "2"),
+            ],
+        );
+        assert_eq!(first.await.unwrap().unwrap().created, vec!["a.dp"]);
+        for r in receipts {
+            assert!(r.await.unwrap().unwrap().created.is_empty());
+        }
+        assert!(matches!(
+            wrong.await.unwrap(),
+            Err(StoreError::KindMismatch { .. })
+        ));
+        assert!(matches!(
+            torn.await.unwrap(),
+            Err(StoreError::KindMismatch { .. })
+        ));
+        let id = komlog_protocol::MetricId {
+            owner: alice.clone(),
+            local: "a.dp".into(),
+        };
+        let rows = store
+            .read_newest(&id, TimeUuid::MIN, TimeUuid::MAX, 1000)
+            .unwrap();
+        assert_eq!(rows.len(), 201);
+        let b = komlog_protocol::MetricId {
+            owner: alice,
+            local: "b.new".into(),
+        };
+        assert_eq!(store.metric_kind(&b).unwrap(), None);
+    }
+}
