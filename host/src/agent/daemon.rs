@@ -161,8 +161,19 @@ pub async fn run(
         "komlogd running in {} mode",
         if link.is_some() { "connected" } else { "local" }
     );
-    let packages = crate::packages::start(&engine, config, inbox.clone(), package_board);
-    let reloader = match Reloader::start(engine, config.clone(), running, inbox.clone()) {
+    let packages = Arc::new(crate::packages::start(
+        &engine,
+        config,
+        inbox.clone(),
+        package_board,
+    ));
+    let reloader = match Reloader::start(
+        engine,
+        config.clone(),
+        running,
+        inbox.clone(),
+        Some(packages.clone()),
+    ) {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!("{e}; changes to the configuration and modules will not be picked up");
