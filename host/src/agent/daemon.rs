@@ -165,7 +165,7 @@ pub async fn run(
         &engine,
         config,
         inbox.clone(),
-        package_board,
+        package_board.clone(),
     ));
     let reloader = match Reloader::start(
         engine,
@@ -184,6 +184,7 @@ pub async fn run(
         status::control_socket_path(&config.dir),
         board.clone(),
         link.as_ref().map(|l| l.board.clone()),
+        package_board.clone(),
         inbox.clone(),
         started,
         shutdown.clone(),
@@ -195,6 +196,7 @@ pub async fn run(
                 Some(tokio::spawn(status::serve_metrics(
                     listener,
                     board.clone(),
+                    package_board.clone(),
                     shutdown.clone(),
                 )))
             }

@@ -58,6 +58,20 @@ pub enum PackagePhase {
     Running,
     /// It could not be loaded (see `last_error`); waiting for a new file.
     Failed,
+    /// Its block says `enabled: false`: it does not run.
+    Disabled,
+}
+
+impl PackagePhase {
+    /// The name shown by `komlogd status` and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackagePhase::Loading => "loading",
+            PackagePhase::Running => "running",
+            PackagePhase::Failed => "failed",
+            PackagePhase::Disabled => "disabled",
+        }
+    }
 }
 
 /// The counters of one job.
@@ -111,6 +125,20 @@ impl PackageBoard {
     /// One package.
     pub fn get(&self, name: &str) -> Option<PackageStatus> {
         self.inner.lock().ok()?.get(name).cloned()
+    }
+
+    /// Show exactly these packages (name, install) as disabled.
+    fn set_disabled(&self, disabled: &[(String, PathBuf)]) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.retain(|_, s| s.phase != PackagePhase::Disabled);
+            for (name, install) in disabled {
+                m.entry(name.clone()).or_insert_with(|| PackageStatus {
+                    install: install.clone(),
+                    phase: PackagePhase::Disabled,
+                    ..PackageStatus::default()
+                });
+            }
+        }
     }
 
     fn remove(&self, name: &str) {
@@ -253,6 +281,7 @@ impl Packages {
                 pools.running.insert(name, setup);
             }
         }
+        self.board.set_disabled(&disabled(config));
     }
 
     fn package(
@@ -322,6 +351,35 @@ fn names(packages: &[PackageConfig]) -> Vec<String> {
             if *n == 1 { stem } else { format!("{stem}#{n}") }
         })
         .collect()
+}
+
+/// The disabled packages of `config`: a name (the file stem, numbered past
+/// the names of enabled packages on clashes) and the install path.
+fn disabled(config: &Config) -> Vec<(String, PathBuf)> {
+    let enabled: Vec<PackageConfig> = config
+        .packages
+        .iter()
+        .filter(|p| p.enabled)
+        .cloned()
+        .collect();
+    let mut taken: std::collections::BTreeSet<String> = names(&enabled).into_iter().collect();
+    let mut out = Vec::new();
+    for block in config.packages.iter().filter(|p| !p.enabled) {
+        let stem = block
+            .install
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "package".into());
+        let mut name = stem.clone();
+        let mut n = 1;
+        while taken.contains(&name) {
+            n += 1;
+            name = format!("{stem}#{n}");
+        }
+        taken.insert(name.clone());
+        out.push((name, block.install.clone()));
+    }
+    out
 }
 
 /// Each enabled package of `config` by name: what it runs with, and the
