@@ -26,6 +26,9 @@
 //! start, a package whose block (install, params, grants, venv, limits,
 //! refresh) or the agent-wide limits changed restarts with the new settings,
 //! and an unchanged one keeps running with its job timing.
+//!
+//! **Check.** [`check`] loads each enabled package as the agent would, without
+//! running a job: what `komlogd check` reports.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -207,7 +210,7 @@ impl Packages {
         let stale: Vec<String> = pools
             .running
             .iter()
-            .filter(|(name, setup)| wanted.get(*name).is_none_or(|(s, _)| s != *setup))
+            .filter(|(name, setup)| wanted.get(*name).is_none_or(|(s, _, _)| s != *setup))
             .map(|(name, _)| name.clone())
             .collect();
         for name in &stale {
@@ -250,11 +253,11 @@ impl Packages {
                 let _ = thread.join();
             }
         }
-        for (name, (setup, limits_block)) in wanted {
+        for (name, (setup, limits_block, block)) in wanted {
             if pools.running.contains_key(&name) {
                 continue;
             }
-            let package = self.package(&name, &setup, &limits_block, config);
+            let package = self.package(&name, &setup, &block, &limits_block, config);
             if !pools.threads.contains_key(&setup.pool) {
                 let (tx, rx) = mpsc::channel();
                 let engine = self.engine.clone();
@@ -288,10 +291,10 @@ impl Packages {
         &self,
         name: &str,
         setup: &Setup,
+        block: &PackageConfig,
         limits_block: &config::Limits,
         config: &Config,
     ) -> Package {
-        let block = &setup.block;
         self.board.update(name, |s| {
             *s = PackageStatus {
                 install: block.install.clone(),
@@ -382,9 +385,9 @@ fn disabled(config: &Config) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// Each enabled package of `config` by name: what it runs with, and the
-/// `limits` block that applies to it.
-fn plan(config: &Config) -> BTreeMap<String, (Setup, config::Limits)> {
+/// Each enabled package of `config` by name: what it runs with, the `limits`
+/// block that applies to it, and its block as written (with its line).
+fn plan(config: &Config) -> BTreeMap<String, (Setup, config::Limits, PackageConfig)> {
     let enabled: Vec<PackageConfig> = config
         .packages
         .iter()
@@ -412,9 +415,96 @@ fn plan(config: &Config) -> BTreeMap<String, (Setup, config::Limits)> {
             },
             agent_limits: config.limits.clone(),
         };
-        out.insert(name, (setup, limits_block));
+        out.insert(name, (setup, limits_block, block.clone()));
     }
     out
+}
+
+/// What `komlogd check` found for one enabled package.
+#[derive(Debug)]
+pub struct PackageCheck {
+    /// Its name (the `.wasm` file stem).
+    pub name: String,
+    /// The `.wasm`.
+    pub install: PathBuf,
+    /// What its `load` declared, or why it could not be loaded.
+    pub result: Result<Manifest, String>,
+}
+
+/// Load every enabled package of `config` as the agent would — compile,
+/// instantiate with its grants and limits, call `load`, check the manifest and
+/// load each impulse it declares — without running a job.
+pub fn check(engine: &Engine, config: &Config) -> Vec<PackageCheck> {
+    let linker =
+        instance::linker(engine).map_err(|e| format!("cannot link the package world: {e:#}"));
+    plan(config)
+        .into_iter()
+        .map(|(name, (_, limits_block, block))| {
+            let result = match &linker {
+                Ok(linker) => check_one(engine, linker, &name, &block, &limits_block, config),
+                Err(e) => Err(e.clone()),
+            };
+            PackageCheck {
+                install: block.install.clone(),
+                name,
+                result,
+            }
+        })
+        .collect()
+}
+
+fn check_one(
+    engine: &Engine,
+    linker: &Linker<PackageState>,
+    name: &str,
+    block: &PackageConfig,
+    limits_block: &config::Limits,
+    config: &Config,
+) -> Result<Manifest, String> {
+    let module = PackageModule::load(engine, linker, &block.install).map_err(|e| e.to_string())?;
+    let mut instance = module
+        .instantiate(
+            Arc::from(name),
+            spec::limits(limits_block, &config.limits),
+            &block.grants,
+            CounterSet::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    let manifest =
+        call_load(&mut instance, &block.params).map_err(|e| match e.strip_prefix("call: ") {
+            Some(reason) => format!("load() failed: {reason}"),
+            None => e,
+        })?;
+    let impulse_limits = limits_block.or(&config.limits);
+    for decl in &manifest.impulses {
+        let full = format!("{name}/{}", decl.name);
+        let impulse = impulse_block(&full, block, decl, &impulse_limits);
+        crate::agent::load_impulse(engine, &impulse, &config.limits)
+            .map_err(|e| format!("impulse {full}: {e}"))?;
+    }
+    Ok(manifest)
+}
+
+/// The `- impulses:` block a package's impulse runs as.
+fn impulse_block(
+    full: &str,
+    package: &PackageConfig,
+    decl: &ImpulseDecl,
+    limits: &config::Limits,
+) -> config::ImpulseConfig {
+    let mut params = vec![("impulse".to_owned(), decl.name.clone())];
+    params.extend(decl.params.iter().cloned());
+    config::ImpulseConfig {
+        name: full.to_owned(),
+        line: package.line,
+        enabled: true,
+        filename: package.install.clone(),
+        uris: Some(decl.uris.clone()),
+        data_reqs: Some(decl.data_reqs.clone()),
+        min_exec_delta_us: decl.min_exec_delta_us,
+        params,
+        limits: limits.clone(),
+    }
 }
 
 /// Start the enabled packages of `config` on their pool threads. Loading
@@ -746,19 +836,7 @@ impl Package {
         full: &str,
         decl: &ImpulseDecl,
     ) -> Result<crate::impulses::Version, crate::impulses::SpecError> {
-        let mut params = vec![("impulse".to_owned(), decl.name.clone())];
-        params.extend(decl.params.iter().cloned());
-        let block = config::ImpulseConfig {
-            name: full.to_owned(),
-            line: self.config.line,
-            enabled: true,
-            filename: self.config.install.clone(),
-            uris: Some(decl.uris.clone()),
-            data_reqs: Some(decl.data_reqs.clone()),
-            min_exec_delta_us: decl.min_exec_delta_us,
-            params,
-            limits: self.impulse_limits.clone(),
-        };
+        let block = impulse_block(full, &self.config, decl, &self.impulse_limits);
         crate::agent::load_impulse(&self.engine, &block, &self.agent_limits)
     }
 
