@@ -782,3 +782,74 @@ fn tls_server_urls_and_package_blocks_are_reported_as_not_acted_on() {
     // Packages run in the agent now: no notice about them.
     assert!(!run.stderr.contains("`package` block"), "{run:?}");
 }
+
+#[test]
+fn check_loads_each_package_and_names_the_one_that_fails() {
+    let agent = Agent::new(
+        "- username: me\n\
+         - package:\n    install: {guest:probe_package}\n    params: {jobs: \"a every:1000 | b every:2000,cron:*/5_*_*_*_*\"}\n\
+         - package:\n    install: {guest:linux}\n    grants: {dirs: [/proc]}\n",
+    );
+    let config = agent.config_str();
+    let run = agent.run(&["check"], Stdin::Null);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.starts_with(&format!(
+            "{config}: 0 impulses loaded\n{config}: 2 packages loaded\n  linux ({})\n",
+            guest("linux").display()
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("\n    job resources: cron \"* * * * *\"\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("\n    impulse linux/cpu_anomaly: "),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.ends_with(&format!(
+            "  probe_package ({})\n    job a: every 1s\n    job b: every 2s, cron \"*/5 * * * *\"\n",
+            guest("probe_package").display()
+        )),
+        "{run:?}"
+    );
+
+    // A `load` that fails and a missing grant: both named, with the reason.
+    std::fs::write(
+        agent.config(),
+        expand(
+            "- username: me\n\
+             - package:\n    install: {guest:probe_package}\n    params: {fail_load: no jobs here}\n\
+             - package:\n    install: {guest:linux}\n",
+        ),
+    )
+    .expect("write komlogd.yaml");
+    let run = agent.run(&["check"], Stdin::Null);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!("{config}: 0 impulses loaded\n{config}: 0 packages loaded\n")
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "komlogd: package probe_package ({}) not loaded: load() returned an error: no jobs here\n",
+            guest("probe_package").display()
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "komlogd: package linux ({}) not loaded: ",
+            guest("linux").display()
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .ends_with("komlogd: 2 packages could not be loaded\n"),
+        "{run:?}"
+    );
+}

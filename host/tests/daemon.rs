@@ -219,11 +219,16 @@ fn status_metrics_and_uploads_reach_the_running_agent() {
         &config,
         format!(
             "- username: me\n- metrics:\n    listen: {addr}\n\
-             - impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n",
-            guest("probe").display()
+             - impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n\
+             - package:\n    install: {}\n    params: {{jobs: \"a every:1000\"}}\n\
+             - package:\n    install: broken.wasm\n\
+             - package:\n    install: off.wasm\n    enabled: false\n",
+            guest("probe").display(),
+            guest("probe_package").display()
         ),
     )
     .unwrap();
+    std::fs::write(dir.join("broken.wasm"), b"not a component").unwrap();
     let c = config.display().to_string();
 
     // Not running yet: status says so.
@@ -267,7 +272,12 @@ fn status_metrics_and_uploads_reach_the_running_agent() {
         let (code, out, err) = wait(st, Duration::from_secs(60));
         assert_eq!(code, 0, "{err}");
         report = serde_json::from_str(&out).unwrap();
-        if report["impulses"][0]["fires"] == 1 {
+        let probe_runs = report["packages"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "probe_package"))
+            .and_then(|p| p["runs"].as_u64())
+            .unwrap_or(0);
+        if report["impulses"][0]["fires"] == 1 && probe_runs >= 1 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -293,6 +303,42 @@ fn status_metrics_and_uploads_reach_the_running_agent() {
     );
     assert_eq!(cols[3], "1", "{table}");
 
+    // Packages: running with its job, failed with the reason, disabled.
+    let packages = report["packages"].as_array().expect("packages");
+    let names: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["broken", "off", "probe_package"], "{report}");
+    let (broken, off, pkg) = (&packages[0], &packages[1], &packages[2]);
+    assert_eq!(pkg["state"], "running", "{report}");
+    assert_eq!(pkg["version"].as_str().unwrap().len(), 64, "{report}");
+    assert_eq!(pkg["jobs"], 1, "{report}");
+    assert!(pkg["runs"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(pkg["failures"], 0, "{report}");
+    assert!(pkg["last_run_ts"].as_i64().unwrap() > 0, "{report}");
+    assert_eq!(broken["state"], "failed", "{report}");
+    let reason = broken["reason"].as_str().unwrap();
+    assert!(reason.contains("package not loaded"), "{report}");
+    assert_eq!(broken["version"], serde_json::Value::Null, "{report}");
+    assert_eq!(off["state"], "disabled", "{report}");
+    assert_eq!(off["runs"], 0, "{report}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("probe_package "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1], "running", "{table}");
+    assert_eq!(cols[2], &pkg["version"].as_str().unwrap()[..12], "{table}");
+    assert_eq!(cols[3], "1", "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("off ") && l.split_whitespace().nth(1) == Some("disabled")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("package broken: failed: {reason}")),
+        "{table}"
+    );
+
     // Prometheus: the same counters.
     let metrics = http_get(&addr, "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
@@ -302,6 +348,31 @@ fn status_metrics_and_uploads_reach_the_running_agent() {
     );
     assert!(
         metrics.contains("komlogd_impulse_failures_total{impulse=\"probe\",kind=\"trap\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "komlogd_package_info{{package=\"probe_package\",version=\"{}\",state=\"running\"}} 1\n",
+            pkg["version"].as_str().unwrap()
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("komlogd_package_info{package=\"broken\",version=\"\",state=\"failed\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("komlogd_package_info{package=\"off\",version=\"\",state=\"disabled\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("komlogd_package_jobs{package=\"probe_package\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("komlogd_package_failures_total{package=\"probe_package\"} 0\n"),
         "{metrics}"
     );
     assert!(http_get(&addr, "/").starts_with("HTTP/1.1 404"));

@@ -472,3 +472,98 @@ fn a_changed_package_file_is_reloaded_and_a_broken_one_refused() {
     assert_eq!(third.phase, PackagePhase::Running);
     agent.stop();
 }
+
+#[test]
+fn a_configuration_reload_adds_removes_and_restarts_packages_and_keeps_unchanged_ones() {
+    let dir = AgentDir::new("");
+    for name in ["keep", "edit", "added"] {
+        std::fs::copy(
+            komlogd_tests::guest("probe-package"),
+            dir.path().join(format!("{name}.wasm")),
+        )
+        .expect("copy");
+    }
+    let block = |name: &str, jobs: &str| {
+        format!("- package:\n    install: {name}.wasm\n    params: {{jobs: \"{jobs}\"}}\n")
+    };
+    dir.write_config(&format!(
+        "{}{}",
+        block("keep", "k every:1000"),
+        block("edit", "a every:1000")
+    ));
+    let agent = RunningAgent::start(&dir);
+    wait_package(&agent, "keep", Duration::from_secs(60), |s| {
+        runs(s, "k") >= 2
+    });
+    let edit = wait_package(&agent, "edit", Duration::from_secs(60), |s| {
+        runs(s, "a") >= 1
+    });
+
+    // `keep` moves in the file but is unchanged; `edit` gets new params;
+    // `added` is new.
+    dir.write_config(&format!(
+        "{}{}{}",
+        block("edit", "b every:1000"),
+        block("added", "n every:1000"),
+        block("keep", "k every:1000")
+    ));
+    let edited = wait_package(&agent, "edit", Duration::from_secs(60), |s| {
+        runs(s, "b") >= 1
+    });
+    assert!(!edited.jobs.contains_key("a"), "{edited:?}");
+    assert_eq!(edited.version, edit.version, "same file, restarted");
+    assert_eq!(edited.loads, 1, "a fresh start: {edited:?}");
+    wait_package(&agent, "added", Duration::from_secs(60), |s| {
+        runs(s, "n") >= 1
+    });
+    let keep = agent.packages.get("keep").expect("keep");
+    assert_eq!(keep.loads, 1, "keep was not restarted: {keep:?}");
+
+    // An invalid file changes nothing.
+    std::fs::write(dir.config_path(), "- package:\n    install: [edit\n").expect("write");
+    std::thread::sleep(Duration::from_millis(1500));
+    let board = agent.packages.snapshot();
+    assert_eq!(
+        board.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["added", "edit", "keep"]
+    );
+    assert!(board["edit"].jobs.contains_key("b"), "{board:?}");
+
+    // Removing a block stops the package; the others run on.
+    dir.write_config(&block("keep", "k every:1000"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.packages.get("edit").is_some() || agent.packages.get("added").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "removed packages still on the board"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let keep_runs = runs(&agent.packages.get("keep").expect("keep"), "k");
+    wait_package(&agent, "keep", Duration::from_secs(30), |s| {
+        runs(s, "k") >= keep_runs + 2
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let store = stopped_store(agent, &dir);
+
+    // `keep` ran throughout on one phase, its host-kept counter never reset.
+    let keep = all(&store, "probe.k.runs");
+    assert!(keep.len() >= 4, "{keep:?}");
+    for pair in keep.windows(2) {
+        let gap = pair[1].ts - pair[0].ts;
+        assert!(gap > 0 && gap % S == 0, "keep kept its timing: {keep:?}");
+    }
+    for (i, s) in keep.iter().enumerate() {
+        assert_eq!(s.value, Value::Datapoint((i + 1) as f64), "{keep:?}");
+    }
+    // The removed packages' jobs stopped: nothing after keep's last runs.
+    let last_keep = keep.last().expect("keep ran").ts;
+    for uri in ["probe.b.runs", "probe.n.runs"] {
+        let samples = all(&store, uri);
+        assert!(!samples.is_empty(), "{uri} ran before its removal");
+        assert!(
+            samples.iter().all(|s| s.ts < last_keep - S),
+            "{uri} ran after its removal: {samples:?}"
+        );
+    }
+}

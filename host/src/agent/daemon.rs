@@ -161,8 +161,19 @@ pub async fn run(
         "komlogd running in {} mode",
         if link.is_some() { "connected" } else { "local" }
     );
-    let packages = crate::packages::start(&engine, config, inbox.clone(), package_board);
-    let reloader = match Reloader::start(engine, config.clone(), running, inbox.clone()) {
+    let packages = Arc::new(crate::packages::start(
+        &engine,
+        config,
+        inbox.clone(),
+        package_board.clone(),
+    ));
+    let reloader = match Reloader::start(
+        engine,
+        config.clone(),
+        running,
+        inbox.clone(),
+        Some(packages.clone()),
+    ) {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!("{e}; changes to the configuration and modules will not be picked up");
@@ -173,6 +184,7 @@ pub async fn run(
         status::control_socket_path(&config.dir),
         board.clone(),
         link.as_ref().map(|l| l.board.clone()),
+        package_board.clone(),
         inbox.clone(),
         started,
         shutdown.clone(),
@@ -184,6 +196,7 @@ pub async fn run(
                 Some(tokio::spawn(status::serve_metrics(
                     listener,
                     board.clone(),
+                    package_board.clone(),
                     shutdown.clone(),
                 )))
             }

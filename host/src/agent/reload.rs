@@ -15,9 +15,11 @@
 //! - **komlogd.yaml changed:** an invalid file is refused whole (every error
 //!   logged, the running set untouched); a valid one removes the impulses no longer
 //!   enabled, adds new ones, and swaps those whose block, module or agent-wide
-//!   limits changed. Settings other than impulses and limits (jobs, logging,
-//!   server, packages, username, max_chain_depth) take effect at the next start;
-//!   a change to them is logged as such.
+//!   limits changed; packages are added, removed and restarted the same way
+//!   ([`Packages::reload`]: an unchanged package keeps running and its job
+//!   timing). Settings other than impulses, packages and limits (jobs, logging,
+//!   server, username, max_chain_depth) take effect at the next start; a change
+//!   to them is logged as such.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use crate::config::{self, Config, ImpulseConfig};
 use crate::engine::Engine;
 use crate::impulses::{Control, Inbox};
+use crate::packages::Packages;
 
 use super::{load_impulse, log_loaded};
 
@@ -65,12 +68,14 @@ pub struct Reloader {
 impl Reloader {
     /// Start watching `config` and its modules. `running` maps the name of every
     /// impulse now loaded to its module hash; enabled blocks that are missing from
-    /// it (they failed to load) are retried when their file changes.
+    /// it (they failed to load) are retried when their file changes. `packages`,
+    /// when given, follows the `- package:` blocks of each valid reload.
     pub fn start(
         engine: Engine,
         config: Config,
         running: HashMap<String, String>,
         inbox: Inbox,
+        packages: Option<Arc<Packages>>,
     ) -> Result<Reloader, WatchError> {
         let (events, rx) = mpsc::channel();
         let sender = events.clone();
@@ -116,6 +121,7 @@ impl Reloader {
             config,
             running,
             inbox,
+            packages,
             watcher,
             watched: BTreeSet::new(),
         };
@@ -164,6 +170,7 @@ struct State {
     config: Config,
     running: HashMap<String, Running>,
     inbox: Inbox,
+    packages: Option<Arc<Packages>>,
     watcher: Box<dyn Watcher + Send>,
     watched: BTreeSet<PathBuf>,
 }
@@ -226,7 +233,7 @@ impl State {
                 }
                 tracing::error!(
                     config = %self.config.path.display(),
-                    "configuration not reloaded: it has errors; the running impulses are unchanged"
+                    "configuration not reloaded: it has errors; the running impulses and packages are unchanged"
                 );
                 return;
             }
@@ -239,7 +246,6 @@ impl State {
             ("jobs", old.jobs != self.config.jobs),
             ("logging", old.logging != self.config.logging),
             ("server", old.server != self.config.server),
-            ("packages", old.packages != self.config.packages),
             ("username", old.username != self.config.username),
             (
                 "max_chain_depth",
@@ -287,6 +293,9 @@ impl State {
         }
         for control in controls {
             let _ = self.inbox.control(control);
+        }
+        if let Some(packages) = &self.packages {
+            packages.reload(&self.config);
         }
         if let Err(e) = self.rewatch() {
             tracing::error!("{e}");

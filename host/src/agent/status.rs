@@ -15,6 +15,10 @@
 //!
 //! The Prometheus endpoint answers `GET /metrics` on the configured address with
 //! the same counters in the text exposition format 0.0.4; anything else gets 404.
+//!
+//! Both show the packages too, from the [`PackageBoard`]: state (running,
+//! loading, failed with its reason, disabled), version, jobs, runs, failures,
+//! last error and last run.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -26,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::impulses::{ImpulseStats, Inbox, StatsBoard};
 use crate::model::{Sample, Value};
+use crate::packages::{PackageBoard, PackagePhase};
 use crate::session::{ServerBoard, ServerStatus};
 
 /// How long a client may take to send its request.
@@ -90,6 +95,61 @@ pub struct ImpulseStatus {
     pub stats: serde_json::Map<String, serde_json::Value>,
 }
 
+/// One package in a status report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PackageReport {
+    /// Its name (the `.wasm` file stem).
+    pub name: String,
+    /// `running`, `loading`, `failed` or `disabled`.
+    pub state: String,
+    /// Why it failed, when `state` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The `.wasm`.
+    pub install: String,
+    /// SHA-256 of the running version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Scheduled jobs.
+    pub jobs: usize,
+    /// Job runs, failed ones included.
+    pub runs: u64,
+    /// Job runs that failed.
+    pub failures: u64,
+    /// Samples returned by the jobs.
+    pub samples: u64,
+    /// The latest problem.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Timestamp (µs since the Unix epoch) of the latest job run.
+    #[serde(default)]
+    pub last_run_ts: Option<i64>,
+}
+
+/// The packages on `board`, by name.
+pub fn package_reports(board: &PackageBoard) -> Vec<PackageReport> {
+    board
+        .snapshot()
+        .into_iter()
+        .map(|(name, s)| PackageReport {
+            name,
+            state: s.phase.as_str().to_owned(),
+            reason: s
+                .last_error
+                .clone()
+                .filter(|_| s.phase == PackagePhase::Failed),
+            install: s.install.display().to_string(),
+            version: s.version,
+            jobs: s.jobs.len(),
+            runs: s.jobs.values().map(|j| j.runs).sum(),
+            failures: s.jobs.values().map(|j| j.failures).sum(),
+            samples: s.jobs.values().map(|j| j.samples).sum(),
+            last_error: s.last_error,
+            last_run_ts: s.jobs.values().filter_map(|j| j.last_ts).max(),
+        })
+        .collect()
+}
+
 /// What `status` answers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatusReport {
@@ -102,17 +162,21 @@ pub struct StatusReport {
     /// The server link, in connected mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerStatus>,
+    /// Every configured package, by name.
+    #[serde(default)]
+    pub packages: Vec<PackageReport>,
 }
 
 /// Build the report from the board.
 pub fn report(board: &StatsBoard, uptime: Duration) -> StatusReport {
-    report_with(board, None, uptime)
+    report_with(board, None, None, uptime)
 }
 
 /// Build the report from the board and, in connected mode, the server link's board.
 pub fn report_with(
     board: &StatsBoard,
     server: Option<&ServerBoard>,
+    packages: Option<&PackageBoard>,
     uptime: Duration,
 ) -> StatusReport {
     let impulses = board
@@ -131,6 +195,7 @@ pub fn report_with(
         uptime_s: uptime.as_secs_f64(),
         impulses,
         server: server.map(ServerBoard::snapshot),
+        packages: packages.map(package_reports).unwrap_or_default(),
     }
 }
 
@@ -209,6 +274,7 @@ pub async fn serve_control(
     path: PathBuf,
     board: StatsBoard,
     server: Option<ServerBoard>,
+    packages: PackageBoard,
     inbox: Inbox,
     started: std::time::Instant,
     mut shutdown: watch::Receiver<bool>,
@@ -231,9 +297,10 @@ pub async fn serve_control(
                 let Ok((stream, _)) = accepted else { continue };
                 let board = board.clone();
                 let server = server.clone();
+                let packages = packages.clone();
                 let inbox = inbox.clone();
                 tokio::spawn(async move {
-                    let _ = answer_control(stream, &board, server.as_ref(), inbox, started.elapsed()).await;
+                    let _ = answer_control(stream, &board, server.as_ref(), &packages, inbox, started.elapsed()).await;
                 });
             }
         }
@@ -246,6 +313,7 @@ async fn answer_control(
     stream: tokio::net::UnixStream,
     board: &StatsBoard,
     server: Option<&ServerBoard>,
+    packages: &PackageBoard,
     inbox: Inbox,
     uptime: Duration,
 ) -> std::io::Result<()> {
@@ -259,11 +327,13 @@ async fn answer_control(
     let answer = if request == "status" {
         let server = server.cloned();
         let board = board.clone();
+        let packages = packages.clone();
         // Counting the outbox reads the store.
-        let report =
-            tokio::task::spawn_blocking(move || report_with(&board, server.as_ref(), uptime))
-                .await
-                .map_err(std::io::Error::other)?;
+        let report = tokio::task::spawn_blocking(move || {
+            report_with(&board, server.as_ref(), Some(&packages), uptime)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
         serde_json::to_string(&report).map_err(std::io::Error::other)?
     } else if let Some(body) = request.strip_prefix("upload ") {
         let answer = match serde_json::from_str::<UploadRequest>(body) {
@@ -449,6 +519,69 @@ pub fn prometheus_text(board: &StatsBoard) -> String {
     out
 }
 
+/// The packages on `board` in the Prometheus text format.
+pub fn packages_prometheus_text(board: &PackageBoard) -> String {
+    let reports = package_reports(board);
+    let mut out = String::from(
+        "# HELP komlogd_package_info Package version (hash) and state; always 1.\n# TYPE komlogd_package_info gauge\n",
+    );
+    for p in &reports {
+        out.push_str(&format!(
+            "komlogd_package_info{{package=\"{}\",version=\"{}\",state=\"{}\"}} 1\n",
+            escape_label(&p.name),
+            escape_label(p.version.as_deref().unwrap_or("")),
+            p.state
+        ));
+    }
+    type Gauge = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&PackageReport) -> f64,
+    );
+    let series: &[Gauge] = &[
+        ("jobs", "gauge", "Scheduled jobs.", |p| p.jobs as f64),
+        (
+            "runs_total",
+            "counter",
+            "Job runs, failed ones included.",
+            |p| p.runs as f64,
+        ),
+        ("failures_total", "counter", "Job runs that failed.", |p| {
+            p.failures as f64
+        }),
+        (
+            "samples_total",
+            "counter",
+            "Samples returned by jobs.",
+            |p| p.samples as f64,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        out.push_str(&format!(
+            "# HELP komlogd_package_{name} {help}\n# TYPE komlogd_package_{name} {kind}\n"
+        ));
+        for p in &reports {
+            out.push_str(&format!(
+                "komlogd_package_{name}{{package=\"{}\"}} {}\n",
+                escape_label(&p.name),
+                get(p)
+            ));
+        }
+    }
+    out.push_str("# HELP komlogd_package_last_run_timestamp_seconds Time of the latest job run.\n# TYPE komlogd_package_last_run_timestamp_seconds gauge\n");
+    for p in &reports {
+        if let Some(ts) = p.last_run_ts {
+            out.push_str(&format!(
+                "komlogd_package_last_run_timestamp_seconds{{package=\"{}\"}} {}\n",
+                escape_label(&p.name),
+                ts as f64 / 1e6
+            ));
+        }
+    }
+    out
+}
+
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -459,6 +592,7 @@ fn escape_label(v: &str) -> String {
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     board: StatsBoard,
+    packages: PackageBoard,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -467,15 +601,20 @@ pub async fn serve_metrics(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let board = board.clone();
+                let packages = packages.clone();
                 tokio::spawn(async move {
-                    let _ = answer_http(stream, &board).await;
+                    let _ = answer_http(stream, &board, &packages).await;
                 });
             }
         }
     }
 }
 
-async fn answer_http(stream: tokio::net::TcpStream, board: &StatsBoard) -> std::io::Result<()> {
+async fn answer_http(
+    stream: tokio::net::TcpStream,
+    board: &StatsBoard,
+    packages: &PackageBoard,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
     let mut request_line = String::new();
@@ -499,7 +638,7 @@ async fn answer_http(stream: tokio::net::TcpStream, board: &StatsBoard) -> std::
         (Some("GET"), Some("/metrics")) => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            prometheus_text(board),
+            prometheus_text(board) + &packages_prometheus_text(packages),
         ),
         _ => (
             "404 Not Found",

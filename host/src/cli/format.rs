@@ -159,6 +159,27 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             let _ = writeln!(out, "server: last error: {err}");
         }
     }
+    if !report.packages.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<8} {:<12} {:>5} {:>8} {:>8}  LAST RUN",
+            "PACKAGE", "STATE", "VERSION", "JOBS", "RUNS", "FAILURES"
+        );
+        for p in &report.packages {
+            let version = p.version.as_deref().unwrap_or("-");
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<12} {:>5} {:>8} {:>8}  {}",
+                p.name,
+                p.state,
+                version.get(..12).unwrap_or(version),
+                p.jobs,
+                p.runs,
+                p.failures,
+                p.last_run_ts.map_or_else(|| "-".to_owned(), time)
+            );
+        }
+    }
     for imp in &report.impulses {
         if let Some(err) = imp
             .stats
@@ -166,6 +187,13 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             .and_then(serde_json::Value::as_str)
         {
             let _ = writeln!(out, "{}: last error: {err}", imp.name);
+        }
+    }
+    for p in &report.packages {
+        if let Some(reason) = &p.reason {
+            let _ = writeln!(out, "package {}: failed: {reason}", p.name);
+        } else if let Some(err) = &p.last_error {
+            let _ = writeln!(out, "package {}: last error: {err}", p.name);
         }
     }
     out

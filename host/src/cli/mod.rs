@@ -472,17 +472,64 @@ fn check(config: &Config) -> Result<(), Failure> {
             uris.join(", ")
         );
     }
-    if agent.load_errors.is_empty() {
+    let packages = crate::packages::check(&agent.engine, config);
+    let loaded: Vec<_> = packages
+        .iter()
+        .filter_map(|p| Some((p, p.result.as_ref().ok()?)))
+        .collect();
+    if !packages.is_empty() {
+        println!(
+            "{}: {} package{} loaded",
+            config.path.display(),
+            loaded.len(),
+            plural(loaded.len())
+        );
+    }
+    for (package, manifest) in &loaded {
+        println!("  {} ({})", package.name, package.install.display());
+        for job in &manifest.jobs {
+            let schedules: Vec<String> = job.schedules.iter().map(ToString::to_string).collect();
+            println!("    job {}: {}", job.id, schedules.join(", "));
+        }
+        for imp in &manifest.impulses {
+            let uris: Vec<String> = imp.uris.iter().map(ToString::to_string).collect();
+            println!(
+                "    impulse {}/{}: {}",
+                package.name,
+                imp.name,
+                uris.join(", ")
+            );
+        }
+    }
+    let mut failed_packages = 0;
+    for p in &packages {
+        if let Err(reason) = &p.result {
+            failed_packages += 1;
+            eprintln!(
+                "komlogd: package {} ({}) not loaded: {reason}",
+                p.name,
+                p.install.display()
+            );
+        }
+    }
+    let mut problems = Vec::new();
+    if !agent.load_errors.is_empty() {
+        let n = agent.load_errors.len();
+        problems.push(format!("{n} impulse{} could not be loaded", plural(n)));
+    }
+    if failed_packages > 0 {
+        problems.push(format!(
+            "{failed_packages} package{} could not be loaded",
+            plural(failed_packages)
+        ));
+    }
+    if problems.is_empty() {
         Ok(())
     } else {
-        Err(Failure::runtime(format!(
-            "{} impulse{} could not be loaded",
-            agent.load_errors.len(),
-            if agent.load_errors.len() == 1 {
-                ""
-            } else {
-                "s"
-            }
-        )))
+        Err(Failure::runtime(problems.join("; ")))
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

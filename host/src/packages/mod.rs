@@ -11,7 +11,8 @@
 //!   timing of unchanged jobs — [`schedule`];
 //! - running packages on pool threads: jobs on time, refresh, the package's
 //!   own impulses handed to the dispatcher, reloading a changed `.wasm`, and
-//!   the [`PackageBoard`] of their state — [`runner`].
+//!   the [`PackageBoard`] of their state, and loading each one for
+//!   `komlogd check` — [`runner`].
 //!
 //! Samples a job returns go into the dispatcher's [`Inbox`](crate::impulses::Inbox)
 //! as source samples: the same validation, store and impulses as any other
@@ -27,4 +28,6 @@ pub mod schedule;
 
 pub use instance::PackageError;
 pub use manifest::{JobSpec, Manifest, Schedule};
-pub use runner::{JobStats, PackageBoard, PackagePhase, PackageStatus, Packages, start};
+pub use runner::{
+    JobStats, PackageBoard, PackageCheck, PackagePhase, PackageStatus, Packages, check, start,
+};

@@ -20,6 +20,15 @@
 //! version is loaded and its `load` called; once valid it replaces the old one
 //! (jobs by the refresh rule, every impulse swapped to the new module). A
 //! version that fails is refused and the running one stays.
+//!
+//! **Configuration reload.** [`Packages::reload`] brings the running set in
+//! line with a new komlogd.yaml: packages no longer enabled stop, new ones
+//! start, a package whose block (install, params, grants, venv, limits,
+//! refresh) or the agent-wide limits changed restarts with the new settings,
+//! and an unchanged one keeps running with its job timing.
+//!
+//! **Check.** [`check`] loads each enabled package as the agent would, without
+//! running a job: what `komlogd check` reports.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -52,6 +61,20 @@ pub enum PackagePhase {
     Running,
     /// It could not be loaded (see `last_error`); waiting for a new file.
     Failed,
+    /// Its block says `enabled: false`: it does not run.
+    Disabled,
+}
+
+impl PackagePhase {
+    /// The name shown by `komlogd status` and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackagePhase::Loading => "loading",
+            PackagePhase::Running => "running",
+            PackagePhase::Failed => "failed",
+            PackagePhase::Disabled => "disabled",
+        }
+    }
 }
 
 /// The counters of one job.
@@ -107,6 +130,26 @@ impl PackageBoard {
         self.inner.lock().ok()?.get(name).cloned()
     }
 
+    /// Show exactly these packages (name, install) as disabled.
+    fn set_disabled(&self, disabled: &[(String, PathBuf)]) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.retain(|_, s| s.phase != PackagePhase::Disabled);
+            for (name, install) in disabled {
+                m.entry(name.clone()).or_insert_with(|| PackageStatus {
+                    install: install.clone(),
+                    phase: PackagePhase::Disabled,
+                    ..PackageStatus::default()
+                });
+            }
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.remove(name);
+        }
+    }
+
     fn update(&self, name: &str, f: impl FnOnce(&mut PackageStatus)) {
         if let Ok(mut m) = self.inner.lock() {
             f(m.entry(name.to_owned()).or_default());
@@ -114,18 +157,182 @@ impl PackageBoard {
     }
 }
 
-/// The running package pools. Stop them with [`Packages::stop`].
-pub struct Packages {
-    pools: Vec<(Sender<()>, JoinHandle<()>)>,
+/// A message to a pool thread.
+enum Msg {
+    /// Stop after the run in progress.
+    Stop,
+    /// Run this package too.
+    Add(Box<Package>),
+    /// Stop running this package (its impulses are removed); answer when done.
+    Remove(Arc<str>, Sender<()>),
 }
 
+/// What a package was started with: a change to any of it restarts the package.
+#[derive(Debug, Clone, PartialEq)]
+struct Setup {
+    pool: String,
+    /// The block, its position cleared (moving it in the file is no change).
+    block: PackageConfig,
+    agent_limits: config::Limits,
+}
+
+/// The pool threads and what each package runs with.
+#[derive(Default)]
+struct Pools {
+    threads: BTreeMap<String, (Sender<Msg>, JoinHandle<()>)>,
+    running: BTreeMap<String, Setup>,
+}
+
+/// The running package pools: changed with [`Packages::reload`], stopped with
+/// [`Packages::stop`]. Shared between threads.
+pub struct Packages {
+    engine: Engine,
+    inbox: Inbox,
+    board: PackageBoard,
+    pools: Mutex<Pools>,
+}
+
+/// Longest wait for a pool thread to let go of a removed package (a job in
+/// progress finishes first).
+const REMOVE_WAIT: Duration = Duration::from_secs(30);
+
 impl Packages {
-    /// Stop every pool after the run in progress, and wait for them.
-    pub fn stop(self) {
-        for (tx, _) in &self.pools {
-            let _ = tx.send(());
+    /// Bring the running packages in line with `config`: packages no longer
+    /// enabled stop (their impulses are removed), new ones start, and one whose
+    /// block (or the agent-wide limits) changed restarts with the new settings.
+    /// An unchanged package keeps running, with its job timing.
+    pub fn reload(&self, config: &Config) {
+        let Ok(mut guard) = self.pools.lock() else {
+            return;
+        };
+        let pools = &mut *guard;
+        let wanted = plan(config);
+        let stale: Vec<String> = pools
+            .running
+            .iter()
+            .filter(|(name, setup)| wanted.get(*name).is_none_or(|(s, _, _)| s != *setup))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &stale {
+            let Some(setup) = pools.running.remove(name) else {
+                continue;
+            };
+            if let Some((tx, _)) = pools.threads.get(&setup.pool) {
+                let (done, wait) = mpsc::channel();
+                if tx.send(Msg::Remove(Arc::from(name.as_str()), done)).is_ok()
+                    && wait.recv_timeout(REMOVE_WAIT).is_err()
+                {
+                    tracing::warn!(
+                        package = name.as_str(),
+                        "the package's pool did not let it go within {REMOVE_WAIT:?}"
+                    );
+                }
+            }
+            self.board.remove(name);
+            if wanted.contains_key(name) {
+                tracing::info!(
+                    package = name.as_str(),
+                    "package block changed: restarting it"
+                );
+            } else {
+                tracing::info!(
+                    package = name.as_str(),
+                    "package no longer in the configuration: stopped"
+                );
+            }
         }
-        for (_, thread) in self.pools {
+        let idle: Vec<String> = pools
+            .threads
+            .keys()
+            .filter(|pool| !pools.running.values().any(|s| &s.pool == *pool))
+            .cloned()
+            .collect();
+        for pool in idle {
+            if let Some((tx, thread)) = pools.threads.remove(&pool) {
+                let _ = tx.send(Msg::Stop);
+                let _ = thread.join();
+            }
+        }
+        for (name, (setup, limits_block, block)) in wanted {
+            if pools.running.contains_key(&name) {
+                continue;
+            }
+            let package = self.package(&name, &setup, &block, &limits_block, config);
+            if !pools.threads.contains_key(&setup.pool) {
+                let (tx, rx) = mpsc::channel();
+                let engine = self.engine.clone();
+                let thread_name: String = format!("pkg-{}", setup.pool).chars().take(15).collect();
+                let spawned = std::thread::Builder::new()
+                    .name(thread_name)
+                    .spawn(move || run_pool(&engine, &rx));
+                match spawned {
+                    Ok(thread) => {
+                        pools.threads.insert(setup.pool.clone(), (tx, thread));
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            pool = setup.pool.as_str(),
+                            "cannot start the package pool's thread: {e}"
+                        );
+                        continue;
+                    }
+                }
+            }
+            if let Some((tx, _)) = pools.threads.get(&setup.pool)
+                && tx.send(Msg::Add(Box::new(package))).is_ok()
+            {
+                pools.running.insert(name, setup);
+            }
+        }
+        self.board.set_disabled(&disabled(config));
+    }
+
+    fn package(
+        &self,
+        name: &str,
+        setup: &Setup,
+        block: &PackageConfig,
+        limits_block: &config::Limits,
+        config: &Config,
+    ) -> Package {
+        self.board.update(name, |s| {
+            *s = PackageStatus {
+                install: block.install.clone(),
+                pool: setup.pool.clone(),
+                ..PackageStatus::default()
+            };
+        });
+        Package {
+            name: Arc::from(name),
+            config: block.clone(),
+            limits: spec::limits(limits_block, &config.limits),
+            impulse_limits: limits_block.or(&config.limits),
+            agent_limits: config.limits.clone(),
+            counters: CounterSet::default(),
+            module: None,
+            instance: None,
+            stamp: None,
+            tried: false,
+            table: JobTable::new(),
+            refresh_us: None,
+            next_refresh: None,
+            impulses: BTreeMap::new(),
+            board: self.board.clone(),
+            inbox: self.inbox.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+
+    /// Stop every pool after the run in progress, and wait for them.
+    pub fn stop(&self) {
+        let Ok(mut pools) = self.pools.lock() else {
+            return;
+        };
+        let threads = std::mem::take(&mut pools.threads);
+        for (tx, _) in threads.values() {
+            let _ = tx.send(Msg::Stop);
+        }
+        for (_, thread) in threads.into_values() {
             let _ = thread.join();
         }
     }
@@ -149,16 +356,45 @@ fn names(packages: &[PackageConfig]) -> Vec<String> {
         .collect()
 }
 
-/// Start the enabled packages of `config` on their pool threads. Loading
-/// happens on those threads, so this returns at once.
-pub fn start(engine: &Engine, config: &Config, inbox: Inbox, board: PackageBoard) -> Packages {
+/// The disabled packages of `config`: a name (the file stem, numbered past
+/// the names of enabled packages on clashes) and the install path.
+fn disabled(config: &Config) -> Vec<(String, PathBuf)> {
     let enabled: Vec<PackageConfig> = config
         .packages
         .iter()
         .filter(|p| p.enabled)
         .cloned()
         .collect();
-    let mut pools: BTreeMap<String, Vec<Package>> = BTreeMap::new();
+    let mut taken: std::collections::BTreeSet<String> = names(&enabled).into_iter().collect();
+    let mut out = Vec::new();
+    for block in config.packages.iter().filter(|p| !p.enabled) {
+        let stem = block
+            .install
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "package".into());
+        let mut name = stem.clone();
+        let mut n = 1;
+        while taken.contains(&name) {
+            n += 1;
+            name = format!("{stem}#{n}");
+        }
+        taken.insert(name.clone());
+        out.push((name, block.install.clone()));
+    }
+    out
+}
+
+/// Each enabled package of `config` by name: what it runs with, the `limits`
+/// block that applies to it, and its block as written (with its line).
+fn plan(config: &Config) -> BTreeMap<String, (Setup, config::Limits, PackageConfig)> {
+    let enabled: Vec<PackageConfig> = config
+        .packages
+        .iter()
+        .filter(|p| p.enabled)
+        .cloned()
+        .collect();
+    let mut out = BTreeMap::new();
     for (block, name) in enabled.iter().zip(names(&enabled)) {
         let (pool, limits_block) = match &block.venv {
             Venv::Default => ("default".to_owned(), config::Limits::default()),
@@ -171,48 +407,121 @@ pub fn start(engine: &Engine, config: &Config, inbox: Inbox, board: PackageBoard
                 "`limits` applies to isolated packages only (venv: isolated); this one runs with the agent-wide limits"
             );
         }
-        let limits = spec::limits(&limits_block, &config.limits);
-        board.update(&name, |s| {
-            s.install = block.install.clone();
-            s.pool = pool.clone();
-        });
-        pools.entry(pool).or_default().push(Package {
-            name: Arc::from(name.as_str()),
-            config: block.clone(),
-            limits,
-            impulse_limits: limits_block.or(&config.limits),
+        let setup = Setup {
+            pool,
+            block: PackageConfig {
+                line: 0,
+                ..block.clone()
+            },
             agent_limits: config.limits.clone(),
-            counters: CounterSet::default(),
-            module: None,
-            instance: None,
-            stamp: None,
-            tried: false,
-            table: JobTable::new(),
-            refresh_us: None,
-            next_refresh: None,
-            impulses: BTreeMap::new(),
-            board: board.clone(),
-            inbox: inbox.clone(),
-            engine: engine.clone(),
-        });
+        };
+        out.insert(name, (setup, limits_block, block.clone()));
     }
-    let mut running = Vec::new();
-    for (pool, packages) in pools {
-        let (tx, rx) = mpsc::channel();
-        let engine = engine.clone();
-        let thread_name: String = format!("pkg-{pool}").chars().take(15).collect();
-        let spawned = std::thread::Builder::new()
-            .name(thread_name)
-            .spawn(move || run_pool(&engine, packages, &rx));
-        match spawned {
-            Ok(thread) => running.push((tx, thread)),
-            Err(e) => tracing::error!(pool, "cannot start the package pool's thread: {e}"),
-        }
-    }
-    Packages { pools: running }
+    out
 }
 
-fn run_pool(engine: &Engine, mut packages: Vec<Package>, stop: &mpsc::Receiver<()>) {
+/// What `komlogd check` found for one enabled package.
+#[derive(Debug)]
+pub struct PackageCheck {
+    /// Its name (the `.wasm` file stem).
+    pub name: String,
+    /// The `.wasm`.
+    pub install: PathBuf,
+    /// What its `load` declared, or why it could not be loaded.
+    pub result: Result<Manifest, String>,
+}
+
+/// Load every enabled package of `config` as the agent would — compile,
+/// instantiate with its grants and limits, call `load`, check the manifest and
+/// load each impulse it declares — without running a job.
+pub fn check(engine: &Engine, config: &Config) -> Vec<PackageCheck> {
+    let linker =
+        instance::linker(engine).map_err(|e| format!("cannot link the package world: {e:#}"));
+    plan(config)
+        .into_iter()
+        .map(|(name, (_, limits_block, block))| {
+            let result = match &linker {
+                Ok(linker) => check_one(engine, linker, &name, &block, &limits_block, config),
+                Err(e) => Err(e.clone()),
+            };
+            PackageCheck {
+                install: block.install.clone(),
+                name,
+                result,
+            }
+        })
+        .collect()
+}
+
+fn check_one(
+    engine: &Engine,
+    linker: &Linker<PackageState>,
+    name: &str,
+    block: &PackageConfig,
+    limits_block: &config::Limits,
+    config: &Config,
+) -> Result<Manifest, String> {
+    let module = PackageModule::load(engine, linker, &block.install).map_err(|e| e.to_string())?;
+    let mut instance = module
+        .instantiate(
+            Arc::from(name),
+            spec::limits(limits_block, &config.limits),
+            &block.grants,
+            CounterSet::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    let manifest =
+        call_load(&mut instance, &block.params).map_err(|e| match e.strip_prefix("call: ") {
+            Some(reason) => format!("load() failed: {reason}"),
+            None => e,
+        })?;
+    let impulse_limits = limits_block.or(&config.limits);
+    for decl in &manifest.impulses {
+        let full = format!("{name}/{}", decl.name);
+        let impulse = impulse_block(&full, block, decl, &impulse_limits);
+        crate::agent::load_impulse(engine, &impulse, &config.limits)
+            .map_err(|e| format!("impulse {full}: {e}"))?;
+    }
+    Ok(manifest)
+}
+
+/// The `- impulses:` block a package's impulse runs as.
+fn impulse_block(
+    full: &str,
+    package: &PackageConfig,
+    decl: &ImpulseDecl,
+    limits: &config::Limits,
+) -> config::ImpulseConfig {
+    let mut params = vec![("impulse".to_owned(), decl.name.clone())];
+    params.extend(decl.params.iter().cloned());
+    config::ImpulseConfig {
+        name: full.to_owned(),
+        line: package.line,
+        enabled: true,
+        filename: package.install.clone(),
+        uris: Some(decl.uris.clone()),
+        data_reqs: Some(decl.data_reqs.clone()),
+        min_exec_delta_us: decl.min_exec_delta_us,
+        params,
+        limits: limits.clone(),
+    }
+}
+
+/// Start the enabled packages of `config` on their pool threads. Loading
+/// happens on those threads, so this returns at once.
+pub fn start(engine: &Engine, config: &Config, inbox: Inbox, board: PackageBoard) -> Packages {
+    let packages = Packages {
+        engine: engine.clone(),
+        inbox,
+        board,
+        pools: Mutex::new(Pools::default()),
+    };
+    packages.reload(config);
+    packages
+}
+
+fn run_pool(engine: &Engine, rx: &mpsc::Receiver<Msg>) {
+    let mut packages: Vec<Package> = Vec::new();
     let linker = match instance::linker(engine) {
         Ok(l) => l,
         Err(e) => {
@@ -221,10 +530,20 @@ fn run_pool(engine: &Engine, mut packages: Vec<Package>, stop: &mpsc::Receiver<(
         }
     };
     loop {
-        for p in &mut packages {
-            p.tick(&linker);
-            if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
-                return;
+        let mut i = 0;
+        while i < packages.len() {
+            packages[i].tick(&linker);
+            i += 1;
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        if !handle(&mut packages, msg) {
+                            return;
+                        }
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
             }
         }
         let now = now_us();
@@ -234,9 +553,32 @@ fn run_pool(engine: &Engine, mut packages: Vec<Package>, stop: &mpsc::Receiver<(
             None => POLL,
         }
         .min(POLL);
-        match stop.recv_timeout(wait) {
+        match rx.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(msg) => {
+                if !handle(&mut packages, msg) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Apply one message to a pool's packages; false when the pool must stop.
+fn handle(packages: &mut Vec<Package>, msg: Msg) -> bool {
+    match msg {
+        Msg::Stop => false,
+        Msg::Add(p) => {
+            packages.push(*p);
+            true
+        }
+        Msg::Remove(name, done) => {
+            if let Some(pos) = packages.iter().position(|p| p.name == name) {
+                packages.remove(pos).retire();
+            }
+            let _ = done.send(());
+            true
         }
     }
 }
@@ -273,6 +615,15 @@ impl Package {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Remove the package's impulses from the dispatcher: it stops running.
+    fn retire(self) {
+        for name in self.impulses.keys() {
+            let _ = self
+                .inbox
+                .control(Control::Remove(Arc::from(format!("{}/{name}", self.name))));
+        }
     }
 
     fn fail(&self, message: String) {
@@ -485,19 +836,7 @@ impl Package {
         full: &str,
         decl: &ImpulseDecl,
     ) -> Result<crate::impulses::Version, crate::impulses::SpecError> {
-        let mut params = vec![("impulse".to_owned(), decl.name.clone())];
-        params.extend(decl.params.iter().cloned());
-        let block = config::ImpulseConfig {
-            name: full.to_owned(),
-            line: self.config.line,
-            enabled: true,
-            filename: self.config.install.clone(),
-            uris: Some(decl.uris.clone()),
-            data_reqs: Some(decl.data_reqs.clone()),
-            min_exec_delta_us: decl.min_exec_delta_us,
-            params,
-            limits: self.impulse_limits.clone(),
-        };
+        let block = impulse_block(full, &self.config, decl, &self.impulse_limits);
         crate::agent::load_impulse(&self.engine, &block, &self.agent_limits)
     }
 
