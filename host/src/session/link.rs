@@ -42,8 +42,10 @@ pub(super) async fn run(
     board: ServerBoard,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let endpoint = match Endpoint::parse(&config.url) {
-        Ok(e) => e,
+    let session_config = Endpoint::parse(&config.url)
+        .and_then(|endpoint| SessionConfig::new(endpoint, &config.username, config.key.clone()));
+    let mut session_config = match session_config {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!("server link not started: {e}");
             board.update(|s| {
@@ -53,18 +55,6 @@ pub(super) async fn run(
             return;
         }
     };
-    let mut session_config =
-        match SessionConfig::new(endpoint, &config.username, config.key.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("server link not started: {e}");
-                board.update(|s| {
-                    s.state = "stopped".into();
-                    s.last_error = Some(e.to_string());
-                });
-                return;
-            }
-        };
     session_config.reply_timeout = config.reply_timeout;
     session_config.login_timeout = config.reply_timeout;
     // Failed attempts in a row; a successful login resets it.
