@@ -567,3 +567,50 @@ fn a_configuration_reload_adds_removes_and_restarts_packages_and_keeps_unchanged
         );
     }
 }
+
+#[test]
+fn a_configuration_reload_refuses_package_limits_that_need_a_restart() {
+    let dir = AgentDir::new("");
+    for name in ["metered", "big"] {
+        std::fs::copy(
+            komlogd_tests::guest("probe-package"),
+            dir.path().join(format!("{name}.wasm")),
+        )
+        .expect("copy");
+    }
+    let block = |name: &str, jobs: &str, limits: &str| {
+        format!(
+            "- package:\n    install: {name}.wasm\n    venv: isolated\n    params: {{jobs: \"{jobs}\"}}\n{limits}"
+        )
+    };
+    // Started without fuel metering and with the default memory ceiling.
+    dir.write_config(&block("metered", "a every:1000", ""));
+    let agent = RunningAgent::start(&dir);
+    let before = wait_package(&agent, "metered", Duration::from_secs(60), |s| {
+        runs(s, "a") >= 1
+    });
+
+    // Fuel for the running package and a 4 GiB cap for a new one: both need
+    // an engine this run was not started with.
+    dir.write_config(&format!(
+        "{}{}",
+        block("metered", "b every:1000", "    limits: {fuel: 100000000}\n"),
+        block("big", "n every:1000", "    limits: {memory: 4GiB}\n"),
+    ));
+    // The running package keeps its settings and runs on; the new one never starts.
+    let runs_then = runs(&before, "a");
+    let after = wait_package(&agent, "metered", Duration::from_secs(30), |s| {
+        runs(s, "a") >= runs_then + 3
+    });
+    assert_eq!(after.loads, before.loads, "not restarted: {after:?}");
+    assert!(
+        !after.jobs.contains_key("b"),
+        "old settings kept: {after:?}"
+    );
+    assert!(
+        agent.packages.get("big").is_none(),
+        "a package whose memory cap exceeds the engine's was started: {:?}",
+        agent.packages.get("big")
+    );
+    agent.stop();
+}

@@ -159,22 +159,12 @@ pub fn load_impulse(
 ) -> Result<Version, SpecError> {
     let module = engine.load(&block.filename)?;
     let (spec, instance) = spec::resolve(block, agent_limits, &module)?;
-    let restart = |reason: String| SpecError::NeedsRestart {
-        name: block.name.clone(),
-        path: block.filename.clone(),
-        reason,
-    };
-    if spec.limits.fuel.is_some() && !engine.fuel_enabled() {
-        return Err(restart(
-            "a fuel limit needs fuel metering, which is set when the agent starts: restart komlogd to apply it".into(),
-        ));
-    }
-    if spec.limits.memory_bytes > engine.max_memory_bytes() {
-        return Err(restart(format!(
-            "memory limit of {} bytes is above the {} bytes this run was started with: restart komlogd to apply it",
-            spec.limits.memory_bytes,
-            engine.max_memory_bytes()
-        )));
+    if let Err(reason) = engine.admits(&spec.limits) {
+        return Err(SpecError::NeedsRestart {
+            name: block.name.clone(),
+            path: block.filename.clone(),
+            reason,
+        });
     }
     Ok(Version {
         spec,

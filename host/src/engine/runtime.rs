@@ -316,6 +316,23 @@ impl Engine {
         self.inner.max_memory_bytes
     }
 
+    /// Whether an instance with `limits` can run on this engine: a fuel limit
+    /// needs fuel metering and a memory cap must not exceed the engine's, both
+    /// fixed when the engine is created. The error says what to do.
+    pub fn admits(&self, limits: &super::Limits) -> Result<(), String> {
+        if limits.fuel.is_some() && !self.fuel_enabled() {
+            return Err("a fuel limit needs fuel metering, which is set when the agent starts: restart komlogd to apply it".into());
+        }
+        if limits.memory_bytes > self.max_memory_bytes() {
+            return Err(format!(
+                "memory limit of {} bytes is above the {} bytes this run was started with: restart komlogd to apply it",
+                limits.memory_bytes,
+                self.max_memory_bytes()
+            ));
+        }
+        Ok(())
+    }
+
     /// The underlying wasmtime engine.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
@@ -356,5 +373,54 @@ impl Module {
     pub fn instantiate(&self, name: Arc<str>, limits: Limits) -> Result<Instance, CallError> {
         let e = &self.inner.engine.inner;
         Instance::new(&e.engine, &self.inner.pre, name, limits, e.tick, e.fuel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_beyond_the_engine_are_refused_with_the_way_out() {
+        let engine = Engine::new(&EngineConfig {
+            max_instances: 2,
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        assert_eq!(engine.admits(&Limits::default()), Ok(()));
+        let fuel = engine
+            .admits(&Limits {
+                fuel: Some(1_000),
+                ..Limits::default()
+            })
+            .expect_err("fuel without metering");
+        assert!(
+            fuel.contains("fuel metering") && fuel.contains("restart komlogd"),
+            "{fuel}"
+        );
+        let memory = engine
+            .admits(&Limits {
+                memory_bytes: 2 << 30,
+                ..Limits::default()
+            })
+            .expect_err("a cap above the engine's");
+        assert!(
+            memory.contains("2147483648 bytes is above the 1073741824 bytes")
+                && memory.contains("restart komlogd"),
+            "{memory}"
+        );
+        let metered = Engine::new(&EngineConfig {
+            fuel: true,
+            max_instances: 2,
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        assert_eq!(
+            metered.admits(&Limits {
+                fuel: Some(1_000),
+                ..Limits::default()
+            }),
+            Ok(())
+        );
     }
 }

@@ -200,16 +200,38 @@ impl Packages {
     /// Bring the running packages in line with `config`: packages no longer
     /// enabled stop (their impulses are removed), new ones start, and one whose
     /// block (or the agent-wide limits) changed restarts with the new settings.
-    /// An unchanged package keeps running, with its job timing.
+    /// An unchanged package keeps running, with its job timing. Limits the
+    /// engine cannot give ([`Engine::admits`]) are refused with an error log
+    /// until komlogd restarts.
     pub fn reload(&self, config: &Config) {
         let Ok(mut guard) = self.pools.lock() else {
             return;
         };
         let pools = &mut *guard;
-        let wanted = plan(config);
+        let mut wanted = plan(config);
+        // Limits the engine cannot give (fuel metering, a larger memory cap)
+        // need a restart: such a package is not started, and a running one
+        // keeps its current settings.
+        let mut kept = Vec::new();
+        wanted.retain(|name, (_, limits_block, block)| {
+            let limits = spec::limits(limits_block, &config.limits);
+            match self.engine.admits(&limits) {
+                Ok(()) => true,
+                Err(reason) => {
+                    tracing::error!(
+                        package = name.as_str(),
+                        install = %block.install.display(),
+                        "package not (re)started: {reason}"
+                    );
+                    kept.push(name.clone());
+                    false
+                }
+            }
+        });
         let stale: Vec<String> = pools
             .running
             .iter()
+            .filter(|(name, _)| !kept.contains(*name))
             .filter(|(name, setup)| wanted.get(*name).is_none_or(|(s, _, _)| s != *setup))
             .map(|(name, _)| name.clone())
             .collect();
