@@ -360,17 +360,32 @@ impl Packages {
     }
 }
 
+/// The name a package's block gives it before clashes: its `.wasm` file stem.
+fn stem(block: &PackageConfig) -> String {
+    block
+        .install
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "package".into())
+}
+
+/// The enabled package blocks of `config`, in file order.
+fn enabled(config: &Config) -> Vec<PackageConfig> {
+    config
+        .packages
+        .iter()
+        .filter(|p| p.enabled)
+        .cloned()
+        .collect()
+}
+
 /// The name of each enabled package: its file stem, `#2`, `#3`… on clashes.
 fn names(packages: &[PackageConfig]) -> Vec<String> {
     let mut seen: HashMap<String, u32> = HashMap::new();
     packages
         .iter()
         .map(|p| {
-            let stem = p
-                .install
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "package".into());
+            let stem = stem(p);
             let n = seen.entry(stem.clone()).or_insert(0);
             *n += 1;
             if *n == 1 { stem } else { format!("{stem}#{n}") }
@@ -381,20 +396,11 @@ fn names(packages: &[PackageConfig]) -> Vec<String> {
 /// The disabled packages of `config`: a name (the file stem, numbered past
 /// the names of enabled packages on clashes) and the install path.
 fn disabled(config: &Config) -> Vec<(String, PathBuf)> {
-    let enabled: Vec<PackageConfig> = config
-        .packages
-        .iter()
-        .filter(|p| p.enabled)
-        .cloned()
-        .collect();
+    let enabled = enabled(config);
     let mut taken: std::collections::BTreeSet<String> = names(&enabled).into_iter().collect();
     let mut out = Vec::new();
     for block in config.packages.iter().filter(|p| !p.enabled) {
-        let stem = block
-            .install
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "package".into());
+        let stem = stem(block);
         let mut name = stem.clone();
         let mut n = 1;
         while taken.contains(&name) {
@@ -410,12 +416,7 @@ fn disabled(config: &Config) -> Vec<(String, PathBuf)> {
 /// Each enabled package of `config` by name: what it runs with, the `limits`
 /// block that applies to it, and its block as written (with its line).
 fn plan(config: &Config) -> BTreeMap<String, (Setup, config::Limits, PackageConfig)> {
-    let enabled: Vec<PackageConfig> = config
-        .packages
-        .iter()
-        .filter(|p| p.enabled)
-        .cloned()
-        .collect();
+    let enabled = enabled(config);
     let mut out = BTreeMap::new();
     for (block, name) in enabled.iter().zip(names(&enabled)) {
         let (pool, limits_block) = match &block.venv {
