@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use komlog_protocol::login::{COOKIE_NAME, PrivateKey};
 use komlog_protocol::value::{MAX_DATASOURCE_BYTES, format_datapoint};
 use komlog_protocol::{
-    Body, DpData, DsData, GenericResponse, Kind, Message, MultiData, MultiItem, RequestData,
+    Body, DpData, DsData, DsInfo, GenericResponse, Kind, Message, MultiData, MultiItem, RequestData,
     Status, TimeUuid, Uri, UriPayload, Username,
 };
 use tokio::net::TcpStream;
@@ -425,6 +425,50 @@ impl Session {
         };
         let waiter = self.request(action, body).await?;
         Ok(PendingReply { waiter })
+    }
+
+    /// Tell the server which datapoints the datasource `uri` supplies
+    /// (`send_ds_info`): local uris, sent sorted and without repeats; `None`
+    /// keeps what the server holds. Returns without waiting for the reply, like
+    /// [`Session::submit_samples`].
+    pub async fn submit_ds_info(
+        &self,
+        uri: &str,
+        supplies: Option<&[String]>,
+    ) -> Result<PendingReply, SessionError> {
+        let supplies = match supplies {
+            None => None,
+            Some(list) => {
+                let mut list = list.to_vec();
+                for s in &list {
+                    if !matches!(parse_uri(s)?, Uri::Local(_)) {
+                        return Err(SessionError::Invalid(format!(
+                            "supplies of {uri}: {s:?} is not a local uri"
+                        )));
+                    }
+                }
+                list.sort();
+                list.dedup();
+                Some(list)
+            }
+        };
+        let body = Body::SendDsInfo(DsInfo {
+            uri: parse_uri(uri)?,
+            supplies,
+        });
+        let waiter = self.request("send_ds_info", body).await?;
+        Ok(PendingReply { waiter })
+    }
+
+    /// [`Session::submit_ds_info`], waiting for the reply: `Ok` on 4200,
+    /// [`SessionError::Refused`] otherwise (4404: no such uri; 4430: not a
+    /// datasource, or another user's uri).
+    pub async fn send_ds_info(
+        &self,
+        uri: &str,
+        supplies: Option<&[String]>,
+    ) -> Result<(), SessionError> {
+        self.submit_ds_info(uri, supplies).await?.wait().await
     }
 
     /// Subscribe to a uri's updates (local, or `owner:uri` when shared).

@@ -241,3 +241,63 @@ async fn a_kick_fails_requests_with_4403_and_login_errors_are_explained() {
     };
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_what_a_datasource_supplies() {
+    let hub = Hub::start().await;
+    let alice = hub.session("alice", 0).await;
+    let t = TimeUuid::now();
+    alice
+        .send_samples(&[
+            Sample::datasource("host.disk", t, "/ 10 20").unwrap(),
+            Sample::datapoint("host.disk.used", t, 10.0).unwrap(),
+        ])
+        .await
+        .unwrap();
+    let supplies = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    alice
+        .send_ds_info(
+            "host.disk",
+            Some(&supplies(&["host.disk.used", "host.disk.free", "host.disk.used"])),
+        )
+        .await
+        .unwrap();
+    let id = MetricId {
+        owner: user("alice"),
+        local: "host.disk".into(),
+    };
+    // Sorted, each once.
+    assert_eq!(
+        hub.store().supplies(&id).unwrap(),
+        Some(supplies(&["host.disk.free", "host.disk.used"]))
+    );
+
+    let refused = |e: SessionError| match e {
+        SessionError::Refused {
+            action: "send_ds_info",
+            response,
+        } => response.status,
+        other => panic!("expected a refusal of send_ds_info, got {other}"),
+    };
+    let no_uri = alice.send_ds_info("host.nothing", None).await.unwrap_err();
+    assert_eq!(refused(no_uri), Status::NOT_FOUND);
+    let datapoint = alice
+        .send_ds_info("host.disk.used", Some(&supplies(&["a"])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused(datapoint), Status::DENIED);
+    // A remote uri in the list is refused before anything is sent.
+    let err = alice
+        .send_ds_info("host.disk", Some(&supplies(&["bob:x"])))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SessionError::Invalid(m) if m.contains("\"bob:x\" is not a local uri")),
+        "{err}"
+    );
+    assert_eq!(
+        hub.store().supplies(&id).unwrap(),
+        Some(supplies(&["host.disk.free", "host.disk.used"]))
+    );
+    alice.close().await;
+}
