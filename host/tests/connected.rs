@@ -169,6 +169,18 @@ impl Hub {
         v.reverse();
         v
     }
+
+    /// What `owner`'s datasource `uri` supplies, as the hub holds it.
+    fn supplies(&self, owner: &str, uri: &str) -> Option<Vec<String>> {
+        let out = self.cmd(&["query", owner, uri, "-n", "1"]);
+        let reply: Json = serde_json::from_slice(&out.stdout).ok()?;
+        let list = reply["supplies"].as_array()?;
+        Some(
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        )
+    }
 }
 
 impl Drop for Hub {
@@ -246,13 +258,28 @@ impl Agent {
 
     /// Hand a datapoint to the running agent; returns once it is committed.
     fn upload(&self, uri: &str, ts: i64, v: f64) {
+        self.upload_sample(uri, ts, Some(v), None);
+    }
+
+    /// Hand a datasource sample to the running agent.
+    fn upload_text(&self, uri: &str, ts: i64, text: &str) {
+        self.upload_sample(uri, ts, None, Some(text.into()));
+    }
+
+    fn upload_sample(
+        &self,
+        uri: &str,
+        ts: i64,
+        datapoint: Option<f64>,
+        datasource: Option<String>,
+    ) {
         let answer = status::upload(
             &status::control_socket_path(&self.dir),
             &UploadRequest {
                 uri: uri.into(),
                 ts,
-                datapoint: Some(v),
-                datasource: None,
+                datapoint,
+                datasource,
             },
         )
         .expect("upload");
@@ -457,4 +484,55 @@ fn an_agent_killed_with_a_full_outbox_loses_no_sample() {
     });
     assert_eq!(hub.values("alice", "kept.values"), expected);
     alice.stop();
+}
+
+#[test]
+fn datasources_tell_the_hub_what_they_supply() {
+    let root = tempfile::tempdir().unwrap();
+    let mut hub = Hub::new(root.path());
+    hub.cmd(&["user", "add", "alice"]);
+    hub.start();
+    // A job declares its datasource's supplies in komlogd.yaml (its schedule
+    // is far away: the test writes the datasource itself); the probe package
+    // declares its own from its params and writes `probe.a.fired` every second.
+    let extra = format!(
+        "- job:\n    uri: host.disk\n    command: df -k\n    schedule: '0 0 1 1 *'\n    supplies: [host.disk.used, host.disk.free]\n\
+         - package:\n    install: {}\n    params:\n      jobs: a every:1000\n      supplies: probe.a.fired=probe.a.runs,probe.a.runs\n",
+        guest("probe_package").display()
+    );
+    let mut agent = Agent::new(root.path(), "alice", &hub, &extra);
+    agent.start();
+    agent.wait_connected(1);
+    agent.upload_text("host.disk", now_us(), "/dev/root 100 40 60");
+    let supplies = |uri: &str| {
+        eventually(
+            &format!("the hub to hold what {uri} supplies"),
+            Duration::from_secs(30),
+            || hub.supplies("alice", uri).filter(|l| !l.is_empty()),
+        )
+    };
+    assert_eq!(supplies("host.disk"), ["host.disk.free", "host.disk.used"]);
+    assert_eq!(supplies("probe.a.fired"), ["probe.a.runs"]);
+    // Each list went once on this connection, however many writes followed.
+    eventually(
+        "a few more probe runs acknowledged",
+        Duration::from_secs(30),
+        || (hub.values("alice", "probe.a.fired").len() >= 3).then_some(()),
+    );
+    agent.upload_text("host.disk", now_us(), "/dev/root 100 41 59");
+    eventually("the second disk sample", Duration::from_secs(30), || {
+        (hub.values("alice", "host.disk").len() == 2).then_some(())
+    });
+    assert_eq!(agent.server().supplies_sent, 2, "{:?}", agent.server());
+    // A datapoint has no supplies; the hub's answer for it says so.
+    assert_eq!(hub.supplies("alice", "probe.a.runs"), None);
+
+    // A new connection sends each list again with the datasource's next write.
+    hub.kill9();
+    hub.start();
+    agent.wait_connected(2);
+    eventually("the lists sent again", Duration::from_secs(30), || {
+        (agent.server().supplies_sent >= 3).then_some(())
+    });
+    agent.stop();
 }

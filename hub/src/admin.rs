@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use komlog_protocol::openssh::{openssh_public_line, parse_openssh_public};
-use komlog_protocol::{MetricId, TimeUuid, Uri, Username};
+use komlog_protocol::{Kind, MetricId, TimeUuid, Uri, Username};
 use serde_json::{Value, json};
 
 use crate::server::{Hub, RunFile, run_file_path};
@@ -192,7 +192,13 @@ pub fn execute(
                 .iter()
                 .map(|(t, v)| json!({"t": t.hex(), "ts_us": t.micros(), "value": v}))
                 .collect();
-            Ok(json!({"uri": id.to_string(), "kind": kind.name(), "rows": rows}))
+            let supplies = match kind {
+                Kind::Datasource => store.supplies(&id)?,
+                Kind::Datapoint => None,
+            };
+            Ok(
+                json!({"uri": id.to_string(), "kind": kind.name(), "supplies": supplies, "rows": rows}),
+            )
         }
         AdminRequest::Kick { user, sid } => {
             let sessions =

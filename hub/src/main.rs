@@ -71,7 +71,8 @@ enum Command {
     },
     /// Print the live sessions as JSON. Needs a running hub.
     Sessions,
-    /// Print the newest samples of OWNER's URI as JSON, newest first.
+    /// Print the newest samples of OWNER's URI as JSON, newest first (and, for a
+    /// datasource, the datapoints it supplies, as its agent declared them).
     Query {
         /// The owner.
         #[arg(value_parser = parse_username)]

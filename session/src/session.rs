@@ -10,8 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use komlog_protocol::login::{COOKIE_NAME, PrivateKey};
 use komlog_protocol::value::{MAX_DATASOURCE_BYTES, format_datapoint};
 use komlog_protocol::{
-    Body, DpData, DsData, DsInfo, GenericResponse, Kind, Message, MultiData, MultiItem, RequestData,
-    Status, TimeUuid, Uri, UriPayload, Username,
+    Body, DpData, DsData, DsInfo, GenericResponse, Kind, Message, MultiData, MultiItem,
+    RequestData, Status, TimeUuid, Uri, UriPayload, Username,
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;

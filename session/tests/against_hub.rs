@@ -258,7 +258,11 @@ async fn sends_what_a_datasource_supplies() {
     alice
         .send_ds_info(
             "host.disk",
-            Some(&supplies(&["host.disk.used", "host.disk.free", "host.disk.used"])),
+            Some(&supplies(&[
+                "host.disk.used",
+                "host.disk.free",
+                "host.disk.used",
+            ])),
         )
         .await
         .unwrap();

@@ -614,3 +614,24 @@ fn a_configuration_reload_refuses_package_limits_that_need_a_restart() {
     );
     agent.stop();
 }
+
+#[test]
+fn a_refused_supplies_declaration_reaches_the_package_as_an_error() {
+    let dir = AgentDir::new(&probe_package_config(
+        "{jobs: 'a every:1000', supplies: 'probe.a.fired=probe.a.runs,bob:secret'}",
+        "{}",
+    ));
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        s.phase == PackagePhase::Failed
+    });
+    let error = status.last_error.expect("an error");
+    assert!(
+        error.contains(
+            "supplies of probe.a.fired: \"bob:secret\" names an owner; a datasource and what it supplies are the agent's own uris"
+        ),
+        "{error}"
+    );
+    assert!(status.jobs.is_empty());
+    agent.stop();
+}

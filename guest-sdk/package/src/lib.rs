@@ -12,6 +12,7 @@
 //! * [`Package`], the trait your type implements, and [`export_package!`];
 //! * builders for the [`Manifest`], its [`Job`]s and [`Schedule`]s and its
 //!   [`PackageImpulse`]s, and [`JobCall`], what one run receives;
+//! * [`declare_supplies`]: what a datasource's text carries, for the server;
 //! * [`metrics`]: a Kaneda-style API (`gauge`, `increment`/`decrement` with
 //!   counters kept by the host, `event`, `timing`/`timed`, `custom`, tags).
 //!
@@ -169,8 +170,27 @@ macro_rules! export_package {
     };
 }
 
+/// Declare the datapoints (local uris) that the datasource `uri` — a uri the
+/// package writes text samples to — supplies: the values its text carries.
+/// komlogd sends the list to the server (`send_ds_info`) once the server holds
+/// a write to the datasource. A new call for the same datasource replaces the
+/// list. Call it from [`Package::load`], which runs on every new instance.
+/// `Err` names the invalid uri (a remote `user:uri`, a malformed one, more than
+/// 1000 datapoints); nothing is declared then.
+///
+/// ```no_run
+/// # use komlog_package::declare_supplies;
+/// declare_supplies("host.disk", &["host.disk.root.used", "host.disk.root.free"])?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn declare_supplies<S: AsRef<str>>(uri: &str, supplies: &[S]) -> Result<(), String> {
+    let list: Vec<String> = supplies.iter().map(|s| s.as_ref().to_owned()).collect();
+    bindings::komlog::impulse::datasources::declare_supplies(uri, &list)
+}
+
 /// Everything a package usually needs: `use komlog_package::prelude::*;`.
 pub mod prelude {
+    pub use crate::declare_supplies;
     pub use crate::export_package;
     pub use crate::metrics::{Metrics, tag_uri};
     pub use crate::{Job, JobCall, Manifest, Package, PackageImpulse, Params, Schedule};

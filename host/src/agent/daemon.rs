@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
 use crate::model::Sample;
-use crate::session::{Hook, Link, LinkConfig};
+use crate::session::{Hook, Link, LinkConfig, Supplies};
 use crate::sources::jobs::{self, Clock};
 
 use super::reload::Reloader;
@@ -66,6 +66,7 @@ fn start_link(
     server: &config::ServerConfig,
     config: &Config,
     dispatcher: &mut crate::impulses::Dispatcher,
+    supplies: Supplies,
     shutdown: watch::Receiver<bool>,
 ) -> Option<Link> {
     let Some(username) = &config.username else {
@@ -93,6 +94,7 @@ fn start_link(
         username: username.as_str().to_owned(),
         key: key.private,
         hooks: hooks_of(dispatcher, Some(username)),
+        supplies,
         reply_timeout: Duration::from_secs(30),
     };
     let inbox = dispatcher.inbox();
@@ -146,10 +148,19 @@ pub async fn run(
     } = agent;
     let board = dispatcher.board();
     let inbox = dispatcher.inbox();
-    let link = config
-        .server
-        .as_ref()
-        .and_then(|server| start_link(server, config, &mut dispatcher, shutdown.clone()));
+    let supplies = Supplies::new();
+    for job in jobs.iter().filter(|j| !j.supplies.is_empty()) {
+        supplies.declare(&job.uri, job.supplies.clone());
+    }
+    let link = config.server.as_ref().and_then(|server| {
+        start_link(
+            server,
+            config,
+            &mut dispatcher,
+            supplies.clone(),
+            shutdown.clone(),
+        )
+    });
     let running: HashMap<String, String> = board
         .snapshot()
         .into_iter()
@@ -166,6 +177,7 @@ pub async fn run(
         config,
         inbox.clone(),
         package_board.clone(),
+        supplies,
     ));
     let reloader = match Reloader::start(
         engine,

@@ -39,10 +39,15 @@ pub struct JobConfig {
     pub schedules: Vec<String>,
     /// `timeout` in microseconds: the command is stopped after this long.
     pub timeout_us: Option<u64>,
+    /// `supplies`: the datapoints (local uris) the output carries, sorted and
+    /// each once. Sent to the server with the datasource (`send_ds_info`).
+    pub supplies: Vec<String>,
 }
 
 /// The keys of a `job` block.
-pub(super) const JOB_KEYS: &[&str] = &["uri", "command", "enabled", "schedule", "timeout"];
+pub(super) const JOB_KEYS: &[&str] = &[
+    "uri", "command", "enabled", "schedule", "timeout", "supplies",
+];
 
 /// The end of every refusal of a shell operator.
 const NO_SHELL: &str = "the command runs without a shell: pipes and redirections are not supported; put them in a script and run the script";
@@ -138,6 +143,24 @@ pub(super) fn parse_job(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opti
     let timeout_us = block
         .get("timeout")
         .and_then(|n| ctx.duration_us("job.timeout", n));
+    let mut supplies = Vec::new();
+    if let Some(n) = block.get("supplies") {
+        for item in ctx.list("job.supplies", n) {
+            let Some(text) = ctx.string("job.supplies", item) else {
+                continue;
+            };
+            match Uri::parse(&text) {
+                Ok(Uri::Local(local)) => supplies.push(local),
+                Ok(Uri::Global { .. }) => ctx.error(
+                    line(item),
+                    format!("job.supplies: {text:?} names an owner; a datasource supplies the agent's own uris"),
+                ),
+                Err(e) => ctx.error(line(item), format!("job.supplies: {e}")),
+            }
+        }
+        supplies.sort();
+        supplies.dedup();
+    }
 
     if ctx.errors.len() > errors_before {
         return None;
@@ -152,6 +175,7 @@ pub(super) fn parse_job(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opti
         enabled,
         schedules,
         timeout_us,
+        supplies,
     })
 }
 

@@ -552,6 +552,7 @@ fn job_from_the_seed_docs() {
                 enabled: true,
                 schedules: expected.into_iter().map(String::from).collect(),
                 timeout_us: None,
+                supplies: Vec::new(),
             }]
         );
     }
@@ -567,6 +568,15 @@ fn job_options() {
     assert!(!job.enabled);
     assert_eq!(job.schedules, ["*/10 * * * *"]);
     assert_eq!(job.timeout_us, Some(30_000_000));
+    assert!(job.supplies.is_empty());
+    let cfg = ok(
+        "- job:\n    uri: host.disk\n    command: df -k\n    schedule: '@hourly'\n    supplies: [host.disk.used, host.disk.free, host.disk.used]\n",
+    );
+    assert_eq!(cfg.jobs[0].supplies, ["host.disk.free", "host.disk.used"]);
+    let cfg = ok(
+        "- job:\n    uri: host.disk\n    command: df -k\n    schedule: '@hourly'\n    supplies: host.disk.used\n",
+    );
+    assert_eq!(cfg.jobs[0].supplies, ["host.disk.used"]);
 }
 
 #[test]
@@ -653,6 +663,15 @@ fn job_errors() {
         ]
     );
     assert_eq!(
+        errs(
+            "- job:\n    uri: a\n    command: df\n    schedule: '@daily'\n    supplies:\n      - bob:a.x\n      - a..b\n"
+        ),
+        [
+            "komlogd.yaml:6: job.supplies: \"bob:a.x\" names an owner; a datasource supplies the agent's own uris",
+            "komlogd.yaml:7: job.supplies: invalid uri \"a..b\": expected levels of [A-Za-z0-9_-] joined by '.', optionally prefixed by 'user:'",
+        ]
+    );
+    assert_eq!(
         errs("- job:\n    uri: a\n    command: \"echo 'open\"\n    schedule: '@daily'\n"),
         [
             "komlogd.yaml:3: job.command: cannot split \"echo 'open\" into arguments: missing closing quote (quote with '…' or \"…\" and close every quote)"
@@ -661,7 +680,7 @@ fn job_errors() {
     assert_eq!(
         warns("- job:\n    uri: a\n    command: date\n    schedule: '@daily'\n    shell: bash\n"),
         [
-            "komlogd.yaml:5: unknown key `shell` in job block; known keys: uri, command, enabled, schedule, timeout"
+            "komlogd.yaml:5: unknown key `shell` in job block; known keys: uri, command, enabled, schedule, timeout, supplies"
         ]
     );
 }

@@ -21,6 +21,7 @@ use super::counters::CounterSet;
 use crate::config::Grants;
 use crate::engine::bindings::{Level, Sample};
 use crate::engine::{Engine, LoadError};
+use crate::session::Supplies;
 
 /// How many bytes of a package's stderr are kept for failure reports.
 const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -71,6 +72,7 @@ pub struct PackageState {
     stderr: MemoryOutputPipe,
     name: Arc<str>,
     counters: CounterSet,
+    supplies: Supplies,
 }
 
 impl WasiView for PackageState {
@@ -116,8 +118,18 @@ impl bindings::komlog::impulse::counters::Host for PackageState {
 
 impl bindings::komlog::impulse::package_types::Host for PackageState {}
 
+impl bindings::komlog::impulse::datasources::Host for PackageState {
+    fn declare_supplies(&mut self, uri: String, supplies: Vec<String>) -> Result<(), String> {
+        let declared = self.supplies.declare_checked(&uri, supplies);
+        if let Err(e) = &declared {
+            tracing::warn!(package = &*self.name, "declare-supplies refused: {e}");
+        }
+        declared
+    }
+}
+
 /// The linker of the package world: WASI (granting only what the store's
-/// context grants), `host`, `counters`.
+/// context grants), `host`, `counters`, `datasources`.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<PackageState>> {
     let mut linker = Linker::new(engine.wasmtime());
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -167,13 +179,15 @@ impl PackageModule {
         &self.path
     }
 
-    /// A fresh instance with `grants`, `limits` and the package's counters.
+    /// A fresh instance with `grants`, `limits`, the package's counters and
+    /// where its datasources' supplies are declared.
     pub fn instantiate(
         &self,
         name: Arc<str>,
         limits: crate::engine::Limits,
         grants: &Grants,
         counters: CounterSet,
+        supplies: Supplies,
     ) -> Result<PackageInstance, PackageError> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         let mut builder = WasiCtx::builder();
@@ -213,6 +227,7 @@ impl PackageModule {
             stderr,
             name,
             counters,
+            supplies,
         };
         let engine = self.engine.wasmtime();
         let mut store = Store::new(engine, state);

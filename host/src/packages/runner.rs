@@ -47,6 +47,7 @@ use crate::config::{self, Config, PackageConfig, Venv};
 use crate::engine::{self, Engine};
 use crate::impulses::{Control, Inbox, spec};
 use crate::model::{Sample, Value, now_us};
+use crate::session::Supplies;
 
 /// Longest sleep of a pool thread: the period of the check for a new `.wasm`.
 const POLL: Duration = Duration::from_secs(1);
@@ -189,6 +190,7 @@ pub struct Packages {
     engine: Engine,
     inbox: Inbox,
     board: PackageBoard,
+    supplies: Supplies,
     pools: Mutex<Pools>,
 }
 
@@ -331,6 +333,7 @@ impl Packages {
             impulse_limits: limits_block.or(&config.limits),
             agent_limits: config.limits.clone(),
             counters: CounterSet::default(),
+            supplies: self.supplies.clone(),
             module: None,
             instance: None,
             stamp: None,
@@ -491,6 +494,7 @@ fn check_one(
             spec::limits(limits_block, &config.limits),
             &block.grants,
             CounterSet::default(),
+            Supplies::new(),
         )
         .map_err(|e| e.to_string())?;
     let manifest =
@@ -532,11 +536,19 @@ fn impulse_block(
 
 /// Start the enabled packages of `config` on their pool threads. Loading
 /// happens on those threads, so this returns at once.
-pub fn start(engine: &Engine, config: &Config, inbox: Inbox, board: PackageBoard) -> Packages {
+/// Their datasources declare what they supply in `supplies`.
+pub fn start(
+    engine: &Engine,
+    config: &Config,
+    inbox: Inbox,
+    board: PackageBoard,
+    supplies: Supplies,
+) -> Packages {
     let packages = Packages {
         engine: engine.clone(),
         inbox,
         board,
+        supplies,
         pools: Mutex::new(Pools::default()),
     };
     packages.reload(config);
@@ -615,6 +627,7 @@ struct Package {
     impulse_limits: config::Limits,
     agent_limits: config::Limits,
     counters: CounterSet,
+    supplies: Supplies,
     module: Option<PackageModule>,
     instance: Option<PackageInstance>,
     /// The install file's (mtime, length) when last tried.
@@ -697,6 +710,7 @@ impl Package {
             self.limits,
             &self.config.grants,
             self.counters.clone(),
+            self.supplies.clone(),
         ) {
             Ok(i) => i,
             Err(e) => return self.refused(replacing, e.to_string()),
@@ -773,6 +787,7 @@ impl Package {
                 self.limits,
                 &self.config.grants,
                 self.counters.clone(),
+                self.supplies.clone(),
             )
             .map_err(|e| e.to_string())?;
         if apply {

@@ -1,7 +1,7 @@
 //! The link's loop: log in, hook, fill history, then send the outbox and
 //! forward notifications until the connection ends; back off and start over.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use komlog_protocol::{Kind, TimeUuid};
 use komlog_session::{Endpoint, Notification, Session, SessionConfig, SessionError};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::{Hook, LinkConfig, ServerBoard, WINDOW, backoff_delay};
+use super::{Hook, LinkConfig, ServerBoard, Supplies, WINDOW, backoff_delay};
 use crate::impulses::Inbox;
 use crate::model::{Sample, Value, now_us};
 use crate::store::{Outbox, Queued, StoreError};
@@ -22,10 +22,15 @@ const REMOVE_BATCH: usize = 1024;
 
 type Reply = Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>;
 
-/// A message sent and not yet answered: its reply and the rows it carries.
+/// A message sent and not yet answered: its reply and what it carries.
 struct InFlight {
     reply: Reply,
+    /// The outbox rows of a write.
     rows: Vec<(i64, String, u64)>,
+    /// The datasources of a write that declare supplies.
+    declaring: Vec<String>,
+    /// The datasource and list of a `send_ds_info`.
+    info: Option<(String, Vec<String>)>,
 }
 
 /// Why a connection ended.
@@ -163,6 +168,9 @@ async fn connected(
         in_flight: VecDeque::new(),
         acked: Vec::new(),
         node: outbox.time_uuid_parts(),
+        supplies: &config.supplies,
+        infos_sent: HashMap::new(),
+        infos_due: BTreeMap::new(),
     };
     let end = link.serve(session, &mut notes, signal, shutdown).await;
     // What was acknowledged leaves the outbox even when the connection dropped.
@@ -318,6 +326,13 @@ struct Sender<'a> {
     /// Acknowledged rows not yet removed.
     acked: Vec<(i64, String, u64)>,
     node: (u16, u64),
+    /// What the datasources declare they supply.
+    supplies: &'a Supplies,
+    /// The lists sent on this connection (and acknowledged), by datasource.
+    infos_sent: HashMap<String, Vec<String>>,
+    /// Lists to send: a write to the datasource was acknowledged and its list
+    /// differs from the one sent.
+    infos_due: BTreeMap<String, Vec<String>>,
 }
 
 impl Sender<'_> {
@@ -343,12 +358,20 @@ impl Sender<'_> {
                 biased;
                 _ = stopped(shutdown) => return End::Shutdown,
                 r = next_reply(&mut self.in_flight) => {
-                    let Some((result, rows)) = r else { continue };
+                    let Some((result, done)) = r else { continue };
+                    if let Some((uri, list)) = done.info {
+                        if let Err(e) = self.info_answered(&uri, list, result) {
+                            return End::Lost(e.to_string());
+                        }
+                        continue;
+                    }
+                    let rows = done.rows;
                     let n = rows.len() as u64;
                     match result {
                         Ok(()) => {
                             self.board.update(|s| s.acked += n);
                             self.acked.extend(rows);
+                            self.written(done.declaring);
                         }
                         Err(SessionError::Refused { action, response }) => {
                             tracing::error!(
@@ -391,8 +414,15 @@ impl Sender<'_> {
         }
     }
 
-    /// Send outbox rows until the window is full or the outbox is drained.
+    /// Send the datasource lists due, then outbox rows, until the window is
+    /// full or nothing is left.
     async fn fill(&mut self, session: &Session) -> Result<(), String> {
+        while self.in_flight.len() < WINDOW {
+            let Some((uri, list)) = self.infos_due.pop_first() else {
+                break;
+            };
+            self.send_info(session, uri, list).await?;
+        }
         let mut restarted = false;
         while self.in_flight.len() < WINDOW {
             if self.buffered.is_empty() {
@@ -476,7 +506,15 @@ impl Sender<'_> {
         };
         let mut samples = Vec::with_capacity(group.len());
         let mut rows = Vec::with_capacity(group.len());
+        let mut declaring = Vec::new();
+        let any_declared = !self.supplies.is_empty();
         for q in group {
+            if any_declared
+                && matches!(q.sample.value, Value::Datasource(_))
+                && self.supplies.of(&q.sample.uri).is_some()
+            {
+                declaring.push(q.sample.uri.clone());
+            }
             let s = match &q.sample.value {
                 Value::Datapoint(v) => komlog_session::Sample::datapoint(&q.sample.uri, t, *v),
                 Value::Datasource(text) => {
@@ -504,7 +542,80 @@ impl Sender<'_> {
         self.in_flight.push_back(InFlight {
             reply: Box::pin(pending.wait()),
             rows,
+            declaring,
+            info: None,
         });
+        Ok(())
+    }
+
+    /// Writes to `datasources` were acknowledged: their lists are due where
+    /// they differ from what this connection sent.
+    fn written(&mut self, datasources: Vec<String>) {
+        for uri in datasources {
+            let Some(list) = self.supplies.of(&uri) else {
+                continue;
+            };
+            if self.infos_sent.get(&uri) != Some(&list) {
+                self.infos_due.insert(uri, list);
+            }
+        }
+    }
+
+    /// Send what the datasource `uri` supplies.
+    async fn send_info(
+        &mut self,
+        session: &Session,
+        uri: String,
+        list: Vec<String>,
+    ) -> Result<(), String> {
+        let pending = match session.submit_ds_info(&uri, Some(&list)).await {
+            Ok(p) => p,
+            Err(e @ SessionError::Invalid(_)) => {
+                tracing::error!(datasource = %uri, "cannot send what the datasource supplies: {e}");
+                self.infos_sent.insert(uri, list);
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        self.in_flight.push_back(InFlight {
+            reply: Box::pin(pending.wait()),
+            rows: Vec::new(),
+            declaring: Vec::new(),
+            info: Some((uri, list)),
+        });
+        Ok(())
+    }
+
+    /// The server answered a `send_ds_info`. A refusal is logged and not
+    /// retried for the same list; a lost connection ends it.
+    fn info_answered(
+        &mut self,
+        uri: &str,
+        list: Vec<String>,
+        result: Result<(), SessionError>,
+    ) -> Result<(), SessionError> {
+        match result {
+            Ok(()) => {
+                tracing::debug!(datasource = uri, supplies = ?list, "the server has what the datasource supplies");
+                self.board.update(|s| s.supplies_sent += 1);
+            }
+            Err(SessionError::Refused { response, .. }) => {
+                tracing::error!(
+                    datasource = uri,
+                    "the server refused what the datasource supplies ({}: {})",
+                    response.status,
+                    response.reason.as_deref().unwrap_or("no reason"),
+                );
+                self.board.update(|s| {
+                    s.last_error = Some(format!(
+                        "server refused send_ds_info for {uri}: {}",
+                        response.reason.as_deref().unwrap_or("no reason")
+                    ))
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        self.infos_sent.insert(uri.to_owned(), list);
         Ok(())
     }
 
@@ -530,13 +641,13 @@ impl Sender<'_> {
 /// forever when nothing is in flight.
 async fn next_reply(
     in_flight: &mut VecDeque<InFlight>,
-) -> Option<(Result<(), SessionError>, Vec<(i64, String, u64)>)> {
+) -> Option<(Result<(), SessionError>, InFlight)> {
     let Some(front) = in_flight.front_mut() else {
         return std::future::pending().await;
     };
     let result = (&mut front.reply).await;
     let done = in_flight.pop_front()?;
-    Some((result, done.rows))
+    Some((result, done))
 }
 
 #[cfg(test)]

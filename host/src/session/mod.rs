@@ -32,10 +32,19 @@
 //!   refuses (4400/4430, which a resend would not change) is logged, counted
 //!   and removed. After a disconnect everything still in the outbox is sent
 //!   again, under the same TimeUUIDs.
+//! * **Supplies.** After the server acknowledges a write to a datasource that
+//!   declares what it supplies ([`Supplies`]: a job's `supplies:`, or a
+//!   package's declaration), the link sends the list (`send_ds_info`) unless
+//!   it sent the same list on this connection; a refusal is logged once per
+//!   list. Every new connection sends each list again with the datasource's
+//!   next write.
 //! * Writes to other users' uris never reach the outbox: the dispatcher drops
 //!   them (`remote_writes_dropped`).
 
 mod link;
+mod supplies;
+
+pub use supplies::Supplies;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +83,8 @@ pub struct LinkConfig {
     pub key: PrivateKey,
     /// The uris to hook.
     pub hooks: Vec<Hook>,
+    /// What the datasources supply, sent after writes to them.
+    pub supplies: Supplies,
     /// The longest wait for one reply (default 30 s).
     pub reply_timeout: Duration,
 }
@@ -104,6 +115,9 @@ pub struct ServerStatus {
     pub notified: u64,
     /// History samples fetched.
     pub history: u64,
+    /// Datasource supply lists the server acknowledged (`send_ds_info`).
+    #[serde(default)]
+    pub supplies_sent: u64,
     /// The last error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

@@ -11,6 +11,9 @@
 //!   params.
 //! * `refresh` — milliseconds between `load` calls.
 //! * `fail_load` — `load` returns `Err` with this text.
+//! * `supplies` — datasources and what they supply, declared at every `load`:
+//!   `<datasource>=<uri>,<uri>` entries separated by `;`. A refused declaration
+//!   makes `load` return the agent's error.
 //!
 //! What a run returns depends on the job's `kind` param:
 //!
@@ -101,6 +104,18 @@ impl Package for Probe {
             }
             None => params.get("jobs").unwrap_or_default().to_owned(),
         };
+        for entry in params
+            .get("supplies")
+            .unwrap_or_default()
+            .split(';')
+            .filter(|e| !e.trim().is_empty())
+        {
+            let (datasource, list) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("bad supplies entry {entry}"))?;
+            let list: Vec<&str> = list.split(',').filter(|u| !u.is_empty()).collect();
+            declare_supplies(datasource.trim(), &list)?;
+        }
         let mut manifest = Manifest::new();
         for job in parse_jobs(&text)? {
             manifest = manifest.job(job);

@@ -46,6 +46,7 @@ fn job(uri: &str, argv: &[&str], schedules: &[&str], timeout_us: Option<u64>) ->
         enabled: true,
         schedules: schedules.iter().map(|s| (*s).to_owned()).collect(),
         timeout_us,
+        supplies: Vec::new(),
     }
 }
 
