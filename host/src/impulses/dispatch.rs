@@ -29,7 +29,7 @@
 //! after it on the new one (see [`super::worker`]). Every change to the running
 //! set passes through [`Dispatcher::apply`]; a watcher set with
 //! [`Dispatcher::watch_specs`] is shown the new set once the messages received
-//! together are handled (the server link hooks the uris it subscribes to).
+//! together are handled (the agent hooks its uris at the server from it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -324,8 +324,8 @@ impl Dispatcher {
     }
 
     /// Show `watcher` the loaded impulses' specs now, and again after every
-    /// change to the set while serving (once per group of inbox messages, so a
-    /// reload's removals and additions arrive together).
+    /// change to the set while serving (once per group of inbox messages
+    /// handled together).
     pub fn watch_specs(&mut self, mut watcher: SpecsWatcher) {
         watcher(&self.specs().collect::<Vec<_>>());
         self.specs_watcher = Some(watcher);

@@ -20,6 +20,10 @@ use crate::store::{Outbox, Queued, StoreError};
 const READ_BATCH: usize = 2048;
 /// Acknowledged rows removed from the outbox in one transaction, at most.
 const REMOVE_BATCH: usize = 1024;
+/// How long a change to the hooks waits for the rest of its reload before it
+/// is applied, so an impulse renamed or moved within one reload does not
+/// unhook and hook its uri again.
+const HOOKS_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 type Reply = Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>;
 
@@ -504,7 +508,10 @@ impl Sender<'_> {
                     // impulse's first fire already has its history.
                     let synced = tokio::select! {
                         _ = stopped(shutdown) => return End::Shutdown,
-                        r = hooks.sync(session, self.inbox, self.board, Sync::Change) => r,
+                        r = async {
+                            tokio::time::sleep(HOOKS_SETTLE).await;
+                            hooks.sync(session, self.inbox, self.board, Sync::Change).await
+                        } => r,
                     };
                     if let Err(e) = synced {
                         return End::Lost(e);
