@@ -5,7 +5,8 @@
 //! own write lands at the hub; history written before bob's agent started is in
 //! the first fire's window; a 4403 kick makes the agent log in and hook again;
 //! the hub SIGKILLed mid-stream and the agent SIGKILLed with a full outbox lose
-//! nothing.
+//! nothing; the uris hooked at the hub follow a reload of the agent's
+//! configuration, while connected and across a reconnect.
 //!
 //! The hub binary is `komlog-hub` beside `komlogd` in the target directory:
 //! `cargo test -p komlogd -p komlog-hub` or `cargo test --workspace` builds it.
@@ -180,6 +181,29 @@ impl Hub {
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect(),
         )
+    }
+
+    /// The uris `user`'s connected sessions hook, active or pending, as
+    /// `owner:uri`, sorted.
+    fn hooks(&self, user: &str) -> Vec<String> {
+        let out = self.cmd(&["sessions"]);
+        let reply: Json = serde_json::from_slice(&out.stdout).unwrap_or(Json::Null);
+        let mut uris: Vec<String> = reply["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["user"] == user && s["connected"] == true)
+            .flat_map(|s| {
+                let hooks = s["hooks"].as_array().into_iter().flatten();
+                let pending = s["pending"].as_array().into_iter().flatten();
+                hooks
+                    .chain(pending)
+                    .filter_map(Json::as_str)
+                    .map(str::to_owned)
+            })
+            .collect();
+        uris.sort();
+        uris
     }
 }
 
@@ -535,4 +559,166 @@ fn datasources_tell_the_hub_what_they_supply() {
         (agent.server().supplies_sent >= 3).then_some(())
     });
     agent.stop();
+}
+
+/// A probe impulse `watcher` on `uri`, reporting to `bob.seen`, with the last
+/// 10 samples in its window.
+fn watcher_on(uri: &str) -> String {
+    format!(
+        "- impulses:\n    name: watcher\n    filename: {}\n    uris: [{uri}]\n    \
+         data_reqs: {{past_count: 10}}\n    params:\n      out: bob.seen\n",
+        guest("probe").display()
+    )
+}
+
+/// The report of bob's impulse for the fire at `ts`, if it is at the hub.
+fn seen_at(hub: &Hub, ts: i64) -> Option<Json> {
+    hub.values("bob", "bob.seen")
+        .iter()
+        .filter_map(|v| serde_json::from_str::<Json>(v).ok())
+        .find(|r| r["ts"] == ts)
+}
+
+#[test]
+fn hooks_follow_a_reload_while_connected_and_across_a_reconnect() {
+    let root = tempfile::tempdir().unwrap();
+    let mut hub = Hub::new(root.path());
+    hub.cmd(&["user", "add", "alice"]);
+    hub.cmd(&["user", "add", "bob"]);
+    hub.cmd(&["share", "alice", "shared", "--with", "bob"]);
+    hub.start();
+    let mut alice = Agent::new(root.path(), "alice", &hub, "");
+    let mut bob = Agent::new(root.path(), "bob", &hub, &watcher_on("bob.local"));
+    let url = hub.url();
+    let rewrite = |agent: &Agent, impulses: &str| {
+        std::fs::write(
+            agent.dir.join("komlogd.yaml"),
+            format!(
+                "- username: bob\n- logging:\n    level: debug\n- server:\n    url: {url}\n{impulses}"
+            ),
+        )
+        .unwrap();
+    };
+    let reloads = |agent: &Agent| agent.log().matches("configuration reloaded").count();
+
+    alice.start();
+    alice.wait_connected(1);
+    let t0 = now_us() - 10_000_000;
+    alice.upload("shared.metric", t0, 0.5);
+    eventually(
+        "alice's first sample at the hub",
+        Duration::from_secs(30),
+        || (hub.values("alice", "shared.metric").len() == 1).then_some(()),
+    );
+    bob.start();
+    bob.wait_connected(1);
+    assert_eq!(hub.hooks("bob"), vec!["bob:bob.local"]);
+    let history = bob.server().history;
+
+    // A reload points the impulse at alice's shared uri: bob's agent hooks it
+    // and unhooks its own uri without logging in again, and fetches the
+    // history the impulse's window needs.
+    rewrite(&bob, &watcher_on("alice:shared.metric"));
+    eventually(
+        "bob's session to hook alice's uri after the reload",
+        Duration::from_secs(30),
+        || (hub.hooks("bob") == vec!["alice:shared.metric"]).then_some(()),
+    );
+    eventually(
+        "the history of alice's uri",
+        Duration::from_secs(30),
+        || (bob.server().history > history).then_some(()),
+    );
+    assert_eq!(bob.server().logins, 1, "no new login was needed");
+    assert_eq!(bob.server().hooked, 1);
+    let t1 = now_us();
+    alice.upload("shared.metric", t1, 42.0);
+    let report = eventually(
+        "bob's impulse fired by alice's write",
+        Duration::from_secs(30),
+        || seen_at(&hub, t1),
+    );
+    assert_eq!(
+        report["updated"],
+        serde_json::json!(["alice:shared.metric"])
+    );
+    let window: Vec<(i64, f64)> = report["window"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["ts"].as_i64().unwrap(), r["datapoint"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(window, vec![(t0, 0.5), (t1, 42.0)]);
+    let log = bob.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("uri hooked") && l.contains("alice:shared.metric")),
+        "the log names the hooked uri"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("uri unhooked") && l.contains("bob.local")),
+        "the log names the unhooked uri"
+    );
+
+    // A reload back to the local uri: alice's uri is unhooked, so her next
+    // write reaches bob's agent no more.
+    let reloaded = reloads(&bob);
+    rewrite(&bob, &watcher_on("bob.local"));
+    eventually(
+        "bob's session to unhook alice's uri",
+        Duration::from_secs(30),
+        || (hub.hooks("bob") == vec!["bob:bob.local"]).then_some(()),
+    );
+    assert!(reloads(&bob) > reloaded);
+    let notified = bob.server().notified;
+    let fires = bob.status().impulses[0].stats["fires"].clone();
+    let t2 = now_us();
+    alice.upload("shared.metric", t2, 43.0);
+    eventually(
+        "alice's third sample at the hub",
+        Duration::from_secs(30),
+        || (hub.values("alice", "shared.metric").len() == 3).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        bob.server().notified,
+        notified,
+        "no notification after the unhook"
+    );
+    assert_eq!(bob.status().impulses[0].stats["fires"], fires);
+    assert!(seen_at(&hub, t2).is_none());
+    // The reloaded impulse still fires on its own uri.
+    let t3 = now_us();
+    bob.upload("bob.local", t3, 1.0);
+    eventually("the fire on bob's own uri", Duration::from_secs(30), || {
+        seen_at(&hub, t3)
+    });
+
+    // A change made while the hub is down is hooked at the next login.
+    hub.kill9();
+    let reloaded = reloads(&bob);
+    rewrite(&bob, &watcher_on("alice:shared.metric"));
+    eventually(
+        "the reload while disconnected",
+        Duration::from_secs(30),
+        || (reloads(&bob) > reloaded).then_some(()),
+    );
+    hub.start();
+    bob.wait_connected(2);
+    eventually(
+        "bob's new session to hook the current uris",
+        Duration::from_secs(30),
+        || (hub.hooks("bob") == vec!["alice:shared.metric"]).then_some(()),
+    );
+    alice.wait_connected(2);
+    let t4 = now_us();
+    alice.upload("shared.metric", t4, 44.0);
+    eventually(
+        "bob's impulse fired after the reconnect",
+        Duration::from_secs(60),
+        || seen_at(&hub, t4),
+    );
+    bob.stop();
+    alice.stop();
 }

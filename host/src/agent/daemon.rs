@@ -12,7 +12,9 @@
 //! With a `- server:` block the agent runs in connected mode: the dispatcher
 //! also puts every local write in the store's outbox, and a server link
 //! ([`crate::session`]) sends it, hooks the impulses' uris and feeds the
-//! server's notifications back in.
+//! server's notifications back in. The uris to hook follow the running
+//! impulses: the dispatcher, through which every change to the set passes
+//! (reloads, module swaps, packages), updates them on a watch channel.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
+use crate::impulses::ImpulseSpec;
 use crate::model::Sample;
 use crate::session::{Hook, Link, LinkConfig, Supplies};
 use crate::sources::jobs::{self, Clock};
@@ -60,8 +63,9 @@ pub fn jobs_of(config: &Config) -> Vec<config::JobConfig> {
 }
 
 /// Connected mode: the server link over the dispatcher's store (its outbox) and
-/// inbox, hooking the uris the loaded impulses subscribe to. None, with the
-/// reason logged, when it cannot start (no username, no key, store failure).
+/// inbox, hooking the uris the running impulses subscribe to, kept current as
+/// the dispatcher's set changes. None, with the reason logged, when it cannot
+/// start (no username, no key, store failure).
 fn start_link(
     server: &config::ServerConfig,
     config: &Config,
@@ -89,11 +93,23 @@ fn start_link(
     };
     let signal = Arc::new(tokio::sync::Notify::new());
     dispatcher.set_outbox_signal(Arc::clone(&signal));
+    let (hooks_tx, hooks) = watch::channel(hooks_of(dispatcher.specs(), Some(username)));
+    let me = username.clone();
+    dispatcher.watch_specs(Box::new(move |specs| {
+        let now = hooks_of(specs.iter().copied(), Some(&me));
+        hooks_tx.send_if_modified(|hooks| {
+            let changed = *hooks != now;
+            if changed {
+                *hooks = now;
+            }
+            changed
+        });
+    }));
     let link_config = LinkConfig {
         url: server.url.clone(),
         username: username.as_str().to_owned(),
         key: key.private,
-        hooks: hooks_of(dispatcher, Some(username)),
+        hooks,
         supplies,
         reply_timeout: Duration::from_secs(30),
     };
@@ -101,14 +117,14 @@ fn start_link(
     Some(Link::start(link_config, outbox, signal, inbox, shutdown))
 }
 
-/// Every uri the impulses subscribe to, once per store key, with the union of
-/// their data requirements.
-pub fn hooks_of(
-    dispatcher: &crate::impulses::Dispatcher,
+/// Every uri the impulses of `specs` subscribe to, once per store key, with the
+/// union of their data requirements.
+pub fn hooks_of<'a>(
+    specs: impl IntoIterator<Item = &'a ImpulseSpec>,
     me: Option<&crate::model::Username>,
 ) -> Vec<Hook> {
     let mut hooks: Vec<(String, Hook)> = Vec::new();
-    for spec in dispatcher.specs() {
+    for spec in specs {
         for uri in &spec.uris {
             let key = uri.store_key(me);
             match hooks.iter_mut().find(|(k, _)| *k == key) {

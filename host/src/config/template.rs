@@ -45,6 +45,7 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    enabled: yes                # default yes
 #    schedule: ['0 * * * *']     # minute hour day-of-month month day-of-week, or @hourly
 #    timeout: 30s                # optional: stop the command after this long
+#    supplies: [system.info.disk.root_used]   # optional: datapoints the text carries (told to the server)
 
 # Jobs can also come from other files (only their `job` entries are read) when
 # allow_external_jobs appears exactly once and is yes.
@@ -149,6 +150,7 @@ mod tests {
         assert_eq!(cfg.jobs.len(), 1);
         assert_eq!(cfg.jobs[0].argv, ["df", "-k"]);
         assert_eq!(cfg.jobs[0].timeout_us, Some(30_000_000));
+        assert_eq!(cfg.jobs[0].supplies, ["system.info.disk.root_used"]);
         assert!(cfg.allow_external_jobs);
         assert_eq!(cfg.external_job_files, [dir.join("jobs/more-jobs.yaml")]);
         assert_eq!(cfg.impulses.len(), 1);

@@ -26,7 +26,10 @@
 //!
 //! **Changes while running.** [`Control`] messages add, remove and swap impulses
 //! between batches: events dispatched before a swap run on the old version, events
-//! after it on the new one (see [`super::worker`]).
+//! after it on the new one (see [`super::worker`]). Every change to the running
+//! set passes through [`Dispatcher::apply`]; a watcher set with
+//! [`Dispatcher::watch_specs`] is shown the new set once the messages received
+//! together are handled (the agent hooks its uris at the server from it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,6 +73,9 @@ impl Default for DispatcherConfig {
         }
     }
 }
+
+/// Shown the specs of the loaded impulses, in load order, after the set changed.
+pub type SpecsWatcher = Box<dyn FnMut(&[&ImpulseSpec]) + Send>;
 
 /// A source sample that was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,6 +270,10 @@ pub struct Dispatcher {
     outbox_signal: Option<Arc<tokio::sync::Notify>>,
     /// Samples from the server not stored again because the store held them.
     remote_duplicates: u64,
+    /// Shown the running set after it changes.
+    specs_watcher: Option<SpecsWatcher>,
+    /// The running set changed since the watcher last saw it.
+    specs_changed: bool,
 }
 
 impl Dispatcher {
@@ -286,6 +296,8 @@ impl Dispatcher {
             tap: None,
             outbox_signal: None,
             remote_duplicates: 0,
+            specs_watcher: None,
+            specs_changed: false,
         }
     }
 
@@ -311,6 +323,26 @@ impl Dispatcher {
         self.outbox_signal = Some(signal);
     }
 
+    /// Show `watcher` the loaded impulses' specs now, and again after every
+    /// change to the set while serving (once per group of inbox messages
+    /// handled together).
+    pub fn watch_specs(&mut self, mut watcher: SpecsWatcher) {
+        watcher(&self.specs().collect::<Vec<_>>());
+        self.specs_watcher = Some(watcher);
+        self.specs_changed = false;
+    }
+
+    /// Show the watcher the running set if it changed.
+    fn tell_specs(&mut self) {
+        if !std::mem::take(&mut self.specs_changed) {
+            return;
+        }
+        if let Some(mut watcher) = self.specs_watcher.take() {
+            watcher(&self.specs().collect::<Vec<_>>());
+            self.specs_watcher = Some(watcher);
+        }
+    }
+
     /// Samples from the server that were not stored again (already held).
     pub fn remote_duplicates(&self) -> u64 {
         self.remote_duplicates
@@ -333,9 +365,18 @@ impl Dispatcher {
     /// Apply a change to the running impulses now (see [`Control`]).
     pub fn apply(&mut self, control: Control) {
         match control {
-            Control::Add(version) => self.add(*version),
-            Control::Swap(version) => self.swap(*version),
-            Control::Remove(name) => self.remove(&name),
+            Control::Add(version) => {
+                self.add(*version);
+                self.specs_changed = true;
+            }
+            Control::Swap(version) => {
+                self.swap(*version);
+                self.specs_changed = true;
+            }
+            Control::Remove(name) => {
+                self.remove(&name);
+                self.specs_changed = true;
+            }
             Control::Rejected { name, reason } => {
                 if let Some(slot) = self.slot_named(&name) {
                     let mut cell = lock(&slot.stats);
@@ -560,6 +601,7 @@ impl Dispatcher {
             if let Err(e) = self.pump(true) {
                 failed(e);
             }
+            self.tell_specs();
             each(std::mem::take(&mut self.report));
         }
     }

@@ -17,7 +17,7 @@ pub mod stats;
 pub mod window;
 pub mod worker;
 
-pub use dispatch::{Closed, Control, Inbox, Tapped, UploadReceipt};
+pub use dispatch::{Closed, Control, Inbox, SpecsWatcher, Tapped, UploadReceipt};
 pub use dispatch::{Dispatcher, DispatcherConfig, IngestReport, Rejected};
 pub use spec::{ImpulseSpec, SpecError};
 pub use stats::{FailedEvent, ImpulseState, ImpulseStats, StatsBoard};

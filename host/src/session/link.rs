@@ -1,5 +1,6 @@
-//! The link's loop: log in, hook, fill history, then send the outbox and
-//! forward notifications until the connection ends; back off and start over.
+//! The link's loop: log in, hook, fill history, then send the outbox, forward
+//! notifications and follow changes to the hooked uris until the connection
+//! ends; back off and start over.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
@@ -7,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use komlog_protocol::{Kind, TimeUuid};
-use komlog_session::{Endpoint, Notification, Session, SessionConfig, SessionError};
+use komlog_session::{Endpoint, HookOutcome, Notification, Session, SessionConfig, SessionError};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{Hook, LinkConfig, ServerBoard, Supplies, WINDOW, backoff_delay};
@@ -19,6 +20,10 @@ use crate::store::{Outbox, Queued, StoreError};
 const READ_BATCH: usize = 2048;
 /// Acknowledged rows removed from the outbox in one transaction, at most.
 const REMOVE_BATCH: usize = 1024;
+/// How long a change to the hooks waits for the rest of its reload before it
+/// is applied, so an impulse renamed or moved within one reload does not
+/// unhook and hook its uri again.
+const HOOKS_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 type Reply = Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>;
 
@@ -62,6 +67,11 @@ pub(super) async fn run(
     };
     session_config.reply_timeout = config.reply_timeout;
     session_config.login_timeout = config.reply_timeout;
+    let mut hooks = Hooks {
+        wanted: config.hooks.clone(),
+        open: true,
+        held: Vec::new(),
+    };
     // Failed attempts in a row; a successful login resets it.
     let mut failures: u32 = 0;
     loop {
@@ -81,16 +91,14 @@ pub(super) async fn run(
                 failures = 0;
                 board.update(|s| s.logins += 1);
                 tracing::info!(url = %config.url, user = %config.username, "logged in to the server");
-                let end = connected(
-                    &config,
-                    &mut session,
-                    &outbox,
-                    &signal,
-                    &inbox,
-                    &board,
-                    &mut shutdown,
-                )
-                .await;
+                let ends = Ends {
+                    outbox: &outbox,
+                    signal: &signal,
+                    inbox: &inbox,
+                    board: &board,
+                    supplies: &config.supplies,
+                };
+                let end = connected(&mut hooks, &mut session, &ends, &mut shutdown).await;
                 session.close().await;
                 match end {
                     End::Shutdown => break,
@@ -135,22 +143,39 @@ fn random() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// One connection: hooks, history, then the outbox and notifications.
+/// What a connection works with on the agent's side.
+struct Ends<'a> {
+    outbox: &'a Outbox,
+    /// Woken by the dispatcher when it puts samples in the outbox.
+    signal: &'a Notify,
+    inbox: &'a Inbox,
+    board: &'a ServerBoard,
+    supplies: &'a Supplies,
+}
+
+/// One connection: hooks, history, then the outbox, notifications and changes
+/// to the hooks.
 async fn connected(
-    config: &LinkConfig,
+    hooks: &mut Hooks,
     session: &mut Session,
-    outbox: &Outbox,
-    signal: &Notify,
-    inbox: &Inbox,
-    board: &ServerBoard,
+    ends: &Ends<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
+    let Ends {
+        outbox,
+        signal,
+        inbox,
+        board,
+        supplies,
+    } = *ends;
     let Some(mut notes) = session.take_notifications() else {
         return End::Lost("no notification channel".into());
     };
+    // Hooks belong to the server's session: a new login holds none.
+    hooks.held.clear();
     let prepared = tokio::select! {
         _ = stopped(shutdown) => return End::Shutdown,
-        r = hook_and_fill(config, session, inbox, board) => r,
+        r = hooks.sync(session, inbox, board, Sync::Login) => r,
     };
     if let Err(e) = prepared {
         return End::Lost(e);
@@ -168,11 +193,13 @@ async fn connected(
         in_flight: VecDeque::new(),
         acked: Vec::new(),
         node: outbox.time_uuid_parts(),
-        supplies: &config.supplies,
+        supplies,
         infos_sent: HashMap::new(),
         infos_due: BTreeMap::new(),
     };
-    let end = link.serve(session, &mut notes, signal, shutdown).await;
+    let end = link
+        .serve(session, &mut notes, hooks, signal, shutdown)
+        .await;
     // What was acknowledged leaves the outbox even when the connection dropped.
     if let Err(e) = link.flush_acked().await {
         tracing::error!("cannot remove acknowledged samples from the outbox: {e}");
@@ -180,42 +207,139 @@ async fn connected(
     end
 }
 
-/// Hook every uri and fetch the history its impulses need.
-async fn hook_and_fill(
-    config: &LinkConfig,
+/// When [`Hooks::sync`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// Right after a login: the session holds no hook yet.
+    Login,
+    /// While connected, after the impulses changed.
+    Change,
+}
+
+/// The uris the impulses want hooked, as the agent keeps them current, and the
+/// ones this connection's session holds.
+struct Hooks {
+    wanted: watch::Receiver<Vec<Hook>>,
+    /// False once the agent's side of the channel is gone (it is stopping).
+    open: bool,
+    /// Hooked in this session (active or pending at the server), with the
+    /// data requirements their history was fetched for.
+    held: Vec<Hook>,
+}
+
+impl Hooks {
+    /// Bring the session's hooks to the wanted set: unhook the uris no impulse
+    /// subscribes to any more, hook the new ones and fetch the history their
+    /// impulses need (again for a held uri whose requirements changed). After a
+    /// login everything wanted is new. A lost connection is an error; a hook or
+    /// unhook the server refuses is logged and the others go on (a refused hook
+    /// is tried again at the next change or login).
+    async fn sync(
+        &mut self,
+        session: &Session,
+        inbox: &Inbox,
+        board: &ServerBoard,
+        when: Sync,
+    ) -> Result<(), String> {
+        let wanted = self.wanted.borrow_and_update().clone();
+        // Unhooks first: `me:x` and `x` are one metric at the server, so a uri
+        // rewritten that way must be hooked after the old text is unhooked.
+        let gone: Vec<String> = self
+            .held
+            .iter()
+            .filter(|h| !wanted.iter().any(|w| w.uri == h.uri))
+            .map(|h| h.uri.clone())
+            .collect();
+        for uri in gone {
+            self.held.retain(|h| h.uri != uri);
+            match session.unhook(&uri).await {
+                Ok(()) => {
+                    tracing::info!(uri = %uri, "uri unhooked: no impulse subscribes to it any more")
+                }
+                Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
+                    return Err(format!("unhooking {uri}: {e}"));
+                }
+                Err(e) => {
+                    tracing::error!(uri = %uri, "unhook refused: {e}");
+                    board.update(|s| s.last_error = Some(format!("unhook {uri}: {e}")));
+                }
+            }
+        }
+        let mut fetched = 0;
+        for hook in &wanted {
+            match self.held.iter_mut().find(|h| h.uri == hook.uri) {
+                Some(held) if held.reqs == hook.reqs => continue,
+                Some(held) => held.reqs = hook.reqs,
+                None => {
+                    if !hook_one(session, board, hook, when).await? {
+                        continue;
+                    }
+                    self.held.push(hook.clone());
+                }
+            }
+            fill(session, inbox, board, hook).await?;
+            fetched += 1;
+        }
+        let hooked = self.held.len() as u64;
+        board.update(|s| s.hooked = hooked);
+        match when {
+            Sync::Login => tracing::info!(hooked, "uris hooked and history fetched"),
+            Sync::Change if fetched > 0 => {
+                tracing::debug!(hooked, fetched, "history fetched for the changed hooks")
+            }
+            Sync::Change => {}
+        }
+        Ok(())
+    }
+}
+
+/// Hook one uri: true when the server holds the hook (4200, or 4404 pending
+/// until the uri exists), false when it refused it.
+async fn hook_one(
+    session: &Session,
+    board: &ServerBoard,
+    hook: &Hook,
+    when: Sync,
+) -> Result<bool, String> {
+    let state = match session.hook(&hook.uri).await {
+        Ok(HookOutcome::Hooked) => "active",
+        Ok(HookOutcome::Pending) => "pending: the uri does not exist yet",
+        Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
+            return Err(format!("hooking {}: {e}", hook.uri));
+        }
+        Err(e) => {
+            tracing::warn!(uri = %hook.uri, "hook refused: {e}");
+            board.update(|s| s.last_error = Some(format!("hook {}: {e}", hook.uri)));
+            return Ok(false);
+        }
+    };
+    match when {
+        Sync::Login => tracing::debug!(uri = %hook.uri, "uri hooked ({state})"),
+        Sync::Change => tracing::info!(uri = %hook.uri, "uri hooked ({state})"),
+    }
+    Ok(true)
+}
+
+/// Fetch the history a hooked uri's impulses need and hand it to the store.
+async fn fill(
     session: &Session,
     inbox: &Inbox,
     board: &ServerBoard,
+    hook: &Hook,
 ) -> Result<(), String> {
-    let mut hooked = 0;
-    for hook in &config.hooks {
-        match session.hook(&hook.uri).await {
-            Ok(_) => hooked += 1,
-            Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
-                return Err(format!("hooking {}: {e}", hook.uri));
-            }
-            Err(e) => {
-                tracing::warn!(uri = %hook.uri, "hook refused: {e}");
-                board.update(|s| s.last_error = Some(format!("hook {}: {e}", hook.uri)));
-                continue;
-            }
+    match fetch_history(session, hook).await {
+        Ok(samples) if samples.is_empty() => {}
+        Ok(samples) => {
+            let n = samples.len() as u64;
+            forward(inbox, samples, true).await;
+            board.update(|s| s.history += n);
         }
-        match fetch_history(session, hook).await {
-            Ok(samples) if samples.is_empty() => {}
-            Ok(samples) => {
-                let n = samples.len() as u64;
-                forward(inbox, samples, true).await;
-                board.update(|s| s.history += n);
-            }
-            Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
-                return Err(format!("history of {}: {e}", hook.uri));
-            }
-            // 4404: nothing there yet.
-            Err(e) => tracing::debug!(uri = %hook.uri, "no history: {e}"),
+        Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
+            return Err(format!("history of {}: {e}", hook.uri));
         }
+        // 4404: nothing there yet.
+        Err(e) => tracing::debug!(uri = %hook.uri, "no history: {e}"),
     }
-    board.update(|s| s.hooked = hooked);
-    tracing::info!(hooked, "uris hooked and history fetched");
     Ok(())
 }
 
@@ -340,6 +464,7 @@ impl Sender<'_> {
         &mut self,
         session: &Session,
         notes: &mut mpsc::Receiver<Notification>,
+        hooks: &mut Hooks,
         signal: &Notify,
         shutdown: &mut watch::Receiver<bool>,
     ) -> End {
@@ -409,6 +534,24 @@ impl Sender<'_> {
                         });
                     }
                 },
+                changed = hooks.wanted.changed(), if hooks.open => {
+                    if changed.is_err() {
+                        hooks.open = false;
+                        continue;
+                    }
+                    // Notifications wait meanwhile, as at login, so a new
+                    // impulse's first fire already has its history.
+                    let synced = tokio::select! {
+                        _ = stopped(shutdown) => return End::Shutdown,
+                        r = async {
+                            tokio::time::sleep(HOOKS_SETTLE).await;
+                            hooks.sync(session, self.inbox, self.board, Sync::Change).await
+                        } => r,
+                    };
+                    if let Err(e) = synced {
+                        return End::Lost(e);
+                    }
+                }
                 _ = signal.notified(), if !window_full => {}
             }
         }

@@ -20,6 +20,13 @@
 //!   firing anything; values the store already holds are skipped. Only then are
 //!   the notifications that arrived meanwhile forwarded, so the first fire's
 //!   window already holds the history.
+//! * **Hooks follow the running impulses.** The uris to hook come through a
+//!   watch channel that the agent updates whenever the running set of impulses
+//!   changes (a configuration reload, a module swap, a package's impulses). While
+//!   connected the link hooks the new uris and fetches their history the same
+//!   way as at login (and fetches again when a uri's data requirements change),
+//!   and unhooks the uris no impulse subscribes to any more. A change made while
+//!   disconnected is picked up at the next login, which hooks the current set.
 //! * **Notifications** (`send_multi_data` from the server) become samples for
 //!   the dispatcher ([`crate::impulses::Inbox::remote`]): stored unless already
 //!   held, and fired like any source sample. They are never sent back.
@@ -81,8 +88,8 @@ pub struct LinkConfig {
     pub username: String,
     /// The agent's key.
     pub key: PrivateKey,
-    /// The uris to hook.
-    pub hooks: Vec<Hook>,
+    /// The uris to hook, kept current by the agent as its impulses change.
+    pub hooks: watch::Receiver<Vec<Hook>>,
     /// What the datasources supply, sent after writes to them.
     pub supplies: Supplies,
     /// The longest wait for one reply (default 30 s).
@@ -109,7 +116,7 @@ pub struct ServerStatus {
     pub refused: u64,
     /// Successful logins.
     pub logins: u64,
-    /// Uris hooked at the last login (active or pending).
+    /// Uris hooked now (active or pending at the server).
     pub hooked: u64,
     /// Notified samples handed to the impulses.
     pub notified: u64,

@@ -42,13 +42,13 @@ impl Supplies {
         let local = |what: &str, text: &str| match Uri::parse(text) {
             Ok(Uri::Local(_)) => Ok(()),
             Ok(Uri::Global { .. }) => Err(format!(
-                "{what} {text:?} names an owner; a datasource and what it supplies are the agent's own uris"
+                "{what}: {text:?} names an owner; a datasource and what it supplies are the agent's own uris"
             )),
             Err(e) => Err(format!("{what}: {e}")),
         };
         local("datasource", uri)?;
         for s in &supplies {
-            local(&format!("supplies of {uri}:"), s)?;
+            local(&format!("supplies of {uri}"), s)?;
         }
         supplies.sort();
         supplies.dedup();
@@ -106,7 +106,7 @@ mod tests {
         assert_eq!(s.of("host.cpu"), Some(vec!["host.cpu.user".into()]));
         let err = s.declare_checked("bob:host.cpu", vec![]).unwrap_err();
         assert!(
-            err.starts_with("datasource \"bob:host.cpu\" names an owner"),
+            err.starts_with("datasource: \"bob:host.cpu\" names an owner"),
             "{err}"
         );
         let err = s
