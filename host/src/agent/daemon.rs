@@ -90,6 +90,7 @@ fn start_link(
     dispatcher.set_outbox_signal(Arc::clone(&signal));
     let link_config = LinkConfig {
         url: server.url.clone(),
+        ca_file: server.ca_file.clone(),
         username: username.as_str().to_owned(),
         key: key.private,
         hooks: hooks_of(dispatcher, Some(username)),

@@ -56,6 +56,7 @@ pub(super) async fn run(
         }
     };
     session_config.reply_timeout = config.reply_timeout;
+    session_config.ca_file = config.ca_file.clone();
     session_config.login_timeout = config.reply_timeout;
     // Failed attempts in a row; a successful login resets it.
     let mut failures: u32 = 0;
