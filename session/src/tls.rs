@@ -119,7 +119,7 @@ pub(crate) async fn connect(
                 "TLS handshake with {} failed: {e}{}",
                 endpoint.host,
                 if e.to_string().contains("UnknownIssuer") {
-                    " (the server's certificate is not signed by a known CA: set the CA file, ca_file, to the CA that signed it)"
+                    " (the server's certificate is not signed by a trusted CA: give the certificate of the CA that signed it as the CA file, ca_file)"
                 } else {
                     ""
                 }
