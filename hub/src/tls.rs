@@ -157,7 +157,7 @@ impl HubTls {
 /// A client configuration that accepts exactly the certificate `hex` (as
 /// written by [`HubTls::certificate_hex`]), with its signatures checked.
 pub fn pinned_client_config(hex: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(TlsError::BadPin);
     }
     let der = (0..hex.len())
