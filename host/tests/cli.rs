@@ -767,20 +767,35 @@ fn help_and_version() {
 }
 
 #[test]
-fn tls_server_urls_and_package_blocks_are_reported_as_not_acted_on() {
+fn a_tls_server_url_is_taken_and_a_bad_ca_file_is_named() {
     let agent = Agent::new(
         "- username: me\n- server:\n    url: wss://hub.example:8443/\n- package:\n    install: linux.wasm\n",
     );
     let run = agent.run(&["-u", "x", "--datapoint"], Stdin::text("1"));
     assert_eq!(run.code, 0, "{run:?}");
+    // TLS urls and packages are acted on: no notice about either.
+    assert!(!run.stderr.contains("warning"), "{run:?}");
+
+    let agent = Agent::new(
+        "- username: me\n- server:\n    url: https://hub.example:8443/\n    ca_file: certs/missing.pem\n",
+    );
+    let ca = agent.dir.path().join("certs/missing.pem");
+    let run = agent.run(&["-u", "x", "--datapoint"], Stdin::text("1"));
+    assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        run.stderr.contains(
-            "komlogd: warning: the `server` block (wss://hub.example:8443/) asks for TLS, which this version does not speak"
-        ),
+        run.stderr.contains(&format!(
+            "komlogd: warning: the `server` block (https://hub.example:8443/): cannot read the CA file {}",
+            ca.display()
+        )),
         "{run:?}"
     );
-    // Packages run in the agent now: no notice about them.
-    assert!(!run.stderr.contains("`package` block"), "{run:?}");
+    let run = agent.run(&["check"], Stdin::Null);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("cannot read the CA file {}", ca.display())),
+        "{run:?}"
+    );
 }
 
 #[test]

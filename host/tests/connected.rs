@@ -6,7 +6,9 @@
 //! the first fire's window; a 4403 kick makes the agent log in and hook again;
 //! the hub SIGKILLed mid-stream and the agent SIGKILLed with a full outbox lose
 //! nothing; the uris hooked at the hub follow a reload of the agent's
-//! configuration, while connected and across a reconnect.
+//! configuration, while connected and across a reconnect; an agent reaches a
+//! hub serving TLS with its `ca_file`, and one without it is refused for the
+//! unknown issuer; datasources tell the hub what they supply.
 //!
 //! The hub binary is `komlog-hub` beside `komlogd` in the target directory:
 //! `cargo test -p komlogd -p komlog-hub` or `cargo test --workspace` builds it.
@@ -18,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use komlogd::agent::status::{self, UploadRequest};
 use serde_json::Value as Json;
+
+#[path = "../../hub/tests/common/certs.rs"]
+mod certs;
 
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
 
@@ -90,6 +95,8 @@ struct Hub {
     data: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Serve TLS with these files.
+    tls: Option<certs::TestCerts>,
 }
 
 impl Hub {
@@ -100,11 +107,15 @@ impl Hub {
             data,
             port: free_port(),
             child: None,
+            tls: None,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}/", self.port),
+            None => format!("http://127.0.0.1:{}/", self.port),
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Output {
@@ -130,6 +141,14 @@ impl Hub {
             .arg("--data")
             .arg(&self.data)
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(self.tls.iter().flat_map(|c| {
+                [
+                    "--tls-cert".as_ref(),
+                    c.cert.as_os_str(),
+                    "--tls-key".as_ref(),
+                    c.key.as_os_str(),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -719,6 +738,51 @@ fn hooks_follow_a_reload_while_connected_and_across_a_reconnect() {
         Duration::from_secs(60),
         || seen_at(&hub, t4),
     );
+}
+
+#[test]
+fn an_agent_reaches_a_tls_hub_with_its_ca_file() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = certs::write_test_certs(&root.path().join("certs"));
+    let ca = certs.ca.clone();
+    let mut hub = Hub::new(root.path());
+    hub.tls = Some(certs);
+    hub.cmd(&["user", "add", "alice"]);
+    hub.cmd(&["user", "add", "bob"]);
+    hub.start();
+    let mut alice = Agent::new(
+        root.path(),
+        "alice",
+        &hub,
+        &format!("    ca_file: {}\n", ca.display()),
+    );
+    let mut bob = Agent::new(root.path(), "bob", &hub, "");
+    alice.start();
+    bob.start();
+    alice.wait_connected(1);
+    let t0 = now_us();
+    let expected: Vec<String> = (0..3)
+        .map(|i| {
+            let v = 10.0 + i as f64;
+            alice.upload("tls.values", t0 + i * 10, v);
+            fmt(v)
+        })
+        .collect();
+    eventually("the samples at the hub", Duration::from_secs(60), || {
+        (hub.values("alice", "tls.values") == expected).then_some(())
+    });
+    assert_eq!(alice.server().url, hub.url());
+    // Without the CA file the hub's certificate is refused, and said why.
+    let s = eventually("bob's refused login", Duration::from_secs(60), || {
+        let s = bob.server();
+        s.last_error.is_some().then_some(s)
+    });
+    let error = s.last_error.unwrap_or_default();
+    assert!(
+        error.contains("TLS handshake with localhost failed") && error.contains("UnknownIssuer"),
+        "{error}"
+    );
+    assert_eq!(s.logins, 0);
     bob.stop();
     alice.stop();
 }

@@ -256,8 +256,15 @@ pub async fn run(data_dir: &Path, req: AdminRequest) -> Result<Value, AdminError
     let info: RunFile =
         serde_json::from_str(&text).map_err(|e| remote(format!("bad run file: {e}")))?;
     let body = serde_json::to_vec(&req).map_err(|e| remote(e.to_string()))?;
-    let resp = crate::http_client::post(
+    let tls = match &info.tls_certificate {
+        Some(hex) => {
+            Some(crate::tls::pinned_client_config(hex).map_err(|e| remote(e.to_string()))?)
+        }
+        None => None,
+    };
+    let resp = crate::http_client::post_tls(
         info.listen,
+        tls,
         &info.listen.to_string(),
         "/admin",
         "application/json",

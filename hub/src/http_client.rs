@@ -1,11 +1,12 @@
 //! A minimal HTTP/1.1 client: one POST per connection, with a deadline.
 //!
 //! The command line uses it to reach a running hub's `/admin`, and tests use it
-//! for `/login`. It speaks plain HTTP only, like the hub. (Agents log in with the
-//! `komlog-session` crate, which has its own login client so that it does not
-//! depend on the hub.)
+//! for `/login`. It speaks plain HTTP, or HTTPS with a given TLS configuration
+//! ([`post_tls`]). (Agents log in with the `komlog-session` crate, which has its
+//! own login client so that it does not depend on the hub.)
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -95,26 +96,56 @@ pub async fn post(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<HttpResponse, HttpError> {
-    tokio::time::timeout(
-        timeout,
-        post_inner(addr, host, path, content_type, headers, body),
-    )
-    .await
-    .map_err(|_| HttpError::Timeout { addr, timeout })?
+    post_tls(addr, None, host, path, content_type, headers, body, timeout).await
 }
 
-async fn post_inner(
+/// POST `body` to `{http|https}://{host}{path}` at `addr`: HTTPS with `tls`.
+#[allow(clippy::too_many_arguments)]
+pub async fn post_tls(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    host: &str,
+    path: &str,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    let request = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|source| HttpError::Connect { addr, source })?;
+        let Some(tls) = tls else {
+            return exchange(stream, addr, host, path, content_type, headers, body).await;
+        };
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, stream)
+            .await
+            .map_err(|e| HttpError::Exchange {
+                addr,
+                reason: format!("TLS handshake failed: {e}"),
+            })?;
+        exchange(stream, addr, host, path, content_type, headers, body).await
+    };
+    tokio::time::timeout(timeout, request)
+        .await
+        .map_err(|_| HttpError::Timeout { addr, timeout })?
+}
+
+async fn exchange<S>(
+    stream: S,
     addr: SocketAddr,
     host: &str,
     path: &str,
     content_type: &str,
     headers: &[(&str, String)],
     body: Vec<u8>,
-) -> Result<HttpResponse, HttpError> {
+) -> Result<HttpResponse, HttpError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let exchange = |reason: String| HttpError::Exchange { addr, reason };
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|source| HttpError::Connect { addr, source })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| exchange(e.to_string()))?;

@@ -13,9 +13,11 @@
 //!   data directory or through a running hub.
 //! * [`store`]: persistence behind the [`store::HubStore`] trait (redb by default).
 //! * [`http_client`]: the minimal HTTP/1.1 client the command line and tests use.
+//! * [`tls`]: the certificate and key files, the TLS listener, and the admin
+//!   client's TLS settings.
 //!
-//! The hub serves plain HTTP and websockets, without TLS: it is meant for
-//! loopback or a trusted network, or to sit behind a TLS-terminating proxy.
+//! The hub serves plain HTTP and websockets, or, given a certificate and its
+//! key ([`HubConfig::tls`]), HTTPS and secure websockets.
 
 pub mod actions;
 pub mod admin;
@@ -25,5 +27,6 @@ pub mod http_client;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod tls;
 
 pub use server::{Hub, HubConfig, RunningHub};

@@ -13,10 +13,12 @@ use clap::{Parser, Subcommand};
 use komlog_hub::admin::{self, AdminRequest};
 use komlog_hub::server::{self, HubConfig};
 use komlog_hub::store::redb::RedbStore;
+use komlog_hub::tls::HubTls;
 use komlog_protocol::Username;
 
 /// A Komlog-compatible server: agents log in at /login and talk protocol v1 on the
-/// websocket at /. Plain HTTP, no TLS: serve it on loopback or a trusted network.
+/// websocket at /. Plain HTTP by default; with `serve --tls-cert --tls-key`, HTTPS
+/// and secure websockets (agents then use https:// or wss:// URLs).
 #[derive(Parser, Debug)]
 #[command(name = "komlog-hub", version)]
 struct Cli {
@@ -37,6 +39,13 @@ enum Command {
         /// Seconds a login challenge may be answered (the protocol's value is 60).
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
         challenge_validity: u64,
+        /// Serve TLS with this certificate chain (PEM, the server's certificate
+        /// first). Needs --tls-key.
+        #[arg(long, value_name = "PATH", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+        #[arg(long, value_name = "PATH", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Users.
     User {
@@ -154,7 +163,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             challenge_validity,
-        } => return serve(data, listen, challenge_validity).await,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(HubTls::load(&cert, &key)?),
+                // clap makes each need the other.
+                _ => None,
+            };
+            return serve(data, listen, challenge_validity, tls).await;
+        }
         Command::User { command } => match command {
             UserCommand::Add { name } => AdminRequest::AddUser { name },
             UserCommand::List => AdminRequest::ListUsers,
@@ -227,7 +245,12 @@ fn print_reply(request: &AdminRequest, reply: &serde_json::Value) {
     }
 }
 
-async fn serve(data: PathBuf, listen: SocketAddr, challenge_validity: u64) -> anyhow::Result<()> {
+async fn serve(
+    data: PathBuf,
+    listen: SocketAddr,
+    challenge_validity: u64,
+    tls: Option<HubTls>,
+) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOMLOG_HUB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -240,6 +263,7 @@ async fn serve(data: PathBuf, listen: SocketAddr, challenge_validity: u64) -> an
     };
     let mut config = HubConfig::new(listen, data);
     config.challenge_validity = Duration::from_secs(challenge_validity);
+    config.tls = tls;
     let mut running = server::start(config, Arc::new(store)).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch SIGTERM")?;

@@ -4,6 +4,7 @@
 //! `GET /`, `POST /admin`), the run file `hub.json` in the data directory that
 //! tells the command line where a running hub listens and its admin token, and
 //! a clean stop (every connection closed with 4503, the run file removed).
+//! With [`HubConfig::tls`] every connection is TLS ([`crate::tls::TlsListener`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::auth::Challenges;
 use crate::sessions::{CloseReason, Registry};
 use crate::store::group::GroupWriter;
 use crate::store::{HubStore, StoreError};
+use crate::tls::{HubTls, TlsListener};
 
 /// The run file's name in the data directory.
 pub const RUN_FILE: &str = "hub.json";
@@ -37,6 +39,8 @@ pub struct HubConfig {
     pub outbox_capacity: usize,
     /// The largest websocket message accepted, in bytes.
     pub max_frame_bytes: usize,
+    /// Serve TLS with this certificate and key (default none: plain HTTP).
+    pub tls: Option<HubTls>,
 }
 
 impl HubConfig {
@@ -50,6 +54,7 @@ impl HubConfig {
             ),
             outbox_capacity: 4096,
             max_frame_bytes: 16 << 20,
+            tls: None,
         }
     }
 }
@@ -63,6 +68,10 @@ pub struct RunFile {
     pub admin_token: String,
     /// The hub's process id.
     pub pid: u32,
+    /// With TLS: the served certificate (DER, hex), which the admin client
+    /// accepts and no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<String>,
 }
 
 /// The state shared by every request and connection.
@@ -204,29 +213,41 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
             listen: addr,
             admin_token: hub.admin_token.clone(),
             pid: std::process::id(),
+            tls_certificate: hub.config.tls.as_ref().map(HubTls::certificate_hex),
         },
     )?;
     let (tx, rx) = oneshot::channel::<()>();
-    let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
-    // Replies and notifications are small frames: without TCP_NODELAY, Nagle
-    // holds one back until the agent's delayed ACK (tens of milliseconds).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
+    let stopped = async move {
+        let _ = rx.await;
+    };
+    let task = match &hub.config.tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, Arc::clone(&tls.config))
+                .map_err(ServeError::Serve)?
+                // A no-op tap: axum gives `ConnectInfo<SocketAddr>` to tapped listeners.
+                .tap_io(|_| {});
+            tokio::spawn(serve(listener, Arc::clone(&hub), stopped))
         }
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-            .map_err(ServeError::Serve)
-    });
+        None => {
+            // Replies and notifications are small frames: without TCP_NODELAY, Nagle
+            // holds one back until the agent's delayed ACK (tens of milliseconds).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            });
+            tokio::spawn(serve(listener, Arc::clone(&hub), stopped))
+        }
+    };
     tracing::info!(
         %addr,
         data = %hub.config.data_dir.display(),
-        "komlog-hub listening (plain HTTP and websockets, no TLS)"
+        "komlog-hub listening ({})",
+        if hub.config.tls.is_some() {
+            "HTTPS and secure websockets"
+        } else {
+            "plain HTTP and websockets, no TLS"
+        }
     );
     Ok(RunningHub {
         addr,
@@ -234,6 +255,23 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Serve the routes on `listener` until `stopped`.
+async fn serve<L, F>(
+    listener: axum::serve::TapIo<L, F>,
+    hub: Arc<Hub>,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    F: FnMut(&mut L::Io) + Send + 'static,
+{
+    let app = router(hub).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+        .map_err(ServeError::Serve)
 }
 
 /// The run file's path in a data directory.

@@ -198,9 +198,15 @@ struct Served {
 
 impl Served {
     fn start(data: &Path) -> Served {
+        Served::start_with(data, &[])
+    }
+
+    /// `serve` with `extra` arguments.
+    fn start_with(data: &Path, extra: &[&str]) -> Served {
         let child = Command::new(env!("CARGO_BIN_EXE_komlog-hub"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -320,4 +326,94 @@ async fn commands_reach_a_running_hub_and_kick_closes_with_4403() {
     let users: serde_json::Value =
         serde_json::from_str(&ok(&hub_cmd(&data, &["user", "list"]))).unwrap();
     assert_eq!(users["users"][0], "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_tls_takes_admin_commands_and_names_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let certs = common::certs::write_test_certs(&dir.path().join("certs"));
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+
+    // Bad files: each error names the file; one flag without the other is usage.
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let serve = |c: &str, k: &str| {
+        hub_cmd(
+            &data,
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                c,
+                "--tls-key",
+                k,
+            ],
+        )
+    };
+    fails(
+        &serve(missing, key),
+        1,
+        &format!("cannot read the TLS certificate file {missing}"),
+    );
+    fails(
+        &serve(cert, missing),
+        1,
+        &format!("cannot read the TLS key file {missing}"),
+    );
+    fails(
+        &serve(key, key),
+        1,
+        &format!("the TLS certificate file {key} contains no PEM certificate"),
+    );
+    fails(
+        &serve(cert, cert),
+        1,
+        &format!("the TLS key file {cert} contains no PEM private key"),
+    );
+    let other_key = dir.path().join("other.key");
+    std::fs::write(
+        &other_key,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    fails(
+        &serve(cert, other_key.to_str().unwrap()),
+        1,
+        &format!(
+            "the TLS key {} cannot serve the certificate {cert}",
+            other_key.display()
+        ),
+    );
+    fails(
+        &hub_cmd(&data, &["serve", "--tls-cert", cert]),
+        2,
+        "--tls-key",
+    );
+
+    // Served with TLS: the commands reach it over TLS through /admin.
+    let mut served = Served::start_with(&data, &["--tls-cert", cert, "--tls-key", key]);
+    let addr = served.addr();
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("hub.json")).unwrap()).unwrap();
+    assert!(run["tls_certificate"].is_string(), "{run}");
+    ok(&hub_cmd(&data, &["user", "add", "alice"]));
+    let users: serde_json::Value =
+        serde_json::from_str(&ok(&hub_cmd(&data, &["user", "list"]))).unwrap();
+    assert_eq!(users["users"][0], "alice");
+    // Plain HTTP to the TLS port gets no answer from the routes.
+    let plain = komlog_hub::http_client::post(
+        addr,
+        "localhost",
+        "/login",
+        "application/x-www-form-urlencoded",
+        &[],
+        Vec::new(),
+        WAIT,
+    )
+    .await;
+    assert!(plain.is_err(), "{plain:?}");
+    let status = served.stop();
+    assert_eq!(status.code(), Some(0), "clean stop on SIGTERM");
 }

@@ -1,9 +1,10 @@
 //! The HTTP side of the login (spec §3.2): two form POSTs to `/login`, the
 //! answer to the challenge, and the `kid` cookie.
 //!
-//! A minimal HTTP/1.1 client (one request per connection, plain HTTP) is enough
-//! for two POSTs; every request has a deadline.
+//! A minimal HTTP/1.1 client (one request per connection, over plain TCP or
+//! TLS) is enough for two POSTs; every request has a deadline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -51,16 +52,18 @@ pub enum LoginError {
     Crypto(#[from] login::LoginCryptoError),
 }
 
-/// Log in as `username` with `key`; returns the `kid` cookie value.
+/// Log in as `username` with `key`; returns the `kid` cookie value. `tls` is
+/// the TLS configuration for an `https` endpoint ([`crate::tls::client_config`]).
 pub async fn login(
     endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     username: &str,
     key: &PrivateKey,
     timeout: Duration,
 ) -> Result<String, LoginError> {
     let k = login::key_field(&openssh_public_line(key.as_public_key()));
     let mut fields = vec![("u", username.to_owned()), ("k", k), ("pv", "1".to_owned())];
-    let (status, _, body) = post_form(endpoint, &fields, timeout).await?;
+    let (status, _, body) = post_form(endpoint, tls, &fields, timeout).await?;
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     if status != 200 {
         return Err(refused(endpoint, status, &json));
@@ -75,7 +78,7 @@ pub async fn login(
     let (c, s) = login::answer_challenge(key, challenge)?;
     fields.push(("c", c));
     fields.push(("s", s));
-    let (status, cookie, body) = post_form(endpoint, &fields, timeout).await?;
+    let (status, cookie, body) = post_form(endpoint, tls, &fields, timeout).await?;
     if status != 200 {
         let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         return Err(refused(endpoint, status, &json));
@@ -109,6 +112,7 @@ fn refused(endpoint: &Endpoint, status: u16, json: &serde_json::Value) -> LoginE
 /// POST a form to `/login`; returns the status, the `kid` cookie if set, and the body.
 async fn post_form(
     endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     fields: &[(&str, String)],
     timeout: Duration,
 ) -> Result<(u16, Option<String>, Vec<u8>), LoginError> {
@@ -126,9 +130,7 @@ async fn post_form(
         form.finish()
     };
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-            .await
-            .map_err(|e| err(format!("cannot connect: {e}")))?;
+        let stream = crate::tls::connect(endpoint, tls).await.map_err(err)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| err(e.to_string()))?;

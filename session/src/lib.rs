@@ -33,12 +33,16 @@
 //! * Notifications (`send_multi_data` from the server) arrive on the channel
 //!   from [`Session::take_notifications`].
 //!
-//! Plain HTTP and websockets only (no TLS), like `komlog-hub`.
+//! `http://` and `ws://` endpoints are plain TCP; `https://` and `wss://` use
+//! TLS ([`tls`]): the server's certificate must chain to a Mozilla root or to a
+//! CA of [`SessionConfig::ca_file`], and name the URL's host.
 
 pub mod http;
 mod session;
+pub mod tls;
 
 pub use session::{HookOutcome, Notification, PendingReply, Sample, Session, SessionConfig, Value};
+pub use tls::TlsError;
 
 use komlog_protocol::{GenericResponse, Status};
 
@@ -49,22 +53,25 @@ pub struct Endpoint {
     pub host: String,
     /// The port.
     pub port: u16,
+    /// TLS (`https`/`wss`) or plain (`http`/`ws`).
+    pub tls: bool,
 }
 
 impl Endpoint {
-    /// Read `http://host[:port][/...]` or `ws://host[:port][/...]` (the path is
-    /// ignored: the protocol fixes `/login` and `/`). `https`/`wss` are refused:
-    /// this client has no TLS.
+    /// Read `http://host[:port][/...]` or `ws://host[:port][/...]`, and with
+    /// TLS `https://` or `wss://` (the path is ignored: the protocol fixes
+    /// `/login` and `/`). The default port is 80, or 443 with TLS.
     pub fn parse(url: &str) -> Result<Endpoint, SessionError> {
         let bad = |why: &str| SessionError::BadEndpoint(format!("{url:?}: {why}"));
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("expected http://host:port/"))?;
-        let default_port = match scheme.to_ascii_lowercase().as_str() {
-            "http" | "ws" => 80,
-            "https" | "wss" => return Err(bad("TLS is not supported; use http:// or ws://")),
-            _ => return Err(bad("expected the scheme http or ws")),
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "http" | "ws" => false,
+            "https" | "wss" => true,
+            _ => return Err(bad("expected the scheme http, https, ws or wss")),
         };
+        let default_port = if tls { 443 } else { 80 };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("invalid port"))?),
@@ -76,6 +83,7 @@ impl Endpoint {
         Ok(Endpoint {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 }
@@ -89,6 +97,9 @@ pub enum SessionError {
     /// A sample, uri or username is invalid; nothing was sent.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The TLS settings are not usable (a bad CA file, for example).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The HTTP login failed.
     #[error(transparent)]
     Login(#[from] http::LoginError),
@@ -150,15 +161,26 @@ mod tests {
             Endpoint::parse("http://localhost:8080/").unwrap(),
             Endpoint {
                 host: "localhost".into(),
-                port: 8080
+                port: 8080,
+                tls: false
             }
         );
         assert_eq!(Endpoint::parse("ws://hub").unwrap().port, 80);
-        assert!(
-            Endpoint::parse("wss://hub/")
-                .unwrap_err()
-                .to_string()
-                .contains("TLS")
+        assert_eq!(
+            Endpoint::parse("wss://hub/").unwrap(),
+            Endpoint {
+                host: "hub".into(),
+                port: 443,
+                tls: true
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("HTTPS://localhost:8443/x").unwrap(),
+            Endpoint {
+                host: "localhost".into(),
+                port: 8443,
+                tls: true
+            }
         );
         assert!(Endpoint::parse("hub:80").is_err());
         assert!(Endpoint::parse("http://:80").is_err());

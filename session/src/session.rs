@@ -2,6 +2,7 @@
 //! and failing pending waits on disconnect.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,16 +14,16 @@ use komlog_protocol::{
     Body, DpData, DsData, DsInfo, GenericResponse, Kind, Message, MultiData, MultiItem,
     RequestData, Status, TimeUuid, Uri, UriPayload, Username,
 };
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::tls::Stream;
 use crate::{Endpoint, SessionError};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Stream>;
 
 /// How to log in and how long to wait.
 #[derive(Clone)]
@@ -39,6 +40,9 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     /// Notifications buffered before new ones are dropped (default 10000).
     pub notification_capacity: usize,
+    /// A PEM file of CA certificates trusted for a TLS endpoint besides the
+    /// Mozilla roots (default none); read at each login.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl SessionConfig {
@@ -52,6 +56,7 @@ impl SessionConfig {
             reply_timeout: Duration::from_secs(30),
             login_timeout: Duration::from_secs(30),
             notification_capacity: 10_000,
+            ca_file: None,
         })
     }
 }
@@ -236,8 +241,14 @@ pub struct Session {
 impl Session {
     /// Log in (challenge handshake) and open the websocket with the cookie.
     pub async fn login(config: SessionConfig) -> Result<Session, SessionError> {
+        let tls = if config.endpoint.tls {
+            Some(crate::tls::client_config(config.ca_file.as_deref())?)
+        } else {
+            None
+        };
         let cookie = crate::http::login(
             &config.endpoint,
+            tls.as_ref(),
             config.username.as_str(),
             &config.key,
             config.login_timeout,
@@ -248,7 +259,8 @@ impl Session {
             endpoint: endpoint.clone(),
             reason,
         };
-        let mut req = format!("ws://{endpoint}/")
+        let scheme = if config.endpoint.tls { "wss" } else { "ws" };
+        let mut req = format!("{scheme}://{endpoint}/")
             .into_client_request()
             .map_err(|e| connect_err(e.to_string()))?;
         let cookie_header = format!("{COOKIE_NAME}={cookie}")
@@ -256,15 +268,10 @@ impl Session {
             .map_err(|_| connect_err("the cookie is not a valid header".into()))?;
         req.headers_mut().insert("cookie", cookie_header);
         let connect = async {
-            let stream = TcpStream::connect((config.endpoint.host.as_str(), config.endpoint.port))
+            let stream = crate::tls::connect(&config.endpoint, tls.as_ref())
                 .await
-                .map_err(|e| connect_err(e.to_string()))?;
-            // Small request/reply frames: do not let Nagle hold one back until
-            // the peer's delayed ACK.
-            stream
-                .set_nodelay(true)
-                .map_err(|e| connect_err(e.to_string()))?;
-            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream))
+                .map_err(&connect_err)?;
+            tokio_tungstenite::client_async(req, stream)
                 .await
                 .map_err(|e| connect_err(e.to_string()))
         };

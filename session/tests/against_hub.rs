@@ -1,5 +1,8 @@
 //! The session library against a real komlog-hub on 127.0.0.1 (in process, with
-//! a redb store in a temporary directory).
+//! a redb store in a temporary directory), over plain HTTP and over TLS.
+
+#[path = "../../hub/tests/common/certs.rs"]
+mod certs;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -7,6 +10,7 @@ use std::time::Duration;
 use komlog_hub::server::{self, HubConfig, RunningHub};
 use komlog_hub::store::redb::RedbStore;
 use komlog_hub::store::{HubStore, NewSample, Share};
+use komlog_hub::tls::HubTls;
 use komlog_protocol::login::PrivateKey;
 use komlog_protocol::openssh::openssh_public_line;
 use komlog_protocol::{Kind, MetricId, Status, TimeUuid, Username};
@@ -33,9 +37,27 @@ struct Hub {
 
 impl Hub {
     async fn start() -> Hub {
+        Hub::start_with(|_| {}).await
+    }
+
+    /// A hub serving TLS with a test CA's certificate; returns the CA's files
+    /// too, in a directory that lives as long as the returned guard.
+    async fn start_tls() -> (Hub, certs::TestCerts, tempfile::TempDir) {
+        let cert_dir = tempfile::tempdir().unwrap();
+        let certs = certs::write_test_certs(cert_dir.path());
+        let tls = HubTls::load(&certs.cert, &certs.key).unwrap();
+        (
+            Hub::start_with(|c| c.tls = Some(tls)).await,
+            certs,
+            cert_dir,
+        )
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut HubConfig)) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(&dir.path().join("data")).unwrap();
-        let config = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+        let mut config = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+        adjust(&mut config);
         let running = server::start(config, Arc::new(store)).await.unwrap();
         let hub = Hub { running, _dir: dir };
         for (name, k) in [("alice", 0), ("bob", 1)] {
@@ -52,8 +74,12 @@ impl Hub {
     }
 
     fn config(&self, name: &str, k: usize) -> SessionConfig {
-        let endpoint =
-            Endpoint::parse(&format!("http://localhost:{}/", self.running.addr.port())).unwrap();
+        self.config_at("http://localhost", name, k)
+    }
+
+    /// A configuration for `base` (`scheme://host`) and the hub's port.
+    fn config_at(&self, base: &str, name: &str, k: usize) -> SessionConfig {
+        let endpoint = Endpoint::parse(&format!("{base}:{}/", self.running.addr.port())).unwrap();
         let mut c = SessionConfig::new(endpoint, name, key(k)).unwrap();
         c.reply_timeout = WAIT;
         c
@@ -304,4 +330,106 @@ async fn sends_what_a_datasource_supplies() {
         Some(supplies(&["host.disk.free", "host.disk.used"]))
     );
     alice.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_in_over_https_and_wss_with_the_ca_file_and_sends_samples() {
+    let (hub, certs, _cert_dir) = Hub::start_tls().await;
+    // A client that never starts its handshake and one that sends garbage do
+    // not hold up or stop the server.
+    let mut idle = tokio::net::TcpStream::connect(hub.running.addr)
+        .await
+        .unwrap();
+    let mut garbage = tokio::net::TcpStream::connect(hub.running.addr)
+        .await
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    }
+    for (i, base) in ["https://localhost", "wss://127.0.0.1"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut config = hub.config_at(base, "alice", 0);
+        assert!(config.endpoint.tls);
+        config.ca_file = Some(certs.ca.clone());
+        let session = Session::login(config).await.unwrap();
+        let t = TimeUuid::now();
+        session
+            .send_samples(&[Sample::datapoint("tls.value", t, i as f64 + 0.5).unwrap()])
+            .await
+            .unwrap();
+        assert_eq!(hub.rows("alice", "tls.value")[0], (t, format!("{}.5", i)));
+        let newest = session
+            .request_data("tls.value", None, None, Some(10))
+            .await
+            .unwrap();
+        assert_eq!(newest.len(), i + 1);
+        session.close().await;
+    }
+    {
+        use tokio::io::AsyncReadExt;
+        // The garbage connection was closed after its failed handshake (an
+        // alert may come first); the idle one is still waiting.
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(WAIT, garbage.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "the failed handshake's connection was not closed"
+        );
+        let mut buf = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), idle.read(&mut buf))
+                .await
+                .is_err(),
+            "the idle connection is left to its handshake deadline"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_errors_name_the_certificate_problem_and_the_ca_file() {
+    let (hub, certs, _cert_dir) = Hub::start_tls().await;
+    // Without the CA file the hub's certificate chains to no known root.
+    let err = match Session::login(hub.config_at("https://localhost", "alice", 0)).await {
+        Err(e) => e,
+        Ok(_) => panic!("the test CA is not trusted without ca_file"),
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("TLS handshake with localhost failed") && text.contains("UnknownIssuer"),
+        "{text}"
+    );
+    // A missing CA file and a file without a certificate are named.
+    let mut config = hub.config_at("https://localhost", "alice", 0);
+    let missing = certs.ca.with_file_name("missing.pem");
+    config.ca_file = Some(missing.clone());
+    let err = match Session::login(config.clone()).await {
+        Err(e) => e,
+        Ok(_) => panic!("the CA file is missing"),
+    };
+    assert!(matches!(err, SessionError::Tls(_)), "{err}");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+    config.ca_file = Some(certs.key.clone());
+    let text = match Session::login(config).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a key is not a CA certificate"),
+    };
+    assert!(
+        text.contains(&format!(
+            "the CA file {} contains no PEM certificate",
+            certs.key.display()
+        )),
+        "{text}"
+    );
+    // A plain client reaching the TLS port gets a clear failure, not a hang.
+    let text = match Session::login(hub.config("alice", 0)).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("plain HTTP to a TLS port"),
+    };
+    assert!(text.contains("login at localhost"), "{text}");
 }

@@ -107,6 +107,7 @@ fn start_link(
     }));
     let link_config = LinkConfig {
         url: server.url.clone(),
+        ca_file: server.ca_file.clone(),
         username: username.as_str().to_owned(),
         key: key.private,
         hooks,

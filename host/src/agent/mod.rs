@@ -27,20 +27,28 @@ pub enum AgentError {
     Engine(#[from] LoadError),
 }
 
-/// Warnings about configured features this version reads but does not act on.
-pub fn unsupported_notices(config: &Config) -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Some(server) = &config.server
-        && let Some((scheme, _)) = server.url.split_once("://")
-        && matches!(scheme.to_ascii_lowercase().as_str(), "https" | "wss")
-    {
-        notes.push(format!(
-            "the `server` block ({}) asks for TLS, which this version does not speak: \
-             samples are kept in the outbox until the url is http:// or ws:// (a TLS-terminating proxy in front of the server works)",
-            server.url
-        ));
+/// Warnings about the configuration that parsing cannot give: a `server`
+/// block's `ca_file` that cannot be used.
+pub fn config_notices(config: &Config) -> Vec<String> {
+    ca_file_problem(config).into_iter().collect()
+}
+
+/// Why the `server` block's `ca_file` cannot be used (it cannot be read or
+/// holds no certificate), naming the file; `None` when it is fine or absent.
+pub fn ca_file_problem(config: &Config) -> Option<String> {
+    let server = config.server.as_ref()?;
+    let path = server.ca_file.as_deref()?;
+    if !server.is_tls() {
+        return None;
     }
-    notes
+    komlog_session::tls::client_config(Some(path))
+        .err()
+        .map(|e| {
+            format!(
+                "the `server` block ({}): {e}; logins fail until it is fixed",
+                server.url
+            )
+        })
 }
 
 /// Where the embedded store of a configuration lives.

@@ -142,7 +142,7 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     for w in &config.warnings {
         eprintln!("komlogd: warning: {w}");
     }
-    for note in agent::unsupported_notices(&config) {
+    for note in agent::config_notices(&config) {
         eprintln!("komlogd: warning: {note}");
     }
     Ok(config)
@@ -420,7 +420,7 @@ fn run_agent(config: &Config) -> Result<(), Failure> {
     for e in &agent.load_errors {
         tracing::error!("not loaded: {e}");
     }
-    for note in agent::unsupported_notices(config) {
+    for note in agent::config_notices(config) {
         tracing::warn!("{note}");
     }
     runtime.block_on(async {
@@ -522,6 +522,9 @@ fn check(config: &Config) -> Result<(), Failure> {
             "{failed_packages} package{} could not be loaded",
             plural(failed_packages)
         ));
+    }
+    if let Some(problem) = agent::ca_file_problem(config) {
+        problems.push(problem);
     }
     if problems.is_empty() {
         Ok(())

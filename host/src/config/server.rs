@@ -2,7 +2,10 @@
 //! agent runs alone on its local store.
 //!
 //! Only the scheme and the presence of a host are checked here; connecting is the
-//! session's business.
+//! session's business. `ca_file` is resolved against the configuration's
+//! directory; its contents are checked by `komlogd check` and at each login.
+
+use std::path::PathBuf;
 
 use super::yaml::{Ctx, Node, Scalar, View, line, view};
 
@@ -11,20 +14,35 @@ use super::yaml::{Ctx, Node, Scalar, View, line, view};
 pub struct ServerConfig {
     /// An `http://`, `https://`, `ws://` or `wss://` URL with a host.
     pub url: String,
+    /// For `https`/`wss`: a PEM file of CA certificates trusted besides the
+    /// Mozilla roots (for a server with a private CA or a self-signed certificate).
+    pub ca_file: Option<PathBuf>,
 }
 
-const SERVER_KEYS: &[&str] = &["url"];
+impl ServerConfig {
+    /// True for an `https://` or `wss://` URL.
+    pub fn is_tls(&self) -> bool {
+        self.url.split_once("://").is_some_and(|(scheme, _)| {
+            matches!(scheme.to_ascii_lowercase().as_str(), "https" | "wss")
+        })
+    }
+}
 
-/// Read the `server` entry: a map `{url: …}` (a bare URL string is accepted too).
+const SERVER_KEYS: &[&str] = &["url", "ca_file"];
+
+/// Read the `server` entry: a map `{url: …, ca_file: …}` (a bare URL string is
+/// accepted too).
 pub(super) fn parse_server(
     ctx: &mut Ctx<'_>,
     key_line: usize,
     node: &Node,
 ) -> Option<ServerConfig> {
+    let mut ca_node = None;
     let url_node = match view(node) {
         View::Scalar(Scalar::Str(_)) => node,
         _ => {
             let block = ctx.block("server", node, SERVER_KEYS)?;
+            ca_node = block.get("ca_file");
             match block.raw("url") {
                 Some(n) => n,
                 None => {
@@ -38,13 +56,26 @@ pub(super) fn parse_server(
         }
     };
     let url = ctx.string("server.url", url_node)?;
-    match check_url(&url) {
-        Ok(()) => Some(ServerConfig { url }),
-        Err(why) => {
-            ctx.error(line(url_node), format!("server.url: {url:?} {why}"));
-            None
-        }
+    let ca_file = match ca_node {
+        Some(n) => Some(ctx.path("server.ca_file", n)?),
+        None => None,
+    };
+    if let Err(why) = check_url(&url) {
+        ctx.error(line(url_node), format!("server.url: {url:?} {why}"));
+        return None;
     }
+    let server = ServerConfig { url, ca_file };
+    if let (Some(n), Some(path), false) = (ca_node, &server.ca_file, server.is_tls()) {
+        ctx.warn(
+            line(n),
+            format!(
+                "server.ca_file ({}) is used only with an https:// or wss:// url, not {:?}",
+                path.display(),
+                server.url
+            ),
+        );
+    }
+    Some(server)
 }
 
 /// Check the scheme, that a host is present, and that a port, if any, is a number.

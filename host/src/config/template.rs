@@ -22,8 +22,11 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 
 # ------------------------------------------------------------------ server
 # The Komlog-compatible server (http, https, ws or wss); without one komlogd runs alone.
+# With https or wss the server's certificate must chain to a public CA, or to one
+# of the CA certificates in ca_file (PEM; optional).
 #- server:
 #    url: wss://agents.komlog.io/
+#    ca_file: ca.pem             # optional: a private CA's certificate, for https/wss
 
 # ------------------------------------------------------------------ logging
 # Where and how much komlogd logs; the values shown are the defaults.
@@ -145,6 +148,10 @@ mod tests {
         assert_eq!(
             cfg.server.as_ref().map(|s| s.url.as_str()),
             Some("wss://agents.komlog.io/")
+        );
+        assert_eq!(
+            cfg.server.as_ref().and_then(|s| s.ca_file.as_deref()),
+            Some(dir.join("ca.pem").as_path())
         );
         assert_eq!(cfg.logging, crate::config::LoggingConfig::defaults(dir));
         assert_eq!(cfg.jobs.len(), 1);

@@ -898,8 +898,21 @@ fn server() {
     assert_eq!(
         ok("- server:\n    url: wss://hub.example.org/\n").server,
         Some(ServerConfig {
-            url: "wss://hub.example.org/".into()
+            url: "wss://hub.example.org/".into(),
+            ca_file: None,
         })
+    );
+    assert_eq!(
+        ok("- server:\n    url: https://hub:8443/\n    ca_file: certs/ca.pem\n")
+            .server
+            .and_then(|s| s.ca_file),
+        Some(dir("certs/ca.pem"))
+    );
+    assert_eq!(
+        warns("- server:\n    url: http://hub/\n    ca_file: /ca.pem\n"),
+        [
+            "komlogd.yaml:3: server.ca_file (/ca.pem) is used only with an https:// or wss:// url, not \"http://hub/\""
+        ]
     );
     assert_eq!(
         ok("- server: http://127.0.0.1:8080\n")

@@ -66,6 +66,7 @@ pub(super) async fn run(
         }
     };
     session_config.reply_timeout = config.reply_timeout;
+    session_config.ca_file = config.ca_file.clone();
     session_config.login_timeout = config.reply_timeout;
     let mut hooks = Hooks {
         wanted: config.hooks.clone(),

@@ -84,6 +84,8 @@ pub struct Hook {
 pub struct LinkConfig {
     /// The server's URL from komlogd.yaml.
     pub url: String,
+    /// For `https`/`wss`: extra CA certificates (PEM), read at each login.
+    pub ca_file: Option<std::path::PathBuf>,
     /// The agent's user.
     pub username: String,
     /// The agent's key.
