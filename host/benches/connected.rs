@@ -6,8 +6,9 @@
 //!    sample per message. Baseline: a bare `komlog-session` sending the same
 //!    messages with the same window of replies in flight (no outbox).
 //! 2. Latency from a write of agent A (an upload handed to its control socket)
-//!    to the stored output of agent B's impulse subscribed to that uri (the
-//!    `misbehave` guest in mode `ok`: a fire that writes one datapoint).
+//!    to the fire of agent B's impulse subscribed to that uri (the `misbehave`
+//!    guest in mode `ok`: a fire that writes one datapoint), taken when the
+//!    call returns; also to A's upload committed and to B's output stored.
 //!    Baseline: one bare session writing, another hooked on the uri: the time
 //!    to its notification (the hub's durable commit and two hops).
 //!
@@ -274,6 +275,8 @@ fn main() {
     b.wait_connected();
     while tap.try_recv().is_ok() {}
     let mut lat = Vec::with_capacity(rounds);
+    let mut committed = Vec::with_capacity(rounds);
+    let mut stored = Vec::with_capacity(rounds);
     for i in 0..rounds {
         let start = Instant::now();
         status::upload(
@@ -286,19 +289,29 @@ fn main() {
             },
         )
         .expect("upload");
+        committed.push(start.elapsed().as_secs_f64() * 1e3);
         let tapped = tap
             .recv_timeout(Duration::from_secs(10))
             .expect("bob's impulse fired");
-        lat.push(tapped.at.duration_since(start).as_secs_f64() * 1e3);
+        lat.push(tapped.fired_at.duration_since(start).as_secs_f64() * 1e3);
+        stored.push(tapped.at.duration_since(start).as_secs_f64() * 1e3);
         std::thread::sleep(Duration::from_millis(5));
     }
-    lat.sort_by(|x, y| x.total_cmp(y));
+    for v in [&mut lat, &mut committed, &mut stored] {
+        v.sort_by(|x, y| x.total_cmp(y));
+    }
     let (bare50, bare99) = runtime.block_on(bare_latency(&bench, rounds));
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-    println!("\n2. Write → fire: agent A's upload to agent B's impulse output stored");
+    println!("\n2. Write → fire: agent A's upload to agent B's impulse call returning its output");
     println!(
         "   agents: p50 {p50:.2} ms  p99 {p99:.2} ms   bare sessions write → notification: p50 {bare50:.2} ms  p99 {bare99:.2} ms   ratio p50 {:.1}×",
         p50 / bare50
+    );
+    println!(
+        "   (on the way: A's upload committed p50 {:.2} ms; B's output stored p50 {:.2} ms, p99 {:.2} ms)",
+        percentile(&committed, 0.5),
+        percentile(&stored, 0.5),
+        percentile(&stored, 0.99)
     );
     let commit = fsync_cost(bench.root.path());
     println!(

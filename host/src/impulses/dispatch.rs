@@ -218,6 +218,8 @@ pub struct Tapped {
     pub sample: Sample,
     /// When it was committed.
     pub at: Instant,
+    /// When the impulse's call that returned it ended (its fire).
+    pub fired_at: Instant,
 }
 
 struct Slot {
@@ -238,6 +240,8 @@ struct Pending {
     depth: u32,
     /// The slot and version that wrote them; None for source samples.
     origin: Option<(usize, Arc<str>)>,
+    /// When the call that wrote them returned (impulse outputs).
+    returned_at: Option<Instant>,
     /// For an upload: its receipt so far, and where to send it once committed.
     upload: Option<(UploadReceipt, Sender<UploadReceipt>)>,
     /// Put in the outbox for the server (local writes in connected mode).
@@ -676,6 +680,7 @@ impl Dispatcher {
                         samples: done.outputs,
                         depth: done.depth + 1,
                         origin: Some((done.slot, done.version)),
+                        returned_at: done.returned_at,
                         upload: None,
                         queued: self.config.queue_for_server,
                         fires: true,
@@ -707,6 +712,7 @@ impl Dispatcher {
             samples: valid,
             depth: 0,
             origin: None,
+            returned_at: None,
             upload: None,
             queued: self.config.queue_for_server,
             fires: true,
@@ -746,6 +752,7 @@ impl Dispatcher {
             samples: valid,
             depth: 0,
             origin: None,
+            returned_at: None,
             upload: None,
             queued: false,
             fires,
@@ -832,6 +839,7 @@ impl Dispatcher {
                                         version: version.clone(),
                                         sample: sample.clone(),
                                         at,
+                                        fired_at: pending.returned_at.unwrap_or(at),
                                     });
                                 }
                             }

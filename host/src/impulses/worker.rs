@@ -70,6 +70,8 @@ pub(crate) struct Done {
     pub version: Arc<str>,
     /// Whether `on-update` was called (and returned, ok or err).
     pub called: bool,
+    /// When the call that gave `outputs` returned.
+    pub returned_at: Option<Instant>,
     /// Valid local writes, in the order returned.
     pub outputs: Vec<Sample>,
     /// The window buffer, handed back for reuse.
@@ -114,6 +116,7 @@ pub(crate) fn spawn(
                                 depth,
                                 version,
                                 called: false,
+                                returned_at: None,
                                 outputs: Vec::new(),
                                 window: Vec::new(),
                             }
@@ -214,6 +217,7 @@ impl Worker {
             depth,
             version: self.tag.clone(),
             called: false,
+            returned_at: None,
             outputs: Vec::new(),
             window: Vec::new(),
         };
@@ -246,6 +250,7 @@ impl Worker {
         };
         done.window = std::mem::take(&mut self.ctx.window);
         done.called = true;
+        done.returned_at = Some(Instant::now());
         self.consecutive_failures = 0;
         let mut cell = lock(&self.stats);
         let stats = cell.stats();
