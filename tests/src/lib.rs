@@ -70,7 +70,16 @@ impl AgentDir {
     /// A new directory whose komlogd.yaml is `yaml`, where `{guest:NAME}` is
     /// replaced by the path of that guest.
     pub fn new(yaml: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::with_dir(tempfile::tempdir().expect("temp dir"), yaml)
+    }
+
+    /// Like [`AgentDir::new`], in a directory made under `parent` (e.g. a tmpfs,
+    /// where fsync costs nothing).
+    pub fn new_in(parent: &Path, yaml: &str) -> Self {
+        Self::with_dir(tempfile::tempdir_in(parent).expect("temp dir"), yaml)
+    }
+
+    fn with_dir(dir: tempfile::TempDir, yaml: &str) -> Self {
         let agent = AgentDir { dir };
         agent.write_config(yaml);
         agent
