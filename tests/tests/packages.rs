@@ -607,10 +607,41 @@ fn a_configuration_reload_refuses_package_limits_that_need_a_restart() {
         !after.jobs.contains_key("b"),
         "old settings kept: {after:?}"
     );
+    // The status board says why: the new package as failed, the running one
+    // with the refusal as its last error.
+    let big = agent
+        .packages
+        .get("big")
+        .expect("the refused package is listed");
+    assert_eq!(big.phase, PackagePhase::Failed, "{big:?}");
     assert!(
-        agent.packages.get("big").is_none(),
-        "a package whose memory cap exceeds the engine's was started: {:?}",
-        agent.packages.get("big")
+        big.jobs.is_empty() && big.version.is_none(),
+        "never started: {big:?}"
+    );
+    let reason = big.last_error.unwrap_or_default();
+    assert!(
+        reason.starts_with("configuration change refused: ") && reason.contains("restart komlogd"),
+        "{reason}"
+    );
+    let error = after.last_error.unwrap_or_default();
+    assert!(
+        error.starts_with("configuration change refused: ") && error.contains("fuel"),
+        "{error}"
+    );
+
+    // Once the block is gone, so is its line.
+    dir.write_config(&block("metered", "a every:1000", ""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while agent.packages.get("big").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refused package is still listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        agent.packages.get("metered").map(|s| s.phase),
+        Some(PackagePhase::Running)
     );
     agent.stop();
 }

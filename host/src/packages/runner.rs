@@ -145,6 +145,14 @@ impl PackageBoard {
         }
     }
 
+    /// Forget the packages that are neither running nor disabled (ones an
+    /// earlier reload refused to start).
+    fn retain_listed(&self, running: &BTreeMap<String, Setup>) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.retain(|name, s| s.phase == PackagePhase::Disabled || running.contains_key(name));
+        }
+    }
+
     fn remove(&self, name: &str) {
         if let Ok(mut m) = self.inner.lock() {
             m.remove(name);
@@ -210,6 +218,8 @@ impl Packages {
             return;
         };
         let pools = &mut *guard;
+        // What an earlier reload refused and never started is decided again.
+        self.board.retain_listed(&pools.running);
         let mut wanted = plan(config);
         // Limits the engine cannot give (fuel metering, a larger memory cap)
         // need a restart: such a package is not started, and a running one
@@ -225,6 +235,20 @@ impl Packages {
                         install = %block.install.display(),
                         "package not (re)started: {reason}"
                     );
+                    let message = format!("configuration change refused: {reason}");
+                    if pools.running.contains_key(name) {
+                        // It runs on with its current settings.
+                        self.board.update(name, |s| s.last_error = Some(message));
+                    } else {
+                        self.board.update(name, |s| {
+                            *s = PackageStatus {
+                                install: block.install.clone(),
+                                phase: PackagePhase::Failed,
+                                last_error: Some(message),
+                                ..PackageStatus::default()
+                            };
+                        });
+                    }
                     kept.push(name.clone());
                     false
                 }
