@@ -15,6 +15,10 @@
 //! Run with `cargo bench -p komlogd --bench connected` after building the guests
 //! (`examples/build.sh`). `KOMLOGD_BENCH_QUICK=1` gives a short run.
 
+mod common;
+
+use common::{guest, quick};
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,24 +33,6 @@ use komlogd::agent::status::{self, UploadRequest};
 use komlogd::agent::{Agent, AgentOptions};
 use komlogd::config::Config;
 use komlogd::model::{Sample, Value, now_us};
-
-fn quick() -> bool {
-    std::env::var_os("KOMLOGD_BENCH_QUICK").is_some()
-}
-
-fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    if !p.exists() {
-        eprintln!(
-            "{} is missing: build the guests first with examples/build.sh",
-            p.display()
-        );
-        std::process::exit(2);
-    }
-    p
-}
 
 fn user(name: &str) -> Username {
     Username::parse(name).expect("username")

@@ -6,8 +6,12 @@
 //! Run with `cargo bench -p komlogd` after building the guests (`examples/build.sh`).
 //! Set `KOMLOGD_BENCH_QUICK=1` for a short smoke run.
 
+mod common;
+
+use common::{guest, quick};
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,26 +21,6 @@ use komlogd::engine::bindings::Context;
 use komlogd::engine::{Engine, EngineConfig, Limits};
 use komlogd::impulses::window::WindowEncoder;
 use komlogd::model::{Sample, Value};
-
-fn guests() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/target/wasm32-wasip2/release")
-}
-
-fn guest(name: &str) -> PathBuf {
-    let p = guests().join(format!("{name}.wasm"));
-    if !p.exists() {
-        eprintln!(
-            "{} is missing: build the guests first with examples/build.sh",
-            p.display()
-        );
-        std::process::exit(2);
-    }
-    p
-}
-
-fn quick() -> bool {
-    std::env::var_os("KOMLOGD_BENCH_QUICK").is_some()
-}
 
 fn dp(uri: &str, ts: i64, v: f64) -> Sample {
     Sample {

@@ -12,6 +12,10 @@
 //! Each test has its own komlogd.yaml in a temporary directory, which is also
 //! `HOME`. Every child is killed if it runs for more than a minute.
 
+mod common;
+
+use common::guest;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,24 +25,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
-const GUESTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../examples/target/wasm32-wasip2/release"
-);
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest sample text, in bytes.
 const LIMIT: usize = 131_072;
-
-/// Path of a built example guest (`df`, `threshold`, …).
-fn guest(name: &str) -> PathBuf {
-    let path = Path::new(GUESTS).join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "guest {} not found: run `cargo test --workspace` (the komlogd-tests crate builds the guests)",
-        path.display()
-    );
-    path
-}
 
 /// What a child is given on fd 0.
 enum Stdin {

@@ -13,6 +13,10 @@
 //! The hub binary is `komlog-hub` beside `komlogd` in the target directory:
 //! `cargo test -p komlogd -p komlog-hub` or `cargo test --workspace` builds it.
 
+mod common;
+
+use common::guest;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -31,18 +35,6 @@ fn hub_bin() -> PathBuf {
     assert!(
         p.exists(),
         "{} missing: build it with `cargo build -p komlog-hub` (or run `cargo test -p komlogd -p komlog-hub`)",
-        p.display()
-    );
-    p
-}
-
-fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo test --workspace` (the komlogd-tests crate builds the guests)",
         p.display()
     );
     p

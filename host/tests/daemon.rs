@@ -3,25 +3,17 @@
 //! uploads handed to the running agent, `komlogd status` and the Prometheus
 //! endpoint.
 
+mod common;
+
+use common::guest;
+
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
-
-fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo test --workspace` (the komlogd-tests crate builds the guests)",
-        p.display()
-    );
-    p
-}
 
 fn command(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(KOMLOGD);
