@@ -407,12 +407,7 @@ fn a_shared_uri_fires_bobs_impulse_with_history_and_survives_a_kick() {
         report["updated"],
         serde_json::json!(["alice:shared.metric"])
     );
-    let window: Vec<(i64, f64)> = report["window"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["ts"].as_i64().unwrap(), r["datapoint"].as_f64().unwrap()))
-        .collect();
+    let window = window_of(&report);
     assert_eq!(
         window,
         vec![(t0, 0.5), (t0 + 1000, 1.5), (t0 + 2000, 2.5), (t1, 42.0)]
@@ -583,6 +578,16 @@ fn watcher_on(uri: &str) -> String {
 }
 
 /// The report of bob's impulse for the fire at `ts`, if it is at the hub.
+/// The (ts, datapoint) pairs of the window a probe report shows.
+fn window_of(report: &Json) -> Vec<(i64, f64)> {
+    report["window"]
+        .as_array()
+        .expect("a window in the probe's report")
+        .iter()
+        .map(|r| (r["ts"].as_i64().unwrap(), r["datapoint"].as_f64().unwrap()))
+        .collect()
+}
+
 fn seen_at(hub: &Hub, ts: i64) -> Option<Json> {
     hub.values("bob", "bob.seen")
         .iter()
@@ -653,12 +658,7 @@ fn hooks_follow_a_reload_while_connected_and_across_a_reconnect() {
         report["updated"],
         serde_json::json!(["alice:shared.metric"])
     );
-    let window: Vec<(i64, f64)> = report["window"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["ts"].as_i64().unwrap(), r["datapoint"].as_f64().unwrap()))
-        .collect();
+    let window = window_of(&report);
     assert_eq!(window, vec![(t0, 0.5), (t1, 42.0)]);
     let log = bob.log();
     assert!(
