@@ -49,7 +49,8 @@ use komlog_protocol::{GenericResponse, Status};
 /// Where a server is: host, port, and the login and websocket paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// The host name, sent in `Host` (and resolved to connect).
+    /// The host as written in the url, sent in `Host`: a name, an IPv4
+    /// address, or an IPv6 address in brackets (`[::1]`).
     pub host: String,
     /// The port.
     pub port: u16,
@@ -73,11 +74,31 @@ impl Endpoint {
         };
         let default_port = if tls { 443 } else { 80 };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("invalid port"))?),
-            None => (authority, default_port),
+        let port_of = |p: &str| p.parse::<u16>().map_err(|_| bad("invalid port"));
+        let (host, port) = if authority.starts_with('[') {
+            let end = authority
+                .find(']')
+                .ok_or_else(|| bad("an IPv6 address opened with `[` is not closed with `]`"))?;
+            let (host, after) = authority.split_at(end + 1);
+            match after {
+                "" => (host, default_port),
+                _ => match after.strip_prefix(':') {
+                    Some(p) => (host, port_of(p)?),
+                    None => return Err(bad("expected `:port` after the IPv6 address")),
+                },
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err(bad(
+                        "write an IPv6 address in brackets, e.g. http://[::1]:8080/",
+                    ));
+                }
+                Some((h, p)) => (h, port_of(p)?),
+                None => (authority, default_port),
+            }
         };
-        if host.is_empty() {
+        if host.is_empty() || host == "[]" {
             return Err(bad("no host"));
         }
         Ok(Endpoint {
@@ -85,6 +106,17 @@ impl Endpoint {
             port,
             tls,
         })
+    }
+}
+
+impl Endpoint {
+    /// The host to resolve and connect to: [`Endpoint::host`] without the
+    /// brackets of an IPv6 address.
+    pub fn connect_host(&self) -> &str {
+        self.host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host)
     }
 }
 
@@ -186,5 +218,31 @@ mod tests {
         assert!(Endpoint::parse("http://:80").is_err());
         assert!(Endpoint::parse("http://h:99999").is_err());
         assert!(Endpoint::parse("ftp://h").is_err());
+    }
+
+    #[test]
+    fn ipv6_endpoints_keep_their_brackets_for_the_host_header_only() {
+        let e = Endpoint::parse("http://[::1]:8080/").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.connect_host()),
+            ("[::1]", 8080, "::1")
+        );
+        assert_eq!(Endpoint::parse("wss://[fe80::1]").unwrap().port, 443);
+        assert_eq!(
+            Endpoint::parse("http://localhost:1/")
+                .unwrap()
+                .connect_host(),
+            "localhost"
+        );
+        for (url, why) in [
+            ("http://::1:8080/", "brackets"),
+            ("http://[::1:8080/", "not closed"),
+            ("http://[::1]8080/", "`:port`"),
+            ("http://[]:80/", "no host"),
+            ("http://[::1]:x/", "invalid port"),
+        ] {
+            let err = Endpoint::parse(url).unwrap_err().to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
     }
 }

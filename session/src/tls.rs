@@ -97,7 +97,7 @@ pub(crate) async fn connect(
     endpoint: &Endpoint,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Stream, String> {
-    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+    let tcp = TcpStream::connect((endpoint.connect_host(), endpoint.port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     // Small request/reply frames: do not let Nagle hold one back until the

@@ -433,3 +433,22 @@ async fn tls_errors_name_the_certificate_problem_and_the_ca_file() {
     };
     assert!(text.contains("login at localhost"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_in_at_an_ipv6_address() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: nothing to test");
+        return;
+    }
+    let hub = Hub::start_with(|c| c.listen = "[::1]:0".parse().unwrap()).await;
+    let alice = Session::login(hub.config_at("http://[::1]", "alice", 0))
+        .await
+        .unwrap();
+    let t = TimeUuid::now();
+    alice
+        .send_samples(&[Sample::datapoint("v6.value", t, 6.0).unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(hub.rows("alice", "v6.value"), vec![(t, "6".to_owned())]);
+    alice.close().await;
+}
