@@ -74,6 +74,11 @@ impl Endpoint {
         };
         let default_port = if tls { 443 } else { 80 };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(bad(
+                "a user or password in the url is not used: the agent logs in with its username and key",
+            ));
+        }
         let port_of = |p: &str| p.parse::<u16>().map_err(|_| bad("invalid port"));
         let (host, port) = if authority.starts_with('[') {
             let end = authority
@@ -240,6 +245,7 @@ mod tests {
             ("http://[::1]8080/", "`:port`"),
             ("http://[]:80/", "no host"),
             ("http://[::1]:x/", "invalid port"),
+            ("https://user@hub/", "a user or password"),
         ] {
             let err = Endpoint::parse(url).unwrap_err().to_string();
             assert!(err.contains(why), "{url}: {err}");

@@ -1,8 +1,10 @@
 //! The `- server:` entry: the Komlog-compatible server to talk to. Without one the
 //! agent runs alone on its local store.
 //!
-//! Only the scheme and the presence of a host are checked here; connecting is the
-//! session's business. `ca_file` is resolved against the configuration's
+//! The url is read here exactly as the server link reads it
+//! (`komlog_session::Endpoint`: scheme, host, port, IPv6 in brackets), so a url
+//! the file accepts is one the link can use; connecting is the session's
+//! business. `ca_file` is resolved against the configuration's
 //! directory; its contents are checked by `komlogd check` and at each login.
 
 use std::path::PathBuf;
@@ -61,7 +63,7 @@ pub(super) fn parse_server(
         None => None,
     };
     if let Err(why) = check_url(&url) {
-        ctx.error(line(url_node), format!("server.url: {url:?} {why}"));
+        ctx.error(line(url_node), format!("server.url: {why}"));
         return None;
     }
     let server = ServerConfig { url, ca_file };
@@ -78,44 +80,13 @@ pub(super) fn parse_server(
     Some(server)
 }
 
-/// Check the scheme, that a host is present, and that a port, if any, is a number.
+/// Check the url exactly as the server link will read it.
 fn check_url(url: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(
-            "is not a URL: expected http://, https://, ws:// or wss:// followed by a host"
-                .to_owned(),
-        );
-    };
-    if !matches!(
-        scheme.to_ascii_lowercase().as_str(),
-        "http" | "https" | "ws" | "wss"
-    ) {
-        return Err(format!(
-            "has scheme `{scheme}`: expected http, https, ws or wss"
-        ));
+    match komlog_session::Endpoint::parse(url) {
+        Ok(_) => Ok(()),
+        Err(komlog_session::SessionError::BadEndpoint(why)) => Err(why),
+        Err(other) => Err(other.to_string()),
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((host, after)) => (host, after.strip_prefix(':')),
-            None => return Err("has an unclosed `[` in its host".to_owned()),
-        }
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    if host.is_empty() || host.chars().any(char::is_whitespace) {
-        return Err("has no host".to_owned());
-    }
-    if let Some(port) = port
-        && port.parse::<u16>().is_err()
-    {
-        return Err(format!("has an invalid port `{port}`"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -128,21 +99,24 @@ mod tests {
             "wss://agents.komlog.io/",
             "ws://127.0.0.1:8080",
             "http://[::1]:80/x",
-            "HTTPS://user@host",
             "https://host?x=1",
         ] {
             assert_eq!(check_url(ok), Ok(()), "{ok}");
         }
         assert_eq!(
             check_url("ftp://x").unwrap_err(),
-            "has scheme `ftp`: expected http, https, ws or wss"
+            "\"ftp://x\": expected the scheme http, https, ws or wss"
         );
-        assert_eq!(check_url("wss:///path").unwrap_err(), "has no host");
+        assert_eq!(
+            check_url("wss:///path").unwrap_err(),
+            "\"wss:///path\": no host"
+        );
         assert_eq!(
             check_url("wss://h:99999").unwrap_err(),
-            "has an invalid port `99999`"
+            "\"wss://h:99999\": invalid port"
         );
         assert!(check_url("agents.komlog.io").is_err());
         assert!(check_url("http://[::1").is_err());
+        assert!(check_url("HTTPS://user@host").is_err());
     }
 }
