@@ -22,7 +22,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Context, Impulse, Level, Sample, Subscription};
 
@@ -164,6 +164,40 @@ struct CallBudget {
     demoted: bool,
 }
 
+/// The WASI context every guest starts from: stderr captured in a small
+/// buffer (returned with it, for failure reports), no sockets, no name lookup,
+/// and nothing else granted. Packages add their grants to the builder.
+pub(crate) fn sandbox_wasi() -> (WasiCtxBuilder, MemoryOutputPipe) {
+    let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+    let mut builder = WasiCtx::builder();
+    builder
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    (builder, stderr)
+}
+
+/// Cut a guest's log line to [`MAX_GUEST_LOG_BYTES`] (at a character
+/// boundary), marking the cut with `…`.
+pub(crate) fn truncate_guest_log(message: &mut String) {
+    if message.len() > MAX_GUEST_LOG_BYTES {
+        let mut cut = MAX_GUEST_LOG_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+}
+
+/// Epoch ticks of `tick` that make a call deadline of `timeout`: rounded up,
+/// plus one, since the tick in progress when the call starts is partly gone.
+pub(crate) fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
+    let tick_us = tick.as_micros().max(1);
+    (timeout.as_micros().div_ceil(tick_us) as u64).max(1) + 1
+}
+
 /// The calling thread's nice value (Linux: per thread).
 fn set_thread_nice(nice: i32) -> bool {
     // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
@@ -186,14 +220,7 @@ impl bindings::komlog::impulse::types::Host for GuestState {}
 
 impl bindings::komlog::impulse::host::Host for GuestState {
     fn log(&mut self, level: Level, mut message: String) {
-        if message.len() > MAX_GUEST_LOG_BYTES {
-            let mut cut = MAX_GUEST_LOG_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        truncate_guest_log(&mut message);
         let impulse = &*self.name;
         match level {
             Level::Debug => tracing::debug!(impulse, "{message}"),
@@ -231,13 +258,8 @@ impl Instance {
         tick: Duration,
         fuel_enabled: bool,
     ) -> Result<Self, CallError> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let (mut wasi, stderr) = sandbox_wasi();
+        let wasi = wasi.build();
         let state = GuestState {
             wasi,
             table: ResourceTable::new(),
@@ -265,8 +287,7 @@ impl Instance {
                 &mut budget.remaining,
             )))
         });
-        let tick_us = tick.as_micros().max(1);
-        let epoch_ticks = (limits.timeout.as_micros().div_ceil(tick_us) as u64).max(1) + 1;
+        let epoch_ticks = deadline_ticks(limits.timeout, tick);
         // Instantiation runs guest start functions: give it the same deadline.
         arm_deadline(&mut store, epoch_ticks);
         // With fuel metering on, a store starts empty: unmetered impulses get all of it.

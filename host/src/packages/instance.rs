@@ -20,13 +20,9 @@ use super::bindings::{self, Package, PackagePre};
 use super::counters::CounterSet;
 use crate::config::Grants;
 use crate::engine::bindings::{Level, Sample};
+use crate::engine::instance::{deadline_ticks, sandbox_wasi, truncate_guest_log};
 use crate::engine::{Engine, LoadError};
 use crate::session::Supplies;
-
-/// How many bytes of a package's stderr are kept for failure reports.
-const STDERR_CAPTURE_BYTES: usize = 4096;
-/// Longest log line accepted from a package; longer lines are truncated.
-const MAX_LOG_BYTES: usize = 4096;
 
 /// Why a package could not be set up or a call into it failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +84,7 @@ impl crate::engine::bindings::komlog::impulse::types::Host for PackageState {}
 
 impl crate::engine::bindings::komlog::impulse::host::Host for PackageState {
     fn log(&mut self, level: Level, mut message: String) {
-        if message.len() > MAX_LOG_BYTES {
-            let mut cut = MAX_LOG_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        truncate_guest_log(&mut message);
         let package = &*self.name;
         match level {
             Level::Debug => tracing::debug!(package, "{message}"),
@@ -189,13 +178,7 @@ impl PackageModule {
         counters: CounterSet,
         supplies: Supplies,
     ) -> Result<PackageInstance, PackageError> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        let mut builder = WasiCtx::builder();
-        builder
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        let (mut builder, stderr) = sandbox_wasi();
         for dir in &grants.dirs {
             let guest = dir.to_string_lossy().into_owned();
             builder
@@ -232,8 +215,7 @@ impl PackageModule {
         let engine = self.engine.wasmtime();
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
-        let tick_us = self.engine.epoch_tick().as_micros().max(1);
-        let epoch_ticks = (limits.timeout.as_micros().div_ceil(tick_us) as u64).max(1) + 1;
+        let epoch_ticks = deadline_ticks(limits.timeout, self.engine.epoch_tick());
         let fuel = self
             .engine
             .fuel_enabled()
