@@ -457,6 +457,16 @@ pub fn prometheus_text(board: &StatsBoard) -> String {
             |s| s.swaps,
         ),
         (
+            "state_carried_total",
+            "Swaps whose in-memory state was carried over.",
+            |s| s.state_carried,
+        ),
+        (
+            "state_dropped_total",
+            "Swaps whose state could not be carried over.",
+            |s| s.state_dropped,
+        ),
+        (
             "rejected_versions_total",
             "New module versions refused by the load check.",
             |s| s.rejected_versions,

@@ -24,7 +24,8 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, Context, Impulse, Level, Sample, Subscription};
+use super::bindings::stateful::{StatefulImpulse, StatefulImpulseIndices};
+use super::bindings::{self, Context, Impulse, ImpulseIndices, Level, Sample, Subscription};
 
 /// How many bytes of a guest's stderr are kept for failure reports.
 const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -240,19 +241,29 @@ pub(crate) fn add_to_linker(
     Ok(())
 }
 
+/// How a module's instances are made: the linked component and where its
+/// exports are, with `snapshot` / `restore` when it is a `stateful-impulse`.
+pub(crate) struct Exports {
+    pub(crate) pre: wasmtime::component::InstancePre<GuestState>,
+    pub(crate) impulse: ImpulseIndices,
+    pub(crate) stateful: Option<StatefulImpulseIndices>,
+}
+
 /// A live instance of an impulse module.
 pub struct Instance {
     store: Store<GuestState>,
     bindings: Impulse,
+    /// The same instance seen through the `stateful-impulse` world, if its module is one.
+    stateful: Option<StatefulImpulse>,
     fuel: Option<u64>,
     epoch_ticks: u64,
 }
 
 impl Instance {
-    /// Instantiate `pre` in a fresh store with `limits`. `tick` is the engine's epoch period.
+    /// Instantiate `exports` in a fresh store with `limits`. `tick` is the engine's epoch period.
     pub(crate) fn new(
         engine: &wasmtime::Engine,
-        pre: &bindings::ImpulsePre<GuestState>,
+        exports: &Exports,
         name: Arc<str>,
         limits: Limits,
         tick: Duration,
@@ -295,22 +306,33 @@ impl Instance {
         if let Some(fuel) = fuel {
             let _ = store.set_fuel(fuel);
         }
-        let bindings = pre.instantiate(&mut store);
+        let instance = exports.pre.instantiate(&mut store);
         end_call(&mut store);
-        let bindings = bindings.map_err(|e| classify(&store, e, FailureKind::Instantiate))?;
+        let instance = instance.map_err(|e| classify(&store, e, FailureKind::Instantiate))?;
+        // One instance, two typed views of its exports.
+        let bindings = exports
+            .impulse
+            .load(&mut store, &instance)
+            .map_err(|e| classify(&store, e, FailureKind::Instantiate))?;
+        let stateful = match &exports.stateful {
+            Some(indices) => Some(
+                indices
+                    .load(&mut store, &instance)
+                    .map_err(|e| classify(&store, e, FailureKind::Instantiate))?,
+            ),
+            None => None,
+        };
         Ok(Instance {
             store,
             bindings,
+            stateful,
             fuel,
             epoch_ticks,
         })
     }
 
     fn arm(&mut self) {
-        arm_deadline(&mut self.store, self.epoch_ticks);
-        if let Some(fuel) = self.fuel {
-            let _ = self.store.set_fuel(fuel);
-        }
+        arm_call(&mut self.store, self.epoch_ticks, self.fuel);
     }
 
     /// Call the module's `describe`.
@@ -330,6 +352,32 @@ impl Instance {
         result.map_err(|e| classify(&self.store, e, FailureKind::Trap))
     }
 
+    /// Whether the instance exports `snapshot` and `restore` (a `stateful-impulse`).
+    pub fn is_stateful(&self) -> bool {
+        self.stateful.is_some()
+    }
+
+    /// Call the module's `snapshot`; None when the module is not stateful.
+    /// A failure is classified like one of `on-update` (discard the instance).
+    pub fn snapshot(&mut self) -> Option<Result<Vec<u8>, CallError>> {
+        let guest = self.stateful.as_ref()?;
+        arm_call(&mut self.store, self.epoch_ticks, self.fuel);
+        let result = guest.call_snapshot(&mut self.store);
+        end_call(&mut self.store);
+        Some(result.map_err(|e| classify(&self.store, e, FailureKind::Trap)))
+    }
+
+    /// Call the module's `restore` with `state`; None when the module is not
+    /// stateful. The outer error is a failure of the call (discard the
+    /// instance); the inner one is the guest's own `err`.
+    pub fn restore(&mut self, state: &[u8]) -> Option<Result<Result<(), String>, CallError>> {
+        let guest = self.stateful.as_ref()?;
+        arm_call(&mut self.store, self.epoch_ticks, self.fuel);
+        let result = guest.call_restore(&mut self.store, state);
+        end_call(&mut self.store);
+        Some(result.map_err(|e| classify(&self.store, e, FailureKind::Trap)))
+    }
+
     /// The largest linear-memory size this instance has reached, in bytes.
     pub fn memory_high_water(&self) -> usize {
         self.store.data().limiter.high_water
@@ -345,6 +393,14 @@ fn arm_deadline(store: &mut Store<GuestState>, epoch_ticks: u64) {
         demoted: false,
     };
     store.set_epoch_deadline(first);
+}
+
+/// Before a call: its deadline, and its fuel when metered.
+fn arm_call(store: &mut Store<GuestState>, epoch_ticks: u64, fuel: Option<u64>) {
+    arm_deadline(store, epoch_ticks);
+    if let Some(fuel) = fuel {
+        let _ = store.set_fuel(fuel);
+    }
 }
 
 /// After a call: give a demoted thread its normal priority back where allowed.

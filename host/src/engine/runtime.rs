@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::ImpulsePre;
+use super::bindings::ImpulseIndices;
+use super::bindings::stateful::StatefulImpulseIndices;
 use super::cache::{ArtifactCache, engine_fingerprint, module_hash};
-use super::instance::{self, CallError, GuestState, Instance, Limits};
+use super::instance::{self, CallError, Exports, GuestState, Instance, Limits};
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -206,26 +207,35 @@ impl Engine {
             return Ok(Module { inner });
         }
         let (component, from_cache) = self.component(bytes, &hash, path)?;
-        let pre = self
+        let (pre, impulse) = self
             .inner
             .linker
             .instantiate_pre(&component)
-            .and_then(ImpulsePre::new)
+            .and_then(|pre| ImpulseIndices::new(&pre).map(|indices| (pre, indices)))
             .map_err(|e| LoadError::WrongWorld {
                 path: path.to_owned(),
                 reason: format!("{e:#}"),
             })?;
+        // A `stateful-impulse` also exports `snapshot` and `restore`; any other
+        // impulse is served as one of the plain world.
+        let stateful = StatefulImpulseIndices::new(&pre).ok();
+        let exports = Exports {
+            pre,
+            impulse,
+            stateful,
+        };
         tracing::debug!(
             wasm = %path.display(),
             version = &hash[..12],
             from_cache,
+            stateful = exports.stateful.is_some(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "module loaded"
         );
         let inner = Arc::new(ModuleInner {
             path: path.to_owned(),
             hash,
-            pre,
+            exports,
             engine: self.clone(),
             from_cache,
         });
@@ -342,7 +352,7 @@ impl Engine {
 struct ModuleInner {
     path: PathBuf,
     hash: String,
-    pre: ImpulsePre<GuestState>,
+    exports: Exports,
     engine: Engine,
     from_cache: bool,
 }
@@ -369,10 +379,15 @@ impl Module {
         self.inner.from_cache
     }
 
+    /// Whether it is a `stateful-impulse` (exports `snapshot` and `restore`).
+    pub fn is_stateful(&self) -> bool {
+        self.inner.exports.stateful.is_some()
+    }
+
     /// A fresh instance with `limits`, logging under `name`.
     pub fn instantiate(&self, name: Arc<str>, limits: Limits) -> Result<Instance, CallError> {
         let e = &self.inner.engine.inner;
-        Instance::new(&e.engine, &self.inner.pre, name, limits, e.tick, e.fuel)
+        Instance::new(&e.engine, &self.inner.exports, name, limits, e.tick, e.fuel)
     }
 }
 

@@ -83,6 +83,12 @@ pub struct ImpulseStats {
     pub chain_cut: u64,
     /// Module versions swapped in while running.
     pub swaps: u64,
+    /// Swaps whose in-memory state was carried over (`snapshot` / `restore`
+    /// of a `stateful-impulse`).
+    pub state_carried: u64,
+    /// Swaps between two `stateful-impulse` versions whose state could not be
+    /// carried over (the new version started fresh).
+    pub state_dropped: u64,
     /// New module versions refused by the load check (the previous one kept serving).
     pub rejected_versions: u64,
     /// The last error or failure, if any.

@@ -35,6 +35,8 @@ use super::stats::{FailedEvent, ImpulseState, SharedStats, lock};
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
 /// Longest backoff.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Largest state a `stateful-impulse` may carry across a swap (16 MiB).
+pub const MAX_STATE_BYTES: usize = 16 << 20;
 
 /// A module version ready to serve: the spec it was checked with, the module,
 /// and a warm instance (the one that answered `describe()`), if any.
@@ -178,7 +180,8 @@ impl Worker {
     /// Serve with `version` from the next fire on; re-enables a disabled impulse.
     fn swap(&mut self, version: Version) {
         let started = Instant::now();
-        let old = std::mem::replace(&mut self.version, version);
+        let mut old = std::mem::replace(&mut self.version, version);
+        let carried = self.carry_state(&mut old);
         self.tag = Arc::from(self.version.module.hash());
         self.ctx.params = self.version.spec.params.clone();
         self.consecutive_failures = 0;
@@ -191,6 +194,19 @@ impl Worker {
             s.state = ImpulseState::Running;
             s.consecutive_failures = 0;
             s.swaps += 1;
+            match carried {
+                Some(Ok(())) => s.state_carried += 1,
+                Some(Err(_)) => s.state_dropped += 1,
+                None => {}
+            }
+        }
+        if let Some(Err(reason)) = &carried {
+            tracing::warn!(
+                impulse = self.name(),
+                from = &old.module.hash()[..12],
+                to = &self.version.module.hash()[..12],
+                "state not carried over ({reason}); the new version starts fresh"
+            );
         }
         tracing::info!(
             impulse = self.name(),
@@ -202,6 +218,57 @@ impl Worker {
         // it happens on the retirement thread, not between two events.
         retire(old);
         self.swap_stall = Some(started.elapsed());
+    }
+
+    /// Between a serving `old` version and the new `self.version`, both
+    /// `stateful-impulse` modules: `snapshot` on the old instance, `restore`
+    /// on the new version's (created if needed). None when there is nothing to
+    /// carry (either side not stateful, or no live old instance). On failure
+    /// the new version is left without an instance, so its first event runs
+    /// on a fresh one.
+    fn carry_state(&mut self, old: &mut Version) -> Option<Result<(), String>> {
+        if !self.version.module.is_stateful() {
+            return None;
+        }
+        let old_instance = old.instance.as_mut()?;
+        let state = match old_instance.snapshot()? {
+            Ok(state) => state,
+            Err(e) => {
+                old.instance = None;
+                return Some(Err(format!("snapshot failed: {e}")));
+            }
+        };
+        if state.len() > MAX_STATE_BYTES {
+            return Some(Err(format!(
+                "snapshot of {} bytes is over the {MAX_STATE_BYTES}-byte cap",
+                state.len()
+            )));
+        }
+        let version = &mut self.version;
+        let instance = match &mut version.instance {
+            Some(instance) => instance,
+            empty @ None => match version
+                .module
+                .instantiate(version.spec.name.clone(), version.spec.limits)
+            {
+                Ok(instance) => empty.insert(instance),
+                Err(e) => return Some(Err(format!("new instance failed: {e}"))),
+            },
+        };
+        let reason = match instance.restore(&state)? {
+            Ok(Ok(())) => {
+                tracing::debug!(
+                    impulse = &*version.spec.name,
+                    bytes = state.len(),
+                    "state carried over to the new version"
+                );
+                return Some(Ok(()));
+            }
+            Ok(Err(message)) => format!("restore returned an error: {message}"),
+            Err(e) => format!("restore failed: {e}"),
+        };
+        version.instance = None;
+        Some(Err(reason))
     }
 
     fn fire(&mut self, job: FireJob) -> Done {
