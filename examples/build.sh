@@ -15,7 +15,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
 # Crate names with `-` turned into `_`: the names of the produced files.
-guests=(summary threshold df trivial probe misbehave wrong_world tagged_a tagged_b)
+guests=(summary threshold df trivial probe misbehave wrong_world tagged_a tagged_b counter)
 
 # Idempotent; quiet unless it fails.
 if ! out="$(rustup target add wasm32-wasip2 2>&1)"; then

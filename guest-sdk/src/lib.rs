@@ -17,7 +17,9 @@
 //!   [`Values`]), which also works natively so you can unit-test impulses;
 //! * builders for [`Sample`], [`Subscription`] and [`DataRequirements`], and
 //!   durations in [`time`];
-//! * [`log`]: lines in the agent's log.
+//! * [`log`]: lines in the agent's log;
+//! * [`Stateful`] and [`export_stateful_impulse!`]: an impulse whose
+//!   in-memory state survives a module swap (world `stateful-impulse`).
 //!
 //! # Example
 //!
@@ -80,6 +82,53 @@
 //! strip = true
 //! ```
 //!
+//! # State across a module swap
+//!
+//! komlogd replaces an impulse's instance when its module file changes, and
+//! `static` state is lost with it. An impulse that implements [`Stateful`] as
+//! well and is exported with [`export_stateful_impulse!`] (instead of
+//! [`export_impulse!`]) hands its state over: at the swap komlogd calls
+//! `snapshot` on the old version and passes the bytes (at most 16 MiB) to
+//! `restore` of the new one before its first fire. If either fails, the new
+//! version starts fresh.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use komlog_guest::prelude::*;
+//!
+//! static SEEN: AtomicU64 = AtomicU64::new(0);
+//!
+//! struct Counter;
+//!
+//! impl Impulse for Counter {
+//!     fn on_update(ctx: Context) -> Result<Vec<Sample>, String> {
+//!         let n = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+//!         Ok(vec![Sample::datapoint("seen", ctx.ts, n as f64)])
+//!     }
+//! }
+//!
+//! impl Stateful for Counter {
+//!     fn snapshot() -> Vec<u8> {
+//!         SEEN.load(Ordering::Relaxed).to_le_bytes().to_vec()
+//!     }
+//!
+//!     fn restore(state: Vec<u8>) -> Result<(), String> {
+//!         let bytes: [u8; 8] = state.try_into().map_err(|_| "expected 8 bytes".to_string())?;
+//!         SEEN.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! komlog_guest::export_stateful_impulse!(Counter);
+//! # fn main() {
+//! #     assert!(Counter::restore(vec![1, 2]).is_err());
+//! #     Counter::restore(41u64.to_le_bytes().to_vec()).unwrap();
+//! #     let out = Counter::on_update(Context::new(7, vec![], vec![], vec![], vec![])).unwrap();
+//! #     assert_eq!(out, vec![Sample::datapoint("seen", 7, 42.0)]);
+//! #     assert_eq!(Counter::snapshot(), 42u64.to_le_bytes().to_vec());
+//! # }
+//! ```
+//!
 //! # Testing impulses natively
 //!
 //! Everything except the host import works on any target: build a window with
@@ -115,6 +164,21 @@ pub mod bindings {
         default_bindings_module: "komlog_guest::bindings",
         additional_derives: [PartialEq],
     });
+
+    /// The bindings of the `stateful-impulse` world, sharing the types above.
+    pub mod stateful {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "stateful-impulse",
+            with: {
+                "komlog:impulse/types@0.1.0": crate::bindings::komlog::impulse::types,
+                "komlog:impulse/host@0.1.0": crate::bindings::komlog::impulse::host,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_stateful_impulse_world",
+            default_bindings_module: "komlog_guest::bindings::stateful",
+        });
+    }
 }
 
 /// One sample an impulse returns: a [`Value`] of a uri at a timestamp. Build
@@ -176,6 +240,26 @@ pub trait Impulse {
     fn on_update(ctx: Context) -> Result<Vec<Sample>, String>;
 }
 
+/// An impulse whose in-memory state is carried over when komlogd swaps in a
+/// new version of its module. Implement it besides [`Impulse`] and export the
+/// type with [`export_stateful_impulse!`].
+///
+/// At a swap komlogd calls [`Stateful::snapshot`] on the instance of the old
+/// version, then [`Stateful::restore`] with those bytes on the new version's
+/// instance, before its first fire. Nothing else calls them: an instance
+/// replaced after a trap starts empty. Both run with the deadline and fuel of
+/// one fire.
+pub trait Stateful {
+    /// The instance's state, in a format of your choosing. At most 16 MiB:
+    /// komlogd refuses a bigger snapshot and the new version starts fresh.
+    fn snapshot() -> Vec<u8>;
+
+    /// Load a state written by `snapshot` — possibly by an older version of
+    /// the module, so check what you read. `Err` (or a panic) makes komlogd
+    /// log a warning and serve the next fire from a fresh instance.
+    fn restore(state: Vec<u8>) -> Result<(), String>;
+}
+
 /// Export a type implementing [`Impulse`] as the component's `describe` and
 /// `on-update` functions. Call it exactly once per guest crate, at module
 /// level:
@@ -217,12 +301,67 @@ macro_rules! export_impulse {
     };
 }
 
+/// Export a type implementing [`Impulse`] and [`Stateful`] as a component of
+/// the `stateful-impulse` world: `describe` and `on-update` as with
+/// [`export_impulse!`], plus `snapshot` and `restore`. Use it instead of
+/// [`export_impulse!`], exactly once per guest crate, at module level:
+///
+/// ```
+/// # use komlog_guest::prelude::*;
+/// # struct MyImpulse;
+/// # impl Impulse for MyImpulse {
+/// #     fn on_update(_: Context) -> Result<Vec<Sample>, String> { Ok(vec![]) }
+/// # }
+/// # impl Stateful for MyImpulse {
+/// #     fn snapshot() -> Vec<u8> { Vec::new() }
+/// #     fn restore(_: Vec<u8>) -> Result<(), String> { Ok(()) }
+/// # }
+/// komlog_guest::export_stateful_impulse!(MyImpulse);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_stateful_impulse {
+    ($ty:ty) => {
+        const _: () = {
+            struct KomlogGuestStatefulExportAdapter;
+
+            impl $crate::bindings::stateful::Guest for KomlogGuestStatefulExportAdapter {
+                fn describe() -> ::core::option::Option<$crate::Subscription> {
+                    <$ty as $crate::Impulse>::describe()
+                }
+
+                fn on_update(
+                    ctx: $crate::bindings::Context,
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::Sample>, ::std::string::String>
+                {
+                    <$ty as $crate::Impulse>::on_update($crate::Context::from(ctx))
+                }
+
+                fn snapshot() -> ::std::vec::Vec<u8> {
+                    <$ty as $crate::Stateful>::snapshot()
+                }
+
+                fn restore(
+                    state: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$ty as $crate::Stateful>::restore(state)
+                }
+            }
+
+            $crate::bindings::stateful::__export_stateful_impulse_world!(
+                KomlogGuestStatefulExportAdapter with_types_in $crate::bindings::stateful
+            );
+        };
+    };
+}
+
 /// Everything a guest usually needs: `use komlog_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::context::Context;
     pub use crate::export_impulse;
+    pub use crate::export_stateful_impulse;
     pub use crate::log;
     pub use crate::time::{DAY, HOUR, MINUTE, SECOND, days, hours, minutes, seconds};
     pub use crate::window::{Series, ValueRef, Values, Window, WindowError};
-    pub use crate::{DataRequirements, Impulse, Kind, Sample, Subscription, Value};
+    pub use crate::{DataRequirements, Impulse, Kind, Sample, Stateful, Subscription, Value};
 }

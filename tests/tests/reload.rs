@@ -2,7 +2,9 @@
 //! samples (every input answered exactly once, by one version, in order), a
 //! broken module refused while the old one keeps serving, configuration reloads
 //! (valid and invalid), and a module that failed to load picked up once fixed.
-//! (Memory across swaps is measured alone, in `reload_memory.rs`.)
+//! A `stateful-impulse` carries its state across a swap, or starts fresh when
+//! the state cannot be carried. (Memory across swaps is measured alone, in
+//! `reload_memory.rs`.)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -194,4 +196,135 @@ fn a_module_that_failed_to_load_is_loaded_once_fixed() {
     agent.inbox.samples(vec![dp("in", 1, 0.0)]).unwrap();
     let out = collect(&agent, "late", 1);
     assert_eq!(out[0].sample.value, komlogd::model::Value::Datapoint(2.0));
+}
+
+/// `bytes` of a component with a custom section `name` appended: another
+/// module version (another hash) that behaves the same.
+fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb128(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// An agent whose impulse `count` runs a module file of its own (a copy of counter).
+fn counter_agent(extra: &str) -> (AgentDir, PathBuf) {
+    let dir = AgentDir::new("");
+    let module = dir.path().join("count.wasm");
+    std::fs::copy(guest("counter"), &module).expect("copy counter");
+    dir.write_config(&format!(
+        "- impulses:\n    name: count\n    filename: count.wasm\n    uris: [in]\n{extra}"
+    ));
+    (dir, module)
+}
+
+/// Install `bytes` as `module` the way an editor does and wait for the swap
+/// numbered `swaps`.
+fn swap_in(
+    agent: &RunningAgent,
+    dir: &AgentDir,
+    module: &std::path::Path,
+    bytes: &[u8],
+    swaps: u64,
+) {
+    let staged = dir.path().join("next.wasm.staged");
+    std::fs::write(&staged, bytes).expect("write the new version");
+    replace_file(&staged, module);
+    agent.wait_for("count", WAIT, |s| s.swaps == swaps);
+}
+
+/// Send samples at `ts` and return the values of the `n` outputs they give.
+fn fire(agent: &RunningAgent, ts: std::ops::RangeInclusive<i64>) -> Vec<(i64, f64)> {
+    let n = ts.clone().count();
+    for t in ts {
+        agent
+            .inbox
+            .samples(vec![dp("in", t, 0.0)])
+            .expect("agent running");
+    }
+    collect(agent, "count", n)
+        .into_iter()
+        .map(|t| match t.sample.value {
+            komlogd::model::Value::Datapoint(v) => (t.sample.ts, v),
+            other => panic!("unexpected output {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_stateful_impulse_carries_its_state_across_a_swap() {
+    let (dir, module) = counter_agent("");
+    let agent = RunningAgent::start(&dir);
+    let expected = |from: i64| (from..from + 5).map(|t| (t, t as f64)).collect::<Vec<_>>();
+    assert_eq!(fire(&agent, 1..=5), expected(1));
+
+    let original = std::fs::read(&module).expect("read counter");
+    let next = with_custom_section(&original, "komlogd-test", b"version 2");
+    swap_in(&agent, &dir, &module, &next, 1);
+    assert_eq!(fire(&agent, 6..=10), expected(6), "the count carries on");
+    let s = agent.stats("count");
+    assert_eq!((s.state_carried, s.state_dropped), (1, 0));
+    assert_eq!(s.fires, 10);
+
+    // And again, back to the first bytes.
+    swap_in(&agent, &dir, &module, &original, 2);
+    assert_eq!(fire(&agent, 11..=15), expected(11));
+    let s = agent.stats("count");
+    assert_eq!((s.state_carried, s.state_dropped), (2, 0));
+}
+
+#[test]
+fn state_that_cannot_be_carried_starts_fresh_and_loses_no_event() {
+    // Every fire asks for a snapshot that the next version's restore refuses.
+    let (dir, module) = counter_agent("    params: {bad_snapshot: true}\n");
+    let agent = RunningAgent::start(&dir);
+    let counts = |v: Vec<(i64, f64)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
+    assert_eq!(counts(fire(&agent, 1..=3)), [1.0, 2.0, 3.0]);
+
+    let original = std::fs::read(&module).expect("read counter");
+    let next = with_custom_section(&original, "komlogd-test", b"version 2");
+    swap_in(&agent, &dir, &module, &next, 1);
+    assert_eq!(
+        counts(fire(&agent, 4..=6)),
+        [1.0, 2.0, 3.0],
+        "a fresh instance, and every event answered"
+    );
+    let s = agent.stats("count");
+    assert_eq!((s.state_carried, s.state_dropped), (0, 1));
+    assert_eq!(s.fires, 6);
+    assert!(s.failures.is_empty(), "{:?}", s.failures);
+
+    // A version that is not stateful: swapped as ever, nothing carried or dropped.
+    swap_in(
+        &agent,
+        &dir,
+        &module,
+        &std::fs::read(guest("tagged_a")).expect("read tagged_a"),
+        2,
+    );
+    assert_eq!(
+        fire(&agent, 7..=9),
+        [(7, 1.0), (8, 1.0), (9, 1.0)],
+        "tagged_a serves every event"
+    );
+    let s = agent.stats("count");
+    assert_eq!((s.state_carried, s.state_dropped, s.fires), (0, 1, 9));
+    let summary = agent.stop();
+    assert_eq!(summary.stored, 9);
 }
