@@ -7,6 +7,12 @@
 //! on the old version and every fire queued after it on the new one: each event
 //! is handled by exactly one version, none is dropped or run twice.
 //!
+//! **State across a swap.** When both versions are `stateful-impulse` modules
+//! and the old one has a live instance, the swap calls `snapshot` on it and
+//! `restore` on the new version's instance (at most [`MAX_STATE_BYTES`]).
+//! If anything fails the new version's next event runs on a fresh instance;
+//! `state_carried` / `state_dropped` count the outcomes.
+//!
 //! **Failure policy.** A failed call (trap, deadline, memory cap, fuel, or an
 //! instance that cannot be created) discards the instance; the event is retried
 //! once on a fresh instance. If the retry fails too, the event is recorded as
