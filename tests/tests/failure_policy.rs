@@ -91,11 +91,14 @@ fn a_runaway_is_stopped_near_its_deadline_and_its_neighbour_is_not_delayed() {
     );
     assert_eq!(thread_nice("imp-healthy"), Some(0));
     // The runaway's call and its retry are each stopped near the 300 ms deadline.
+    // The bound leaves room for a loaded machine: a demoted thread must first
+    // get the CPU back to notice its deadline (471 ms was seen with both cores
+    // busy with other builds).
     let s = agent.wait_for("runaway", WAIT, |s| s.failed_events == 1);
     assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
     let took = Duration::from_secs_f64(s.duration_p99_us / 1e6);
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_millis(450),
+        took >= Duration::from_millis(300) && took < Duration::from_millis(600),
         "a runaway call lasted {took:?} for a 300 ms deadline"
     );
     // Where the process may raise priorities again (root here), the call's end
