@@ -103,6 +103,17 @@ impl Hub {
         }
     }
 
+    /// A started hub with users alice and bob, alice sharing `shared` (and
+    /// everything below it) with bob.
+    fn sharing(dir: &Path) -> Hub {
+        let mut hub = Hub::new(dir);
+        hub.cmd(&["user", "add", "alice"]);
+        hub.cmd(&["user", "add", "bob"]);
+        hub.cmd(&["share", "alice", "shared", "--with", "bob"]);
+        hub.start();
+        hub
+    }
+
     fn url(&self) -> String {
         match self.tls {
             Some(_) => format!("https://localhost:{}/", self.port),
@@ -355,11 +366,7 @@ fn fmt(v: f64) -> String {
 #[test]
 fn a_shared_uri_fires_bobs_impulse_with_history_and_survives_a_kick() {
     let root = tempfile::tempdir().unwrap();
-    let mut hub = Hub::new(root.path());
-    hub.cmd(&["user", "add", "alice"]);
-    hub.cmd(&["user", "add", "bob"]);
-    hub.cmd(&["share", "alice", "shared", "--with", "bob"]);
-    hub.start();
+    let hub = Hub::sharing(root.path());
     let mut alice = Agent::new(root.path(), "alice", &hub, "");
     let emit =
         r#"[{"uri":"alice:shared.metric.x","datapoint":1},{"uri":"mine.copy","datapoint":2}]"#;
@@ -598,11 +605,7 @@ fn seen_at(hub: &Hub, ts: i64) -> Option<Json> {
 #[test]
 fn hooks_follow_a_reload_while_connected_and_across_a_reconnect() {
     let root = tempfile::tempdir().unwrap();
-    let mut hub = Hub::new(root.path());
-    hub.cmd(&["user", "add", "alice"]);
-    hub.cmd(&["user", "add", "bob"]);
-    hub.cmd(&["share", "alice", "shared", "--with", "bob"]);
-    hub.start();
+    let mut hub = Hub::sharing(root.path());
     let mut alice = Agent::new(root.path(), "alice", &hub, "");
     let mut bob = Agent::new(root.path(), "bob", &hub, &watcher_on("bob.local"));
     let url = hub.url();

@@ -55,6 +55,21 @@ pub struct Version {
     pub instance: Option<Instance>,
 }
 
+impl Version {
+    /// The warm instance, created first if there is none.
+    fn instance(&mut self) -> Result<&mut Instance, CallError> {
+        match &mut self.instance {
+            Some(instance) => Ok(instance),
+            empty @ None => {
+                let fresh = self
+                    .module
+                    .instantiate(self.spec.name.clone(), self.spec.limits)?;
+                Ok(empty.insert(fresh))
+            }
+        }
+    }
+}
+
 /// One fire, prepared by the dispatcher.
 pub(crate) struct FireJob {
     pub ts: i64,
@@ -251,15 +266,9 @@ impl Worker {
             )));
         }
         let version = &mut self.version;
-        let instance = match &mut version.instance {
-            Some(instance) => instance,
-            empty @ None => match version
-                .module
-                .instantiate(version.spec.name.clone(), version.spec.limits)
-            {
-                Ok(instance) => empty.insert(instance),
-                Err(e) => return Some(Err(format!("new instance failed: {e}"))),
-            },
+        let instance = match version.instance() {
+            Ok(instance) => instance,
+            Err(e) => return Some(Err(format!("new instance failed: {e}"))),
         };
         let reason = match instance.restore(&state)? {
             Ok(Ok(())) => {
@@ -381,15 +390,9 @@ impl Worker {
     /// One call on the current instance (created first if needed).
     fn call(&mut self) -> Outcome {
         let version = &mut self.version;
-        let instance = match &mut version.instance {
-            Some(instance) => instance,
-            empty @ None => match version
-                .module
-                .instantiate(version.spec.name.clone(), version.spec.limits)
-            {
-                Ok(instance) => empty.insert(instance),
-                Err(e) => return self.call_failed(e),
-            },
+        let instance = match version.instance() {
+            Ok(instance) => instance,
+            Err(e) => return self.call_failed(e),
         };
         let started = Instant::now();
         let result = instance.on_update(&self.ctx);
