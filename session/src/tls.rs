@@ -110,7 +110,7 @@ pub(crate) async fn connect(
     let Some(config) = tls else {
         return Err("no TLS configuration for a TLS endpoint".into());
     };
-    let name = server_name(&endpoint.host).map_err(|e| e.to_string())?;
+    let name = server_name(endpoint).map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
         .connect(name, tcp)
         .await
@@ -128,15 +128,11 @@ pub(crate) async fn connect(
     Ok(Stream::Tls(Box::new(tls)))
 }
 
-/// The TLS server name of a URL host (a DNS name or an IP address, with or
-/// without `[...]`).
-fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    ServerName::try_from(bare.to_owned()).map_err(|_| TlsError::ServerName {
-        host: host.to_owned(),
+/// The TLS server name of an endpoint's host (a DNS name or an IP address,
+/// without the brackets of an IPv6 address).
+fn server_name(endpoint: &Endpoint) -> Result<ServerName<'static>, TlsError> {
+    ServerName::try_from(endpoint.connect_host().to_owned()).map_err(|_| TlsError::ServerName {
+        host: endpoint.host.clone(),
     })
 }
 
@@ -223,9 +219,16 @@ mod tests {
 
     #[test]
     fn server_names() {
-        assert!(server_name("localhost").is_ok());
-        assert!(server_name("127.0.0.1").is_ok());
-        assert!(server_name("[::1]").is_ok());
-        assert!(server_name("bad host").is_err());
+        let name = |host: &str| {
+            server_name(&Endpoint {
+                host: host.to_owned(),
+                port: 443,
+                tls: true,
+            })
+        };
+        assert!(name("localhost").is_ok());
+        assert!(name("127.0.0.1").is_ok());
+        assert!(name("[::1]").is_ok());
+        assert!(name("bad host").is_err());
     }
 }

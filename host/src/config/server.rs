@@ -22,11 +22,9 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// True for an `https://` or `wss://` URL.
+    /// True for an `https://` or `wss://` URL (read as the server link reads it).
     pub fn is_tls(&self) -> bool {
-        self.url.split_once("://").is_some_and(|(scheme, _)| {
-            matches!(scheme.to_ascii_lowercase().as_str(), "https" | "wss")
-        })
+        komlog_session::Endpoint::parse(&self.url).is_ok_and(|e| e.tls)
     }
 }
 
