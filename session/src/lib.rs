@@ -186,6 +186,16 @@ impl SessionError {
     pub fn is_access_denied(&self) -> bool {
         matches!(self, SessionError::Disconnected { code: Some(c) } if *c == Status::ACCESS_DENIED.code())
     }
+
+    /// True when the connection is gone or stopped answering (disconnected, or
+    /// no reply in time): the session cannot go on and must log in again. Any
+    /// other error concerns one request only.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Disconnected { .. } | SessionError::Timeout { .. }
+        )
+    }
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ impl Hooks {
                 Ok(()) => {
                     tracing::info!(uri = %uri, "uri unhooked: no impulse subscribes to it any more")
                 }
-                Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
+                Err(e) if e.is_connection_lost() => {
                     return Err(format!("unhooking {uri}: {e}"));
                 }
                 Err(e) => {
@@ -305,7 +305,7 @@ async fn hook_one(
     let state = match session.hook(&hook.uri).await {
         Ok(HookOutcome::Hooked) => "active",
         Ok(HookOutcome::Pending) => "pending: the uri does not exist yet",
-        Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
+        Err(e) if e.is_connection_lost() => {
             return Err(format!("hooking {}: {e}", hook.uri));
         }
         Err(e) => {
@@ -335,7 +335,7 @@ async fn fill(
             forward(inbox, samples, true).await;
             board.update(|s| s.history += n);
         }
-        Err(e @ (SessionError::Disconnected { .. } | SessionError::Timeout { .. })) => {
+        Err(e) if e.is_connection_lost() => {
             return Err(format!("history of {}: {e}", hook.uri));
         }
         // 4404: nothing there yet.
