@@ -30,12 +30,20 @@ type Reply = Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>;
 /// A message sent and not yet answered: its reply and what it carries.
 struct InFlight {
     reply: Reply,
-    /// The outbox rows of a write.
-    rows: Vec<(i64, String, u64)>,
-    /// The datasources of a write that declare supplies.
-    declaring: Vec<String>,
-    /// The datasource and list of a `send_ds_info`.
-    info: Option<(String, Vec<String>)>,
+    carries: Carries,
+}
+
+/// What a message in flight carries.
+enum Carries {
+    /// Samples of the outbox.
+    Write {
+        /// Their outbox rows.
+        rows: Vec<(i64, String, u64)>,
+        /// Those of them that are datasources declaring what they supply.
+        declaring: Vec<String>,
+    },
+    /// A `send_ds_info`: the datasource and the list sent.
+    Info { uri: String, list: Vec<String> },
 }
 
 /// Why a connection ended.
@@ -484,20 +492,22 @@ impl Sender<'_> {
                 biased;
                 _ = stopped(shutdown) => return End::Shutdown,
                 r = next_reply(&mut self.in_flight) => {
-                    let Some((result, done)) = r else { continue };
-                    if let Some((uri, list)) = done.info {
-                        if let Err(e) = self.info_answered(&uri, list, result) {
-                            return End::Lost(e.to_string());
+                    let Some((result, carries)) = r else { continue };
+                    let (rows, declaring) = match carries {
+                        Carries::Write { rows, declaring } => (rows, declaring),
+                        Carries::Info { uri, list } => {
+                            if let Err(e) = self.info_answered(&uri, list, result) {
+                                return End::Lost(e.to_string());
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let rows = done.rows;
+                    };
                     let n = rows.len() as u64;
                     match result {
                         Ok(()) => {
                             self.board.update(|s| s.acked += n);
                             self.acked.extend(rows);
-                            self.written(done.declaring);
+                            self.written(declaring);
                         }
                         Err(SessionError::Refused { action, response }) => {
                             tracing::error!(
@@ -655,7 +665,7 @@ impl Sender<'_> {
         for q in group {
             if any_declared
                 && matches!(q.sample.value, Value::Datasource(_))
-                && self.supplies.of(&q.sample.uri).is_some()
+                && self.supplies.declares(&q.sample.uri)
             {
                 declaring.push(q.sample.uri.clone());
             }
@@ -685,9 +695,7 @@ impl Sender<'_> {
         self.board.update(|s| s.sent += n);
         self.in_flight.push_back(InFlight {
             reply: Box::pin(pending.wait()),
-            rows,
-            declaring,
-            info: None,
+            carries: Carries::Write { rows, declaring },
         });
         Ok(())
     }
@@ -723,9 +731,7 @@ impl Sender<'_> {
         };
         self.in_flight.push_back(InFlight {
             reply: Box::pin(pending.wait()),
-            rows: Vec::new(),
-            declaring: Vec::new(),
-            info: Some((uri, list)),
+            carries: Carries::Info { uri, list },
         });
         Ok(())
     }
@@ -785,13 +791,13 @@ impl Sender<'_> {
 /// forever when nothing is in flight.
 async fn next_reply(
     in_flight: &mut VecDeque<InFlight>,
-) -> Option<(Result<(), SessionError>, InFlight)> {
+) -> Option<(Result<(), SessionError>, Carries)> {
     let Some(front) = in_flight.front_mut() else {
         return std::future::pending().await;
     };
     let result = (&mut front.reply).await;
     let done = in_flight.pop_front()?;
-    Some((result, done))
+    Some((result, done.carries))
 }
 
 #[cfg(test)]

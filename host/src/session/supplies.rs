@@ -68,6 +68,13 @@ impl Supplies {
         map.get(uri).cloned()
     }
 
+    /// Whether the datasource `uri` declares what it supplies (a lookup
+    /// without copying the list, for the send path).
+    pub fn declares(&self, uri: &str) -> bool {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.contains_key(uri)
+    }
+
     /// Whether any datasource declares anything (a quick test before lookups
     /// on the send path).
     pub fn is_empty(&self) -> bool {
@@ -87,8 +94,10 @@ mod tests {
         let s = Supplies::new();
         assert!(s.is_empty());
         assert_eq!(s.of("host.disk"), None);
+        assert!(!s.declares("host.disk"));
         s.declare("host.disk", vec!["b".into(), "a".into(), "b".into()]);
         assert!(!s.is_empty());
+        assert!(s.declares("host.disk"));
         assert_eq!(s.of("host.disk"), Some(vec!["a".into(), "b".into()]));
         let shared = s.clone();
         shared.declare("host.disk", vec![]);
