@@ -352,11 +352,6 @@ impl Instance {
         result.map_err(|e| classify(&self.store, e, FailureKind::Trap))
     }
 
-    /// Whether the instance exports `snapshot` and `restore` (a `stateful-impulse`).
-    pub fn is_stateful(&self) -> bool {
-        self.stateful.is_some()
-    }
-
     /// Call the module's `snapshot`; None when the module is not stateful.
     /// A failure is classified like one of `on-update` (discard the instance).
     pub fn snapshot(&mut self) -> Option<Result<Vec<u8>, CallError>> {
