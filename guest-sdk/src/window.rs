@@ -35,7 +35,10 @@ use std::sync::Arc;
 use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow_buffer::NullBuffer;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -531,6 +534,44 @@ impl Columns {
     }
 }
 
+/// The contract columns of one record batch, with their Arrow types.
+#[derive(Clone, Copy)]
+struct BatchColumns<'a> {
+    uris: &'a StringArray,
+    ts: &'a TimestampMicrosecondArray,
+    dp: &'a Float64Array,
+    ds: &'a StringArray,
+}
+
+impl<'a> BatchColumns<'a> {
+    fn of(c: &Columns, batch: &'a RecordBatch) -> Result<BatchColumns<'a>, WindowError> {
+        let mistyped =
+            |column: &'static str, expected: &'static str, index: usize| WindowError::ColumnType {
+                column,
+                found: batch.column(index).data_type().to_string(),
+                expected,
+            };
+        Ok(BatchColumns {
+            uris: batch
+                .column(c.uri)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| mistyped(URI, "Utf8", c.uri))?,
+            ts: batch
+                .column(c.ts)
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| mistyped(TS, "Timestamp(Microsecond, \"UTC\")", c.ts))?,
+            dp: batch
+                .column(c.datapoint)
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| mistyped(DATAPOINT, "Float64", c.datapoint))?,
+            ds: batch
+                .column(c.datasource)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| mistyped(DATASOURCE, "Utf8", c.datasource))?,
+        })
+    }
+}
+
 /// One row's value.
 enum RowValue<'a> {
     Datapoint(f64),
@@ -548,30 +589,92 @@ struct Decoder {
 
 impl Decoder {
     fn push_batch(&mut self, c: &Columns, batch: &RecordBatch) -> Result<(), WindowError> {
-        let mistyped =
-            |column: &'static str, expected: &'static str, index: usize| WindowError::ColumnType {
-                column,
-                found: batch.column(index).data_type().to_string(),
-                expected,
-            };
-        let uris = batch
-            .column(c.uri)
-            .as_string_opt::<i32>()
-            .ok_or_else(|| mistyped(URI, "Utf8", c.uri))?;
-        let ts = batch
-            .column(c.ts)
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| mistyped(TS, "Timestamp(Microsecond, \"UTC\")", c.ts))?;
-        let dp = batch
-            .column(c.datapoint)
-            .as_primitive_opt::<Float64Type>()
-            .ok_or_else(|| mistyped(DATAPOINT, "Float64", c.datapoint))?;
-        let ds = batch
-            .column(c.datasource)
-            .as_string_opt::<i32>()
-            .ok_or_else(|| mistyped(DATASOURCE, "Utf8", c.datasource))?;
+        let cols = BatchColumns::of(c, batch)?;
+        let rows = batch.num_rows();
+        if cols.uris.null_count() > 0 || cols.ts.null_count() > 0 {
+            // Row by row, so the error names the first bad row.
+            return self.push_rows(&cols, 0..rows);
+        }
+        let mut start = 0;
+        while start < rows {
+            let uri = cols.uris.value(start);
+            let mut end = start + 1;
+            while end < rows && cols.uris.value(end) == uri {
+                end += 1;
+            }
+            if !self.push_run(&cols, uri, start..end) {
+                // Something in the run breaks a rule: find and name it.
+                self.push_rows(&cols, start..end)?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
 
-        for i in 0..batch.num_rows() {
+    /// Append a run of rows of one uri in bulk, if every row follows the
+    /// rules (one kind, ascending, the uri not seen before this run). Returns
+    /// `false`, having changed nothing, if a row does not: the caller then
+    /// goes row by row to report it.
+    fn push_run(&mut self, cols: &BatchColumns<'_>, uri: &str, rows: Range<usize>) -> bool {
+        let len = rows.len();
+        let set = |nulls: Option<&NullBuffer>| {
+            nulls.map_or(len, |n| len - n.slice(rows.start, len).null_count())
+        };
+        let (datapoints, datasources) = (set(cols.dp.nulls()), set(cols.ds.nulls()));
+        let kind = match (datapoints, datasources) {
+            (n, 0) if n == len => Kind::Datapoint,
+            (0, n) if n == len => Kind::Datasource,
+            _ => return false,
+        };
+        let ts = &cols.ts.values()[rows.clone()];
+        if !ts.is_sorted() {
+            return false;
+        }
+        match &self.current {
+            Some(series) if series.uri == uri => {
+                let behind = series.ts.last().is_some_and(|&previous| ts[0] < previous);
+                if series.kind() != kind || behind {
+                    return false;
+                }
+            }
+            _ if self.seen.contains(uri) => return false,
+            _ => {}
+        }
+        let series = match &mut self.current {
+            Some(series) if series.uri == uri => series,
+            slot => {
+                if let Some(done) = slot.take() {
+                    self.seen.insert(done.uri.clone());
+                    self.done.push(done);
+                }
+                let values = match kind {
+                    Kind::Datapoint => Values::Datapoint(Vec::with_capacity(len)),
+                    Kind::Datasource => Values::Datasource(Vec::with_capacity(len)),
+                };
+                slot.insert(Series {
+                    uri: uri.to_owned(),
+                    ts: Vec::with_capacity(len),
+                    values,
+                })
+            }
+        };
+        series.ts.extend_from_slice(ts);
+        match &mut series.values {
+            Values::Datapoint(v) => v.extend_from_slice(&cols.dp.values()[rows]),
+            Values::Datasource(v) => v.extend(rows.map(|i| cols.ds.value(i).to_owned())),
+        }
+        self.row += len;
+        true
+    }
+
+    /// Append rows one by one, checking each.
+    fn push_rows(
+        &mut self,
+        cols: &BatchColumns<'_>,
+        rows: Range<usize>,
+    ) -> Result<(), WindowError> {
+        let BatchColumns { uris, ts, dp, ds } = *cols;
+        for i in rows {
             let row = self.row;
             self.row += 1;
             if uris.is_null(i) {

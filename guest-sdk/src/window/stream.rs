@@ -8,6 +8,7 @@
 //! hands each record batch to [`RecordBatchDecoder`]. Only the contract's
 //! four columns are decoded (extra columns are skipped, never materialised).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -39,14 +40,50 @@ fn u32_at(bytes: &[u8], pos: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// What a schema message gives: the schema, the projected column indices
+/// and the fixed-width buffers to check in each record batch.
+#[derive(Clone)]
+struct ReadSchema {
+    schema: SchemaRef,
+    indices: Vec<usize>,
+    typed: Vec<TypedBuffer>,
+}
+
+/// A schema message already read on this thread, and what came of it.
+struct KnownSchema {
+    /// The message's metadata bytes, exactly.
+    meta: Vec<u8>,
+    /// Its body length (from the metadata).
+    body_len: usize,
+    read: ReadSchema,
+}
+
+thread_local! {
+    /// The last schema message that read well. komlogd sends the same schema
+    /// at every fire, and verifying and converting it costs more than
+    /// decoding a small window's rows: identical bytes reuse the result.
+    static LAST_SCHEMA: RefCell<Option<KnownSchema>> = const { RefCell::new(None) };
+}
+
+/// The schema, projection and typed buffers of `meta` if it is the last
+/// schema message that read well on this thread.
+fn known_schema(meta: &[u8]) -> Option<(usize, ReadSchema)> {
+    LAST_SCHEMA.with_borrow(|known| {
+        let known = known.as_ref().filter(|k| k.meta == meta)?;
+        Some((known.body_len, known.read.clone()))
+    })
+}
+
 /// Read a stream. `project` maps the schema to the column indices to decode
-/// (it also checks the schema, returning its error unchanged).
+/// (it also checks the schema, returning its error unchanged). It must
+/// depend on the schema alone: its result is kept with the schema and
+/// reused when the same schema message comes again.
 pub(super) fn read(
     bytes: &[u8],
     project: impl FnOnce(&Schema) -> Result<Vec<usize>, WindowError>,
 ) -> Result<Stream, WindowError> {
     let mut pos = 0usize;
-    let mut schema: Option<(SchemaRef, Vec<usize>, Vec<TypedBuffer>)> = None;
+    let mut schema: Option<ReadSchema> = None;
     let mut project = Some(project);
     let mut batches = Vec::new();
     let no_dictionaries = HashMap::new();
@@ -77,6 +114,17 @@ pub(super) fn read(
             .get(pos..pos.saturating_add(len))
             .ok_or_else(|| err(format!("truncated message metadata at byte {pos}")))?;
         pos += len;
+        if schema.is_none()
+            && let Some((body_len, known)) = known_schema(meta)
+        {
+            pos = pos
+                .checked_add(body_len)
+                .filter(|&end| end <= bytes.len())
+                .ok_or_else(|| err(format!("truncated message body at byte {pos}")))?;
+            project = None;
+            schema = Some(known);
+            continue;
+        }
         let message = root_as_message(meta)
             .map_err(|e| err(format!("bad message metadata at byte {}: {e}", pos - len)))?;
         let body_len = usize::try_from(message.bodyLength())
@@ -101,10 +149,25 @@ pub(super) fn read(
                 };
                 let indices = project(&s)?;
                 let typed = typed_buffers(&s, &indices, message.version())?;
-                schema = Some((Arc::new(s), indices, typed));
+                let read = ReadSchema {
+                    schema: Arc::new(s),
+                    indices,
+                    typed,
+                };
+                LAST_SCHEMA.set(Some(KnownSchema {
+                    meta: meta.to_vec(),
+                    body_len,
+                    read: read.clone(),
+                }));
+                schema = Some(read);
             }
             MessageHeader::RecordBatch => {
-                let Some((schema, indices, typed)) = &schema else {
+                let Some(ReadSchema {
+                    schema,
+                    indices,
+                    typed,
+                }) = &schema
+                else {
                     return Err(err("record batch before the schema message"));
                 };
                 let batch = message
@@ -137,7 +200,7 @@ pub(super) fn read(
         }
     }
 
-    let Some((schema, _, _)) = schema else {
+    let Some(ReadSchema { schema, .. }) = schema else {
         return Err(err("the stream has no schema message"));
     };
     Ok(Stream { schema, batches })
@@ -207,6 +270,7 @@ fn check_batch(
 
 /// A buffer arrow reads as a slice of fixed-width values: its length must be
 /// a multiple of the width or arrow panics.
+#[derive(Clone)]
 pub(super) struct TypedBuffer {
     /// Index in the record batch's buffer list.
     index: usize,

@@ -815,3 +815,113 @@ fn extra_columns_of_unsupported_types_are_rejected_by_name() {
         WindowError::Ipc("column `view` has type Utf8View, which windows do not support".into())
     );
 }
+
+/// Decode `bytes` checking every row one by one (the decoder's slow path),
+/// as the reference for the bulk path.
+fn decode_row_by_row(bytes: &[u8]) -> Result<Vec<Series>, WindowError> {
+    let stream = stream::read(bytes, |schema| {
+        let c = Columns::locate(schema)?;
+        Ok(vec![c.uri, c.ts, c.datapoint, c.datasource])
+    })?;
+    let projected = Columns {
+        uri: 0,
+        ts: 1,
+        datapoint: 2,
+        datasource: 3,
+    };
+    let mut decoder = Decoder::default();
+    for batch in &stream.batches {
+        let cols = BatchColumns::of(&projected, batch)?;
+        decoder.push_rows(&cols, 0..batch.num_rows())?;
+    }
+    Ok(decoder.finish())
+}
+
+#[test]
+fn bulk_decoding_agrees_with_row_by_row_checks() {
+    // Random windows, mostly valid, some breaking one rule or another (null
+    // uri or ts, no or two values, mixed kinds, time going back, a uri
+    // coming back): the bulk path must give the same series, or the same
+    // error naming the same row, as checking every row.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut valid, mut invalid) = (0, 0);
+    for _ in 0..3_000 {
+        let mut batches = Vec::new();
+        let mut uri = 0usize;
+        let mut ts = 0i64;
+        for _ in 0..(1 + rng.next() % 3) {
+            let mut rows = Rows::default();
+            for _ in 0..(rng.next() % 12) {
+                if rng.next().is_multiple_of(4) {
+                    uri += 1;
+                }
+                if rng.next().is_multiple_of(40) {
+                    uri = uri.saturating_sub(1 + (rng.next() % 2) as usize);
+                }
+                ts += (rng.next() % 3) as i64;
+                if rng.next().is_multiple_of(40) {
+                    ts -= 5;
+                }
+                let name = ["a", "b", "c", "d", "e", "f"][uri % 6];
+                let datasource = (uri + (rng.next().is_multiple_of(60)) as usize) % 2 == 1;
+                let (dp, ds) = match (rng.next() % 80, datasource) {
+                    (0, _) => (None, None),
+                    (1, _) => (Some(1.0), Some("x")),
+                    (_, false) => (Some(ts as f64), None),
+                    (_, true) => (None, Some(["x", "yy", "é"][uri % 3])),
+                };
+                let uri_cell = (!rng.next().is_multiple_of(100)).then_some(name);
+                let ts_cell = (!rng.next().is_multiple_of(100)).then_some(ts);
+                rows = rows.raw(uri_cell, ts_cell, dp, ds);
+            }
+            batches.push(rows);
+        }
+        let bytes = stream_with(nullable_schema(), &batches);
+        let bulk = decode_no_panic(&bytes).map(Window::into_series);
+        let reference = decode_row_by_row(&bytes);
+        assert_eq!(bulk, reference, "stream of {} batches", batches.len());
+        if bulk.is_ok() {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    // Both kinds of outcome were exercised.
+    assert!(
+        valid > 500 && invalid > 500,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
+#[test]
+fn a_known_schema_is_reused_and_a_new_one_replaces_it() {
+    // The same schema message read again takes the cached path; a stream
+    // with another schema (extra column, other order) is read afresh; the
+    // first one read again still decodes right.
+    let first = sample_stream();
+    let expected = decode_no_panic(&first).expect("decodes").into_series();
+    assert_eq!(
+        decode_no_panic(&first)
+            .expect("decodes again")
+            .into_series(),
+        expected
+    );
+    let (uri, ts, dp, ds) = (uri_col(), ts_col(), dp_col(), ds_col());
+    let extra = (
+        Field::new("extra", DataType::Int64, true),
+        Arc::new(Int64Array::from(vec![7])) as ArrayRef,
+    );
+    let other = one_row_with(vec![ds, extra, ts, dp, uri]);
+    let window = decode_no_panic(&other).expect("other schema decodes");
+    assert_eq!(
+        window.into_series(),
+        vec![Series::datapoint("a", vec![1], vec![1.0])]
+    );
+    assert_eq!(
+        decode_no_panic(&first).expect("first again").into_series(),
+        expected
+    );
+    // A known schema followed by a cut stream is still an error.
+    let cut = &first[..first.len() - 20];
+    assert!(decode_no_panic(cut).is_err());
+}
