@@ -292,7 +292,7 @@ fn a_stateful_impulse_carries_its_state_across_a_swap() {
 #[test]
 fn state_that_cannot_be_carried_starts_fresh_and_loses_no_event() {
     // Every fire asks for a snapshot that the next version's restore refuses.
-    let (dir, module) = counter_agent("    params: {bad_snapshot: true}\n");
+    let (dir, module) = counter_agent("    params: {snapshot: refused}\n");
     let agent = RunningAgent::start(&dir);
     let counts = |v: Vec<(i64, f64)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
     assert_eq!(counts(fire(&agent, 1..=3)), [1.0, 2.0, 3.0]);
@@ -309,6 +309,11 @@ fn state_that_cannot_be_carried_starts_fresh_and_loses_no_event() {
     assert_eq!((s.state_carried, s.state_dropped), (0, 1));
     assert_eq!(s.fires, 6);
     assert!(s.failures.is_empty(), "{:?}", s.failures);
+    let last = s.last_error.unwrap_or_default();
+    assert!(
+        last.contains("state not carried over") && last.contains("restore returned an error"),
+        "{last}"
+    );
 
     // A version that is not stateful: swapped as ever, nothing carried or dropped.
     swap_in(
@@ -327,4 +332,56 @@ fn state_that_cannot_be_carried_starts_fresh_and_loses_no_event() {
     assert_eq!((s.state_carried, s.state_dropped, s.fires), (0, 1, 9));
     let summary = agent.stop();
     assert_eq!(summary.stored, 9);
+}
+
+/// Swap a counter whose snapshot goes wrong in `mode` (see examples/counter):
+/// the next version must start fresh, answer every event, and show `reason`
+/// in the impulse's last error. Returns how long the swap took.
+fn swap_with_a_failing_snapshot(mode: &str, limits: &str, reason: &str) -> Duration {
+    let (dir, module) = counter_agent(&format!("    params: {{snapshot: {mode}}}\n{limits}"));
+    let agent = RunningAgent::start(&dir);
+    let counts = |v: Vec<(i64, f64)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
+    assert_eq!(counts(fire(&agent, 1..=3)), [1.0, 2.0, 3.0], "{mode}");
+
+    let original = std::fs::read(&module).expect("read counter");
+    let next = with_custom_section(&original, "komlogd-test", b"version 2");
+    let began = Instant::now();
+    swap_in(&agent, &dir, &module, &next, 1);
+    let took = began.elapsed();
+    assert_eq!(
+        counts(fire(&agent, 4..=6)),
+        [1.0, 2.0, 3.0],
+        "{mode}: a fresh instance, and every event answered"
+    );
+    let s = agent.stats("count");
+    assert_eq!(
+        (s.state_carried, s.state_dropped, s.fires),
+        (0, 1, 6),
+        "{mode}"
+    );
+    assert!(s.failures.is_empty(), "{mode}: {:?}", s.failures);
+    let last = s.last_error.unwrap_or_default();
+    assert!(
+        last.contains("state not carried over") && last.contains(reason),
+        "{mode}: the last error should say {reason:?}: {last}"
+    );
+    assert_eq!(agent.stop().stored, 6, "{mode}");
+    took
+}
+
+#[test]
+fn a_snapshot_that_traps_runs_on_or_is_too_big_costs_the_state_not_an_event() {
+    swap_with_a_failing_snapshot("trap", "", "snapshot failed: trap");
+    swap_with_a_failing_snapshot("huge", "", "over the 16777216-byte cap");
+    // The call deadline stops a snapshot that never returns: the swap waits
+    // for it (200 ms), not for ever.
+    let took = swap_with_a_failing_snapshot(
+        "loop",
+        "    limits: {timeout: 200ms}\n",
+        "snapshot failed: deadline",
+    );
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(5),
+        "the swap took {took:?}"
+    );
 }

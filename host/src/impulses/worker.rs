@@ -215,9 +215,12 @@ impl Worker {
             s.state = ImpulseState::Running;
             s.consecutive_failures = 0;
             s.swaps += 1;
-            match carried {
+            match &carried {
                 Some(Ok(())) => s.state_carried += 1,
-                Some(Err(_)) => s.state_dropped += 1,
+                Some(Err(reason)) => {
+                    s.state_dropped += 1;
+                    s.last_error = Some(format!("state not carried over at a swap: {reason}"));
+                }
                 None => {}
             }
         }
