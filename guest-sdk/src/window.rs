@@ -361,20 +361,10 @@ impl Window {
         if bytes.is_empty() {
             return Ok(Window::empty());
         }
-        let stream = stream::read(bytes, |schema| {
-            let c = Columns::locate(schema)?;
-            Ok(vec![c.uri, c.ts, c.datapoint, c.datasource])
-        })?;
-        // The batches are projected on the four columns, in contract order.
-        let projected = Columns {
-            uri: 0,
-            ts: 1,
-            datapoint: 2,
-            datasource: 3,
-        };
+        let stream = read_projected(bytes)?;
         let mut decoder = Decoder::default();
         for batch in &stream.batches {
-            decoder.push_batch(&projected, batch)?;
+            decoder.push_batch(&PROJECTED, batch)?;
         }
         Ok(Window {
             series: decoder.finish(),
@@ -492,6 +482,23 @@ pub fn encode(series: &[Series]) -> Result<Vec<u8>, WindowError> {
     writer.finish().map_err(ipc)?;
     writer.into_inner().map_err(ipc)
 }
+
+/// Read a stream, its batches projected on the four contract columns in
+/// contract order (see [`PROJECTED`]).
+fn read_projected(bytes: &[u8]) -> Result<stream::Stream, WindowError> {
+    stream::read(bytes, |schema| {
+        let c = Columns::locate(schema)?;
+        Ok(vec![c.uri, c.ts, c.datapoint, c.datasource])
+    })
+}
+
+/// The columns of a batch from [`read_projected`].
+const PROJECTED: Columns = Columns {
+    uri: 0,
+    ts: 1,
+    datapoint: 2,
+    datasource: 3,
+};
 
 /// Positions of the contract's columns in a stream's schema.
 struct Columns {

@@ -819,19 +819,10 @@ fn extra_columns_of_unsupported_types_are_rejected_by_name() {
 /// Decode `bytes` checking every row one by one (the decoder's slow path),
 /// as the reference for the bulk path.
 fn decode_row_by_row(bytes: &[u8]) -> Result<Vec<Series>, WindowError> {
-    let stream = stream::read(bytes, |schema| {
-        let c = Columns::locate(schema)?;
-        Ok(vec![c.uri, c.ts, c.datapoint, c.datasource])
-    })?;
-    let projected = Columns {
-        uri: 0,
-        ts: 1,
-        datapoint: 2,
-        datasource: 3,
-    };
+    let stream = read_projected(bytes)?;
     let mut decoder = Decoder::default();
     for batch in &stream.batches {
-        let cols = BatchColumns::of(&projected, batch)?;
+        let cols = BatchColumns::of(&PROJECTED, batch)?;
         decoder.push_rows(&cols, 0..batch.num_rows())?;
     }
     Ok(decoder.finish())
