@@ -1,22 +1,27 @@
 //! Reading an Arrow IPC stream without trusting it: message framing, bounds
-//! checks on every buffer, then arrow's own decoder on what passed.
+//! checks on every buffer, then the contract's columns built from the
+//! message body with arrow's checked constructors.
 //!
-//! arrow-ipc validates array contents but still panics on some malformed
-//! metadata (for example a buffer that points past the message body). A
-//! panic in a guest is a trap that costs the instance, so this module walks
-//! the stream itself, rejects such messages with an error, and only then
-//! hands each record batch to [`RecordBatchDecoder`]. Only the contract's
-//! four columns are decoded (extra columns are skipped, never materialised).
+//! arrow-ipc parses and verifies the flatbuffer metadata and converts the
+//! schema. Its record batch reader is not used: it panics on some malformed
+//! metadata (for example a buffer that points past the message body), and a
+//! panic in a guest is a trap that costs the instance; it also validates
+//! every string on its own, which made it most of a small window's cost.
+//! This module locates the node and buffers of each contract column itself
+//! (counting those of the columns before it), checks their sizes, offsets
+//! and validity bitmaps, and builds the arrays with arrow-array's `try_new`
+//! constructors (which check UTF-8 once per column). Only the contract's
+//! four columns are read (extra columns are skipped, never materialised).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use arrow_buffer::Buffer;
-use arrow_ipc::reader::RecordBatchDecoder;
+use arrow_array::{
+    ArrayRef, Float64Array, RecordBatch, RecordBatchOptions, StringArray, TimestampMicrosecondArray,
+};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_ipc::{MessageHeader, MetadataVersion, root_as_message};
-use arrow_schema::{DataType, Schema, SchemaRef, UnionMode};
+use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit, UnionMode};
 
 use super::WindowError;
 
@@ -40,13 +45,13 @@ fn u32_at(bytes: &[u8], pos: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// What a schema message gives: the schema, the projected column indices
-/// and the fixed-width buffers to check in each record batch.
+/// What a schema message gives: the schema, the schema of the projected
+/// batches, and where each projected column lies in a record batch.
 #[derive(Clone)]
 struct ReadSchema {
     schema: SchemaRef,
-    indices: Vec<usize>,
-    typed: Vec<TypedBuffer>,
+    projected: SchemaRef,
+    columns: Vec<ColumnLayout>,
 }
 
 /// A schema message already read on this thread, and what came of it.
@@ -65,8 +70,8 @@ thread_local! {
     static LAST_SCHEMA: RefCell<Option<KnownSchema>> = const { RefCell::new(None) };
 }
 
-/// The schema, projection and typed buffers of `meta` if it is the last
-/// schema message that read well on this thread.
+/// What came of `meta` if it is the last schema message that read well on
+/// this thread.
 fn known_schema(meta: &[u8]) -> Option<(usize, ReadSchema)> {
     LAST_SCHEMA.with_borrow(|known| {
         let known = known.as_ref().filter(|k| k.meta == meta)?;
@@ -86,7 +91,6 @@ pub(super) fn read(
     let mut schema: Option<ReadSchema> = None;
     let mut project = Some(project);
     let mut batches = Vec::new();
-    let no_dictionaries = HashMap::new();
 
     loop {
         if pos == bytes.len() {
@@ -148,11 +152,14 @@ pub(super) fn read(
                     return Err(err("a second schema message in the stream"));
                 };
                 let indices = project(&s)?;
-                let typed = typed_buffers(&s, &indices, message.version())?;
+                let columns = column_layouts(&s, &indices, message.version())?;
+                let projected = s
+                    .project(&indices)
+                    .map_err(|e| err(format!("bad schema: {e}")))?;
                 let read = ReadSchema {
                     schema: Arc::new(s),
-                    indices,
-                    typed,
+                    projected: Arc::new(projected),
+                    columns,
                 };
                 LAST_SCHEMA.set(Some(KnownSchema {
                     meta: meta.to_vec(),
@@ -162,34 +169,13 @@ pub(super) fn read(
                 schema = Some(read);
             }
             MessageHeader::RecordBatch => {
-                let Some(ReadSchema {
-                    schema,
-                    indices,
-                    typed,
-                }) = &schema
-                else {
+                let Some(read) = &schema else {
                     return Err(err("record batch before the schema message"));
                 };
                 let batch = message
                     .header_as_record_batch()
                     .ok_or_else(|| err("unreadable record batch message"))?;
-                check_batch(&batch, body_len, typed)?;
-                let body = Buffer::from(body);
-                let version = message.version();
-                let decoded = RecordBatchDecoder::try_new(
-                    &body,
-                    batch,
-                    schema.clone(),
-                    &no_dictionaries,
-                    &version,
-                )
-                .and_then(|d| {
-                    d.with_projection(Some(indices))
-                        .with_require_alignment(false)
-                        .read_record_batch()
-                })
-                .map_err(|e| err(format!("bad record batch: {e}")))?;
-                batches.push(decoded);
+                batches.push(read_batch(&batch, body, read)?);
             }
             MessageHeader::DictionaryBatch => {
                 return Err(err("dictionary batches are not allowed in a window"));
@@ -210,11 +196,7 @@ pub(super) fn read(
 /// honest writer produces): compression, negative lengths and counts, and
 /// buffers that are not 8-byte aligned (the format requires it) or lie
 /// outside the message body.
-fn check_batch(
-    batch: &arrow_ipc::RecordBatch<'_>,
-    body_len: usize,
-    typed: &[TypedBuffer],
-) -> Result<(), WindowError> {
+fn check_batch(batch: &arrow_ipc::RecordBatch<'_>, body_len: usize) -> Result<(), WindowError> {
     if batch.compression().is_some() {
         return Err(err("compressed record batches are not supported"));
     }
@@ -251,58 +233,68 @@ fn check_batch(
             )));
         }
     }
-    for t in typed {
-        // A missing buffer is reported by arrow as a count mismatch.
-        if let Some(b) = buffers.iter().nth(t.index)
-            && b.length() % t.width != 0
-        {
-            return Err(err(format!(
-                "buffer {} of column `{}` has {} bytes, not a multiple of {}",
-                t.index,
-                t.column,
-                b.length(),
-                t.width
-            )));
-        }
-    }
     Ok(())
 }
 
-/// A buffer arrow reads as a slice of fixed-width values: its length must be
-/// a multiple of the width or arrow panics.
+/// Where a projected column lies in every record batch of the stream.
 #[derive(Clone)]
-pub(super) struct TypedBuffer {
-    /// Index in the record batch's buffer list.
-    index: usize,
-    /// Its element width in bytes.
-    width: i64,
-    /// The column it belongs to, for the error message.
-    column: String,
+struct ColumnLayout {
+    /// Index of its field node.
+    node: usize,
+    /// Index of its first buffer (the validity bitmap).
+    buffer: usize,
+    /// What it holds.
+    kind: ColumnKind,
+    /// Its name, for errors.
+    name: String,
 }
 
-/// The fixed-width buffers of the projected columns, located by counting
-/// the buffers of every column before them (arrow's IPC layout).
-fn typed_buffers(
+/// The column types a window's contract columns have.
+#[derive(Clone, Copy)]
+enum ColumnKind {
+    /// `Utf8`: validity, i32 offsets, bytes.
+    Utf8,
+    /// `Timestamp(Microsecond, "UTC")`: validity, i64 values.
+    Timestamp,
+    /// `Float64`: validity, f64 values.
+    Float64,
+}
+
+/// The layout of the projected columns, found by counting the nodes and
+/// buffers of every column before them (arrow's IPC layout: one node per
+/// field and per nested child, depth first).
+fn column_layouts(
     schema: &Schema,
     projected: &[usize],
     version: MetadataVersion,
-) -> Result<Vec<TypedBuffer>, WindowError> {
-    let mut typed = Vec::new();
-    let mut next = 0usize;
+) -> Result<Vec<ColumnLayout>, WindowError> {
+    let mut at = vec![None; schema.fields().len()];
+    let (mut node, mut buffer) = (0usize, 0usize);
     for (i, field) in schema.fields().iter().enumerate() {
-        let count = buffer_count(field.data_type(), version).ok_or_else(|| {
+        let unsupported = || {
             err(format!(
                 "column `{}` has type {}, which windows do not support",
                 field.name(),
                 field.data_type()
             ))
-        })?;
-        if projected.contains(&i) {
-            // Projected columns are Utf8 (validity, i32 offsets, bytes) or
-            // 64-bit primitives (validity, values): buffer 1 is the typed one.
-            let width = match field.data_type() {
-                DataType::Utf8 => 4,
-                DataType::Timestamp(..) | DataType::Float64 => 8,
+        };
+        let buffers = buffer_count(field.data_type(), version).ok_or_else(unsupported)?;
+        let nodes = node_count(field.data_type()).ok_or_else(unsupported)?;
+        at[i] = Some((node, buffer));
+        node += nodes;
+        buffer += buffers;
+    }
+    projected
+        .iter()
+        .map(|&i| {
+            let field = schema
+                .fields()
+                .get(i)
+                .ok_or_else(|| err(format!("no column {i} to project")))?;
+            let kind = match field.data_type() {
+                DataType::Utf8 => ColumnKind::Utf8,
+                DataType::Timestamp(TimeUnit::Microsecond, _) => ColumnKind::Timestamp,
+                DataType::Float64 => ColumnKind::Float64,
                 other => {
                     return Err(err(format!(
                         "column `{}` has unexpected type {other}",
@@ -310,15 +302,156 @@ fn typed_buffers(
                     )));
                 }
             };
-            typed.push(TypedBuffer {
-                index: next + 1,
-                width,
-                column: field.name().clone(),
-            });
-        }
-        next += count;
+            let (node, buffer) = at[i].ok_or_else(|| err(format!("no column {i} to project")))?;
+            Ok(ColumnLayout {
+                node,
+                buffer,
+                kind,
+                name: field.name().clone(),
+            })
+        })
+        .collect()
+}
+
+/// Build the projected record batch of a message whose metadata passed
+/// [`check_batch`].
+fn read_batch(
+    batch: &arrow_ipc::RecordBatch<'_>,
+    body: &[u8],
+    read: &ReadSchema,
+) -> Result<RecordBatch, WindowError> {
+    check_batch(batch, body.len())?;
+    let rows = usize::try_from(batch.length())
+        .map_err(|_| err(format!("bad row count {}", batch.length())))?;
+    let body = Buffer::from(body);
+    let columns = read
+        .columns
+        .iter()
+        .map(|column| read_column(batch, &body, rows, column))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(read.projected.clone(), columns, &options)
+        .map_err(|e| err(format!("bad record batch: {e}")))
+}
+
+/// One projected column of a record batch. The buffers lie inside `body`
+/// and are 8-byte aligned ([`check_batch`]); here their sizes are checked
+/// against the column's length before arrow sees them.
+fn read_column(
+    batch: &arrow_ipc::RecordBatch<'_>,
+    body: &Buffer,
+    rows: usize,
+    column: &ColumnLayout,
+) -> Result<ArrayRef, WindowError> {
+    let name = &column.name;
+    let nodes = batch
+        .nodes()
+        .ok_or_else(|| err("record batch without field nodes"))?;
+    if column.node >= nodes.len() {
+        return Err(err(format!("no field node for column `{name}`")));
     }
-    Ok(typed)
+    let node = nodes.get(column.node);
+    let len = usize::try_from(node.length()).unwrap_or(usize::MAX);
+    if len != rows {
+        return Err(err(format!(
+            "column `{name}` has {} rows in a batch of {rows}",
+            node.length()
+        )));
+    }
+    let buffers = batch
+        .buffers()
+        .ok_or_else(|| err("record batch without buffers"))?;
+    // Offsets and lengths were checked against the body by check_batch.
+    let buffer = |i: usize, bytes_needed: usize| -> Result<Buffer, WindowError> {
+        let index = column.buffer + i;
+        if index >= buffers.len() {
+            return Err(err(format!("no buffer {i} for column `{name}`")));
+        }
+        let b = buffers.get(index);
+        let (offset, length) = (b.offset() as usize, b.length() as usize);
+        if length < bytes_needed {
+            return Err(err(format!(
+                "buffer {i} of column `{name}` has {length} bytes, {bytes_needed} needed"
+            )));
+        }
+        Ok(body.slice_with_length(offset, bytes_needed))
+    };
+    let nulls = if node.null_count() == 0 {
+        None
+    } else {
+        let bits = BooleanBuffer::new(buffer(0, len.div_ceil(8))?, 0, len);
+        Some(NullBuffer::new(bits))
+    };
+    let width = |bytes: usize| {
+        len.checked_mul(bytes)
+            .ok_or_else(|| err(format!("column `{name}` is too long")))
+    };
+    let array: ArrayRef = match column.kind {
+        ColumnKind::Utf8 if len == 0 => Arc::new(StringArray::new_null(0)),
+        ColumnKind::Utf8 => {
+            let offsets_len = width(4)?
+                .checked_add(4)
+                .ok_or_else(|| err(format!("column `{name}` is too long")))?;
+            let offsets: ScalarBuffer<i32> = ScalarBuffer::new(buffer(1, offsets_len)?, 0, len + 1);
+            let ordered = offsets.first().is_some_and(|&first| first >= 0)
+                && offsets.windows(2).all(|w| w[0] <= w[1]);
+            if !ordered {
+                return Err(err(format!("column `{name}` has offsets out of order")));
+            }
+            let end = offsets.last().map_or(0, |&last| last as usize);
+            let text = buffer(2, end)?;
+            Arc::new(
+                StringArray::try_new(OffsetBuffer::new(offsets), text, nulls)
+                    .map_err(|e| err(format!("column `{name}`: {e}")))?,
+            )
+        }
+        ColumnKind::Timestamp => Arc::new(
+            TimestampMicrosecondArray::try_new(
+                ScalarBuffer::new(buffer(1, width(8)?)?, 0, len),
+                nulls,
+            )
+            .map_err(|e| err(format!("column `{name}`: {e}")))?
+            .with_timezone(super::TIME_ZONE),
+        ),
+        ColumnKind::Float64 => Arc::new(
+            Float64Array::try_new(ScalarBuffer::new(buffer(1, width(8)?)?, 0, len), nulls)
+                .map_err(|e| err(format!("column `{name}`: {e}")))?,
+        ),
+    };
+    Ok(array)
+}
+
+/// How many field nodes a column of type `dt` has: its own and its
+/// children's. `None` where [`buffer_count`] has none.
+fn node_count(dt: &DataType) -> Option<usize> {
+    use DataType::*;
+    Some(match dt {
+        List(f)
+        | LargeList(f)
+        | Map(f, _)
+        | ListView(f)
+        | LargeListView(f)
+        | FixedSizeList(f, _) => 1 + node_count(f.data_type())?,
+        Struct(fields) => {
+            let mut n = 1;
+            for f in fields {
+                n += node_count(f.data_type())?;
+            }
+            n
+        }
+        RunEndEncoded(run_ends, values) => {
+            1 + node_count(run_ends.data_type())? + node_count(values.data_type())?
+        }
+        Union(fields, _) => {
+            let mut n = 1;
+            for (_, f) in fields.iter() {
+                n += node_count(f.data_type())?;
+            }
+            n
+        }
+        Utf8View | BinaryView | Dictionary(..) => return None,
+        _ => 1,
+    })
 }
 
 /// How many IPC buffers a column of type `dt` occupies (mirrors arrow-ipc's

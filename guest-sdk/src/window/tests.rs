@@ -916,3 +916,44 @@ fn a_known_schema_is_reused_and_a_new_one_replaces_it() {
     let cut = &first[..first.len() - 20];
     assert!(decode_no_panic(cut).is_err());
 }
+
+#[test]
+fn string_offsets_out_of_order_or_past_the_text_are_errors() {
+    let bytes = stream(&[Rows::default().ds("a", 1, "xyz").ds("a", 2, "uvwxyz")]);
+    // The datasource column's offsets: 0, 3, 9 as little-endian i32s.
+    let offsets: Vec<u8> = [0i32, 3, 9].iter().flat_map(|o| o.to_le_bytes()).collect();
+    let at = bytes
+        .windows(offsets.len())
+        .position(|w| w == offsets.as_slice())
+        .expect("the offsets are in the stream");
+    let with_offsets = |new: [i32; 3]| {
+        let mut b = bytes.clone();
+        let new: Vec<u8> = new.iter().flat_map(|o| o.to_le_bytes()).collect();
+        b[at..at + new.len()].copy_from_slice(&new);
+        decode_no_panic(&b)
+    };
+    assert!(with_offsets([0, 3, 9]).is_ok());
+    for (bad, says) in [
+        ([0, 9, 3], "offsets out of order"),
+        ([-1, 3, 9], "offsets out of order"),
+        ([0, 3, 4000], "4000 needed"),
+    ] {
+        match with_offsets(bad) {
+            Err(WindowError::Ipc(message)) => assert!(
+                message.contains("`datasource`") && message.contains(says),
+                "{bad:?}: {message}"
+            ),
+            other => panic!("{bad:?}: expected an IPC error, got {other:?}"),
+        }
+    }
+    // Offsets that split a multi-byte character are refused by arrow's check.
+    let bytes = stream(&[Rows::default().ds("a", 1, "é").ds("a", 2, "x")]);
+    let offsets: Vec<u8> = [0i32, 2, 3].iter().flat_map(|o| o.to_le_bytes()).collect();
+    let at = bytes
+        .windows(offsets.len())
+        .position(|w| w == offsets.as_slice())
+        .expect("the offsets are in the stream");
+    let mut split = bytes.clone();
+    split[at + 4..at + 8].copy_from_slice(&1i32.to_le_bytes());
+    assert!(matches!(decode_no_panic(&split), Err(WindowError::Ipc(_))));
+}
