@@ -624,10 +624,11 @@ impl Decoder {
     /// goes row by row to report it.
     fn push_run(&mut self, cols: &BatchColumns<'_>, uri: &str, rows: Range<usize>) -> bool {
         let len = rows.len();
-        let set = |nulls: Option<&NullBuffer>| {
+        let valid_in_run = |nulls: Option<&NullBuffer>| {
             nulls.map_or(len, |n| len - n.slice(rows.start, len).null_count())
         };
-        let (datapoints, datasources) = (set(cols.dp.nulls()), set(cols.ds.nulls()));
+        let (datapoints, datasources) =
+            (valid_in_run(cols.dp.nulls()), valid_in_run(cols.ds.nulls()));
         let kind = match (datapoints, datasources) {
             (n, 0) if n == len => Kind::Datapoint,
             (0, n) if n == len => Kind::Datasource,

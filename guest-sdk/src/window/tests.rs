@@ -917,15 +917,19 @@ fn a_known_schema_is_reused_and_a_new_one_replaces_it() {
     assert!(decode_no_panic(cut).is_err());
 }
 
+/// Where the little-endian i32 `offsets` of a string column are in `bytes`.
+fn find_offsets(bytes: &[u8], offsets: &[i32]) -> usize {
+    let pattern: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+    bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .expect("the offsets are in the stream")
+}
+
 #[test]
 fn string_offsets_out_of_order_or_past_the_text_are_errors() {
     let bytes = stream(&[Rows::default().ds("a", 1, "xyz").ds("a", 2, "uvwxyz")]);
-    // The datasource column's offsets: 0, 3, 9 as little-endian i32s.
-    let offsets: Vec<u8> = [0i32, 3, 9].iter().flat_map(|o| o.to_le_bytes()).collect();
-    let at = bytes
-        .windows(offsets.len())
-        .position(|w| w == offsets.as_slice())
-        .expect("the offsets are in the stream");
+    let at = find_offsets(&bytes, &[0, 3, 9]);
     let with_offsets = |new: [i32; 3]| {
         let mut b = bytes.clone();
         let new: Vec<u8> = new.iter().flat_map(|o| o.to_le_bytes()).collect();
@@ -948,11 +952,7 @@ fn string_offsets_out_of_order_or_past_the_text_are_errors() {
     }
     // Offsets that split a multi-byte character are refused by arrow's check.
     let bytes = stream(&[Rows::default().ds("a", 1, "é").ds("a", 2, "x")]);
-    let offsets: Vec<u8> = [0i32, 2, 3].iter().flat_map(|o| o.to_le_bytes()).collect();
-    let at = bytes
-        .windows(offsets.len())
-        .position(|w| w == offsets.as_slice())
-        .expect("the offsets are in the stream");
+    let at = find_offsets(&bytes, &[0, 2, 3]);
     let mut split = bytes.clone();
     split[at + 4..at + 8].copy_from_slice(&1i32.to_le_bytes());
     assert!(matches!(decode_no_panic(&split), Err(WindowError::Ipc(_))));
