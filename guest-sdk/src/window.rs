@@ -14,9 +14,10 @@
 //! one of `datapoint` / `datasource` is set on each row, and a uri holds one
 //! kind. [`Window::decode`] checks all of that and turns the rows into one
 //! [`Series`] per uri; anything else is a [`WindowError`]. Decoding never
-//! panics on bad input: the stream's framing and buffer bounds are checked
-//! before arrow sees a record batch (arrow-ipc alone panics on some
-//! malformed metadata), and a fuzz test holds that line.
+//! panics on bad input: the stream's framing, every buffer's bounds and the
+//! contract columns' sizes, offsets and validity bitmaps are checked before
+//! arrow builds an array (arrow-ipc's own record batch reader, which panics
+//! on some malformed metadata, is not used), and fuzz tests hold that line.
 //!
 //! Extra columns are ignored (skipped, not decoded), so later minor versions
 //! of the contract may add some, of any plain Arrow type (not views or
