@@ -957,3 +957,43 @@ fn string_offsets_out_of_order_or_past_the_text_are_errors() {
     split[at + 4..at + 8].copy_from_slice(&1i32.to_le_bytes());
     assert!(matches!(decode_no_panic(&split), Err(WindowError::Ipc(_))));
 }
+
+#[test]
+fn nested_extra_columns_before_the_contract_columns_are_skipped() {
+    // Each nested column has field nodes and buffers of its own and of its
+    // children: the contract columns after it must still be found.
+    use arrow_array::types::Int64Type;
+    use arrow_array::{FixedSizeListArray, ListArray, NullArray, StructArray};
+    let list = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(vec![Some(1), None])]);
+    let fixed = FixedSizeListArray::from_iter_primitive::<Int64Type, _, _>(
+        vec![Some(vec![Some(1), Some(2)])],
+        2,
+    );
+    let record = StructArray::from(vec![
+        (
+            Arc::new(Field::new("n", DataType::Int64, true)),
+            Arc::new(Int64Array::from(vec![5])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("s", DataType::Utf8, true)),
+            Arc::new(StringArray::from(vec!["nested"])) as ArrayRef,
+        ),
+    ]);
+    let column =
+        |name: &str, array: ArrayRef| (Field::new(name, array.data_type().clone(), true), array);
+    let bytes = one_row_with(vec![
+        column("list", Arc::new(list)),
+        uri_col(),
+        column("record", Arc::new(record)),
+        ts_col(),
+        column("nothing", Arc::new(NullArray::new(1))),
+        column("fixed", Arc::new(fixed)),
+        ds_col(),
+        dp_col(),
+    ]);
+    let w = decode_no_panic(&bytes).expect("nested extra columns are skipped");
+    assert_eq!(
+        w.into_series(),
+        vec![Series::datapoint("a", vec![1], vec![1.0])]
+    );
+}
