@@ -51,7 +51,7 @@ fn u32_at(bytes: &[u8], pos: usize) -> Option<u32> {
 struct ReadSchema {
     schema: SchemaRef,
     projected: SchemaRef,
-    columns: Vec<ColumnLayout>,
+    columns: Arc<[ColumnLayout]>,
 }
 
 /// A schema message already read on this thread, and what came of it.
@@ -267,7 +267,7 @@ fn column_layouts(
     schema: &Schema,
     projected: &[usize],
     version: MetadataVersion,
-) -> Result<Vec<ColumnLayout>, WindowError> {
+) -> Result<Arc<[ColumnLayout]>, WindowError> {
     let mut at = vec![None; schema.fields().len()];
     let (mut node, mut buffer) = (0usize, 0usize);
     for (i, field) in schema.fields().iter().enumerate() {
