@@ -348,6 +348,31 @@ fn one_job_with_several_schedules_is_told_which_fired() {
 }
 
 #[test]
+fn a_job_blocked_in_a_host_wait_is_stopped_by_its_deadline_and_the_others_run() {
+    // `nap` sleeps an hour in one host call, where no WebAssembly runs to see
+    // the epoch: the host ends the wait at the call's deadline.
+    let dir = AgentDir::new(&format!(
+        "{}    venv: isolated\n    limits: {{timeout: 300ms}}\n",
+        probe_package_config(
+            "{jobs: \"nap every:1000 kind=sleep | tick every:1000\"}",
+            "{}"
+        )
+    ));
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "nap") >= 2 && runs(s, "tick") >= 2
+    });
+    assert_eq!(
+        status.jobs["nap"].failures, status.jobs["nap"].runs,
+        "{status:?}"
+    );
+    assert_eq!(status.jobs["tick"].failures, 0, "{status:?}");
+    let err = status.last_error.clone().unwrap_or_default();
+    assert!(err.contains("deadline of 300ms exceeded"), "{err}");
+    agent.stop();
+}
+
+#[test]
 fn every_metrics_call_writes_its_samples_and_tag_uris_and_counters_survive_traps() {
     // `boom` traps every second, so `m` often runs on a fresh instance: its
     // counter still counts on, kept by the host.

@@ -1,5 +1,6 @@
-//! Misbehaving guests are contained: a panic, an endless loop and a memory bomb
-//! each end in a recorded failure, and a healthy impulse beside them keeps working.
+//! Misbehaving guests are contained: a panic, an endless loop, a call blocked in
+//! a host wait and a memory bomb each end in a recorded failure, and a healthy
+//! impulse beside them keeps working.
 //! Modules that are not impulses are refused with an error naming the file.
 
 use std::time::{Duration, Instant};
@@ -76,6 +77,29 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
     assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
     // The call and its retry each ran to the 200 ms deadline; the second event was skipped.
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
+fn a_guest_blocked_in_a_host_call_is_stopped_by_the_deadline() {
+    // `sleep` waits an hour in one `wasi:io/poll` call, where no WebAssembly
+    // runs to see the epoch: the host cuts the wait at the call's deadline.
+    let (_d, agent) = with_neighbour("sleep", "    limits: {timeout: 200ms}\n");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let mut agent = agent;
+        fire_twice(&mut agent);
+        let _ = tx.send(agent);
+    });
+    let agent = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the two fires ended within 20 s: the sleeping call was stopped");
+    let elapsed = started.elapsed();
+    let s = stats(&agent, "bad");
+    assert_failed_once_then_backed_off(&s);
+    assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
     assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }

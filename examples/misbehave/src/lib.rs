@@ -7,6 +7,7 @@
 //! |---------|---------------------------------------------------------------------------|
 //! | `panic` | `panic!("misbehave: asked to panic")` — a trap                            |
 //! | `spin`  | loops forever (the optimizer cannot remove the loop) — hits the deadline  |
+//! | `sleep` | `std::thread::sleep` for an hour, in one blocking host call — hits the deadline |
 //! | `hog`   | allocates and fills 1 MiB chunks forever — hits the memory cap            |
 //! | `err`   | returns `Err("misbehave: asked to fail")`                                 |
 //! | `ok`    | returns datapoint `misbehave.ok` = 1.0 at `ctx.ts`                         |
@@ -30,7 +31,7 @@ use komlog_guest::prelude::*;
 pub struct Misbehave;
 
 /// Every mode, for the error message.
-pub const MODES: &str = "panic, spin, hog, err, ok, fs, env, net";
+pub const MODES: &str = "panic, spin, sleep, hog, err, ok, fs, env, net";
 
 /// The outcome of the `fs` probe.
 pub fn try_fs() -> String {
@@ -100,6 +101,12 @@ impl Impulse for Misbehave {
         let text = match mode {
             "panic" => panic!("misbehave: asked to panic"),
             "spin" => spin(),
+            "sleep" => {
+                // One `wasi:io/poll` wait on a monotonic-clock pollable: no
+                // WebAssembly runs while it blocks, so no epoch check either.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                "slept an hour".to_string()
+            }
             "hog" => hog(),
             "err" => return Err("misbehave: asked to fail".to_string()),
             "ok" => return Ok(vec![Sample::datapoint("misbehave.ok", ctx.ts, 1.0)]),

@@ -6,12 +6,12 @@
 //! Clocks and randomness work. Its stderr goes to a small in-memory buffer that
 //! is attached to failure reports (a panicking Rust guest prints its message there).
 //!
-//! A call that is still running after [`DEMOTE_AFTER_TICKS`] epoch ticks has its
-//! thread moved to the lowest CPU priority (nice 19) for the rest of the call, so a
-//! slow or runaway guest yields the CPU to quick ones (its neighbours' fires, the
-//! dispatcher) until its deadline stops it. The priority is raised back when the
-//! call ends where the process may do so (root or a sufficient `RLIMIT_NICE`);
-//! elsewhere that impulse's worker stays at low priority.
+//! Each call has a deadline ([`deadline`]): a call still running after
+//! [`deadline::DEMOTE_AFTER_TICKS`] epoch ticks has its thread moved to the
+//! lowest CPU priority (nice 19) for the rest of the call, so a slow or runaway
+//! guest yields the CPU to quick ones (its neighbours' fires, the dispatcher)
+//! until its deadline stops it; a wait in a host call (`sleep`) ends at the
+//! deadline, so a blocked guest is stopped like a looping one.
 //!
 //! After a trap an instance cannot be entered again: the caller drops it and
 //! instantiates a fresh one from the module's `InstancePre` (tens of µs).
@@ -20,18 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::stateful::{StatefulImpulse, StatefulImpulseIndices};
 use super::bindings::{self, Context, Impulse, ImpulseIndices, Level, Sample, Subscription};
+use super::deadline::{self, CallDeadline, HasCallDeadline};
 
 /// How many bytes of a guest's stderr are kept for failure reports.
 const STDERR_CAPTURE_BYTES: usize = 4096;
-/// Epoch ticks (10 ms each by default) after which a running call is demoted to
-/// the lowest CPU priority.
-pub const DEMOTE_AFTER_TICKS: u64 = 2;
 /// Longest log line accepted from a guest; longer lines are truncated.
 const MAX_GUEST_LOG_BYTES: usize = 4096;
 
@@ -152,17 +150,13 @@ pub struct GuestState {
     limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
     name: Arc<str>,
-    budget: CallBudget,
+    deadline: CallDeadline,
 }
 
-/// The deadline of the call in progress, spent in two parts: the first
-/// [`DEMOTE_AFTER_TICKS`] at normal priority, the rest demoted.
-#[derive(Debug, Default)]
-struct CallBudget {
-    /// Ticks still granted after the current epoch deadline.
-    remaining: u64,
-    /// Whether this call lowered its thread's priority.
-    demoted: bool,
+impl HasCallDeadline for GuestState {
+    fn call_deadline(&mut self) -> &mut CallDeadline {
+        &mut self.deadline
+    }
 }
 
 /// The WASI context every guest starts from: stderr captured in a small
@@ -189,22 +183,6 @@ pub(crate) fn truncate_guest_log(message: &mut String) {
         }
         message.truncate(cut);
         message.push('…');
-    }
-}
-
-/// Epoch ticks of `tick` that make a call deadline of `timeout`: rounded up,
-/// plus one, since the tick in progress when the call starts is partly gone.
-pub(crate) fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
-    let tick_us = tick.as_micros().max(1);
-    (timeout.as_micros().div_ceil(tick_us) as u64).max(1) + 1
-}
-
-/// The calling thread's nice value (Linux: per thread).
-fn set_thread_nice(nice: i32) -> bool {
-    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) == 0
     }
 }
 
@@ -237,6 +215,7 @@ pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<GuestState>,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    deadline::add_to_linker(linker)?;
     Impulse::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     Ok(())
 }
@@ -256,7 +235,6 @@ pub struct Instance {
     /// The same instance seen through the `stateful-impulse` world, if its module is one.
     stateful: Option<StatefulImpulse>,
     fuel: Option<u64>,
-    epoch_ticks: u64,
 }
 
 impl Instance {
@@ -282,30 +260,15 @@ impl Instance {
             },
             stderr,
             name,
-            budget: CallBudget::default(),
+            deadline: CallDeadline::new(limits.timeout, tick, true),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|mut ctx| {
-            let budget = &mut ctx.data_mut().budget;
-            if budget.remaining == 0 {
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            if !budget.demoted {
-                budget.demoted = set_thread_nice(19);
-            }
-            Ok(UpdateDeadline::Continue(std::mem::take(
-                &mut budget.remaining,
-            )))
-        });
-        let epoch_ticks = deadline_ticks(limits.timeout, tick);
-        // Instantiation runs guest start functions: give it the same deadline.
-        arm_deadline(&mut store, epoch_ticks);
+        deadline::watch(&mut store);
         // With fuel metering on, a store starts empty: unmetered impulses get all of it.
         let fuel = fuel_enabled.then(|| limits.fuel.unwrap_or(u64::MAX));
-        if let Some(fuel) = fuel {
-            let _ = store.set_fuel(fuel);
-        }
+        // Instantiation runs guest start functions: give it the same deadline.
+        arm_call(&mut store, fuel);
         let instance = exports.pre.instantiate(&mut store);
         end_call(&mut store);
         let instance = instance.map_err(|e| classify(&store, e, FailureKind::Instantiate))?;
@@ -327,12 +290,11 @@ impl Instance {
             bindings,
             stateful,
             fuel,
-            epoch_ticks,
         })
     }
 
     fn arm(&mut self) {
-        arm_call(&mut self.store, self.epoch_ticks, self.fuel);
+        arm_call(&mut self.store, self.fuel);
     }
 
     /// Call the module's `describe`.
@@ -356,7 +318,7 @@ impl Instance {
     /// A failure is classified like one of `on-update` (discard the instance).
     pub fn snapshot(&mut self) -> Option<Result<Vec<u8>, CallError>> {
         let guest = self.stateful.as_ref()?;
-        arm_call(&mut self.store, self.epoch_ticks, self.fuel);
+        arm_call(&mut self.store, self.fuel);
         let result = guest.call_snapshot(&mut self.store);
         end_call(&mut self.store);
         Some(result.map_err(|e| classify(&self.store, e, FailureKind::Trap)))
@@ -367,7 +329,7 @@ impl Instance {
     /// instance); the inner one is the guest's own `err`.
     pub fn restore(&mut self, state: &[u8]) -> Option<Result<Result<(), String>, CallError>> {
         let guest = self.stateful.as_ref()?;
-        arm_call(&mut self.store, self.epoch_ticks, self.fuel);
+        arm_call(&mut self.store, self.fuel);
         let result = guest.call_restore(&mut self.store, state);
         end_call(&mut self.store);
         Some(result.map_err(|e| classify(&self.store, e, FailureKind::Trap)))
@@ -379,37 +341,17 @@ impl Instance {
     }
 }
 
-/// Start a call's deadline: [`DEMOTE_AFTER_TICKS`] at normal priority, then the
-/// rest of `epoch_ticks` demoted (see the module docs).
-fn arm_deadline(store: &mut Store<GuestState>, epoch_ticks: u64) {
-    let first = epoch_ticks.min(DEMOTE_AFTER_TICKS);
-    store.data_mut().budget = CallBudget {
-        remaining: epoch_ticks - first,
-        demoted: false,
-    };
-    store.set_epoch_deadline(first);
-}
-
 /// Before a call: its deadline, and its fuel when metered.
-fn arm_call(store: &mut Store<GuestState>, epoch_ticks: u64, fuel: Option<u64>) {
-    arm_deadline(store, epoch_ticks);
+fn arm_call(store: &mut Store<GuestState>, fuel: Option<u64>) {
+    deadline::arm(store);
     if let Some(fuel) = fuel {
         let _ = store.set_fuel(fuel);
     }
 }
 
-/// After a call: give a demoted thread its normal priority back where allowed.
+/// After a call: the deadline is off (see [`deadline`]).
 fn end_call(store: &mut Store<GuestState>) {
-    let state = store.data_mut();
-    if std::mem::take(&mut state.budget.demoted) && !set_thread_nice(0) {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            tracing::debug!(
-                impulse = %state.name,
-                "a slow call was demoted to nice 19 and its priority cannot be raised back without CAP_SYS_NICE or RLIMIT_NICE: its worker stays at low priority"
-            );
-        });
-    }
+    deadline::disarm(store, |state| &state.name);
 }
 
 fn classify(store: &Store<GuestState>, err: wasmtime::Error, default: FailureKind) -> CallError {

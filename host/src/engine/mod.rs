@@ -7,6 +7,8 @@
 //! - the on-disk cache of compiled artifacts, keyed by the module's SHA-256 and the
 //!   engine's compatibility hash, so a restart never recompiles — [`cache`];
 //! - loading a `.wasm` and checking that it implements the `impulse` world — [`runtime`];
+//! - a call's deadline: epoch ticks, demotion of long calls, and the monotonic
+//!   clock guests see, whose waits end at the deadline — [`deadline`];
 //! - instances: the guest's store state (an empty WASI context: no filesystem,
 //!   sockets, environment or arguments), limits, and the classification of traps —
 //!   [`instance`].
@@ -16,6 +18,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub(crate) mod deadline;
 pub mod instance;
 pub mod runtime;
 

@@ -20,7 +20,8 @@ use super::bindings::{self, Package, PackagePre};
 use super::counters::CounterSet;
 use crate::config::Grants;
 use crate::engine::bindings::{Level, Sample};
-use crate::engine::instance::{deadline_ticks, sandbox_wasi, truncate_guest_log};
+use crate::engine::deadline::{self, CallDeadline, HasCallDeadline};
+use crate::engine::instance::{sandbox_wasi, truncate_guest_log};
 use crate::engine::{Engine, LoadError};
 use crate::session::Supplies;
 
@@ -69,6 +70,13 @@ pub struct PackageState {
     name: Arc<str>,
     counters: CounterSet,
     supplies: Supplies,
+    deadline: CallDeadline,
+}
+
+impl HasCallDeadline for PackageState {
+    fn call_deadline(&mut self) -> &mut CallDeadline {
+        &mut self.deadline
+    }
 }
 
 impl WasiView for PackageState {
@@ -122,6 +130,7 @@ impl bindings::komlog::impulse::datasources::Host for PackageState {
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<PackageState>> {
     let mut linker = Linker::new(engine.wasmtime());
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    deadline::add_to_linker(&mut linker)?;
     Package::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -211,11 +220,13 @@ impl PackageModule {
             name,
             counters,
             supplies,
+            // Package threads are shared by a pool: never demoted.
+            deadline: CallDeadline::new(limits.timeout, self.engine.epoch_tick(), false),
         };
         let engine = self.engine.wasmtime();
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
-        let epoch_ticks = deadline_ticks(limits.timeout, self.engine.epoch_tick());
+        deadline::watch(&mut store);
         let fuel = self
             .engine
             .fuel_enabled()
@@ -223,16 +234,14 @@ impl PackageModule {
         let mut instance = PackageInstance {
             store,
             bindings: None,
-            epoch_ticks,
             fuel,
             timeout: limits.timeout,
             memory_bytes: limits.memory_bytes,
         };
         instance.arm();
-        let bindings = self
-            .pre
-            .instantiate(&mut instance.store)
-            .map_err(|e| instance.failure("instantiation", e))?;
+        let bindings = self.pre.instantiate(&mut instance.store);
+        instance.end_call();
+        let bindings = bindings.map_err(|e| instance.failure("instantiation", e))?;
         instance.bindings = Some(bindings);
         Ok(instance)
     }
@@ -242,7 +251,6 @@ impl PackageModule {
 pub struct PackageInstance {
     store: Store<PackageState>,
     bindings: Option<Package>,
-    epoch_ticks: u64,
     fuel: Option<u64>,
     timeout: Duration,
     memory_bytes: u64,
@@ -250,10 +258,14 @@ pub struct PackageInstance {
 
 impl PackageInstance {
     fn arm(&mut self) {
-        self.store.set_epoch_deadline(self.epoch_ticks);
+        deadline::arm(&mut self.store);
         if let Some(fuel) = self.fuel {
             let _ = self.store.set_fuel(fuel);
         }
+    }
+
+    fn end_call(&mut self) {
+        deadline::disarm(&mut self.store, |state| &state.name);
     }
 
     fn failure(&self, what: &'static str, err: wasmtime::Error) -> PackageError {
@@ -291,6 +303,7 @@ impl PackageInstance {
             });
         };
         let result = b.call_load(&mut self.store, params);
+        self.end_call();
         result.map_err(|e| self.failure("load", e))
     }
 
@@ -311,6 +324,7 @@ impl PackageInstance {
             });
         };
         let result = b.call_run_job(&mut self.store, id, ts, fired, params);
+        self.end_call();
         result.map_err(|e| self.failure("run-job", e))
     }
 }

@@ -28,6 +28,7 @@
 //!   or the error.
 //! * `fail`: returns `Err("probe asked to fail")`.
 //! * `trap`: panics.
+//! * `sleep`: `std::thread::sleep` for an hour (one blocking host wait).
 
 use komlog_package::komlog_guest::time::MILLISECOND;
 use komlog_package::prelude::*;
@@ -158,6 +159,10 @@ impl Package for Probe {
             }
             "fail" => Err("probe asked to fail".into()),
             "trap" => panic!("probe asked to trap"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Err("probe slept an hour".into())
+            }
             other => Err(format!("unknown kind {other}")),
         }
     }
