@@ -105,6 +105,38 @@ fn a_guest_blocked_in_a_host_call_is_stopped_by_the_deadline() {
 }
 
 #[test]
+fn an_impulse_slower_than_its_input_sheds_fires_at_its_queue_limit_and_its_neighbour_gets_all() {
+    // 200 fires at once for an impulse that takes 20 ms each: its queue limit
+    // (16 KiB) holds a few dozen; the rest are dropped and counted, the
+    // healthy neighbour answers every one, and firing resumes once there is room.
+    let (_d, mut agent) = with_neighbour("slow, ms: 20", "    limits: {queue: 16KiB}\n");
+    let burst: Vec<_> = (1..=200).map(|ts| dp("x", ts, 0.0)).collect();
+    agent.dispatcher.ingest(burst).unwrap();
+    let s = stats(&agent, "bad");
+    assert_eq!(s.fires + s.queue_full_skips, 200, "{s:?}");
+    assert!(s.queue_full_skips > 0 && s.fires > 0, "{s:?}");
+    let err = s.last_error.clone().unwrap_or_default();
+    assert!(
+        err.contains("fires dropped") && err.contains("queue limit is 16384"),
+        "{err}"
+    );
+    assert_eq!(stats(&agent, "good").fires, 200);
+    let good_out = agent.dispatcher.store().latest("probe.out", 1_000).unwrap();
+    assert_eq!(good_out.len(), 200);
+    // The queue drained: the next fire runs.
+    agent.dispatcher.ingest(vec![dp("x", 1_000, 0.0)]).unwrap();
+    let after = stats(&agent, "bad");
+    assert_eq!(after.fires, s.fires + 1, "{after:?}");
+    assert_eq!(after.queue_full_skips, s.queue_full_skips, "{after:?}");
+    let slow_out = agent
+        .dispatcher
+        .store()
+        .latest("misbehave.slow", 1)
+        .unwrap();
+    assert_eq!(slow_out[0].ts, 1_000);
+}
+
+#[test]
 fn a_memory_bomb_hits_its_cap() {
     let (_d, mut agent) = with_neighbour("hog", "    limits: {memory: 32MiB}\n");
     fire_twice(&mut agent);

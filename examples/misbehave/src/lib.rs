@@ -8,6 +8,7 @@
 //! | `panic` | `panic!("misbehave: asked to panic")` — a trap                            |
 //! | `spin`  | loops forever (the optimizer cannot remove the loop) — hits the deadline  |
 //! | `sleep` | `std::thread::sleep` for an hour, in one blocking host call — hits the deadline |
+//! | `slow`  | sleeps `ms` milliseconds (param, default 10), then returns datapoint `misbehave.slow` = 1.0 |
 //! | `hog`   | allocates and fills 1 MiB chunks forever — hits the memory cap            |
 //! | `err`   | returns `Err("misbehave: asked to fail")`                                 |
 //! | `ok`    | returns datapoint `misbehave.ok` = 1.0 at `ctx.ts`                         |
@@ -31,7 +32,7 @@ use komlog_guest::prelude::*;
 pub struct Misbehave;
 
 /// Every mode, for the error message.
-pub const MODES: &str = "panic, spin, sleep, hog, err, ok, fs, env, net";
+pub const MODES: &str = "panic, spin, sleep, slow, hog, err, ok, fs, env, net";
 
 /// The outcome of the `fs` probe.
 pub fn try_fs() -> String {
@@ -101,6 +102,16 @@ impl Impulse for Misbehave {
         let text = match mode {
             "panic" => panic!("misbehave: asked to panic"),
             "spin" => spin(),
+            "slow" => {
+                let ms = match ctx.param("ms") {
+                    Some(ms) => ms
+                        .parse()
+                        .map_err(|_| format!("misbehave: param `ms` is not a number: {ms}"))?,
+                    None => 10,
+                };
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                return Ok(vec![Sample::datapoint("misbehave.slow", ctx.ts, 1.0)]);
+            }
             "sleep" => {
                 // One `wasi:io/poll` wait on a monotonic-clock pollable: no
                 // WebAssembly runs while it blocks, so no epoch check either.

@@ -421,6 +421,11 @@ pub fn prometheus_text(board: &StatsBoard) -> String {
             |s| s.disabled_skips,
         ),
         (
+            "queue_full_skips_total",
+            "Fires dropped because the fires waiting for the impulse held its queue limit.",
+            |s| s.queue_full_skips,
+        ),
+        (
             "guest_errors_total",
             "Fires whose guest returned err.",
             |s| s.guest_errors,

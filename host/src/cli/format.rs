@@ -122,7 +122,10 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             .and_then(serde_json::Value::as_object)
             .map(|f| f.values().filter_map(serde_json::Value::as_f64).sum())
             .unwrap_or(0.0);
-        let skips = num(m, "skips") + num(m, "backoff_skips") + num(m, "disabled_skips");
+        let skips = num(m, "skips")
+            + num(m, "backoff_skips")
+            + num(m, "disabled_skips")
+            + num(m, "queue_full_skips");
         let version = text(m, "version");
         let _ = writeln!(
             out,

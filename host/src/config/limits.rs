@@ -1,5 +1,6 @@
 //! Sandbox limits (`limits:` in an impulse or package block, and the agent-wide
-//! `- limits:` defaults): a wall-clock timeout, a memory cap and a fuel budget.
+//! `- limits:` defaults): a wall-clock timeout, a memory cap, a fuel budget,
+//! the failures that disable an impulse and the memory its waiting fires may hold.
 
 use super::yaml::{Ctx, Node, line};
 
@@ -16,6 +17,9 @@ pub struct Limits {
     /// Failed events in a row after which the impulse is disabled until its module
     /// changes (`disable_after: 5`).
     pub disable_after: Option<u32>,
+    /// Memory the fires waiting for an impulse may hold, in bytes (`queue: 64MiB`);
+    /// fires beyond it are dropped and counted.
+    pub queue_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -26,12 +30,13 @@ impl Limits {
             memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
             fuel: self.fuel.or(defaults.fuel),
             disable_after: self.disable_after.or(defaults.disable_after),
+            queue_bytes: self.queue_bytes.or(defaults.queue_bytes),
         }
     }
 }
 
 /// The keys of a `limits` map.
-pub(super) const LIMIT_KEYS: &[&str] = &["timeout", "memory", "fuel", "disable_after"];
+pub(super) const LIMIT_KEYS: &[&str] = &["timeout", "memory", "fuel", "disable_after", "queue"];
 
 /// Read a `limits` map; `path` names it in messages (`impulses.limits`).
 pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits {
@@ -49,6 +54,9 @@ pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits
     }
     if let Some(n) = block.get("fuel") {
         limits.fuel = positive(ctx, &format!("{path}.fuel"), n, |c, w, n| c.uint(w, n));
+    }
+    if let Some(n) = block.get("queue") {
+        limits.queue_bytes = positive(ctx, &format!("{path}.queue"), n, |c, w, n| c.bytes(w, n));
     }
     if let Some(n) = block.get("disable_after") {
         let what = format!("{path}.disable_after");
@@ -91,12 +99,14 @@ mod tests {
             memory_bytes: None,
             fuel: None,
             disable_after: Some(2),
+            queue_bytes: None,
         };
         let defaults = Limits {
             timeout_us: Some(5),
             memory_bytes: Some(6),
             fuel: None,
             disable_after: Some(9),
+            queue_bytes: Some(7),
         };
         assert_eq!(
             own.or(&defaults),
@@ -105,6 +115,7 @@ mod tests {
                 memory_bytes: Some(6),
                 fuel: None,
                 disable_after: Some(2),
+                queue_bytes: Some(7),
             }
         );
     }

@@ -428,6 +428,7 @@ fn impulses_every_key() {
             memory_bytes: Some(64 << 20),
             fuel: Some(1_000_000_000),
             disable_after: None,
+            queue_bytes: None,
         }
     );
     // A single uri may be written without a list.
@@ -451,7 +452,7 @@ fn impulses_errors() {
       past_count: ten
     min_exec_delta: 5
     name: 'my impulse'
-    limits: {timeout: 0s, memory: lots, fuel: -1}
+    limits: {timeout: 0s, memory: lots, fuel: -1, queue: 0}
     params: [1, 2]
 "#
         ),
@@ -465,6 +466,7 @@ fn impulses_errors() {
             "komlogd.yaml:10: impulses.limits.timeout: must be greater than zero",
             "komlogd.yaml:10: impulses.limits.memory: invalid size \"lots\": expected bytes or a number with KiB, MiB, GiB (or KB, MB, GB), e.g. 64MiB",
             "komlogd.yaml:10: impulses.limits.fuel: expected a non-negative integer, found -1",
+            "komlogd.yaml:10: impulses.limits.queue: must be greater than zero",
             "komlogd.yaml:11: impulses.params: expected a map of names to values, found a list",
         ]
     );
@@ -830,6 +832,7 @@ fn packages() {
                 memory_bytes: Some(128 << 20),
                 fuel: None,
                 disable_after: None,
+                queue_bytes: None,
             },
             grants: Grants {
                 dirs: vec![PathBuf::from("/proc"), dir("data")],
@@ -941,7 +944,7 @@ fn server() {
 #[test]
 fn agent_wide_limits_and_chain_depth() {
     let cfg = ok(
-        "- limits:\n    timeout: 5s\n    memory: 1048576\n    fuel: 10000000000\n    disable_after: 3\n- max_chain_depth: 64\n",
+        "- limits:\n    timeout: 5s\n    memory: 1048576\n    fuel: 10000000000\n    disable_after: 3\n    queue: 8MiB\n- max_chain_depth: 64\n",
     );
     assert_eq!(
         cfg.limits,
@@ -950,6 +953,7 @@ fn agent_wide_limits_and_chain_depth() {
             memory_bytes: Some(1 << 20),
             fuel: Some(10_000_000_000),
             disable_after: Some(3),
+            queue_bytes: Some(8 << 20),
         }
     );
     assert_eq!(cfg.max_chain_depth, 64);

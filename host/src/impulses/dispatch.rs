@@ -24,6 +24,12 @@
 //! timestamp of the impulse's previous run (before or after it) is skipped and
 //! counted. Using sample timestamps rather than the wall clock keeps replays exact.
 //!
+//! **Queue limit.** The fires sent to a worker and not yet answered are
+//! charged to its impulse (window, uris, bookkeeping); while they hold the
+//! impulse's `queue` bytes, a new fire is dropped before its window is cut and
+//! counted as `queue_full_skips`, so an impulse slower than its input sheds
+//! load instead of taking the agent's memory.
+//!
 //! **Changes while running.** [`Control`] messages add, remove and swap impulses
 //! between batches: events dispatched before a swap run on the old version, events
 //! after it on the new one (see [`super::worker`]). Every change to the running
@@ -31,7 +37,7 @@
 //! [`Dispatcher::watch_specs`] is shown the new set once the messages received
 //! together are handled (the agent hooks its uris at the server from it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
@@ -50,6 +56,8 @@ use super::worker::{self, Done, FireJob, Job, Version};
 const INBOX_CAPACITY: usize = 1024;
 /// How many inbox messages are committed together at most.
 const MAX_GROUP: usize = 256;
+/// How many window buffers answered fires leave for reuse at most.
+const MAX_SPARE_BUFFERS: usize = 64;
 
 /// Agent-wide dispatch settings.
 #[derive(Debug, Clone)]
@@ -233,6 +241,13 @@ struct Slot {
     stats: SharedStats,
     jobs: Sender<Job>,
     thread: Option<JoinHandle<()>>,
+    /// What each fire sent and not yet answered holds, in bytes, oldest first
+    /// (a worker answers its fires in order).
+    waiting: VecDeque<usize>,
+    /// Their sum.
+    waiting_bytes: usize,
+    /// Fires dropped since the queue last had room.
+    dropping: u64,
 }
 
 struct Pending {
@@ -435,6 +450,9 @@ impl Dispatcher {
             stats,
             jobs,
             thread: Some(thread),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            dropping: 0,
         }));
         self.subscribe(i, &keys);
     }
@@ -671,7 +689,14 @@ impl Dispatcher {
             }
             Msg::Done(done) => {
                 self.in_flight -= 1;
-                self.buffers.push(done.window);
+                if let Some(slot) = self.slots.get_mut(done.slot).and_then(Option::as_mut)
+                    && let Some(bytes) = slot.waiting.pop_front()
+                {
+                    slot.waiting_bytes -= bytes;
+                }
+                if self.buffers.len() < MAX_SPARE_BUFFERS {
+                    self.buffers.push(done.window);
+                }
                 if done.called {
                     self.report.fires += 1;
                 }
@@ -923,6 +948,34 @@ impl Dispatcher {
             );
             return Ok(());
         }
+        if slot.waiting_bytes >= usize::try_from(slot.spec.queue_bytes).unwrap_or(usize::MAX) {
+            // The impulse cannot keep up: shed this fire rather than let its
+            // queue take the agent's memory (nothing else waits on it).
+            let mut cell = lock(&slot.stats);
+            let stats = cell.stats();
+            stats.queue_full_skips += 1;
+            if slot.dropping == 0 {
+                let reason = format!(
+                    "fires dropped: the {} fires waiting for it hold {} bytes, its queue limit is {}",
+                    slot.waiting.len(),
+                    slot.waiting_bytes,
+                    slot.spec.queue_bytes
+                );
+                tracing::warn!(impulse = &*slot.spec.name, ts, "{reason}");
+                stats.last_error = Some(reason);
+            }
+            slot.dropping += 1;
+            return Ok(());
+        }
+        if slot.dropping > 0 {
+            tracing::info!(
+                impulse = &*slot.spec.name,
+                ts,
+                dropped = slot.dropping,
+                "its queue has room again; firing resumes"
+            );
+            slot.dropping = 0;
+        }
         slot.last_run_ts = Some(ts);
         let mut updated = Vec::new();
         let mut others = Vec::new();
@@ -942,6 +995,13 @@ impl Dispatcher {
             tracing::error!(impulse = &*slot.spec.name, "cannot encode the window: {e}");
             return Ok(());
         }
+        let bytes = std::mem::size_of::<FireJob>()
+            + window.capacity()
+            + updated
+                .iter()
+                .chain(&others)
+                .map(String::capacity)
+                .sum::<usize>();
         let job = Job::Fire(FireJob {
             ts,
             depth,
@@ -951,6 +1011,8 @@ impl Dispatcher {
         });
         if slot.jobs.send(job).is_ok() {
             self.in_flight += 1;
+            slot.waiting.push_back(bytes);
+            slot.waiting_bytes += bytes;
         } else {
             tracing::error!(
                 impulse = &*slot.spec.name,

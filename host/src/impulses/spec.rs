@@ -33,10 +33,14 @@ pub struct ImpulseSpec {
     pub limits: engine::Limits,
     /// Failed events in a row after which it is disabled until its module changes.
     pub disable_after: u32,
+    /// Memory its waiting fires may hold, bytes; fires beyond it are dropped.
+    pub queue_bytes: u64,
 }
 
 /// Failed events in a row after which an impulse is disabled, unless configured.
 pub const DEFAULT_DISABLE_AFTER: u32 = 5;
+/// Memory the fires waiting for one impulse may hold, unless configured: 64 MiB.
+pub const DEFAULT_QUEUE_BYTES: u64 = 64 << 20;
 
 /// Why an impulse could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +176,11 @@ pub fn resolve(
             .disable_after
             .or(agent_limits.disable_after)
             .unwrap_or(DEFAULT_DISABLE_AFTER),
+        queue_bytes: block
+            .limits
+            .queue_bytes
+            .or(agent_limits.queue_bytes)
+            .unwrap_or(DEFAULT_QUEUE_BYTES),
     };
     Ok((spec, instance))
 }

@@ -61,6 +61,9 @@ pub struct ImpulseStats {
     pub backoff_skips: u64,
     /// Fires skipped because the impulse was disabled.
     pub disabled_skips: u64,
+    /// Fires dropped because those already waiting for the impulse held its
+    /// `queue` limit of memory (it could not keep up).
+    pub queue_full_skips: u64,
     /// Fires whose guest returned `err`.
     pub guest_errors: u64,
     /// Failed calls by kind (trap, deadline, memory, fuel, instantiate), retries included.
