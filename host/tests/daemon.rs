@@ -1,7 +1,7 @@
 //! The agent as a daemon, as a user runs it: the first run in an empty HOME, a
 //! run with a real cron job feeding a real impulse, a clean stop on SIGTERM,
-//! uploads handed to the running agent, `komlogd status` and the Prometheus
-//! endpoint.
+//! uploads handed to the running agent, `komlogd status`, the Prometheus
+//! endpoint, and the cap on what a guest may write to the log.
 
 mod common;
 
@@ -381,4 +381,65 @@ fn status_metrics_and_uploads_reach_the_running_agent() {
     let (code, out, err) = wait(q, Duration::from_secs(60));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"ts\":1000"), "{out}");
+}
+
+#[test]
+fn a_chatty_impulse_writes_at_most_its_share_of_log_lines_a_call() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("komlogd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "- username: me\n\
+             - impulses:\n    name: chatty\n    filename: {}\n    uris: [x]\n    params: {{mode: chatty}}\n",
+            guest("misbehave").display()
+        ),
+    )
+    .unwrap();
+    let c = config.display().to_string();
+    // Two fires of 1,000 lines each; a one-shot upload logs to stderr.
+    let mut log = String::new();
+    for value in ["1", "2"] {
+        use std::io::Write;
+        let mut cmd = command(home.path(), &["-c", &c, "-u", "x", "--datapoint"]);
+        cmd.env("KOMLOGD_LOG", "info").stdin(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(value.as_bytes()).unwrap();
+        drop(stdin);
+        let (code, _, err) = wait(child, Duration::from_secs(60));
+        assert_eq!(code, 0, "{err}");
+        log.push_str(&err);
+    }
+    let written = log
+        .lines()
+        .filter(|l| l.contains("misbehave chatty "))
+        .count();
+    assert_eq!(written, 2 * 100, "100 lines a call are written");
+    let held_back: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("900 more log lines of this call not written (at most 100 a call)"))
+        .collect();
+    assert_eq!(held_back.len(), 2, "{log}");
+    assert!(
+        held_back
+            .iter()
+            .all(|l| l.contains("WARN") && l.contains("impulse=\"chatty\"")),
+        "{held_back:?}"
+    );
+    // The call itself went on: its output is stored.
+    let q = command(
+        home.path(),
+        &["-c", &c, "query", "misbehave.chatty", "--json"],
+    )
+    .spawn()
+    .unwrap();
+    let (code, out, err) = wait(q, Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\"value\": 1.0") || out.contains("\"value\":1.0"),
+        "{out}"
+    );
 }

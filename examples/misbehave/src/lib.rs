@@ -8,6 +8,7 @@
 //! | `panic` | `panic!("misbehave: asked to panic")` — a trap                            |
 //! | `spin`  | loops forever (the optimizer cannot remove the loop) — hits the deadline  |
 //! | `sleep` | `std::thread::sleep` for an hour, in one blocking host call — hits the deadline |
+//! | `chatty`| writes 1,000 info log lines (`misbehave chatty <i>`), then returns datapoint `misbehave.chatty` = 1.0 |
 //! | `slow`  | sleeps `ms` milliseconds (param, default 10), then returns datapoint `misbehave.slow` = 1.0 |
 //! | `hog`   | allocates and fills 1 MiB chunks forever — hits the memory cap            |
 //! | `err`   | returns `Err("misbehave: asked to fail")`                                 |
@@ -32,7 +33,7 @@ use komlog_guest::prelude::*;
 pub struct Misbehave;
 
 /// Every mode, for the error message.
-pub const MODES: &str = "panic, spin, sleep, slow, hog, err, ok, fs, env, net";
+pub const MODES: &str = "panic, spin, sleep, slow, chatty, hog, err, ok, fs, env, net";
 
 /// The outcome of the `fs` probe.
 pub fn try_fs() -> String {
@@ -102,6 +103,12 @@ impl Impulse for Misbehave {
         let text = match mode {
             "panic" => panic!("misbehave: asked to panic"),
             "spin" => spin(),
+            "chatty" => {
+                for i in 0..1_000 {
+                    log::info(&format!("misbehave chatty {i}"));
+                }
+                return Ok(vec![Sample::datapoint("misbehave.chatty", ctx.ts, 1.0)]);
+            }
             "slow" => {
                 let ms = match ctx.param("ms") {
                     Some(ms) => ms

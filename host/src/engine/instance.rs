@@ -27,11 +27,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::bindings::stateful::{StatefulImpulse, StatefulImpulseIndices};
 use super::bindings::{self, Context, Impulse, ImpulseIndices, Level, Sample, Subscription};
 use super::deadline::{self, CallDeadline, HasCallDeadline};
+use super::guest_log::{GuestLog, Writer};
 
 /// How many bytes of a guest's stderr are kept for failure reports.
 const STDERR_CAPTURE_BYTES: usize = 4096;
-/// Longest log line accepted from a guest; longer lines are truncated.
-const MAX_GUEST_LOG_BYTES: usize = 4096;
 
 /// Resource limits of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +150,7 @@ pub struct GuestState {
     stderr: MemoryOutputPipe,
     name: Arc<str>,
     deadline: CallDeadline,
+    log: GuestLog,
 }
 
 impl HasCallDeadline for GuestState {
@@ -173,19 +173,6 @@ pub(crate) fn sandbox_wasi() -> (WasiCtxBuilder, MemoryOutputPipe) {
     (builder, stderr)
 }
 
-/// Cut a guest's log line to [`MAX_GUEST_LOG_BYTES`] (at a character
-/// boundary), marking the cut with `…`.
-pub(crate) fn truncate_guest_log(message: &mut String) {
-    if message.len() > MAX_GUEST_LOG_BYTES {
-        let mut cut = MAX_GUEST_LOG_BYTES;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push('…');
-    }
-}
-
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -198,15 +185,14 @@ impl WasiView for GuestState {
 impl bindings::komlog::impulse::types::Host for GuestState {}
 
 impl bindings::komlog::impulse::host::Host for GuestState {
-    fn log(&mut self, level: Level, mut message: String) {
-        truncate_guest_log(&mut message);
-        let impulse = &*self.name;
-        match level {
-            Level::Debug => tracing::debug!(impulse, "{message}"),
-            Level::Info => tracing::info!(impulse, "{message}"),
-            Level::Warn => tracing::warn!(impulse, "{message}"),
-            Level::Error => tracing::error!(impulse, "{message}"),
-        }
+    fn log(&mut self, level: Level, message: String) {
+        let level = match level {
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log.write(&self.name, level, message);
     }
 }
 
@@ -261,6 +247,7 @@ impl Instance {
             stderr,
             name,
             deadline: CallDeadline::new(limits.timeout, tick, true),
+            log: GuestLog::new(Writer::Impulse),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -349,9 +336,12 @@ fn arm_call(store: &mut Store<GuestState>, fuel: Option<u64>) {
     }
 }
 
-/// After a call: the deadline is off (see [`deadline`]).
+/// After a call: the deadline is off (see [`deadline`]), the call's held-back
+/// log lines are reported.
 fn end_call(store: &mut Store<GuestState>) {
     deadline::disarm(store, |state| &state.name);
+    let state = store.data_mut();
+    state.log.end_call(&state.name);
 }
 
 fn classify(store: &Store<GuestState>, err: wasmtime::Error, default: FailureKind) -> CallError {

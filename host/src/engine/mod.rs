@@ -9,6 +9,7 @@
 //! - loading a `.wasm` and checking that it implements the `impulse` world — [`runtime`];
 //! - a call's deadline: epoch ticks, demotion of long calls, and the monotonic
 //!   clock guests see, whose waits end at the deadline — [`deadline`];
+//! - what guests write to the log, cut and capped per call — [`guest_log`];
 //! - instances: the guest's store state (an empty WASI context: no filesystem,
 //!   sockets, environment or arguments), limits, and the classification of traps —
 //!   [`instance`].
@@ -19,6 +20,7 @@
 pub mod bindings;
 pub mod cache;
 pub(crate) mod deadline;
+pub mod guest_log;
 pub mod instance;
 pub mod runtime;
 

@@ -21,7 +21,8 @@ use super::counters::CounterSet;
 use crate::config::Grants;
 use crate::engine::bindings::{Level, Sample};
 use crate::engine::deadline::{self, CallDeadline, HasCallDeadline};
-use crate::engine::instance::{sandbox_wasi, truncate_guest_log};
+use crate::engine::guest_log::{GuestLog, Writer};
+use crate::engine::instance::sandbox_wasi;
 use crate::engine::{Engine, LoadError};
 use crate::session::Supplies;
 
@@ -71,6 +72,7 @@ pub struct PackageState {
     counters: CounterSet,
     supplies: Supplies,
     deadline: CallDeadline,
+    log: GuestLog,
 }
 
 impl HasCallDeadline for PackageState {
@@ -91,15 +93,14 @@ impl WasiView for PackageState {
 impl crate::engine::bindings::komlog::impulse::types::Host for PackageState {}
 
 impl crate::engine::bindings::komlog::impulse::host::Host for PackageState {
-    fn log(&mut self, level: Level, mut message: String) {
-        truncate_guest_log(&mut message);
-        let package = &*self.name;
-        match level {
-            Level::Debug => tracing::debug!(package, "{message}"),
-            Level::Info => tracing::info!(package, "{message}"),
-            Level::Warn => tracing::warn!(package, "{message}"),
-            Level::Error => tracing::error!(package, "{message}"),
-        }
+    fn log(&mut self, level: Level, message: String) {
+        let level = match level {
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log.write(&self.name, level, message);
     }
 }
 
@@ -222,6 +223,7 @@ impl PackageModule {
             supplies,
             // Package threads are shared by a pool: never demoted.
             deadline: CallDeadline::new(limits.timeout, self.engine.epoch_tick(), false),
+            log: GuestLog::new(Writer::Package),
         };
         let engine = self.engine.wasmtime();
         let mut store = Store::new(engine, state);
@@ -266,6 +268,8 @@ impl PackageInstance {
 
     fn end_call(&mut self) {
         deadline::disarm(&mut self.store, |state| &state.name);
+        let state = self.store.data_mut();
+        state.log.end_call(&state.name);
     }
 
     fn failure(&self, what: &'static str, err: wasmtime::Error) -> PackageError {
