@@ -1,6 +1,7 @@
 //! Misbehaving guests are contained: a panic, an endless loop, a call blocked in
-//! a host wait and a memory bomb each end in a recorded failure, and a healthy
-//! impulse beside them keeps working.
+//! a host wait, a hoard of host handles and a memory bomb each end in a recorded
+//! failure, and a healthy impulse beside them keeps working. An impulse slower
+//! than its input sheds fires at its queue limit.
 //! Modules that are not impulses are refused with an error naming the file.
 
 use std::time::{Duration, Instant};
@@ -149,6 +150,19 @@ fn a_memory_bomb_hits_its_cap() {
             .contains("memory cap of 33554432 bytes")
     );
     assert!(s.memory_high_water <= 32 << 20);
+}
+
+#[test]
+fn a_guest_hoarding_host_handles_hits_the_handle_limit() {
+    // Each clock subscription is an entry in the host's tables, outside the
+    // guest's memory cap: wasmtime's per-store handle limit ends the hoard.
+    let (_d, mut agent) = with_neighbour("handles", "");
+    fire_twice(&mut agent);
+    let s = stats(&agent, "bad");
+    assert_failed_once_then_backed_off(&s);
+    assert_eq!(s.failures.get("trap"), Some(&2), "{s:?}");
+    let err = s.last_error.unwrap();
+    assert!(err.contains("handle limit exceeded"), "{err}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! | `panic` | `panic!("misbehave: asked to panic")` — a trap                            |
 //! | `spin`  | loops forever (the optimizer cannot remove the loop) — hits the deadline  |
 //! | `sleep` | `std::thread::sleep` for an hour, in one blocking host call — hits the deadline |
+//! | `handles` | creates clock pollables (WASI resources held by the host) forever, never dropping one — hits the host's handle cap |
 //! | `chatty`| writes 1,000 info log lines (`misbehave chatty <i>`), then returns datapoint `misbehave.chatty` = 1.0 |
 //! | `slow`  | sleeps `ms` milliseconds (param, default 10), then returns datapoint `misbehave.slow` = 1.0 |
 //! | `hog`   | allocates and fills 1 MiB chunks forever — hits the memory cap            |
@@ -33,7 +34,7 @@ use komlog_guest::prelude::*;
 pub struct Misbehave;
 
 /// Every mode, for the error message.
-pub const MODES: &str = "panic, spin, sleep, slow, chatty, hog, err, ok, fs, env, net";
+pub const MODES: &str = "panic, spin, sleep, slow, chatty, handles, hog, err, ok, fs, env, net";
 
 /// The outcome of the `fs` probe.
 pub fn try_fs() -> String {
@@ -85,6 +86,15 @@ fn spin() -> ! {
     }
 }
 
+/// Make WASI resources until the host refuses one (which traps): each clock
+/// subscription is an entry in the host's table, outside the guest's memory.
+fn handles() -> ! {
+    loop {
+        let pollable = wasip2::clocks::monotonic_clock::subscribe_duration(1_000_000_000);
+        std::mem::forget(pollable);
+    }
+}
+
 /// Allocate and fill 1 MiB chunks until the allocation fails (which aborts
 /// the instance).
 fn hog() -> ! {
@@ -103,6 +113,7 @@ impl Impulse for Misbehave {
         let text = match mode {
             "panic" => panic!("misbehave: asked to panic"),
             "spin" => spin(),
+            "handles" => handles(),
             "chatty" => {
                 for i in 0..1_000 {
                     log::info(&format!("misbehave chatty {i}"));
