@@ -1,5 +1,6 @@
 //! Every rule applied to what a guest returns, with the real `probe` guest told
-//! (through its `emit` param) exactly what to return.
+//! (through its `emit` param) exactly what to return, and `misbehave` returning
+//! more samples than a call may.
 
 use komlogd::agent::Agent;
 use komlogd::impulses::ImpulseStats;
@@ -185,4 +186,45 @@ fn a_chain_of_impulses_runs_through() {
     assert_eq!(report.fires, 2);
     let c = agent.dispatcher.store().latest("c", 1).unwrap();
     assert_eq!((c[0].ts, &c[0].value), (5, &Value::Datapoint(2.0)));
+}
+
+#[test]
+fn a_call_returning_more_samples_than_its_limit_has_none_written() {
+    // `flood` returns 20,000 samples (over the default limit of 10,000);
+    // `five` returns exactly its limit.
+    let dir = AgentDir::new(
+        "- impulses:\n    name: flood\n    filename: {guest:misbehave}\n    uris: [trigger]\n    params: {mode: flood}\n\
+         - impulses:\n    name: five\n    filename: {guest:misbehave}\n    uris: [other]\n    params: {mode: flood, count: 5}\n    limits: {outputs: 5}\n",
+    );
+    let mut agent = dir.open();
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 1, 0.0), dp("other", 1, 0.0)])
+        .unwrap();
+    let by_name = |name: &str| {
+        agent
+            .dispatcher
+            .stats()
+            .into_iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, s)| s)
+            .unwrap()
+    };
+    let flood = by_name("flood");
+    assert_eq!(
+        (flood.fires, flood.outputs, flood.invalid_outputs),
+        (1, 0, 20_000)
+    );
+    let err = flood.last_error.unwrap();
+    assert!(
+        err.contains("returned 20000 samples, more than its limit of 10000 a call"),
+        "{err}"
+    );
+    assert!(stored(&agent, "misbehave.flood.19999").is_empty());
+    let five = by_name("five");
+    assert_eq!((five.outputs, five.invalid_outputs), (5, 0), "{five:?}");
+    assert_eq!(
+        stored(&agent, "misbehave.flood.4"),
+        vec![Value::Datapoint(4.0)]
+    );
 }

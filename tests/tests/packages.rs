@@ -373,6 +373,31 @@ fn a_job_blocked_in_a_host_wait_is_stopped_by_its_deadline_and_the_others_run() 
 }
 
 #[test]
+fn a_run_returning_more_samples_than_its_limit_has_none_written() {
+    // A `count` run returns two samples; the limit is one.
+    let dir = AgentDir::new(&format!(
+        "{}    venv: isolated\n    limits: {{outputs: 1}}\n",
+        probe_package_config("{jobs: \"c every:1000\"}", "{}")
+    ));
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "c") >= 1
+    });
+    assert_eq!(
+        status.jobs["c"].failures, status.jobs["c"].runs,
+        "{status:?}"
+    );
+    assert_eq!(status.jobs["c"].samples, 0, "{status:?}");
+    let err = status.last_error.clone().unwrap_or_default();
+    assert!(
+        err.contains("job c returned 2 samples, more than its limit of 1 a run"),
+        "{err}"
+    );
+    let store = stopped_store(agent, &dir);
+    assert!(all(&store, "probe.c.runs").is_empty());
+}
+
+#[test]
 fn every_metrics_call_writes_its_samples_and_tag_uris_and_counters_survive_traps() {
     // `boom` traps every second, so `m` often runs on a fresh instance: its
     // counter still counts on, kept by the host.

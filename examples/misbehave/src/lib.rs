@@ -9,6 +9,7 @@
 //! | `spin`  | loops forever (the optimizer cannot remove the loop) — hits the deadline  |
 //! | `sleep` | `std::thread::sleep` for an hour, in one blocking host call — hits the deadline |
 //! | `handles` | creates clock pollables (WASI resources held by the host) forever, never dropping one — hits the host's handle cap |
+//! | `flood` | returns param `count` (default 20,000) datapoints `misbehave.flood.<i>` = i at `ctx.ts` |
 //! | `chatty`| writes 1,000 info log lines (`misbehave chatty <i>`), then returns datapoint `misbehave.chatty` = 1.0 |
 //! | `slow`  | sleeps `ms` milliseconds (param, default 10), then returns datapoint `misbehave.slow` = 1.0 |
 //! | `hog`   | allocates and fills 1 MiB chunks forever — hits the memory cap            |
@@ -34,7 +35,8 @@ use komlog_guest::prelude::*;
 pub struct Misbehave;
 
 /// Every mode, for the error message.
-pub const MODES: &str = "panic, spin, sleep, slow, chatty, handles, hog, err, ok, fs, env, net";
+pub const MODES: &str =
+    "panic, spin, sleep, slow, chatty, flood, handles, hog, err, ok, fs, env, net";
 
 /// The outcome of the `fs` probe.
 pub fn try_fs() -> String {
@@ -114,6 +116,19 @@ impl Impulse for Misbehave {
             "panic" => panic!("misbehave: asked to panic"),
             "spin" => spin(),
             "handles" => handles(),
+            "flood" => {
+                let count: u32 = match ctx.param("count") {
+                    Some(n) => n
+                        .parse()
+                        .map_err(|_| format!("misbehave: param `count` is not a number: {n}"))?,
+                    None => 20_000,
+                };
+                return Ok((0..count)
+                    .map(|i| {
+                        Sample::datapoint(format!("misbehave.flood.{i}"), ctx.ts, f64::from(i))
+                    })
+                    .collect());
+            }
             "chatty" => {
                 for i in 0..1_000 {
                     log::info(&format!("misbehave chatty {i}"));

@@ -1,6 +1,7 @@
 //! Sandbox limits (`limits:` in an impulse or package block, and the agent-wide
 //! `- limits:` defaults): a wall-clock timeout, a memory cap, a fuel budget,
-//! the failures that disable an impulse and the memory its waiting fires may hold.
+//! the failures that disable an impulse, the memory its waiting fires may hold
+//! and the samples one call may return.
 
 use super::yaml::{Ctx, Node, line};
 
@@ -20,6 +21,9 @@ pub struct Limits {
     /// Memory the fires waiting for an impulse may hold, in bytes (`queue: 64MiB`);
     /// fires beyond it are dropped and counted.
     pub queue_bytes: Option<u64>,
+    /// Samples one call may return (`outputs: 10000`); a call returning more
+    /// has none written.
+    pub outputs: Option<u64>,
 }
 
 impl Limits {
@@ -31,12 +35,20 @@ impl Limits {
             fuel: self.fuel.or(defaults.fuel),
             disable_after: self.disable_after.or(defaults.disable_after),
             queue_bytes: self.queue_bytes.or(defaults.queue_bytes),
+            outputs: self.outputs.or(defaults.outputs),
         }
     }
 }
 
 /// The keys of a `limits` map.
-pub(super) const LIMIT_KEYS: &[&str] = &["timeout", "memory", "fuel", "disable_after", "queue"];
+pub(super) const LIMIT_KEYS: &[&str] = &[
+    "timeout",
+    "memory",
+    "fuel",
+    "disable_after",
+    "queue",
+    "outputs",
+];
 
 /// Read a `limits` map; `path` names it in messages (`impulses.limits`).
 pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits {
@@ -57,6 +69,9 @@ pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits
     }
     if let Some(n) = block.get("queue") {
         limits.queue_bytes = positive(ctx, &format!("{path}.queue"), n, |c, w, n| c.bytes(w, n));
+    }
+    if let Some(n) = block.get("outputs") {
+        limits.outputs = positive(ctx, &format!("{path}.outputs"), n, |c, w, n| c.uint(w, n));
     }
     if let Some(n) = block.get("disable_after") {
         let what = format!("{path}.disable_after");
@@ -100,6 +115,7 @@ mod tests {
             fuel: None,
             disable_after: Some(2),
             queue_bytes: None,
+            outputs: Some(3),
         };
         let defaults = Limits {
             timeout_us: Some(5),
@@ -107,6 +123,7 @@ mod tests {
             fuel: None,
             disable_after: Some(9),
             queue_bytes: Some(7),
+            outputs: Some(8),
         };
         assert_eq!(
             own.or(&defaults),
@@ -116,6 +133,7 @@ mod tests {
                 fuel: None,
                 disable_after: Some(2),
                 queue_bytes: Some(7),
+                outputs: Some(3),
             }
         );
     }

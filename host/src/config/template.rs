@@ -91,6 +91,7 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    fuel: 10000000000                    # roughly, instructions per run
 #    disable_after: 5                     # failed events in a row before it is disabled
 #    queue: 64MiB                         # memory its waiting fires may hold; more are dropped
+#    outputs: 10000                       # samples one call may return; more and none are written
 
 # How many impulses a sample may pass through, one feeding the next (1 to 64).
 #- max_chain_depth: 8

@@ -429,6 +429,7 @@ fn impulses_every_key() {
             fuel: Some(1_000_000_000),
             disable_after: None,
             queue_bytes: None,
+            outputs: None,
         }
     );
     // A single uri may be written without a list.
@@ -833,6 +834,7 @@ fn packages() {
                 fuel: None,
                 disable_after: None,
                 queue_bytes: None,
+                outputs: None,
             },
             grants: Grants {
                 dirs: vec![PathBuf::from("/proc"), dir("data")],
@@ -944,7 +946,7 @@ fn server() {
 #[test]
 fn agent_wide_limits_and_chain_depth() {
     let cfg = ok(
-        "- limits:\n    timeout: 5s\n    memory: 1048576\n    fuel: 10000000000\n    disable_after: 3\n    queue: 8MiB\n- max_chain_depth: 64\n",
+        "- limits:\n    timeout: 5s\n    memory: 1048576\n    fuel: 10000000000\n    disable_after: 3\n    queue: 8MiB\n    outputs: 500\n- max_chain_depth: 64\n",
     );
     assert_eq!(
         cfg.limits,
@@ -954,6 +956,7 @@ fn agent_wide_limits_and_chain_depth() {
             fuel: Some(10_000_000_000),
             disable_after: Some(3),
             queue_bytes: Some(8 << 20),
+            outputs: Some(500),
         }
     );
     assert_eq!(cfg.max_chain_depth, 64);

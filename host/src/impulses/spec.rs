@@ -35,12 +35,16 @@ pub struct ImpulseSpec {
     pub disable_after: u32,
     /// Memory its waiting fires may hold, bytes; fires beyond it are dropped.
     pub queue_bytes: u64,
+    /// Samples one call may return; a call returning more has none written.
+    pub max_outputs: usize,
 }
 
 /// Failed events in a row after which an impulse is disabled, unless configured.
 pub const DEFAULT_DISABLE_AFTER: u32 = 5;
 /// Memory the fires waiting for one impulse may hold, unless configured: 64 MiB.
 pub const DEFAULT_QUEUE_BYTES: u64 = 64 << 20;
+/// Samples one call may return, unless configured.
+pub const DEFAULT_MAX_OUTPUTS: u64 = 10_000;
 
 /// Why an impulse could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +185,14 @@ pub fn resolve(
             .queue_bytes
             .or(agent_limits.queue_bytes)
             .unwrap_or(DEFAULT_QUEUE_BYTES),
+        max_outputs: usize::try_from(
+            block
+                .limits
+                .outputs
+                .or(agent_limits.outputs)
+                .unwrap_or(DEFAULT_MAX_OUTPUTS),
+        )
+        .unwrap_or(usize::MAX),
     };
     Ok((spec, instance))
 }

@@ -21,7 +21,9 @@
 //! 30 s. After `disable_after` failed events in a row the impulse is disabled
 //! until a new module version is swapped in. A successful call resets the count.
 //! Skipped fires are counted. A guest returning `err` is not a failure of the
-//! sandbox: it is counted and logged, nothing more.
+//! sandbox: it is counted and logged, nothing more. Neither is a call that
+//! returns more samples than its `outputs` limit: none of them is written, and
+//! they are counted as invalid outputs.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -355,6 +357,17 @@ impl Worker {
                 return done;
             }
         };
+        let limit = self.version.spec.max_outputs;
+        if samples.len() > limit {
+            let message = format!(
+                "returned {} samples, more than its limit of {limit} a call (limits.outputs): none written",
+                samples.len()
+            );
+            stats.invalid_outputs += samples.len() as u64;
+            tracing::warn!(impulse = self.version.spec.name.as_ref(), ts, "{message}");
+            stats.last_error = Some(format!("at ts {ts}: {message}"));
+            return done;
+        }
         done.outputs.reserve(samples.len());
         for sample in samples {
             let uri = sample.uri.clone();

@@ -913,6 +913,17 @@ impl Package {
         };
         let fired: Vec<_> = run.fired.iter().map(Into::into).collect();
         match instance.run_job(&run.id, run.ts, &fired, &run.params) {
+            Ok(Ok(samples)) if samples.len() > self.max_outputs() => {
+                self.count(&run, true, 0);
+                let text = format!(
+                    "job {} returned {} samples, more than its limit of {} a run (limits.outputs): none written",
+                    run.id,
+                    samples.len(),
+                    self.max_outputs()
+                );
+                tracing::warn!(package = &*self.name, "{text}");
+                self.board.update(&self.name, |s| s.last_error = Some(text));
+            }
             Ok(Ok(samples)) => {
                 let n = samples.len();
                 let batch: Vec<Sample> = samples
@@ -943,6 +954,15 @@ impl Package {
                 self.fail(format!("job {}: {e}; the instance is replaced", run.id));
             }
         }
+    }
+
+    /// Samples one run may return: the package's `outputs` limit.
+    fn max_outputs(&self) -> usize {
+        let limit = self
+            .impulse_limits
+            .outputs
+            .unwrap_or(crate::impulses::spec::DEFAULT_MAX_OUTPUTS);
+        usize::try_from(limit).unwrap_or(usize::MAX)
     }
 
     fn count(&self, run: &super::schedule::DueRun, failed: bool, samples: u64) {
