@@ -1,11 +1,13 @@
 //! The failure policy on a running agent: a failing impulse backs off, is
 //! disabled after `disable_after` failed events in a row, and runs again when its
 //! module file changes; a runaway impulse is stopped near its deadline while its
-//! healthy neighbour keeps answering at once.
+//! healthy neighbour keeps answering at once. Fires skipped by the policy are
+//! skipped before their window is cut, and never those sent after a swap.
 
 use std::time::{Duration, Instant};
 
-use komlogd::impulses::ImpulseState;
+use komlogd::agent::load_impulse;
+use komlogd::impulses::{Control, ImpulseState};
 use komlogd_tests::{AgentDir, RunningAgent, dp, guest, replace_file};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -123,4 +125,48 @@ fn thread_nice(name: &str) -> Option<i64> {
         return after_name.split_whitespace().nth(16)?.parse().ok();
     }
     None
+}
+
+#[test]
+fn fires_sent_after_swaps_of_a_disabled_impulse_run_on_the_new_version() {
+    // The dispatcher skips a disabled impulse's fires itself: each swap must
+    // reopen that gate for the fires sent after it. (Whether the worker has
+    // taken the swap by then is a race this test does not control; the gate
+    // is tied to the version that closed it, so either order is right.)
+    let yaml = "- impulses:\n    name: flaky\n    filename: {guest:misbehave}\n    uris: [in]\n    params: {mode: panic}\n    limits: {disable_after: 1}\n";
+    let dir = AgentDir::new(yaml);
+    let config = dir.config();
+    let mut agent = dir.open();
+    agent.dispatcher.ingest(vec![dp("in", 1, 0.0)]).unwrap();
+    agent.dispatcher.ingest(vec![dp("in", 2, 0.0)]).unwrap();
+    let stats = |agent: &komlogd::agent::Agent| agent.dispatcher.stats()[0].1.clone();
+    let s = stats(&agent);
+    assert_eq!(s.state, ImpulseState::Disabled, "{s:?}");
+    assert_eq!((s.failed_events, s.disabled_skips), (1, 1), "{s:?}");
+    for round in 1..=20 {
+        let mut block = config.impulses[0].clone();
+        block.filename = guest(if round % 2 == 1 {
+            "tagged_a"
+        } else {
+            "misbehave"
+        });
+        let version = load_impulse(&agent.engine, &block, &config.limits).expect("load");
+        agent.dispatcher.apply(Control::Swap(Box::new(version)));
+        let ts = 2 + round;
+        agent.dispatcher.ingest(vec![dp("in", ts, 0.0)]).unwrap();
+        let s = stats(&agent);
+        if round % 2 == 1 {
+            // tagged_a answers: the fire reached the new version.
+            assert_eq!(s.fires, (round as u64).div_ceil(2), "round {round}: {s:?}");
+        } else {
+            // misbehave (panic) again: the fire ran and failed, disabling it.
+            assert_eq!(s.state, ImpulseState::Disabled, "round {round}: {s:?}");
+            assert_eq!(
+                s.failed_events,
+                1 + round as u64 / 2,
+                "round {round}: {s:?}"
+            );
+        }
+    }
+    assert_eq!(stats(&agent).disabled_skips, 1);
 }

@@ -24,6 +24,11 @@
 //! timestamp of the impulse's previous run (before or after it) is skipped and
 //! counted. Using sample timestamps rather than the wall clock keeps replays exact.
 //!
+//! **Skips.** A worker backing off or disabled by the failure policy
+//! ([`super::worker`]) says so through a gate: the dispatcher skips (and
+//! counts) such fires before cutting their windows. The gate holds for the
+//! version that closed it; fires sent after a swap go to the worker.
+//!
 //! **Queue limit.** The fires sent to a worker and not yet answered are
 //! charged to its impulse (window, uris, bookkeeping); while they hold the
 //! impulse's `queue` bytes, a new fire is dropped before its window is cut and
@@ -50,7 +55,7 @@ use super::output;
 use super::spec::ImpulseSpec;
 use super::stats::{ImpulseStats, SharedStats, StatsBoard, lock};
 use super::window::WindowEncoder;
-use super::worker::{self, Done, FireJob, Job, Version};
+use super::worker::{self, Done, FireJob, Job, SharedGate, Version, lock_gate};
 
 /// How many batches may wait in the inbox before senders wait in turn.
 const INBOX_CAPACITY: usize = 1024;
@@ -248,6 +253,10 @@ struct Slot {
     waiting_bytes: usize,
     /// Fires dropped since the queue last had room.
     dropping: u64,
+    /// Which of its versions was sent last (0 for the first, +1 a swap).
+    generation: u64,
+    /// The fires its worker would skip (backing off, disabled).
+    gate: SharedGate,
 }
 
 struct Pending {
@@ -421,6 +430,7 @@ impl Dispatcher {
         }
         let i = self.slots.len();
         let stats = SharedStats::default();
+        let gate = SharedGate::default();
         let (jobs, jobs_rx) = mpsc::channel();
         let spec = version.spec.clone();
         let hash: Arc<str> = Arc::from(version.module.hash());
@@ -428,6 +438,7 @@ impl Dispatcher {
             i,
             version,
             stats.clone(),
+            gate.clone(),
             self.config.username.clone(),
             jobs_rx,
             self.inbox_tx.clone(),
@@ -453,6 +464,8 @@ impl Dispatcher {
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             dropping: 0,
+            generation: 0,
+            gate,
         }));
         self.subscribe(i, &keys);
     }
@@ -475,7 +488,10 @@ impl Dispatcher {
         slot.spec = version.spec.clone();
         slot.version = Arc::from(version.module.hash());
         // A send fails only if the worker died; the next fire would fail the same way.
-        let _ = slot.jobs.send(Job::Swap(Box::new(version)));
+        slot.generation += 1;
+        let _ = slot
+            .jobs
+            .send(Job::Swap(Box::new(version), slot.generation));
         self.unsubscribe(i, &old_keys);
         self.subscribe(i, &keys);
     }
@@ -947,6 +963,21 @@ impl Dispatcher {
                 "skipped: within min_exec_delta"
             );
             return Ok(());
+        }
+        {
+            // Skipped by the failure policy: counted as the worker would, but
+            // without cutting a window or waking the worker.
+            let gate = lock_gate(&slot.gate);
+            if gate.generation == slot.generation {
+                if gate.disabled {
+                    lock(&slot.stats).stats().disabled_skips += 1;
+                    return Ok(());
+                }
+                if gate.until.is_some_and(|until| Instant::now() < until) {
+                    lock(&slot.stats).stats().backoff_skips += 1;
+                    return Ok(());
+                }
+            }
         }
         if slot.waiting_bytes >= usize::try_from(slot.spec.queue_bytes).unwrap_or(usize::MAX) {
             // The impulse cannot keep up: shed this fire rather than let its

@@ -84,7 +84,32 @@ pub(crate) struct FireJob {
 /// What the worker does next.
 pub(crate) enum Job {
     Fire(FireJob),
-    Swap(Box<Version>),
+    /// Serve with this version, the impulse's `generation`-th (counted by the
+    /// dispatcher) from the next fire on.
+    Swap(Box<Version>, u64),
+}
+
+/// What a worker tells the dispatcher about the fires it would skip under the
+/// failure policy, so that the dispatcher skips them before cutting a window.
+/// It holds for the version of its `generation` only: fires sent after a swap
+/// go to the worker, which serves the new version.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// The version (counted by the dispatcher's swaps) that closed it.
+    pub generation: u64,
+    /// Skip fires until then (backing off).
+    pub until: Option<Instant>,
+    /// Skip every fire (disabled until the module changes).
+    pub disabled: bool,
+}
+
+/// A gate shared by a worker and the dispatcher.
+pub(crate) type SharedGate = Arc<std::sync::Mutex<Gate>>;
+
+/// Lock a gate; a poisoned one (a panic while held) is still consistent.
+pub(crate) fn lock_gate(gate: &SharedGate) -> std::sync::MutexGuard<'_, Gate> {
+    gate.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The result of one fire, back to the dispatcher.
@@ -113,6 +138,7 @@ pub(crate) fn spawn(
     slot: usize,
     version: Version,
     stats: SharedStats,
+    gate: SharedGate,
     username: Option<Username>,
     jobs: Receiver<Job>,
     done: SyncSender<Msg>,
@@ -121,7 +147,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(name.chars().take(15).collect())
         .spawn(move || {
-            let mut worker = Worker::new(slot, version, stats, username);
+            let mut worker = Worker::new(slot, version, stats, gate, username);
             while let Some(job) = super::recv_spinning(&jobs) {
                 match job {
                     Job::Fire(job) => {
@@ -150,7 +176,7 @@ pub(crate) fn spawn(
                             return;
                         }
                     }
-                    Job::Swap(version) => worker.swap(*version),
+                    Job::Swap(version, generation) => worker.swap(*version, generation),
                 }
             }
         })
@@ -161,7 +187,10 @@ struct Worker {
     version: Version,
     /// `version`'s module hash, shared with every result.
     tag: Arc<str>,
+    /// Which of the impulse's versions `version` is (0 for the first).
+    generation: u64,
     stats: SharedStats,
+    gate: SharedGate,
     username: Option<Username>,
     ctx: Context,
     consecutive_failures: u32,
@@ -173,7 +202,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(slot: usize, version: Version, stats: SharedStats, username: Option<Username>) -> Self {
+    fn new(
+        slot: usize,
+        version: Version,
+        stats: SharedStats,
+        gate: SharedGate,
+        username: Option<Username>,
+    ) -> Self {
         lock(&stats).stats().version = version.module.hash().to_owned();
         let ctx = Context {
             ts: 0,
@@ -186,7 +221,9 @@ impl Worker {
             slot,
             tag: Arc::from(version.module.hash()),
             version,
+            generation: 0,
             stats,
+            gate,
             username,
             ctx,
             consecutive_failures: 0,
@@ -201,8 +238,13 @@ impl Worker {
     }
 
     /// Serve with `version` from the next fire on; re-enables a disabled impulse.
-    fn swap(&mut self, version: Version) {
+    fn swap(&mut self, version: Version, generation: u64) {
         let started = Instant::now();
+        self.generation = generation;
+        *lock_gate(&self.gate) = Gate {
+            generation,
+            ..Gate::default()
+        };
         let mut old = std::mem::replace(&mut self.version, version);
         let carried = self.carry_state(&mut old);
         self.tag = Arc::from(self.version.module.hash());
@@ -459,6 +501,13 @@ impl Worker {
         });
         let s = cell.stats();
         s.consecutive_failures = n;
+        let backoff = backoff_after(n);
+        let until = Instant::now() + backoff;
+        *lock_gate(&self.gate) = Gate {
+            generation: self.generation,
+            until: (n < limit).then_some(until),
+            disabled: n >= limit,
+        };
         if n >= limit {
             self.disabled = true;
             s.state = ImpulseState::Disabled;
@@ -470,8 +519,7 @@ impl Worker {
                 "event failed twice; impulse disabled after {n} failed events in a row: it runs again when its module file changes"
             );
         } else {
-            let backoff = backoff_after(n);
-            self.resume_at = Some(Instant::now() + backoff);
+            self.resume_at = Some(until);
             s.state = ImpulseState::Backoff;
             tracing::error!(
                 impulse = self.version.spec.name.as_ref(),
