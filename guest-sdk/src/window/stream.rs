@@ -237,7 +237,6 @@ fn check_batch(batch: &arrow_ipc::RecordBatch<'_>, body_len: usize) -> Result<()
 }
 
 /// Where a projected column lies in every record batch of the stream.
-#[derive(Clone)]
 struct ColumnLayout {
     /// Index of its field node.
     node: usize,

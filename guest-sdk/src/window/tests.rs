@@ -997,3 +997,135 @@ fn nested_extra_columns_before_the_contract_columns_are_skipped() {
         vec![Series::datapoint("a", vec![1], vec![1.0])]
     );
 }
+
+/// `bytes` (a schema message, record batch messages, the end marker) with
+/// every record batch's metadata rebuilt after `edit` changed its row count,
+/// field nodes or buffers; the bodies are kept as they are.
+fn with_batch_metadata(
+    bytes: &[u8],
+    edit: impl Fn(&mut i64, &mut Vec<arrow_ipc::FieldNode>, &mut Vec<arrow_ipc::Buffer>),
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 8 <= bytes.len() {
+        let len = i32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        if len == 0 {
+            out.extend_from_slice(&bytes[pos..pos + 8]);
+            break;
+        }
+        let meta = &bytes[pos + 8..pos + 8 + len];
+        let message = arrow_ipc::root_as_message(meta).expect("test stream metadata");
+        let body_len = message.bodyLength() as usize;
+        let body = &bytes[pos + 8 + len..pos + 8 + len + body_len];
+        pos += 8 + len + body_len;
+        let Some(batch) = message.header_as_record_batch() else {
+            out.extend_from_slice(&bytes[pos - 8 - len - body_len..pos]);
+            continue;
+        };
+        let mut rows = batch.length();
+        let mut nodes: Vec<_> = batch.nodes().unwrap().iter().copied().collect();
+        let mut buffers: Vec<_> = batch.buffers().unwrap().iter().copied().collect();
+        edit(&mut rows, &mut nodes, &mut buffers);
+        let mut fbb = flatbuffers::FlatBufferBuilder::new();
+        let nodes = fbb.create_vector(&nodes);
+        let buffers = fbb.create_vector(&buffers);
+        let mut rb = arrow_ipc::RecordBatchBuilder::new(&mut fbb);
+        rb.add_length(rows);
+        rb.add_nodes(nodes);
+        rb.add_buffers(buffers);
+        let rb = rb.finish();
+        let mut mb = arrow_ipc::MessageBuilder::new(&mut fbb);
+        mb.add_version(message.version());
+        mb.add_header_type(arrow_ipc::MessageHeader::RecordBatch);
+        mb.add_bodyLength(body_len as i64);
+        mb.add_header(rb.as_union_value());
+        let m = mb.finish();
+        fbb.finish(m, None);
+        let mut meta = fbb.finished_data().to_vec();
+        meta.resize(meta.len().next_multiple_of(8), 0);
+        out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        out.extend_from_slice(&(meta.len() as i32).to_le_bytes());
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+#[test]
+fn record_batch_metadata_that_does_not_fit_its_columns_is_named() {
+    // Five rows: three datapoints, two datasources. Nodes: uri, ts,
+    // datapoint, datasource; three buffers each but two for ts and datapoint
+    // (validity, values) — validity, offsets, text for the strings.
+    let bytes = stream(&[Rows::default()
+        .dp("a", 1, 1.0)
+        .dp("a", 2, 2.0)
+        .dp("a", 3, 3.0)
+        .ds("b", 1, "x")
+        .ds("b", 2, "yz")]);
+    let same = with_batch_metadata(&bytes, |_, _, _| {});
+    assert_eq!(
+        decode_no_panic(&same)
+            .expect("rebuilt unchanged")
+            .sample_count(),
+        5
+    );
+    type Edit = fn(&mut i64, &mut Vec<arrow_ipc::FieldNode>, &mut Vec<arrow_ipc::Buffer>);
+    let cases: [(&str, Edit, &str); 9] = [
+        (
+            "negative rows",
+            |rows, _, _| *rows = -1,
+            "negative row count -1",
+        ),
+        (
+            "a column shorter than the batch",
+            |_, nodes, _| nodes[0] = arrow_ipc::FieldNode::new(4, 0),
+            "column `uri` has 4 rows in a batch of 5",
+        ),
+        (
+            "too few field nodes",
+            |_, nodes, _| nodes.truncate(2),
+            "no field node for column `datapoint`",
+        ),
+        (
+            "too few buffers",
+            |_, _, buffers| {
+                buffers.pop();
+            },
+            "no buffer 2 for column `datasource`",
+        ),
+        (
+            "a validity bitmap too short",
+            // datapoint's validity (buffer 5): null for the two datasource rows.
+            |_, _, buffers| buffers[5] = arrow_ipc::Buffer::new(buffers[5].offset(), 0),
+            "buffer 0 of column `datapoint` has 0 bytes, 1 needed",
+        ),
+        (
+            "a values buffer too short",
+            |_, _, buffers| buffers[4] = arrow_ipc::Buffer::new(buffers[4].offset(), 8),
+            "buffer 1 of column `ts` has 8 bytes, 40 needed",
+        ),
+        (
+            "a misaligned buffer",
+            |_, _, buffers| buffers[4] = arrow_ipc::Buffer::new(buffers[4].offset() + 4, 8),
+            "is misaligned or outside",
+        ),
+        (
+            "a buffer past the body",
+            |_, _, buffers| buffers[4] = arrow_ipc::Buffer::new(1 << 20, 40),
+            "is misaligned or outside",
+        ),
+        (
+            "more nulls than rows",
+            |_, nodes, _| nodes[2] = arrow_ipc::FieldNode::new(5, 6),
+            "bad field node: length 5, null count 6",
+        ),
+    ];
+    for (what, edit, says) in cases {
+        match decode_no_panic(&with_batch_metadata(&bytes, edit)) {
+            Err(WindowError::Ipc(message)) => {
+                assert!(message.contains(says), "{what}: {message}")
+            }
+            other => panic!("{what}: expected an IPC error, got {other:?}"),
+        }
+    }
+}
