@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Python example impulses (summary, threshold) as WebAssembly
+# Build the Python example impulses (summary, threshold, counter) as WebAssembly
 # components with componentize-py, from wit/impulse.wit and the Python SDK
 # module guest-sdk/python/komlog_impulse.py.
 #
@@ -27,7 +27,10 @@ if ! "$tool" --version 2>/dev/null | grep -q " $COMPONENTIZE_PY_VERSION\$"; then
 fi
 
 mkdir -p "$out_dir"
-for name in summary threshold; do
+# Each example and its world.
+for entry in summary:impulse threshold:impulse counter:stateful-impulse; do
+    name="${entry%%:*}"
+    world="${entry#*:}"
     src="$here/$name"
     out="$out_dir/$name.wasm"
     stamp="$( (cd "$root" && sha256sum wit/impulse.wit guest-sdk/python/komlog_impulse.py examples/python/$name/*.py; echo "$COMPONENTIZE_PY_VERSION") | sha256sum | cut -d' ' -f1)"
@@ -36,7 +39,7 @@ for name in summary threshold; do
         continue
     fi
     start=$(date +%s.%N)
-    "$tool" -d "$root/wit" -w impulse componentize app -p "$src" -p "$sdk" -o "$out.tmp" >/dev/null
+    "$tool" -d "$root/wit" -w "$world" componentize app -p "$src" -p "$sdk" -o "$out.tmp" >/dev/null
     mv "$out.tmp" "$out"
     echo "$stamp" >"$out.stamp"
     end=$(date +%s.%N)

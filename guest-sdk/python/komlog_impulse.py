@@ -5,6 +5,9 @@ This module owns the Python side of the `komlog:impulse@0.1.0` contract
 
 * ``Impulse``: a base class for the app's ``WitWorld``; implement ``update``
   (and optionally ``describe``) and raise ``ImpulseError`` to fail a fire;
+* ``StatefulImpulse``: the same for the ``stateful-impulse`` world (build
+  with ``-w stateful-impulse``); implement ``save`` and ``load`` too, so the
+  state carries on when a new version of the module is swapped in;
 * ``Context``: the fire's ``ts``, ``updated``, ``others`` and ``params`` with
   parameter helpers, and the window decoded on first use;
 * ``Window`` / ``Series``: a pure-Python reader of the window's Arrow IPC
@@ -34,6 +37,7 @@ __all__ = [
     "ImpulseError",
     "WindowError",
     "Impulse",
+    "StatefulImpulse",
     "Context",
     "Window",
     "Series",
@@ -268,6 +272,35 @@ class Impulse:
     def on_update(self, ctx):
         try:
             return self.update(Context.from_wit(ctx))
+        except ImpulseError as e:
+            if _Err is None:
+                raise
+            raise _Err(str(e)) from None
+
+
+class StatefulImpulse(Impulse):
+    """Base class for the app's ``WitWorld`` in the ``stateful-impulse`` world.
+
+    Besides ``update``, override ``save(self) -> bytes`` (the state, at a
+    swap, from the old version's instance) and ``load(self, state: bytes)``
+    (on the new version's instance, before its first fire; raise
+    ``ImpulseError`` to refuse a state it cannot read, and the new version
+    starts fresh). The state must live at module level: componentize-py
+    makes a new ``WitWorld`` object for every call.
+    """
+
+    def save(self):
+        raise NotImplementedError("implement save(self) -> bytes")
+
+    def load(self, state):
+        raise NotImplementedError("implement load(self, state)")
+
+    def snapshot(self):
+        return bytes(self.save())
+
+    def restore(self, state):
+        try:
+            self.load(bytes(state))
         except ImpulseError as e:
             if _Err is None:
                 raise

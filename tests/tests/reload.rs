@@ -2,8 +2,8 @@
 //! samples (every input answered exactly once, by one version, in order), a
 //! broken module refused while the old one keeps serving, configuration reloads
 //! (valid and invalid), and a module that failed to load picked up once fixed.
-//! A `stateful-impulse` carries its state across a swap, or starts fresh when
-//! the state cannot be carried. (Memory across swaps is measured alone, in
+//! A `stateful-impulse` carries its state across a swap (also from Python to
+//! Rust and back), or starts fresh when the state cannot be carried. (Memory across swaps is measured alone, in
 //! `reload_memory.rs`.)
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use komlogd::impulses::Tapped;
-use komlogd_tests::{AgentDir, RunningAgent, dp, guest, replace_file};
+use komlogd_tests::{AgentDir, RunningAgent, dp, guest, lang_guest, replace_file};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -225,9 +225,14 @@ fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
 
 /// An agent whose impulse `count` runs a module file of its own (a copy of counter).
 fn counter_agent(extra: &str) -> (AgentDir, PathBuf) {
+    counter_agent_from(&guest("counter"), extra)
+}
+
+/// An agent running `counter` (the component at `counter`) as `count`.
+fn counter_agent_from(counter: &std::path::Path, extra: &str) -> (AgentDir, PathBuf) {
     let dir = AgentDir::new("");
     let module = dir.path().join("count.wasm");
-    std::fs::copy(guest("counter"), &module).expect("copy counter");
+    std::fs::copy(counter, &module).expect("copy counter");
     dir.write_config(&format!(
         "- impulses:\n    name: count\n    filename: count.wasm\n    uris: [in]\n{extra}"
     ));
@@ -287,6 +292,31 @@ fn a_stateful_impulse_carries_its_state_across_a_swap() {
     assert_eq!(fire(&agent, 11..=15), expected(11));
     let s = agent.stats("count");
     assert_eq!((s.state_carried, s.state_dropped), (2, 0));
+}
+
+#[test]
+fn a_python_stateful_impulse_carries_its_state_to_a_new_version_and_to_the_rust_one() {
+    // The Python and Rust counters write their state in the same format.
+    let python = lang_guest("python", "counter");
+    let (dir, module) = counter_agent_from(&python, "");
+    let agent = RunningAgent::start(&dir);
+    let expected = |from: i64, n: i64| (from..from + n).map(|t| (t, t as f64)).collect::<Vec<_>>();
+    assert_eq!(fire(&agent, 1..=3), expected(1, 3));
+
+    let original = std::fs::read(&python).expect("read the Python counter");
+    let next = with_custom_section(&original, "komlogd-test", b"version 2");
+    swap_in(&agent, &dir, &module, &next, 1);
+    assert_eq!(fire(&agent, 4..=5), expected(4, 2), "the count carries on");
+
+    let rust = std::fs::read(guest("counter")).expect("read the Rust counter");
+    swap_in(&agent, &dir, &module, &rust, 2);
+    assert_eq!(fire(&agent, 6..=7), expected(6, 2), "and on, in Rust");
+
+    swap_in(&agent, &dir, &module, &original, 3);
+    assert_eq!(fire(&agent, 8..=9), expected(8, 2), "and back in Python");
+    let s = agent.stats("count");
+    assert_eq!((s.state_carried, s.state_dropped), (3, 0), "{s:?}");
+    assert_eq!(s.fires, 9);
 }
 
 #[test]
