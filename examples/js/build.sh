@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the JavaScript example impulses (summary, threshold) as WebAssembly
+# Build the JavaScript example impulses (summary, threshold, counter) as WebAssembly
 # components with componentize-js, from wit/impulse.wit and the JS SDK module
 # guest-sdk/js/komlog_impulse.js.
 #
@@ -31,7 +31,10 @@ if [[ ! -f "$cli" ]] || ! cmp -s "$here/package-lock.json" "$tools/package-lock.
 fi
 
 mkdir -p "$out_dir"
-for name in summary threshold; do
+# Each example and its world.
+for entry in summary:impulse threshold:impulse counter:stateful-impulse; do
+    name="${entry%%:*}"
+    world="${entry#*:}"
     out="$out_dir/$name.wasm"
     stamp="$( (cd "$root" && sha256sum wit/impulse.wit guest-sdk/js/komlog_impulse.js examples/js/$name/*.js examples/js/package-lock.json) | sha256sum | cut -d' ' -f1)"
     if [[ -f "$out" && -f "$out.stamp" && "$(cat "$out.stamp")" == "$stamp" ]]; then
@@ -44,7 +47,7 @@ for name in summary threshold; do
     rm -rf "$stage"
     mkdir -p "$stage"
     cp "$here/$name/"*.js "$root/guest-sdk/js/komlog_impulse.js" "$stage/"
-    node "$cli" "$stage/app.js" --wit "$root/wit" --world-name impulse \
+    node "$cli" "$stage/app.js" --wit "$root/wit" --world-name "$world" \
         -d http fetch-event -o "$out.tmp" >/dev/null
     mv "$out.tmp" "$out"
     echo "$stamp" >"$out.stamp"

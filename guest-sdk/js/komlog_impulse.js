@@ -5,7 +5,9 @@
 //
 // * defineImpulse({ describe, update }): the world's `describe` and
 //   `onUpdate` exports; `update(ctx)` returns samples, and throwing an
-//   ImpulseError fails the fire with its message (the `err` case);
+//   ImpulseError fails the fire with its message (the `err` case); with
+//   `save` and `load` too, the `stateful-impulse` world's `snapshot` and
+//   `restore`;
 // * Context: the fire's ts (a BigInt, µs since the epoch, UTC), updated,
 //   others and params, parameter helpers, and the window decoded on first use;
 // * Window / Series: a reader of the window's Arrow IPC stream (schema
@@ -79,8 +81,23 @@ export const log = {
  * samples, `describe()` (optional) returns a subscription or undefined.
  *
  *   export const { describe, onUpdate } = defineImpulse({ update(ctx) { ... } });
+ *
+ * For the `stateful-impulse` world (build with `--world-name
+ * stateful-impulse`), give `save()` (the state as a Uint8Array, at a swap,
+ * from the old version's instance) and `load(state)` (on the new version's
+ * instance, before its first fire; throw an ImpulseError to refuse a state,
+ * and the new version starts fresh) too, and export `snapshot` and `restore`:
+ *
+ *   export const { describe, onUpdate, snapshot, restore } =
+ *     defineImpulse({ update(ctx) { ... }, save() { ... }, load(state) { ... } });
  */
 export function defineImpulse(impulse) {
+  const asErr = (e) => {
+    if (e instanceof ImpulseError) {
+      throw e.message;
+    }
+    throw e;
+  };
   return {
     describe() {
       return impulse.describe ? impulse.describe() : undefined;
@@ -89,10 +106,23 @@ export function defineImpulse(impulse) {
       try {
         return impulse.update(new Context(ctx));
       } catch (e) {
-        if (e instanceof ImpulseError) {
-          throw e.message;
-        }
-        throw e;
+        return asErr(e);
+      }
+    },
+    snapshot() {
+      if (!impulse.save) {
+        throw new Error('a stateful impulse needs save()');
+      }
+      return Uint8Array.from(impulse.save());
+    },
+    restore(state) {
+      if (!impulse.load) {
+        throw new Error('a stateful impulse needs load(state)');
+      }
+      try {
+        impulse.load(Uint8Array.from(state));
+      } catch (e) {
+        asErr(e);
       }
     },
   };

@@ -2,8 +2,8 @@
 //! samples (every input answered exactly once, by one version, in order), a
 //! broken module refused while the old one keeps serving, configuration reloads
 //! (valid and invalid), and a module that failed to load picked up once fixed.
-//! A `stateful-impulse` carries its state across a swap (also from Python to
-//! Rust and back), or starts fresh when the state cannot be carried. (Memory across swaps is measured alone, in
+//! A `stateful-impulse` carries its state across a swap (also between Python,
+//! JavaScript and Rust), or starts fresh when the state cannot be carried. (Memory across swaps is measured alone, in
 //! `reload_memory.rs`.)
 
 use std::collections::HashMap;
@@ -295,28 +295,80 @@ fn a_stateful_impulse_carries_its_state_across_a_swap() {
 }
 
 #[test]
-fn a_python_stateful_impulse_carries_its_state_to_a_new_version_and_to_the_rust_one() {
-    // The Python and Rust counters write their state in the same format.
+fn counters_in_python_javascript_and_rust_hand_their_count_to_each_other() {
+    // The three counters write their state in the same format (8 bytes, LE).
     let python = lang_guest("python", "counter");
     let (dir, module) = counter_agent_from(&python, "");
     let agent = RunningAgent::start(&dir);
     let expected = |from: i64, n: i64| (from..from + n).map(|t| (t, t as f64)).collect::<Vec<_>>();
     assert_eq!(fire(&agent, 1..=3), expected(1, 3));
 
-    let original = std::fs::read(&python).expect("read the Python counter");
-    let next = with_custom_section(&original, "komlogd-test", b"version 2");
-    swap_in(&agent, &dir, &module, &next, 1);
-    assert_eq!(fire(&agent, 4..=5), expected(4, 2), "the count carries on");
-
-    let rust = std::fs::read(guest("counter")).expect("read the Rust counter");
-    swap_in(&agent, &dir, &module, &rust, 2);
-    assert_eq!(fire(&agent, 6..=7), expected(6, 2), "and on, in Rust");
-
-    swap_in(&agent, &dir, &module, &original, 3);
-    assert_eq!(fire(&agent, 8..=9), expected(8, 2), "and back in Python");
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a counter");
+    let python_v2 = with_custom_section(&read(&python), "komlogd-test", b"version 2");
+    let steps: [(&str, Vec<u8>); 4] = [
+        ("a new Python version", python_v2),
+        ("JavaScript", read(&lang_guest("js", "counter"))),
+        ("Rust", read(&guest("counter"))),
+        ("Python again", read(&python)),
+    ];
+    let mut ts = 4;
+    for (swaps, (what, bytes)) in (1..).zip(steps) {
+        swap_in(&agent, &dir, &module, &bytes, swaps);
+        assert_eq!(
+            fire(&agent, ts..=ts + 1),
+            expected(ts, 2),
+            "{what} counts on"
+        );
+        ts += 2;
+    }
     let s = agent.stats("count");
-    assert_eq!((s.state_carried, s.state_dropped), (3, 0), "{s:?}");
-    assert_eq!(s.fires, 9);
+    assert_eq!((s.state_carried, s.state_dropped), (4, 0), "{s:?}");
+    assert_eq!(s.fires, 11);
+}
+
+#[test]
+fn python_and_javascript_counters_refuse_a_state_they_cannot_read() {
+    // With `snapshot: refused` the Rust counter hands over 3 bytes.
+    let (dir, module) = counter_agent("    params: {snapshot: refused}\n");
+    let agent = RunningAgent::start(&dir);
+    let counts = |v: Vec<(i64, f64)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
+    assert_eq!(counts(fire(&agent, 1..=2)), [1.0, 2.0]);
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a counter");
+    let steps: [(&str, Vec<u8>, [f64; 2], (u64, u64)); 3] = [
+        (
+            "JavaScript",
+            read(&lang_guest("js", "counter")),
+            [1.0, 2.0],
+            (0, 1),
+        ),
+        // The JavaScript counter's own snapshot is good.
+        ("Rust", read(&guest("counter")), [3.0, 4.0], (1, 1)),
+        (
+            "Python",
+            read(&lang_guest("python", "counter")),
+            [1.0, 2.0],
+            (1, 2),
+        ),
+    ];
+    let mut ts = 3;
+    for (swaps, (what, bytes, want, (carried, dropped))) in (1..).zip(steps) {
+        swap_in(&agent, &dir, &module, &bytes, swaps);
+        assert_eq!(counts(fire(&agent, ts..=ts + 1)), want, "{what}");
+        ts += 2;
+        let s = agent.stats("count");
+        assert_eq!(
+            (s.state_carried, s.state_dropped),
+            (carried, dropped),
+            "{what}: {s:?}"
+        );
+        if what != "Rust" {
+            let last = s.last_error.unwrap_or_default();
+            assert!(
+                last.contains("restore returned an error: expected 8 bytes of state, got 3"),
+                "{what}: {last}"
+            );
+        }
+    }
 }
 
 #[test]
