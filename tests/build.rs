@@ -76,11 +76,16 @@ fn main() {
 /// The C examples, `examples/c/<name>/<name>.c`, as `out/<name>.wasm`.
 fn build_c_examples(root: &Path, out: &Path) {
     std::fs::create_dir_all(out).expect("create the C output directory");
-    for name in ["summary", "threshold"] {
+    for (name, world) in [
+        ("summary", komlog_c::WORLD),
+        ("threshold", komlog_c::WORLD),
+        ("counter", komlog_c::STATEFUL_WORLD),
+    ] {
         let options = komlog_c::BuildOptions {
             sources: vec![root.join("examples/c").join(name).join(format!("{name}.c"))],
             output: out.join(format!("{name}.wasm")),
             wit: Some(root.join("wit")),
+            world: Some(world.to_owned()),
             ..komlog_c::BuildOptions::default()
         };
         if let Err(e) = komlog_c::build(&options) {

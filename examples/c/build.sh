@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the C example impulses (summary, threshold) as WebAssembly components
+# Build the C example impulses (summary, threshold, counter) as WebAssembly components
 # with komlog-c (guest-sdk/c): bindings generated from wit/impulse.wit by the
 # wit-bindgen-c library, Debian's clang for wasm32-wasi with wasi-libc, and
 # the WASI preview1 reactor adapter. No wit-bindgen or wasm-tools CLI needed.
@@ -19,9 +19,12 @@ out_dir="$root/examples/target/c"
 tool="$root/target/debug/komlog-c"
 
 mkdir -p "$out_dir"
-for name in summary threshold; do
+# Each example and its world.
+for entry in summary:impulse threshold:impulse counter:stateful-impulse; do
+    name="${entry%%:*}"
+    world="${entry#*:}"
     start=$(date +%s.%N)
-    "$tool" build --wit "$root/wit" -o "$out_dir/$name.wasm" "$here/$name/$name.c" >/dev/null
+    "$tool" build --wit "$root/wit" --world "$world" -o "$out_dir/$name.wasm" "$here/$name/$name.c" >/dev/null
     end=$(date +%s.%N)
     out="$out_dir/$name.wasm"
     awk -v f="$out" -v b="$(wc -c <"$out")" -v s="$start" -v e="$end" \

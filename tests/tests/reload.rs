@@ -2,8 +2,8 @@
 //! samples (every input answered exactly once, by one version, in order), a
 //! broken module refused while the old one keeps serving, configuration reloads
 //! (valid and invalid), and a module that failed to load picked up once fixed.
-//! A `stateful-impulse` carries its state across a swap (also between Python,
-//! JavaScript and Rust), or starts fresh when the state cannot be carried. (Memory across swaps is measured alone, in
+//! A `stateful-impulse` carries its state across a swap (also between Rust,
+//! Python, JavaScript and C), or starts fresh when the state cannot be carried. (Memory across swaps is measured alone, in
 //! `reload_memory.rs`.)
 
 use std::collections::HashMap;
@@ -295,8 +295,8 @@ fn a_stateful_impulse_carries_its_state_across_a_swap() {
 }
 
 #[test]
-fn counters_in_python_javascript_and_rust_hand_their_count_to_each_other() {
-    // The three counters write their state in the same format (8 bytes, LE).
+fn counters_in_python_javascript_c_and_rust_hand_their_count_to_each_other() {
+    // The four counters write their state in the same format (8 bytes, LE).
     let python = lang_guest("python", "counter");
     let (dir, module) = counter_agent_from(&python, "");
     let agent = RunningAgent::start(&dir);
@@ -305,9 +305,10 @@ fn counters_in_python_javascript_and_rust_hand_their_count_to_each_other() {
 
     let read = |path: &std::path::Path| std::fs::read(path).expect("read a counter");
     let python_v2 = with_custom_section(&read(&python), "komlogd-test", b"version 2");
-    let steps: [(&str, Vec<u8>); 4] = [
+    let steps: [(&str, Vec<u8>); 5] = [
         ("a new Python version", python_v2),
         ("JavaScript", read(&lang_guest("js", "counter"))),
+        ("C", read(&lang_guest("c", "counter"))),
         ("Rust", read(&guest("counter"))),
         ("Python again", read(&python)),
     ];
@@ -322,19 +323,21 @@ fn counters_in_python_javascript_and_rust_hand_their_count_to_each_other() {
         ts += 2;
     }
     let s = agent.stats("count");
-    assert_eq!((s.state_carried, s.state_dropped), (4, 0), "{s:?}");
-    assert_eq!(s.fires, 11);
+    assert_eq!((s.state_carried, s.state_dropped), (5, 0), "{s:?}");
+    assert_eq!(s.fires, 13);
 }
 
 #[test]
-fn python_and_javascript_counters_refuse_a_state_they_cannot_read() {
+fn python_javascript_and_c_counters_refuse_a_state_they_cannot_read() {
     // With `snapshot: refused` the Rust counter hands over 3 bytes.
     let (dir, module) = counter_agent("    params: {snapshot: refused}\n");
     let agent = RunningAgent::start(&dir);
     let counts = |v: Vec<(i64, f64)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
     assert_eq!(counts(fire(&agent, 1..=2)), [1.0, 2.0]);
     let read = |path: &std::path::Path| std::fs::read(path).expect("read a counter");
-    let steps: [(&str, Vec<u8>, [f64; 2], (u64, u64)); 3] = [
+    // (language, its counter, the counts it gives, (state_carried, state_dropped)).
+    type Step<'a> = (&'a str, Vec<u8>, [f64; 2], (u64, u64));
+    let steps: [Step; 5] = [
         (
             "JavaScript",
             read(&lang_guest("js", "counter")),
@@ -349,6 +352,8 @@ fn python_and_javascript_counters_refuse_a_state_they_cannot_read() {
             [1.0, 2.0],
             (1, 2),
         ),
+        ("Rust", read(&guest("counter")), [3.0, 4.0], (2, 2)),
+        ("C", read(&lang_guest("c", "counter")), [1.0, 2.0], (2, 3)),
     ];
     let mut ts = 3;
     for (swaps, (what, bytes, want, (carried, dropped))) in (1..).zip(steps) {

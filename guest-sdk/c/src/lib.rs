@@ -2,8 +2,9 @@
 //! `wasm-tools` command-line tools.
 //!
 //! What this crate owns:
-//! - the C bindings of the `impulse` world of `wit/impulse.wit`, generated with
-//!   the `wit-bindgen-c` library ([`generate_bindings`]);
+//! - the C bindings of the `impulse` world of `wit/impulse.wit` (or of the
+//!   `stateful-impulse` world, under the same `impulse_` names), generated
+//!   with the `wit-bindgen-c` library ([`generate_bindings`]);
 //! - the header-only helper `komlog_impulse.h` (window reader, sample builders,
 //!   parameters, logging), shipped inside the tool ([`HELPER_HEADER`]);
 //! - the compile with clang for `wasm32-wasi` as a reactor, and the wrapping of
@@ -35,15 +36,22 @@ pub const HELPER_HEADER_NAME: &str = "komlog_impulse.h";
 /// The world every impulse implements.
 pub const WORLD: &str = "impulse";
 
+/// The world of an impulse whose state carries over to its next version
+/// (`impulse` plus `snapshot` and `restore`).
+pub const STATEFUL_WORLD: &str = "stateful-impulse";
+
 /// How to install what the C build needs on Debian or Ubuntu.
 pub const INSTALL_HINT: &str = "install clang, lld and wasi-libc (Debian/Ubuntu: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)";
 
-/// Write the C bindings of the `impulse` world (`impulse.h`, `impulse.c`,
-/// `impulse_component_type.o`) and the helper header into `out_dir`.
+/// Write the C bindings of `world` (`impulse` or `stateful-impulse`) as
+/// `impulse.h`, `impulse.c` and `impulse_component_type.o`, and the helper
+/// header, into `out_dir`. Either world's bindings use the `impulse_` names
+/// (the stateful world's adds `exports_impulse_snapshot` and
+/// `exports_impulse_restore`), so the helper header serves both.
 ///
 /// `wit` is a WIT file or directory; `None` uses the contract built into this
 /// tool. Returns the files written.
-pub fn generate_bindings(wit: Option<&Path>, out_dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn generate_bindings(wit: Option<&Path>, world: &str, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut resolve = Resolve::default();
     let package = match wit {
         Some(path) => {
@@ -56,13 +64,16 @@ pub fn generate_bindings(wit: Option<&Path>, out_dir: &Path) -> Result<Vec<PathB
             .push_str("impulse.wit", IMPULSE_WIT)
             .context("the built-in impulse.wit does not parse")?,
     };
-    let world = resolve
-        .select_world(&[package], Some(WORLD))
-        .context("the WIT has no `impulse` world")?;
+    let selected = resolve
+        .select_world(&[package], Some(world))
+        .with_context(|| format!("the WIT has no `{world}` world"))?;
     let mut files = Files::default();
-    wit_bindgen_c::Opts::default()
-        .build()
-        .generate(&mut resolve, world, &mut files)
+    let opts = wit_bindgen_c::Opts {
+        rename_world: (world != WORLD).then(|| WORLD.to_owned()),
+        ..wit_bindgen_c::Opts::default()
+    };
+    opts.build()
+        .generate(&mut resolve, selected, &mut files)
         .context("wit-bindgen-c failed")?;
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -109,6 +120,8 @@ pub struct BuildOptions {
     pub wit: Option<PathBuf>,
     /// The compiler; `None`: `$CC` if it names a clang, else `clang`.
     pub clang: Option<PathBuf>,
+    /// The world to implement; `None`: [`WORLD`].
+    pub world: Option<String>,
 }
 
 /// Generate the bindings, compile the sources with clang for `wasm32-wasi` as a
@@ -126,7 +139,8 @@ pub fn build(options: &BuildOptions) -> Result<PathBuf> {
     let output = &options.output;
     let work = work_dir(output)?;
     let bindings = work.join("bindings");
-    generate_bindings(options.wit.as_deref(), &bindings)?;
+    let world = options.world.as_deref().unwrap_or(WORLD);
+    generate_bindings(options.wit.as_deref(), world, &bindings)?;
     let core = work.join("core.wasm");
     let clang = options.clang.clone().unwrap_or_else(default_clang);
     let mut cmd = Command::new(&clang);
@@ -207,7 +221,7 @@ mod tests {
     #[test]
     fn bindings_cover_the_impulse_world() {
         let dir = tempfile::tempdir().unwrap();
-        let files = generate_bindings(None, dir.path()).unwrap();
+        let files = generate_bindings(None, WORLD, dir.path()).unwrap();
         let names: Vec<String> = files
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -226,6 +240,23 @@ mod tests {
         let header = std::fs::read_to_string(dir.path().join("impulse.h")).unwrap();
         assert!(header.contains("exports_impulse_on_update"), "{header}");
         assert!(header.contains("exports_impulse_describe"), "{header}");
+    }
+
+    #[test]
+    fn stateful_bindings_keep_the_impulse_names_and_add_snapshot_and_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        generate_bindings(None, STATEFUL_WORLD, dir.path()).unwrap();
+        let header = std::fs::read_to_string(dir.path().join("impulse.h")).unwrap();
+        for export in [
+            "exports_impulse_on_update",
+            "exports_impulse_describe",
+            "exports_impulse_snapshot",
+            "exports_impulse_restore",
+        ] {
+            assert!(header.contains(export), "{export}");
+        }
+        let err = generate_bindings(None, "no-such-world", dir.path()).unwrap_err();
+        assert_eq!(err.to_string(), "the WIT has no `no-such-world` world");
     }
 
     #[test]

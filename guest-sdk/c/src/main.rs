@@ -1,8 +1,8 @@
 //! `komlog-c`: the command line for building komlogd impulses written in C.
 //!
 //! ```text
-//! komlog-c build [-I DIR]... [--wit PATH] [--cflag FLAG]... -o OUT.wasm SOURCE.c...
-//! komlog-c bindings [--wit PATH] OUT_DIR
+//! komlog-c build [-I DIR]... [--wit PATH] [--world NAME] [--cflag FLAG]... -o OUT.wasm SOURCE.c...
+//! komlog-c bindings [--wit PATH] [--world NAME] OUT_DIR
 //! ```
 
 use std::path::PathBuf;
@@ -13,11 +13,13 @@ use komlog_c::{BuildOptions, build, generate_bindings};
 
 const USAGE: &str = "\
 usage:
-  komlog-c build [-I DIR]... [--wit PATH] [--cflag FLAG]... -o OUT.wasm SOURCE.c...
+  komlog-c build [-I DIR]... [--wit PATH] [--world NAME] [--cflag FLAG]... -o OUT.wasm SOURCE.c...
       generate the bindings, compile with clang for wasm32-wasi and write the component
-  komlog-c bindings [--wit PATH] OUT_DIR
+  komlog-c bindings [--wit PATH] [--world NAME] OUT_DIR
       write impulse.h, impulse.c, impulse_component_type.o and komlog_impulse.h
-Without --wit the komlog:impulse@0.1.0 contract built into this tool is used.";
+Without --wit the komlog:impulse@0.1.0 contract built into this tool is used.
+--world is `impulse` (the default) or `stateful-impulse` (adds
+exports_impulse_snapshot and exports_impulse_restore).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,11 +44,12 @@ fn run(args: &[String]) -> Result<()> {
             Ok(())
         }
         "bindings" => {
-            let (wit, positional) = parse_common(rest)?;
+            let (wit, world, positional) = parse_common(rest)?;
             let [dir] = positional.as_slice() else {
                 bail!("`bindings` takes exactly one output directory\n{USAGE}");
             };
-            for file in generate_bindings(wit.as_deref(), &PathBuf::from(dir))? {
+            let world = world.as_deref().unwrap_or(komlog_c::WORLD);
+            for file in generate_bindings(wit.as_deref(), world, &PathBuf::from(dir))? {
                 println!("{}", file.display());
             }
             Ok(())
@@ -59,18 +62,22 @@ fn run(args: &[String]) -> Result<()> {
     }
 }
 
-fn parse_common(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>)> {
+type Common = (Option<PathBuf>, Option<String>, Vec<String>);
+
+fn parse_common(args: &[String]) -> Result<Common> {
     let mut wit = None;
+    let mut world = None;
     let mut positional = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--wit" => wit = Some(PathBuf::from(value(&mut it, "--wit")?)),
+            "--world" => world = Some(value(&mut it, "--world")?.to_owned()),
             flag if flag.starts_with('-') => bail!("unknown option `{flag}`\n{USAGE}"),
             _ => positional.push(arg.clone()),
         }
     }
-    Ok((wit, positional))
+    Ok((wit, world, positional))
 }
 
 fn parse_build(args: &[String]) -> Result<BuildOptions> {
@@ -84,6 +91,7 @@ fn parse_build(args: &[String]) -> Result<BuildOptions> {
                 .include_dirs
                 .push(PathBuf::from(value(&mut it, "-I")?)),
             "--wit" => options.wit = Some(PathBuf::from(value(&mut it, "--wit")?)),
+            "--world" => options.world = Some(value(&mut it, "--world")?.to_owned()),
             "--cflag" => options.cflags.push(value(&mut it, "--cflag")?.to_owned()),
             flag if flag.starts_with("-I") => options.include_dirs.push(PathBuf::from(&flag[2..])),
             flag if flag.starts_with('-') => bail!("unknown option `{flag}`\n{USAGE}"),
