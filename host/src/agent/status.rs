@@ -680,6 +680,32 @@ mod tests {
     }
 
     #[test]
+    fn every_skip_counter_is_exported() {
+        let board = StatsBoard::default();
+        let stats = crate::impulses::stats::SharedStats::default();
+        {
+            let mut cell = crate::impulses::stats::lock(&stats);
+            let s = cell.stats();
+            (
+                s.skips,
+                s.backoff_skips,
+                s.disabled_skips,
+                s.queue_full_skips,
+            ) = (1, 2, 3, 4);
+        }
+        board.insert("x".into(), stats);
+        let text = prometheus_text(&board);
+        for line in [
+            "komlogd_impulse_skips_total{impulse=\"x\"} 1\n",
+            "komlogd_impulse_backoff_skips_total{impulse=\"x\"} 2\n",
+            "komlogd_impulse_disabled_skips_total{impulse=\"x\"} 3\n",
+            "komlogd_impulse_queue_full_skips_total{impulse=\"x\"} 4\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
     fn empty_board_still_has_help_lines() {
         let text = prometheus_text(&StatsBoard::default());
         assert!(text.contains("# TYPE komlogd_impulse_fires_total counter"));
