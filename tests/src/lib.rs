@@ -150,6 +150,17 @@ pub fn ds(uri: &str, ts: i64, text: &str) -> Sample {
     }
 }
 
+/// The counters of the impulse `name` of an in-process agent.
+pub fn impulse_stats(agent: &Agent, name: &str) -> komlogd::impulses::ImpulseStats {
+    agent
+        .dispatcher
+        .stats()
+        .into_iter()
+        .find(|(n, _)| &**n == name)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no impulse {name}"))
+}
+
 /// An agent running its daemon loop (jobs, hot reload, control socket) on a
 /// thread of its own, fed by the test through its inbox and observed through
 /// its stats board and output tap.

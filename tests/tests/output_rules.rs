@@ -5,7 +5,7 @@
 use komlogd::agent::Agent;
 use komlogd::impulses::ImpulseStats;
 use komlogd::model::{Kind, Value};
-use komlogd_tests::{AgentDir, dp};
+use komlogd_tests::{AgentDir, dp, impulse_stats};
 
 fn agent_emitting(emit: &str, extra_top: &str) -> (AgentDir, Agent) {
     let dir = AgentDir::new(&format!(
@@ -201,16 +201,7 @@ fn a_call_returning_more_samples_than_its_limit_has_none_written() {
         .dispatcher
         .ingest(vec![dp("trigger", 1, 0.0), dp("other", 1, 0.0)])
         .unwrap();
-    let by_name = |name: &str| {
-        agent
-            .dispatcher
-            .stats()
-            .into_iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(_, s)| s)
-            .unwrap()
-    };
-    let flood = by_name("flood");
+    let flood = impulse_stats(&agent, "flood");
     assert_eq!(
         (flood.fires, flood.outputs, flood.invalid_outputs),
         (1, 0, 20_000)
@@ -221,7 +212,7 @@ fn a_call_returning_more_samples_than_its_limit_has_none_written() {
         "{err}"
     );
     assert!(stored(&agent, "misbehave.flood.19999").is_empty());
-    let five = by_name("five");
+    let five = impulse_stats(&agent, "five");
     assert_eq!((five.outputs, five.invalid_outputs), (5, 0), "{five:?}");
     assert_eq!(
         stored(&agent, "misbehave.flood.4"),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use komlogd::agent::Agent;
 use komlogd::impulses::ImpulseStats;
-use komlogd_tests::{AgentDir, dp};
+use komlogd_tests::{AgentDir, dp, impulse_stats};
 
 fn with_neighbour(mode: &str, limits: &str) -> (AgentDir, Agent) {
     let dir = AgentDir::new(&format!(
@@ -17,16 +17,6 @@ fn with_neighbour(mode: &str, limits: &str) -> (AgentDir, Agent) {
     ));
     let agent = dir.open();
     (dir, agent)
-}
-
-fn stats(agent: &Agent, name: &str) -> ImpulseStats {
-    agent
-        .dispatcher
-        .stats()
-        .into_iter()
-        .find(|(n, _)| &**n == name)
-        .map(|(_, s)| s)
-        .unwrap_or_else(|| panic!("no impulse {name}"))
 }
 
 /// Two fires; the healthy neighbour must have answered both.
@@ -40,7 +30,7 @@ fn fire_twice(agent: &mut Agent) {
             "the healthy impulse fired at {ts}"
         );
     }
-    assert_eq!(stats(agent, "good").fires, 2);
+    assert_eq!(impulse_stats(agent, "good").fires, 2);
 }
 
 /// The first event failed, was retried once on a fresh instance and failed again;
@@ -61,7 +51,7 @@ fn assert_failed_once_then_backed_off(s: &ImpulseStats) {
 fn a_panic_is_a_trap_with_its_message() {
     let (_d, mut agent) = with_neighbour("panic", "");
     fire_twice(&mut agent);
-    let s = stats(&agent, "bad");
+    let s = impulse_stats(&agent, "bad");
     assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("trap"), Some(&2), "{s:?}");
     let err = s.last_error.unwrap();
@@ -74,7 +64,7 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
     let started = Instant::now();
     fire_twice(&mut agent);
     let elapsed = started.elapsed();
-    let s = stats(&agent, "bad");
+    let s = impulse_stats(&agent, "bad");
     assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
     // The call and its retry each ran to the 200 ms deadline; the second event was skipped.
@@ -98,7 +88,7 @@ fn a_guest_blocked_in_a_host_call_is_stopped_by_the_deadline() {
         .recv_timeout(Duration::from_secs(20))
         .expect("the two fires ended within 20 s: the sleeping call was stopped");
     let elapsed = started.elapsed();
-    let s = stats(&agent, "bad");
+    let s = impulse_stats(&agent, "bad");
     assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("deadline"), Some(&2), "{s:?}");
     assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
@@ -113,7 +103,7 @@ fn an_impulse_slower_than_its_input_sheds_fires_at_its_queue_limit_and_its_neigh
     let (_d, mut agent) = with_neighbour("slow, ms: 20", "    limits: {queue: 16KiB}\n");
     let burst: Vec<_> = (1..=200).map(|ts| dp("x", ts, 0.0)).collect();
     agent.dispatcher.ingest(burst).unwrap();
-    let s = stats(&agent, "bad");
+    let s = impulse_stats(&agent, "bad");
     assert_eq!(s.fires + s.queue_full_skips, 200, "{s:?}");
     assert!(s.queue_full_skips > 0 && s.fires > 0, "{s:?}");
     let err = s.last_error.clone().unwrap_or_default();
@@ -121,12 +111,12 @@ fn an_impulse_slower_than_its_input_sheds_fires_at_its_queue_limit_and_its_neigh
         err.contains("fires dropped") && err.contains("queue limit is 16384"),
         "{err}"
     );
-    assert_eq!(stats(&agent, "good").fires, 200);
+    assert_eq!(impulse_stats(&agent, "good").fires, 200);
     let good_out = agent.dispatcher.store().latest("probe.out", 1_000).unwrap();
     assert_eq!(good_out.len(), 200);
     // The queue drained: the next fire runs.
     agent.dispatcher.ingest(vec![dp("x", 1_000, 0.0)]).unwrap();
-    let after = stats(&agent, "bad");
+    let after = impulse_stats(&agent, "bad");
     assert_eq!(after.fires, s.fires + 1, "{after:?}");
     assert_eq!(after.queue_full_skips, s.queue_full_skips, "{after:?}");
     let slow_out = agent
@@ -141,7 +131,7 @@ fn an_impulse_slower_than_its_input_sheds_fires_at_its_queue_limit_and_its_neigh
 fn a_memory_bomb_hits_its_cap() {
     let (_d, mut agent) = with_neighbour("hog", "    limits: {memory: 32MiB}\n");
     fire_twice(&mut agent);
-    let s = stats(&agent, "bad");
+    let s = impulse_stats(&agent, "bad");
     assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("memory"), Some(&2), "{s:?}");
     assert!(
@@ -158,7 +148,7 @@ fn a_guest_hoarding_host_handles_hits_the_handle_limit() {
     // guest's memory cap: wasmtime's per-store handle limit ends the hoard.
     let (_d, mut agent) = with_neighbour("handles", "");
     fire_twice(&mut agent);
-    let s = stats(&agent, "bad");
+    let s = impulse_stats(&agent, "bad");
     assert_failed_once_then_backed_off(&s);
     assert_eq!(s.failures.get("trap"), Some(&2), "{s:?}");
     let err = s.last_error.unwrap();
@@ -169,7 +159,7 @@ fn a_guest_hoarding_host_handles_hits_the_handle_limit() {
 fn a_guest_error_keeps_the_instance() {
     let (_d, mut agent) = with_neighbour("err", "");
     fire_twice(&mut agent);
-    let s = stats(&agent, "bad");
+    let s = impulse_stats(&agent, "bad");
     assert_eq!((s.fires, s.guest_errors), (2, 2));
     assert!(s.failures.is_empty());
     assert!(s.last_error.unwrap().contains("misbehave: asked to fail"));

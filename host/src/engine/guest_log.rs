@@ -5,10 +5,23 @@
 
 use tracing::Level;
 
+use super::bindings::Level as GuestLevel;
+
 /// Longest log line accepted from a guest; longer lines are cut (marked `…`).
 pub const MAX_LINE_BYTES: usize = 4096;
 /// Lines one call may write; the rest are counted, not written.
 pub const MAX_LINES_PER_CALL: u32 = 100;
+
+impl From<GuestLevel> for Level {
+    fn from(level: GuestLevel) -> Level {
+        match level {
+            GuestLevel::Debug => Level::DEBUG,
+            GuestLevel::Info => Level::INFO,
+            GuestLevel::Warn => Level::WARN,
+            GuestLevel::Error => Level::ERROR,
+        }
+    }
+}
 
 /// Who is writing: an impulse or a package (the field the line is tagged with).
 #[derive(Debug, Clone, Copy)]

@@ -186,13 +186,7 @@ impl bindings::komlog::impulse::types::Host for GuestState {}
 
 impl bindings::komlog::impulse::host::Host for GuestState {
     fn log(&mut self, level: Level, message: String) {
-        let level = match level {
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log.write(&self.name, level, message);
+        self.log.write(&self.name, level.into(), message);
     }
 }
 

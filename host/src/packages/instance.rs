@@ -94,13 +94,7 @@ impl crate::engine::bindings::komlog::impulse::types::Host for PackageState {}
 
 impl crate::engine::bindings::komlog::impulse::host::Host for PackageState {
     fn log(&mut self, level: Level, message: String) {
-        let level = match level {
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log.write(&self.name, level, message);
+        self.log.write(&self.name, level.into(), message);
     }
 }
 
