@@ -964,20 +964,24 @@ impl Dispatcher {
             );
             return Ok(());
         }
-        {
-            // Skipped by the failure policy: counted as the worker would, but
-            // without cutting a window or waking the worker.
+        // Skipped by the failure policy: counted as the worker would, but
+        // without cutting a window or waking the worker. (The gate is let go
+        // before the stats are taken: the worker takes them in that order.)
+        let (disabled, backing_off) = {
             let gate = lock_gate(&slot.gate);
-            if gate.generation == slot.generation {
-                if gate.disabled {
-                    lock(&slot.stats).stats().disabled_skips += 1;
-                    return Ok(());
-                }
-                if gate.until.is_some_and(|until| Instant::now() < until) {
-                    lock(&slot.stats).stats().backoff_skips += 1;
-                    return Ok(());
-                }
-            }
+            let current = gate.generation == slot.generation;
+            (
+                current && gate.disabled,
+                current && gate.until.is_some_and(|until| Instant::now() < until),
+            )
+        };
+        if disabled {
+            lock(&slot.stats).stats().disabled_skips += 1;
+            return Ok(());
+        }
+        if backing_off {
+            lock(&slot.stats).stats().backoff_skips += 1;
+            return Ok(());
         }
         if slot.waiting_bytes >= usize::try_from(slot.spec.queue_bytes).unwrap_or(usize::MAX) {
             // The impulse cannot keep up: shed this fire rather than let its

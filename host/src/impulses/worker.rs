@@ -92,7 +92,8 @@ pub(crate) enum Job {
 /// What a worker tells the dispatcher about the fires it would skip under the
 /// failure policy, so that the dispatcher skips them before cutting a window.
 /// It holds for the version of its `generation` only: fires sent after a swap
-/// go to the worker, which serves the new version.
+/// go to the worker, which serves the new version. Neither side holds it
+/// while it holds the impulse's stats (or the other way round).
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     /// The version (counted by the dispatcher's swaps) that closed it.
@@ -492,6 +493,14 @@ impl Worker {
         let n = self.consecutive_failures;
         let version = self.version.module.hash()[..12].to_owned();
         let limit = self.version.spec.disable_after;
+        let backoff = backoff_after(n);
+        let until = Instant::now() + backoff;
+        // Never held with the stats: the dispatcher takes the gate alone.
+        *lock_gate(&self.gate) = Gate {
+            generation: self.generation,
+            until: (n < limit).then_some(until),
+            disabled: n >= limit,
+        };
         let mut cell = lock(&self.stats);
         cell.record_failed_event(FailedEvent {
             ts,
@@ -501,13 +510,6 @@ impl Worker {
         });
         let s = cell.stats();
         s.consecutive_failures = n;
-        let backoff = backoff_after(n);
-        let until = Instant::now() + backoff;
-        *lock_gate(&self.gate) = Gate {
-            generation: self.generation,
-            until: (n < limit).then_some(until),
-            disabled: n >= limit,
-        };
         if n >= limit {
             self.disabled = true;
             s.state = ImpulseState::Disabled;
