@@ -453,7 +453,7 @@ fn impulses_errors() {
       past_count: ten
     min_exec_delta: 5
     name: 'my impulse'
-    limits: {timeout: 0s, memory: lots, fuel: -1, queue: 0}
+    limits: {timeout: 0s, memory: lots, fuel: -1, queue: 0, outputs: many}
     params: [1, 2]
 "#
         ),
@@ -468,6 +468,7 @@ fn impulses_errors() {
             "komlogd.yaml:10: impulses.limits.memory: invalid size \"lots\": expected bytes or a number with KiB, MiB, GiB (or KB, MB, GB), e.g. 64MiB",
             "komlogd.yaml:10: impulses.limits.fuel: expected a non-negative integer, found -1",
             "komlogd.yaml:10: impulses.limits.queue: must be greater than zero",
+            "komlogd.yaml:10: impulses.limits.outputs: expected a non-negative integer, found \"many\"",
             "komlogd.yaml:11: impulses.params: expected a map of names to values, found a list",
         ]
     );
@@ -968,6 +969,13 @@ fn agent_wide_limits_and_chain_depth() {
     assert_eq!(
         errs("- max_chain_depth: deep\n"),
         ["komlogd.yaml:1: max_chain_depth: expected a non-negative integer, found \"deep\""]
+    );
+    assert_eq!(
+        errs("- limits:\n    outputs: 0\n    queue: 1 banana\n"),
+        [
+            "komlogd.yaml:2: limits.outputs: must be greater than zero",
+            "komlogd.yaml:3: limits.queue: invalid size \"1 banana\": expected bytes or a number with KiB, MiB, GiB (or KB, MB, GB), e.g. 64MiB",
+        ]
     );
     assert_eq!(
         errs(
