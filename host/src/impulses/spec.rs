@@ -111,6 +111,12 @@ pub fn limits(block: &config::Limits, agent: &config::Limits) -> engine::Limits 
     }
 }
 
+/// Samples one call (or package run) may return under `limits` (already
+/// merged with the agent-wide ones), or the default.
+pub fn max_outputs(limits: &config::Limits) -> usize {
+    usize::try_from(limits.outputs.unwrap_or(DEFAULT_MAX_OUTPUTS)).unwrap_or(usize::MAX)
+}
+
 /// Resolve a block against its loaded module. Returns the spec and the instance
 /// that answered `describe()`, warm for the first fire.
 pub fn resolve(
@@ -185,14 +191,7 @@ pub fn resolve(
             .queue_bytes
             .or(agent_limits.queue_bytes)
             .unwrap_or(DEFAULT_QUEUE_BYTES),
-        max_outputs: usize::try_from(
-            block
-                .limits
-                .outputs
-                .or(agent_limits.outputs)
-                .unwrap_or(DEFAULT_MAX_OUTPUTS),
-        )
-        .unwrap_or(usize::MAX),
+        max_outputs: max_outputs(&block.limits.or(agent_limits)),
     };
     Ok((spec, instance))
 }

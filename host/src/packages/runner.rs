@@ -958,11 +958,7 @@ impl Package {
 
     /// Samples one run may return: the package's `outputs` limit.
     fn max_outputs(&self) -> usize {
-        let limit = self
-            .impulse_limits
-            .outputs
-            .unwrap_or(crate::impulses::spec::DEFAULT_MAX_OUTPUTS);
-        usize::try_from(limit).unwrap_or(usize::MAX)
+        spec::max_outputs(&self.impulse_limits)
     }
 
     fn count(&self, run: &super::schedule::DueRun, failed: bool, samples: u64) {
