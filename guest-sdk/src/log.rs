@@ -13,7 +13,13 @@ pub fn log(level: Level, message: &str) {
     crate::bindings::komlog::impulse::host::log(level, message);
 
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("[komlog-guest {}] {message}", level_name(level));
+    eprintln!("{}", native_line(level, message));
+}
+
+/// Off wasm, the stderr line for `message` at `level`.
+#[cfg(not(target_arch = "wasm32"))]
+fn native_line(level: Level, message: &str) -> String {
+    format!("[komlog-guest {}] {message}", level_name(level))
 }
 
 /// The lowercase WIT name of `level` (`debug`, `info`, `warn`, `error`).
@@ -51,12 +57,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn logging_off_wasm_does_not_panic() {
-        debug("d");
-        info("i");
-        warn("w");
-        error("e");
-        log(Level::Info, "");
+    fn off_wasm_a_line_names_its_level() {
+        assert_eq!(native_line(Level::Debug, "d"), "[komlog-guest debug] d");
+        assert_eq!(native_line(Level::Info, "i"), "[komlog-guest info] i");
+        assert_eq!(
+            native_line(Level::Warn, "two words"),
+            "[komlog-guest warn] two words"
+        );
+        assert_eq!(native_line(Level::Error, "e"), "[komlog-guest error] e");
+        assert_eq!(native_line(Level::Info, ""), "[komlog-guest info] ");
     }
 
     #[test]
