@@ -224,18 +224,48 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
-        assert_eq!(backoff_delay(0, 0), Duration::from_millis(125));
-        assert_eq!(backoff_delay(0, u64::MAX), backoff_delay(0, u64::MAX));
-        for attempt in 0..40 {
-            let base = BACKOFF_MIN
-                .saturating_mul(1u32 << attempt.min(16))
-                .min(BACKOFF_MAX);
-            for r in [0, 1, 12345, 999_999_999, u64::MAX] {
+        let ms = Duration::from_millis;
+        // The ceiling d of each attempt: 250 ms doubling, capped at 30 s. The
+        // delay is d/2 plus `random` µs modulo d/2 + 1, so in [d/2, d].
+        let ceilings: [(u32, u64); 11] = [
+            (0, 250),
+            (1, 500),
+            (2, 1_000),
+            (3, 2_000),
+            (4, 4_000),
+            (5, 8_000),
+            (6, 16_000),
+            (7, 30_000),
+            (8, 30_000),
+            (16, 30_000),
+            (u32::MAX, 30_000),
+        ];
+        for (attempt, ceiling) in ceilings {
+            assert_eq!(backoff_delay(attempt, 0), ms(ceiling / 2), "{attempt}");
+            assert_eq!(
+                backoff_delay(attempt, ceiling * 500),
+                ms(ceiling),
+                "{attempt}: the top of the range"
+            );
+            assert_eq!(
+                backoff_delay(attempt, ceiling * 500 + 1),
+                ms(ceiling / 2),
+                "{attempt}: past the top wraps to the bottom"
+            );
+            for r in [1, 12345, 999_999_999, u64::MAX] {
                 let d = backoff_delay(attempt, r);
-                assert!(d >= base / 2 && d <= base, "{attempt} {r} {d:?}");
+                assert!(
+                    d >= ms(ceiling / 2) && d <= ms(ceiling),
+                    "{attempt} {r} {d:?}"
+                );
             }
         }
-        assert!(backoff_delay(3, u64::MAX / 3) <= Duration::from_secs(2));
-        assert_eq!(backoff_delay(30, 0), BACKOFF_MAX / 2);
+        // u64::MAX % 125_001 = 44_115
+        assert_eq!(backoff_delay(0, u64::MAX), Duration::from_micros(169_115));
+        // (u64::MAX / 3) % 1_000_001 = 974_878
+        assert_eq!(
+            backoff_delay(3, u64::MAX / 3),
+            Duration::from_micros(1_974_878)
+        );
     }
 }
