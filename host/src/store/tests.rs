@@ -568,9 +568,13 @@ fn second_open_in_the_same_process_is_refused() {
     Store::open(&other).unwrap();
 }
 
+/// This test binary running only `test`, one of the child sides below. They
+/// are `#[ignore]`d, so that a normal run does not count them as tests, and
+/// run here with `--ignored`.
 fn child(test: &str, arg: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", test, "--ignored", "--nocapture"])
+        .arg("--test-threads=1")
         .env(CHILD_ENV, arg)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -579,6 +583,7 @@ fn child(test: &str, arg: &str) -> Command {
 
 /// Child side of `open_held_by_another_process_is_locked`: tries to open, prints the error.
 #[test]
+#[ignore = "the child process of open_held_by_another_process_is_locked"]
 fn child_lock_probe() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
         return;
@@ -890,6 +895,7 @@ const CRASH_URIS: [&str; 2] = ["crash.a", "crash.b"];
 /// (each `CRASH_BATCH` samples to each of two uris, one call) and prints `committed N`
 /// after each returns, until killed or bounded by count and time.
 #[test]
+#[ignore = "the child process of sigkill_mid_append_leaves_whole_batches"]
 fn child_crash_writer() {
     let Some(arg) = std::env::var_os(CHILD_ENV) else {
         return;
