@@ -9,6 +9,7 @@
 //! a connection keep reading while its earlier writes are committed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use komlog_protocol::Username;
@@ -32,16 +33,35 @@ pub type WriteReceipt = oneshot::Receiver<Result<WriteOutcome, StoreError>>;
 #[derive(Clone)]
 pub struct GroupWriter {
     tx: mpsc::Sender<Job>,
+    transactions: Arc<AtomicU64>,
 }
 
 impl GroupWriter {
     /// Start the writer thread over `store`.
     pub fn start(store: Arc<dyn HubStore>) -> std::io::Result<GroupWriter> {
+        let (writer, rx) = GroupWriter::queue();
+        writer.spawn(store, rx)?;
+        Ok(writer)
+    }
+
+    /// A writer whose queue fills until [`GroupWriter::spawn`] starts its thread.
+    fn queue() -> (GroupWriter, mpsc::Receiver<Job>) {
         let (tx, rx) = mpsc::channel::<Job>();
+        let transactions = Arc::new(AtomicU64::new(0));
+        (GroupWriter { tx, transactions }, rx)
+    }
+
+    fn spawn(&self, store: Arc<dyn HubStore>, rx: mpsc::Receiver<Job>) -> std::io::Result<()> {
+        let transactions = Arc::clone(&self.transactions);
         std::thread::Builder::new()
             .name("hub-writer".into())
-            .spawn(move || run(store.as_ref(), &rx))?;
-        Ok(GroupWriter { tx })
+            .spawn(move || run(store.as_ref(), &rx, &transactions))?;
+        Ok(())
+    }
+
+    /// How many group transactions the writer has run (committed or failed).
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
     }
 
     /// Queue a write; the receipt resolves once it is committed (or refused).
@@ -58,7 +78,7 @@ impl GroupWriter {
     }
 }
 
-fn run(store: &dyn HubStore, rx: &mpsc::Receiver<Job>) {
+fn run(store: &dyn HubStore, rx: &mpsc::Receiver<Job>, transactions: &AtomicU64) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -71,7 +91,10 @@ fn run(store: &dyn HubStore, rx: &mpsc::Receiver<Job>) {
             .into_iter()
             .map(|j| ((j.owner, j.samples), j.reply))
             .unzip();
-        match store.write_group(&writes) {
+        let result = store.write_group(&writes);
+        // Counted before any reply goes out: a caller that saw its receipt sees the count.
+        transactions.fetch_add(1, Ordering::Relaxed);
+        match result {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -108,7 +131,9 @@ mod tests {
         let store = Arc::new(RedbStore::open(dir.path()).unwrap());
         let alice = Username::parse("alice").unwrap();
         store.add_user(&alice).unwrap();
-        let writer = GroupWriter::start(store.clone()).unwrap();
+        // Every write is queued before the writer thread starts: they wait
+        // together, as writes arriving during a commit do.
+        let (writer, queue) = GroupWriter::queue();
         let first = writer.submit(alice.clone(), vec![sample("a.dp", Kind::Datapoint, "1")]);
         let mut receipts = Vec::new();
         for i in 0..200 {
@@ -127,6 +152,8 @@ mod tests {
                 sample("b.new", Kind::Datapoint, "2"),
             ],
         );
+        assert_eq!(writer.transactions(), 0);
+        writer.spawn(store.clone(), queue).unwrap();
         assert_eq!(first.await.unwrap().unwrap().created, vec!["a.dp"]);
         for r in receipts {
             assert!(r.await.unwrap().unwrap().created.is_empty());
@@ -148,9 +175,18 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 201);
         let b = komlog_protocol::MetricId {
-            owner: alice,
+            owner: alice.clone(),
             local: "b.new".into(),
         };
         assert_eq!(store.metric_kind(&b).unwrap(), None);
+        assert_eq!(
+            writer.transactions(),
+            1,
+            "203 waiting writes are committed in one transaction"
+        );
+        // One more write: one more transaction, counted.
+        let after = writer.submit(alice, vec![sample("a.dp", Kind::Datapoint, "9")]);
+        after.await.unwrap().unwrap();
+        assert_eq!(writer.transactions(), 2);
     }
 }
