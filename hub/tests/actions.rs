@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use komlog_protocol::status::error;
 use komlog_protocol::{
@@ -376,7 +374,11 @@ async fn hooks_notify_every_hooked_session_after_the_writers_reply() {
             vec![("cpu.user".to_owned(), Kind::Datapoint, "12.5".to_owned())]
         )
     );
-    // After unhook, nothing more for the second session.
+    // After unhook, nothing more for the second session: its next message is
+    // the notification of a later write to a uri it still hooks, which the hub
+    // sends after whatever the earlier write caused.
+    let r = second.request(hook("cpu.other")).await;
+    assert_eq!(r.status, Status::OK);
     let r = second
         .request(Body::UnhookFromUri(UriPayload {
             uri: uri("cpu.user"),
@@ -385,7 +387,15 @@ async fn hooks_notify_every_hooked_session_after_the_writers_reply() {
     assert_eq!(r.status, Status::OK);
     first.request(dp("cpu.user", TimeUuid::now(), "2")).await;
     let _own = notification(&first.next().await);
-    second.expect_silence(Duration::from_millis(500)).await;
+    let later = TimeUuid::now();
+    first.request(dp("cpu.other", later, "4")).await;
+    assert_eq!(
+        notification(&second.next().await),
+        (
+            later,
+            vec![("cpu.other".to_owned(), Kind::Datapoint, "4".to_owned())]
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,7 +541,15 @@ async fn chunks(client: &mut Client, request: RequestData, expected: usize) -> V
         };
         out.push(d);
     }
-    client.expect_silence(Duration::from_millis(300)).await;
+    // Nothing follows: frames are answered in order, so the next message
+    // answers a later request (an unhook of a uri that was never hooked).
+    let later = client
+        .send(Body::UnhookFromUri(UriPayload {
+            uri: uri("not.hooked"),
+        }))
+        .await;
+    let m = client.next().await;
+    assert_eq!(m.irt, Some(later), "a message after the last chunk: {m:?}");
     out
 }
 
