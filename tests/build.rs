@@ -12,6 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/rust_guests.rs"]
+mod rust_guests;
+
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
@@ -23,33 +26,8 @@ fn main() {
     watch(&root.join("guest-sdk"));
     watch(&examples);
 
-    ensure_wasm_target();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(examples.join("Cargo.toml"))
-        // Settings meant for the host build must not leak into the guest build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_MAKEFLAGS")
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .status()
-        .expect("cannot run cargo to build the example guests");
-    assert!(
-        status.success(),
-        "building the guests in {} failed (see the output above)",
-        examples.display()
-    );
-    let out = examples.join("target/wasm32-wasip2/release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = rust_guests::build(Path::new(&cargo), &root).unwrap_or_else(|e| panic!("{e}"));
     println!("cargo:rustc-env=KOMLOG_GUESTS_DIR={}", out.display());
 
     let lang_dir = examples.join("target");
@@ -91,26 +69,6 @@ fn build_c_examples(root: &Path, out: &Path) {
         if let Err(e) = komlog_c::build(&options) {
             panic!("building the C example {name}: {e:#}");
         }
-    }
-}
-
-/// `rustup target add` is idempotent and quick when the target is present.
-fn ensure_wasm_target() {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
-        .unwrap_or(false);
-    if !installed {
-        let ok = Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip2"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed"
-        );
     }
 }
 

@@ -1,0 +1,70 @@
+//! Building the Rust example guests (`examples/`, a cargo workspace of its own,
+//! for wasm32-wasip2, release profile). Shared by `tests/build.rs` and the
+//! integration tests of other packages (`host/tests/common`), which include
+//! this file with `#[path]`, so that every package's tests build the guests
+//! they load instead of trusting whatever an earlier build left behind: cargo
+//! decides what is stale and rebuilds only that (a no-op takes well under a
+//! second). The guests have their own target directory (`examples/target`), so
+//! this never waits for the lock of the build that runs the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the guests land: `<crate_name>.wasm` (`-` becomes `_`).
+pub fn out_dir(root: &Path) -> PathBuf {
+    root.join("examples/target/wasm32-wasip2/release")
+}
+
+/// `cargo build --release --target wasm32-wasip2` of `examples/`, with the
+/// target added first when it is missing. `cargo` is the cargo to run. The
+/// build's output goes to this process's stderr.
+pub fn build(cargo: &Path, root: &Path) -> Result<PathBuf, String> {
+    ensure_wasm_target()?;
+    let manifest = root.join("examples/Cargo.toml");
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        // Settings meant for the host build must not leak into the guest build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_MAKEFLAGS")
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", cargo.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "building the guests of {} failed ({status}; see the output above)",
+            manifest.display()
+        ));
+    }
+    Ok(out_dir(root))
+}
+
+/// `rustup target add` is idempotent, but asking first is quicker.
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    let ok = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed"
+                .into(),
+        )
+    }
+}
