@@ -11,7 +11,9 @@
 //! unknown issuer; datasources tell the hub what they supply.
 //!
 //! The hub binary is `komlog-hub` beside `komlogd` in the target directory:
-//! `cargo test -p komlogd -p komlog-hub` or `cargo test --workspace` builds it.
+//! `cargo test -p komlogd -p komlog-hub` or `cargo test --workspace` builds it,
+//! and these tests build it themselves when it is missing or stale (see
+//! [`hub_bin`]).
 
 mod common;
 
@@ -30,14 +32,91 @@ mod certs;
 
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
 
+/// The `komlog-hub` binary beside `komlogd`, built first when it is missing or
+/// older than a source of the hub (or of the protocol crate it uses): this
+/// package cannot depend on another package's binary, so the first test that
+/// needs it runs `cargo build -p komlog-hub` into the same target directory
+/// and profile (cargo holds no lock on it while tests run), and cargo decides
+/// what to rebuild.
 fn hub_bin() -> PathBuf {
-    let p = Path::new(KOMLOGD).with_file_name("komlog-hub");
-    assert!(
-        p.exists(),
-        "{} missing: build it with `cargo build -p komlog-hub` (or run `cargo test -p komlogd -p komlog-hub`)",
-        p.display()
-    );
-    p
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = Path::new(KOMLOGD).with_file_name("komlog-hub");
+            if let Some(newer) = newer_source(&bin) {
+                eprintln!("building komlog-hub: {newer}");
+                build_hub(&bin)?;
+            }
+            Ok(bin)
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Why `bin` needs building: it is missing, or a source it is built from is
+/// newer (the hub's and the protocol crate's manifests and sources, Cargo.lock).
+fn newer_source(bin: &Path) -> Option<String> {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return Some(format!("{} is missing", bin.display()));
+    };
+    let root = common::repo_root();
+    let mut inputs = vec![root.join("Cargo.lock")];
+    for krate in ["hub", "protocol"] {
+        inputs.push(root.join(krate).join("Cargo.toml"));
+        files_under(&root.join(krate).join("src"), &mut inputs);
+    }
+    inputs.into_iter().find_map(|input| {
+        let modified = std::fs::metadata(&input).and_then(|m| m.modified()).ok()?;
+        (modified > built).then(|| format!("{} is newer than {}", input.display(), bin.display()))
+    })
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// `cargo build -p komlog-hub --bin komlog-hub` into the target directory and
+/// profile of `bin` (`<target dir>/<profile dir>/komlog-hub`).
+fn build_hub(bin: &Path) -> Result<(), String> {
+    let profile_dir = bin.parent().ok_or("no profile directory")?;
+    let target_dir = profile_dir.parent().ok_or("no target directory")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => return Err(format!("unexpected path {}", bin.display())),
+    };
+    let status = Command::new(common::cargo())
+        .args([
+            "build",
+            "-p",
+            "komlog-hub",
+            "--bin",
+            "komlog-hub",
+            "--profile",
+            profile,
+        ])
+        .arg("--manifest-path")
+        .arg(common::repo_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .map_err(|e| format!("cannot run cargo to build komlog-hub: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`cargo build -p komlog-hub` failed ({status}); build it yourself, or run `cargo test -p komlogd -p komlog-hub`"
+        ))
+    }
 }
 
 fn free_port() -> u16 {
