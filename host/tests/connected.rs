@@ -438,10 +438,6 @@ fn now_us() -> i64 {
     komlogd::model::now_us()
 }
 
-fn fmt(v: f64) -> String {
-    komlog_protocol::value::format_datapoint(v).expect("finite")
-}
-
 #[test]
 fn a_shared_uri_fires_bobs_impulse_with_history_and_survives_a_kick() {
     let root = tempfile::tempdir().unwrap();
@@ -501,7 +497,7 @@ fn a_shared_uri_fires_bobs_impulse_with_history_and_survives_a_kick() {
     eventually(
         "bob's second write at the hub",
         Duration::from_secs(30),
-        || (hub.values("bob", "mine.copy") == vec![fmt(2.0)]).then_some(()),
+        || (hub.values("bob", "mine.copy") == ["2"]).then_some(()),
     );
     // The write to alice's uri was dropped by bob's agent, counted, never sent.
     let imp = &bob.status().impulses[0];
@@ -550,9 +546,10 @@ fn a_hub_killed_mid_stream_loses_no_sample() {
         if i == 400 {
             hub.start();
         }
-        let v = i as f64 * 0.25;
-        alice.upload("stream.values", t0 + i * 10, v);
-        expected.push(fmt(v));
+        // i / 4 exactly, as the wire writes it: "0", "0.25", "0.5", "0.75", "1", …
+        alice.upload("stream.values", t0 + i * 10, i as f64 * 0.25);
+        let quarter = ["", ".25", ".5", ".75"][i as usize % 4];
+        expected.push(format!("{}{quarter}", i / 4));
     }
     eventually("every sample at the hub", Duration::from_secs(90), || {
         let s = alice.server();
@@ -579,9 +576,9 @@ fn an_agent_killed_with_a_full_outbox_loses_no_sample() {
     let n = 150;
     let mut expected = Vec::new();
     for i in 0..n {
-        let v = 1000.0 + i as f64;
-        alice.upload("kept.values", t0 + i * 10, v);
-        expected.push(fmt(v));
+        // Whole numbers go on the wire without a fraction: "1000", "1001", …
+        alice.upload("kept.values", t0 + i * 10, 1000.0 + i as f64);
+        expected.push((1000 + i).to_string());
     }
     let s = alice.server();
     assert_eq!(s.outbox, n as u64, "{s:?}");
@@ -837,9 +834,8 @@ fn an_agent_reaches_a_tls_hub_with_its_ca_file() {
     let t0 = now_us();
     let expected: Vec<String> = (0..3)
         .map(|i| {
-            let v = 10.0 + i as f64;
-            alice.upload("tls.values", t0 + i * 10, v);
-            fmt(v)
+            alice.upload("tls.values", t0 + i * 10, 10.0 + i as f64);
+            (10 + i).to_string()
         })
         .collect();
     eventually("the samples at the hub", Duration::from_secs(60), || {
