@@ -571,8 +571,9 @@ fn config_error_names_file_and_line() {
         "{}:6: impulses.data_reqs.past_count: expected a non-negative integer, found \"ten\"",
         agent.config_str()
     );
-    assert!(message.contains("komlogd.yaml:6: "));
-    assert_fails(&agent.run(&["check"], Stdin::Null), 2, &message);
+    let check = agent.run(&["check"], Stdin::Null);
+    assert!(check.stderr.contains("komlogd.yaml:6: "), "{check:?}");
+    assert_fails(&check, 2, &message);
     assert_fails(&agent.run(&["-u", "x"], Stdin::text("1")), 2, &message);
     assert!(!agent.store_exists());
 }
