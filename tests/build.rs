@@ -49,6 +49,9 @@ fn main() {
         lang_dir.display()
     );
     println!("cargo:rustc-env=KOMLOG_REPO_ROOT={}", root.display());
+    // The platform the tests run on, for the guests' native unit tests.
+    let host = std::env::var("TARGET").expect("set by cargo");
+    println!("cargo:rustc-env=KOMLOG_HOST_TARGET={host}");
 }
 
 /// The C examples, `examples/c/<name>/<name>.c`, as `out/<name>.wasm`.
