@@ -1,29 +1,32 @@
-//! What each action does at the hub, and the answer it gets (spec §4.3).
+//! What each action does at the hub, and the answer it gets: the rows of spec
+//! §4.6, checked in its order (the first that fails answers).
 //!
 //! | action | success | refusals |
 //! |---|---|---|
-//! | `send_ds_data` / `send_dp_data` | 4200 | another user's uri: 4430 "Cannot modify other user's uris"; a uri of the other kind: 4430 "uri is not a datasource/datapoint" |
-//! | `send_multi_data` | 4200 | another user's uri: 4430; a `"p"` item to a datasource, or a `"d"` item that is not a number to a datapoint: 4400; kinds in conflict within the message: 4430 |
-//! | `send_ds_info` | 4200 | another user's uri: 4430; no such uri: 4404; not a datasource: 4430 |
-//! | `hook_to_uri` | 4200 "Hooked successfully" | uri not there yet: 4404 "Operation registered, but uri does not exist yet" (a pending hook); owner unknown or not shared with the session's user: 4430 |
-//! | `unhook_from_uri` | 4200 | — |
-//! | `request_data` | 4202, then `send_data_interval` chunks | not readable: 4430; no such uri: 4404 |
-//! | `generic_response`, `send_data_interval` | — | 4400 unsupported action (servers send these) |
+//! | any | | a frame that fails the envelope or payload checks: 4400 with the number [`komlog_protocol::Message::parse_from_agent`] gives; an unexpected failure (the store): 4501, error 0 |
+//! | `send_ds_data` / `send_dp_data` | 4200 | another user's uri: 4430 "Cannot modify other user's uris" (201102 / 201202); a uri of the other kind: 4430 "uri is not a datasource/datapoint" (201100 / 201200) |
+//! | `send_multi_data` | 4200 | another user's uri: 4430 (201309); a `"p"` item to a datasource, or a `"d"` item that is not a number to a datapoint: 4400 (201308); kinds in conflict within the message: 4430 (201301) |
+//! | `send_ds_info` | 4200 | another user's uri: 4430 (201152); no such uri: 4404 (201151); not a datasource: 4430 (201150) |
+//! | `hook_to_uri` | 4200 "Hooked successfully" | owner not a user: 4430 (201402); not readable: 4430 "msg exec denied" (52411 missing, 52370 datasource, 52360 datapoint); uri not there yet: 4404 "Operation registered, but uri does not exist yet" (201400, a pending hook) |
+//! | `unhook_from_uri` | 4200 "Unhooked" (a missing uri too) | owner not a user: 4430 (201502); not readable: 4430 (52421 / 52390 / 52380) |
+//! | `request_data` | 4202, then `send_data_interval` chunks | owner not a user: 4430 (201604); missing: 4404 (201600), or 4430 (52401) when not readable; not readable: 4430 (52030 datasource, 52060 datapoint) |
 //!
 //! Every check of a message happens before anything is written: a refused
-//! message changes nothing. A store failure is answered with 4500.
+//! message changes nothing.
 //!
 //! **Reading others' metrics.** A user reads their own metrics and those under a
 //! prefix another user shared with them ([`crate::store::Share`]); shares are
 //! read-only, so any write naming another user's uri is refused with 4430.
 //!
 //! **History** (`request_data`): rows newest first, in chunks of at most 1000
-//! datapoint or 100 datasource rows (or `count`, if smaller). A full chunk's
-//! `start` is its oldest row's TimeUUID and, while rows are still owed, the next
-//! chunk covers `[requested start, that TimeUUID]` (both bounds inclusive, so the
-//! boundary row appears twice; `count` counts it once). The last chunk's
-//! `start` is the requested start, unless it was the one that delivered the
-//! `count`-th row.
+//! datapoint or 100 datasource rows (or the rows still owed, if fewer). A full
+//! chunk's `start` is its oldest row's TimeUUID and, while rows are still owed,
+//! the next chunk covers `[requested start, that TimeUUID]` (both bounds
+//! inclusive, so the boundary row appears twice). With a `count`, the rows of
+//! all chunks add up to `count`, a repeated boundary row counting each time
+//! (as on the original server); `count` 0 or null means every row. The last
+//! chunk's `start` is the requested start when the rows ran out before the
+//! count.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,13 +35,14 @@ use std::sync::Arc;
 use komlog_protocol::status::error;
 use komlog_protocol::value::parse_datapoint;
 use komlog_protocol::{
-    Action, Body, DataInterval, DsInfo, FrameError, Kind, Message, MetricId, MultiData,
-    RequestData, Status, TimeUuid, Uri, Username,
+    Body, DataInterval, DsInfo, Kind, Message, MetricId, MultiData, RequestData, Status, TimeUuid,
+    Uri, Username,
 };
+use serde_json::Value;
 
 use crate::connection::ConnCtx;
 use crate::server::Hub;
-use crate::sessions::Written;
+use crate::sessions::{Outgoing, Written};
 use crate::store::group::WriteReceipt;
 use crate::store::{NewSample, StoreError};
 
@@ -54,9 +58,9 @@ impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Refusal {
         tracing::error!("store failure: {e}");
         Refusal(
-            Status::INTERNAL_ERROR,
-            error::INTERNAL,
-            "Internal error while storing".into(),
+            Status::EXECUTION_ERROR,
+            error::NONE,
+            "Internal error while executing the message".into(),
         )
     }
 }
@@ -65,23 +69,18 @@ impl From<StoreError> for Refusal {
 /// reply (and, for a write, the notifications it causes) once the work is done.
 pub type Reply = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// Handle one text frame of a connection: parse, act, answer.
-pub async fn handle(hub: &Arc<Hub>, ctx: &Arc<ConnCtx>, frame: &str) {
-    start(hub, ctx, frame).await.await;
-}
-
-/// Start handling one text frame. A write is checked and queued for the group
-/// commit now, so the connection can read its next frame while it commits; the
-/// returned [`Reply`] waits for the commit and answers. Any other action runs
-/// entirely in its `Reply`, after every earlier frame's reply: a connection's
-/// frames take effect and are answered in order.
-pub async fn start(hub: &Arc<Hub>, ctx: &Arc<ConnCtx>, frame: &str) -> Reply {
+/// Start handling one frame of a connection, already read as JSON. A write is
+/// checked and queued for the group commit now, so the connection can read its
+/// next frame while it commits; the returned [`Reply`] waits for the commit and
+/// answers. Any other action runs entirely in its `Reply`, after every earlier
+/// frame's reply: a connection's frames take effect and are answered in order.
+pub async fn start(hub: &Arc<Hub>, ctx: &Arc<ConnCtx>, frame: Value) -> Reply {
     let (hub, ctx) = (Arc::clone(hub), Arc::clone(ctx));
-    let msg = match Message::parse(frame) {
+    let msg = match Message::from_agent_json(frame) {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(sid = %ctx.sid, "refused frame: {e}");
-            return Box::pin(async move { ctx.send(e.reply()).await });
+            return Box::pin(async move { ctx.send(Outgoing::Json(e.reply_json())).await });
         }
     };
     let seq = msg.seq;
@@ -110,31 +109,15 @@ async fn act(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, body: Body) -> Outcom
     match body {
         Body::SendDsInfo(i) => ds_info(hub, ctx, i).await,
         Body::HookToUri(p) => hook(hub, ctx, p.uri).await,
-        Body::UnhookFromUri(p) => {
-            let id = p.uri.metric_id(&ctx.user);
-            hub.sessions.unhook(&ctx.token, &id);
-            Ok(Some((Status::OK, "Unhooked successfully".to_owned())))
-        }
+        Body::UnhookFromUri(p) => unhook(hub, ctx, p.uri).await,
         Body::RequestData(r) => request_data(hub, ctx, seq, r).await,
-        Body::SendDsData(_) | Body::SendDpData(_) | Body::SendMultiData(_) => {
-            let what = body.action();
-            Err(Refusal(
-                Status::INTERNAL_ERROR,
-                error::INTERNAL,
-                format!("{} reached the wrong handler", what.as_str()),
-            ))
-        }
-        Body::GenericResponse(_) | Body::SendDataInterval(_) => {
-            let action: Action = body.action();
-            Err(Refusal(
-                Status::PROTOCOL_ERROR,
-                error::UNSUPPORTED_ACTION,
-                format!(
-                    "unsupported action {:?}: only servers send it",
-                    action.as_str()
-                ),
-            ))
-        }
+        // Writes are started before this; servers' actions are refused by the
+        // parse. Neither can arrive here.
+        other => Err(Refusal(
+            Status::EXECUTION_ERROR,
+            error::NONE,
+            format!("{} reached the wrong handler", other.action()),
+        )),
     }
 }
 
@@ -149,16 +132,8 @@ async fn answer(ctx: &ConnCtx, seq: TimeUuid, result: Outcome) {
         }
         Err(Refusal(status, code, reason)) => {
             tracing::debug!(sid = %ctx.sid, %status, code, "refused: {reason}");
-            ctx.send(
-                FrameError {
-                    seq: Some(seq),
-                    status,
-                    error: code,
-                    reason,
-                }
-                .reply(),
-            )
-            .await;
+            ctx.send(Message::response(Some(seq), status, code, Some(reason)))
+                .await;
         }
     }
 }
@@ -314,7 +289,7 @@ async fn submit_multi(
                     Status::PROTOCOL_ERROR,
                     error::MULTI_INVALID_CONTENT,
                     format!(
-                        "uri {} is a datasource; a datapoint item cannot be written to it",
+                        "protocol error: uri {} is a datasource; a datapoint item cannot be written to it",
                         item.uri
                     ),
                 ));
@@ -325,7 +300,7 @@ async fn submit_multi(
                     return Err(Refusal(
                         Status::PROTOCOL_ERROR,
                         error::MULTI_INVALID_CONTENT,
-                        format!("uri {} is a datapoint: {e}", item.uri),
+                        format!("protocol error: uri {} is a datapoint: {e}", item.uri),
                     ));
                 }
             },
@@ -377,51 +352,86 @@ async fn ds_info(hub: &Arc<Hub>, ctx: &ConnCtx, info: DsInfo) -> Outcome {
     }
 }
 
+/// Whether the session's user may read a metric, and the metric's kind.
+enum Access {
+    /// The owner of `owner:uri` is not a user.
+    NoSuchOwner,
+    /// Another user's metric that is not shared with the reader.
+    NotShared(Option<Kind>),
+    /// Own, or shared with the reader: its kind, none when it does not exist
+    /// (or is only an intermediate node of longer uris).
+    Readable(Option<Kind>),
+}
+
 /// May `reader` read `id`? Own metrics, or under a prefix shared with them.
-/// Refuses (4430) when the owner does not exist or nothing is shared.
-async fn check_readable(
-    hub: &Arc<Hub>,
-    reader: &Username,
-    id: &MetricId,
-    code: u32,
-) -> Result<(), Refusal> {
-    if &id.owner == reader {
-        return Ok(());
-    }
-    let owner = id.owner.clone();
-    let (exists, shares) = hub
-        .store_call(move |s| Ok((s.user_exists(&owner)?, s.shares_of(&owner)?)))
+async fn access(hub: &Arc<Hub>, reader: &Username, id: &MetricId) -> Result<Access, Refusal> {
+    let (lookup, owner, me) = (id.clone(), id.owner.clone(), reader.clone());
+    let (owner_exists, shared, kind) = hub
+        .store_call(move |s| {
+            if owner == me {
+                return Ok((true, true, s.metric_kind(&lookup)?));
+            }
+            if !s.user_exists(&owner)? {
+                return Ok((false, false, None));
+            }
+            let shared = s
+                .shares_of(&owner)?
+                .iter()
+                .any(|sh| sh.with == me && lookup.is_under(&sh.owner, &sh.prefix));
+            Ok((true, shared, s.metric_kind(&lookup)?))
+        })
         .await?;
-    if !exists {
-        return Err(Refusal(
+    Ok(match (owner_exists, shared) {
+        (false, _) => Access::NoSuchOwner,
+        (true, false) => Access::NotShared(kind),
+        (true, true) => Access::Readable(kind),
+    })
+}
+
+/// The error numbers of an action refused for readability: owner not a user,
+/// then not shared for a missing uri, a datasource, a datapoint.
+struct DeniedNumbers {
+    no_such_owner: u32,
+    missing: u32,
+    datasource: u32,
+    datapoint: u32,
+}
+
+/// The kind of a uri the session may read, or the refusal.
+async fn readable(
+    hub: &Arc<Hub>,
+    ctx: &ConnCtx,
+    id: &MetricId,
+    numbers: &DeniedNumbers,
+) -> Result<Option<Kind>, Refusal> {
+    match access(hub, &ctx.user, id).await? {
+        Access::NoSuchOwner => Err(Refusal(
             Status::DENIED,
-            code,
+            numbers.no_such_owner,
             format!("user {} does not exist", id.owner),
-        ));
-    }
-    if shares
-        .iter()
-        .any(|s| &s.with == reader && id.is_under(&s.owner, &s.prefix))
-    {
-        Ok(())
-    } else {
-        Err(Refusal(
+        )),
+        Access::NotShared(kind) => Err(Refusal(
             Status::DENIED,
-            code,
-            format!("{id} is not shared with {reader}"),
-        ))
+            match kind {
+                None => numbers.missing,
+                Some(Kind::Datasource) => numbers.datasource,
+                Some(Kind::Datapoint) => numbers.datapoint,
+            },
+            format!("msg exec denied: {id} is not shared with {}", ctx.user),
+        )),
+        Access::Readable(kind) => Ok(kind),
     }
 }
 
 async fn hook(hub: &Arc<Hub>, ctx: &ConnCtx, uri: Uri) -> Outcome {
     let id = uri.metric_id(&ctx.user);
-    check_readable(hub, &ctx.user, &id, error::HOOK_DENIED).await?;
-    let lookup = id.clone();
-    let exists = hub
-        .store_call(move |s| s.metric_kind(&lookup))
-        .await?
-        .is_some();
-    if exists {
+    let numbers = DeniedNumbers {
+        no_such_owner: error::HOOK_NO_SUCH_OWNER,
+        missing: error::HOOK_DENIED_MISSING,
+        datasource: error::HOOK_DENIED_DATASOURCE,
+        datapoint: error::HOOK_DENIED_DATAPOINT,
+    };
+    if readable(hub, ctx, &id, &numbers).await?.is_some() {
         hub.sessions.hook(&ctx.token, &id);
         Ok(Some((Status::OK, "Hooked successfully".into())))
     } else {
@@ -434,11 +444,29 @@ async fn hook(hub: &Arc<Hub>, ctx: &ConnCtx, uri: Uri) -> Outcome {
     }
 }
 
+/// Drops an active or pending hook; a uri that does not exist is unhooked too.
+async fn unhook(hub: &Arc<Hub>, ctx: &ConnCtx, uri: Uri) -> Outcome {
+    let id = uri.metric_id(&ctx.user);
+    let numbers = DeniedNumbers {
+        no_such_owner: error::UNHOOK_NO_SUCH_OWNER,
+        missing: error::UNHOOK_DENIED_MISSING,
+        datasource: error::UNHOOK_DENIED_DATASOURCE,
+        datapoint: error::UNHOOK_DENIED_DATAPOINT,
+    };
+    readable(hub, ctx, &id, &numbers).await?;
+    hub.sessions.unhook(&ctx.token, &id);
+    Ok(Some((Status::OK, "Unhooked".into())))
+}
+
 async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestData) -> Outcome {
     let id = r.uri.metric_id(&ctx.user);
-    check_readable(hub, &ctx.user, &id, error::DATA_DENIED).await?;
-    let lookup = id.clone();
-    let Some(kind) = hub.store_call(move |s| s.metric_kind(&lookup)).await? else {
+    let numbers = DeniedNumbers {
+        no_such_owner: error::DATA_NO_SUCH_OWNER,
+        missing: error::DATA_DENIED_MISSING,
+        datasource: error::DATA_DENIED_DATASOURCE,
+        datapoint: error::DATA_DENIED_DATAPOINT,
+    };
+    let Some(kind) = readable(hub, ctx, &id, &numbers).await? else {
         return Err(Refusal(
             Status::NOT_FOUND,
             error::DATA_NOT_FOUND,
@@ -462,13 +490,15 @@ async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestDa
         Kind::Datasource => DATASOURCE_PAGE,
     };
     let uri = Uri::parse(&id.uri_for(&ctx.user)).unwrap_or(r.uri);
-    // Rows still owed, counting each row once: after the first chunk, a chunk's
-    // first row repeats the previous chunk's oldest, so it asks for one more.
-    let mut owed = r.count.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
-    let mut overlap = 0usize;
+    // Rows still owed (none: every row). Each chunk's rows count, the boundary
+    // row a chunk repeats from the previous one included.
+    let mut owed = r
+        .count
+        .filter(|c| *c > 0)
+        .map(|c| usize::try_from(c).unwrap_or(usize::MAX));
     let mut chunk_end = end;
     loop {
-        let size = owed.map_or(page, |o| o.saturating_add(overlap).min(page));
+        let size = owed.map_or(page, |o| o.min(page));
         let (read_id, from, to) = (id.clone(), start, chunk_end);
         let rows = match hub
             .store_call(move |s| s.read_newest(&read_id, from, to, size))
@@ -479,8 +509,8 @@ async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestDa
                 tracing::error!("request_data: {e}");
                 ctx.send(Message::response(
                     Some(seq),
-                    Status::INTERNAL_ERROR,
-                    error::INTERNAL,
+                    Status::EXECUTION_ERROR,
+                    error::NONE,
                     Some("Internal error while reading".into()),
                 ))
                 .await;
@@ -489,12 +519,9 @@ async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestDa
         };
         let full = rows.len() == size;
         let oldest = rows.last().map(|(t, _)| *t);
-        let repeated =
-            usize::from(overlap > 0 && rows.first().is_some_and(|(t, _)| *t == chunk_end));
         if let Some(o) = owed.as_mut() {
-            *o = o.saturating_sub(rows.len() - repeated);
+            *o = o.saturating_sub(rows.len());
         }
-        let more_owed = owed != Some(0);
         let chunk_start = match oldest {
             Some(t) if full => t,
             _ => start,
@@ -510,13 +537,13 @@ async fn request_data(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, r: RequestDa
             }),
         ))
         .await;
-        // Rows run out, or the count is delivered. A full chunk always makes
-        // progress: the next one ends at its oldest row, which then appears again
-        // as the newest, so at least `size - 1` new rows come per chunk.
-        if !full || !more_owed || oldest == Some(chunk_end) {
+        // Rows run out, or the count is delivered. A full chunk of more than
+        // one row makes progress: the next one ends at its oldest row, older
+        // than its newest. (A one-row chunk only comes with a count, which it
+        // delivers.)
+        if !full || owed == Some(0) || oldest == Some(chunk_end) {
             return Ok(None);
         }
-        overlap = 1;
         chunk_end = chunk_start;
     }
 }

@@ -1,10 +1,11 @@
 //! One agent websocket at `/`.
 //!
 //! **Owns:** the upgrade (the `kid` cookie must open a session, otherwise the
-//! socket is closed at once with 4403 "Access denied", as the original server
-//! did), reading frames in order, re-checking the session before each frame
-//! (a kicked session gets 4403), and a writer task that sends the connection's
-//! outbox and, when told to, the close frame.
+//! upgrade is accepted and the socket closed at once with 4403 "Access denied",
+//! as the original server did), reading frames in order, re-checking the
+//! session before each frame (a kicked session gets 4403), a text frame that is
+//! not JSON (the connection is closed with 1003, no answer), and a writer task
+//! that sends the connection's outbox and, when told to, the close frame.
 //!
 //! Frames from one connection take effect and are answered in order, and a
 //! reply always precedes the notifications its write causes. Writes are
@@ -14,6 +15,12 @@
 //! [`PIPELINE_DEPTH`] frames wait for their answer before the reader waits in
 //! turn). A binary frame is answered with 4400. Pings are answered by the
 //! websocket layer.
+//!
+//! **Closing.** Whoever closes, the hub completes the websocket close
+//! handshake: after sending its close frame it reads (and drops) what the
+//! client still sends until the client's close frame, for at most
+//! [`CLOSE_WAIT`]. Dropping the socket with unread input would reset it, and
+//! the client could lose the close frame and see 1006 instead of the code.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +30,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use axum::response::Response;
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use komlog_protocol::login::COOKIE_NAME;
 use komlog_protocol::status::error;
@@ -31,10 +39,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::actions::Reply;
 use crate::server::Hub;
-use crate::sessions::{Attached, CloseReason};
+use crate::sessions::{Attached, CloseReason, Outgoing};
 
 /// Frames of one connection read ahead of their answers.
 pub const PIPELINE_DEPTH: usize = 1024;
+
+/// How long a closing connection waits for the client's close frame.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What the action handlers know about the connection they serve.
 pub struct ConnCtx {
@@ -45,14 +56,14 @@ pub struct ConnCtx {
     /// The session's user.
     pub user: Username,
     /// This connection's outbox.
-    pub outbox: mpsc::Sender<Message>,
+    pub outbox: mpsc::Sender<Outgoing>,
 }
 
 impl ConnCtx {
     /// Queue a message for this connection, waiting for room in the outbox.
-    pub async fn send(&self, msg: Message) {
+    pub async fn send(&self, msg: impl Into<Outgoing>) {
         // An error means the connection is closing; the message has nowhere to go.
-        let _ = self.outbox.send(msg).await;
+        let _ = self.outbox.send(msg.into()).await;
     }
 }
 
@@ -86,6 +97,19 @@ fn close_frame(why: &CloseReason) -> WsMessage {
     }))
 }
 
+/// Read and drop what the client still sends until its close frame or the end
+/// of the stream, for at most [`CLOSE_WAIT`].
+async fn drain(stream: &mut SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let attached = token
@@ -97,6 +121,7 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
             "websocket refused: no valid session cookie"
         );
         let _ = sink.send(close_frame(&CloseReason::access_denied())).await;
+        drain(&mut stream).await;
         let _ = sink.close().await;
         return;
     };
@@ -112,11 +137,29 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
     let (local_close_tx, mut local_close_rx) = oneshot::channel::<CloseReason>();
     let mut writer_close = close_rx.clone();
     let writer = tokio::spawn(async move {
+        // False once the session let go of this connection (detached, or the
+        // session forgotten): then a close decided here, or the end of the
+        // outbox, ends the writer.
+        let mut watching = true;
         let why = loop {
             tokio::select! {
                 biased;
-                _ = writer_close.changed() => break writer_close.borrow().clone(),
-                local = &mut local_close_rx => break local.ok(),
+                changed = writer_close.changed(), if watching => {
+                    let why = writer_close.borrow().clone();
+                    if changed.is_ok() || why.is_some() {
+                        break why;
+                    }
+                    watching = false;
+                }
+                local = &mut local_close_rx => {
+                    // The replies queued before a close this connection decided go first.
+                    while let Ok(m) = outbox_rx.try_recv() {
+                        if sink.send(WsMessage::Text(m.to_text().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    break local.ok();
+                }
                 msg = outbox_rx.recv() => match msg {
                     Some(m) => {
                         if sink.send(WsMessage::Text(m.to_text().into())).await.is_err() {
@@ -144,14 +187,20 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
             reply.await;
         }
     });
-    let mut local_close = Some(local_close_tx);
+    // A close this reader decides (sent once the frames before it are answered),
+    // and whether the client's side of the stream has ended.
+    let mut close_here = None;
+    let mut stream_ended = false;
     loop {
         let frame = tokio::select! {
             _ = close_rx.changed() => break,
             f = stream.next() => f,
         };
         let text = match frame {
-            None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break,
+            None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => {
+                stream_ended = true;
+                break;
+            }
             Some(Ok(WsMessage::Text(text))) => text,
             Some(Ok(WsMessage::Binary(_))) => {
                 let ctx = Arc::clone(&ctx);
@@ -175,12 +224,18 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
             Some(Ok(_)) => continue,
         };
         if !hub.sessions.is_valid(&ctx.token) {
-            if let Some(tx) = local_close.take() {
-                let _ = tx.send(CloseReason::access_denied());
-            }
+            close_here = Some(CloseReason::access_denied());
             break;
         }
-        let reply = crate::actions::start(&hub, &ctx, text.as_str()).await;
+        let value = match serde_json::from_str::<serde_json::Value>(text.as_str()) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::debug!(sid = %ctx.sid, "a text frame that is not JSON ({e}): closing");
+                close_here = Some(CloseReason::not_json());
+                break;
+            }
+        };
+        let reply = crate::actions::start(&hub, &ctx, value).await;
         if reply_tx.send(reply).await.is_err() {
             break;
         }
@@ -194,16 +249,24 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
     {
         abort_replier.abort();
     }
+    match close_here {
+        Some(why) => {
+            let _ = local_close_tx.send(why);
+        }
+        None => drop(local_close_tx),
+    }
     hub.sessions.detach(&ctx.token, conn_id);
     tracing::info!(user = %ctx.user, sid = %ctx.sid, "websocket disconnected");
     drop(ctx);
-    drop(local_close);
     let abort = writer.abort_handle();
     if tokio::time::timeout(Duration::from_secs(5), writer)
         .await
         .is_err()
     {
         abort.abort();
+    }
+    if !stream_ended {
+        drain(&mut stream).await;
     }
 }
 

@@ -54,12 +54,47 @@ impl CloseReason {
         }
     }
 
+    /// 1003: a text frame that is not JSON (the original server closed such a
+    /// connection without answering).
+    pub fn not_json() -> CloseReason {
+        CloseReason {
+            code: 1003,
+            reason: "Malformed message: not JSON".into(),
+        }
+    }
+
     /// 4503 with a reason.
     pub fn unavailable(reason: &str) -> CloseReason {
         CloseReason {
             code: Status::UNAVAILABLE.code(),
             reason: reason.into(),
         }
+    }
+}
+
+/// One frame for a connection's websocket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// A message (written with `v` 1).
+    Message(Message),
+    /// A message already written as JSON: a refusal that echoes the refused
+    /// frame's `v` ([`komlog_protocol::FrameError::reply_json`]).
+    Json(serde_json::Value),
+}
+
+impl Outgoing {
+    /// The text of the websocket frame.
+    pub fn to_text(&self) -> String {
+        match self {
+            Outgoing::Message(m) => m.to_text(),
+            Outgoing::Json(v) => v.to_string(),
+        }
+    }
+}
+
+impl From<Message> for Outgoing {
+    fn from(m: Message) -> Outgoing {
+        Outgoing::Message(m)
     }
 }
 
@@ -82,9 +117,9 @@ pub struct Attached {
     /// The session's user.
     pub user: Username,
     /// Sender for this connection's own replies.
-    pub outbox: mpsc::Sender<Message>,
-    /// Messages to write to the websocket, in order.
-    pub outbox_rx: mpsc::Receiver<Message>,
+    pub outbox: mpsc::Sender<Outgoing>,
+    /// Frames to write to the websocket, in order.
+    pub outbox_rx: mpsc::Receiver<Outgoing>,
     /// Set when the connection must close.
     pub close_rx: watch::Receiver<Option<CloseReason>>,
 }
@@ -108,7 +143,7 @@ pub struct SessionInfo {
 
 struct Connection {
     id: u64,
-    outbox: mpsc::Sender<Message>,
+    outbox: mpsc::Sender<Outgoing>,
     close: watch::Sender<Option<CloseReason>>,
 }
 
@@ -120,7 +155,7 @@ impl Connection {
 
     /// Queue a message without waiting; a full outbox closes the connection.
     fn push(&self, sid: &str, msg: Message) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(msg) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(msg.into()) {
             tracing::warn!(sid, "closing a connection that does not read its messages");
             self.close(CloseReason::unavailable("Too many undelivered messages"));
         }
@@ -408,7 +443,10 @@ mod tests {
         }
     }
 
-    fn items(m: &Message) -> Vec<(String, String)> {
+    fn items(m: &Outgoing) -> Vec<(String, String)> {
+        let Outgoing::Message(m) = m else {
+            panic!("not a message: {m:?}")
+        };
         match &m.body {
             Body::SendMultiData(d) => d
                 .uris

@@ -6,19 +6,31 @@
 //! A frame that does not pass gives a [`FrameError`] that says which status,
 //! error number and reason to answer with, and which `seq` to answer.
 //!
-//! **Does not:** decide whether an action is acceptable from a given peer (an
-//! agent does not send `send_data_interval`; a server does not send
-//! `hook_to_uri`). That is the receiver's call; [`Action::sent_by_agent`] and
+//! **Does not:** decide what a message may do (who may write or read a uri).
+//! Who sends which action is checked only by [`Message::parse_from_agent`],
+//! the server's reading; [`Action::sent_by_agent`] and
 //! [`Action::sent_by_server`] say who sends what.
 //!
-//! Checks, in the order the original server makes them: the frame is a JSON
-//! object; `v` is an integer ≥ 0; `action` is a string; `seq` is a version-1
-//! uuid (any of these failing: 4400 "Malformed message", error 350000); `v` is 1
-//! (4400 "Unsupported protocol version", 350001); the action is one of the nine
-//! (4400 "unsupported action", 350002); then the payload (4400, 350003, or the
-//! value rule's own number for datapoint contents in `send_multi_data`).
+//! Checks, in the order of the original server (spec §4.6); the first that
+//! fails answers, always with status 4400:
+//!
+//! 1. the frame is a JSON object, `v` an integer ≥ 0, `action` a string and
+//!    `seq` a version-1 uuid: "Malformed message", 350000;
+//! 2. `v` is 1: "Unsupported protocol version", 350001;
+//! 3. the action is one of the nine (from an agent, one agents send):
+//!    "unsupported action", 200000;
+//! 4. `irt` is null or a uuid (from an agent the key must be there) and
+//!    `payload` an object: the action's payload error
+//!    ([`error::payload_error`], e.g. 202303 for `hook_to_uri`);
+//! 5. the payload's fields, each failure with the action's own number
+//!    ([`error`]: first the payload error for missing keys, then the uri,
+//!    then the content or the other fields).
+//!
+//! Every refusal is in reply to `seq` when it parses, and echoes `v` when it
+//! is an integer (0 otherwise; [`FrameError::reply_json`]). Payload reasons
+//! start with "protocol error", as the original's did, followed by the field.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Number, Value, json};
 
 use crate::status::{Status, error};
 use crate::timeuuid::TimeUuid;
@@ -235,8 +247,8 @@ pub struct RequestData {
     pub start: Option<TimeUuid>,
     /// The interval's end (inclusive); none means the highest TimeUUID.
     pub end: Option<TimeUuid>,
-    /// At most this many rows (the newest); none means every row, and then
-    /// both `start` and `end` must be given.
+    /// At most this many rows (the newest); none or 0 means every row. When
+    /// none, both `start` and `end` must be given.
     pub count: Option<u64>,
 }
 
@@ -261,6 +273,8 @@ pub struct DataInterval {
 pub struct FrameError {
     /// The frame's `seq` when it could be read (the answer's `irt`).
     pub seq: Option<TimeUuid>,
+    /// The frame's `v` when it is an integer, else 0: the answer echoes it.
+    pub v: Number,
     /// The status to answer with.
     pub status: Status,
     /// The error number.
@@ -270,18 +284,27 @@ pub struct FrameError {
 }
 
 impl FrameError {
-    fn malformed(seq: Option<TimeUuid>, detail: impl std::fmt::Display) -> FrameError {
+    fn malformed(seq: Option<TimeUuid>, v: &Number, detail: impl std::fmt::Display) -> FrameError {
         FrameError {
             seq,
+            v: v.clone(),
             status: Status::PROTOCOL_ERROR,
             error: error::MALFORMED_MESSAGE,
             reason: format!("Malformed message: {detail}"),
         }
     }
 
-    /// The `generic_response` that answers the refused frame.
+    /// The `generic_response` that answers the refused frame, with `v` 1.
     pub fn reply(&self) -> Message {
         Message::response(self.seq, self.status, self.error, Some(self.reason.clone()))
+    }
+
+    /// The answer as the original server writes it: [`FrameError::reply`]
+    /// with the refused frame's `v` echoed.
+    pub fn reply_json(&self) -> Value {
+        let mut json = self.reply().to_json();
+        json["v"] = Value::Number(self.v.clone());
+        json
     }
 }
 
@@ -317,99 +340,31 @@ impl Message {
         self.body.action()
     }
 
-    /// Read a text frame. Every field is checked; see the module documentation
-    /// for the order and the answers.
+    /// Read a text frame from either side, as an agent reads the server's
+    /// frames: every field is checked (see the module documentation for the
+    /// order and the answers), a missing `irt` counts as null, and all nine
+    /// actions are read.
     pub fn parse(frame: &str) -> Result<Message, FrameError> {
-        let value: Value = serde_json::from_str(frame)
-            .map_err(|e| FrameError::malformed(None, format_args!("not JSON ({e})")))?;
-        Message::from_json(value)
+        Message::from_json(parse_json(frame)?)
     }
 
     /// Check a decoded JSON value as a message (see [`Message::parse`]).
     pub fn from_json(value: Value) -> Result<Message, FrameError> {
-        let Value::Object(mut obj) = value else {
-            return Err(FrameError::malformed(None, "not a JSON object"));
-        };
-        // `seq` first, so every later refusal can be answered in reply to it.
-        let seq = match obj.get("seq") {
-            Some(Value::String(s)) => TimeUuid::parse(s)
-                .map_err(|e| FrameError::malformed(None, format_args!("`seq`: {e}")))?,
-            Some(_) => return Err(FrameError::malformed(None, "`seq` is not a string")),
-            None => return Err(FrameError::malformed(None, "`seq` is missing")),
-        };
-        let some_seq = Some(seq);
-        let version = match obj.get("v") {
-            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or_default(),
-            Some(_) => {
-                return Err(FrameError::malformed(
-                    some_seq,
-                    "`v` is not an integer >= 0",
-                ));
-            }
-            None => return Err(FrameError::malformed(some_seq, "`v` is missing")),
-        };
-        let action_name = match obj.get("action") {
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(FrameError::malformed(some_seq, "`action` is not a string")),
-            None => return Err(FrameError::malformed(some_seq, "`action` is missing")),
-        };
-        let irt = match obj.get("irt") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(
-                TimeUuid::parse(s)
-                    .map_err(|e| FrameError::malformed(some_seq, format_args!("`irt`: {e}")))?,
-            ),
-            Some(_) => {
-                return Err(FrameError::malformed(
-                    some_seq,
-                    "`irt` is neither null nor a string",
-                ));
-            }
-        };
-        if version != VERSION {
-            return Err(FrameError {
-                seq: some_seq,
-                status: Status::PROTOCOL_ERROR,
-                error: error::UNSUPPORTED_VERSION,
-                reason: format!("Unsupported protocol version {version}; this side speaks 1"),
-            });
-        }
-        let Some(action) = Action::from_name(&action_name) else {
-            return Err(FrameError {
-                seq: some_seq,
-                status: Status::PROTOCOL_ERROR,
-                error: error::UNSUPPORTED_ACTION,
-                reason: format!("unsupported action {action_name:?}"),
-            });
-        };
-        let payload = match obj.remove("payload") {
-            Some(Value::Object(p)) => p,
-            Some(_) => {
-                return Err(payload_error(seq, action, "`payload` is not an object"));
-            }
-            None => return Err(payload_error(seq, action, "`payload` is missing")),
-        };
-        let fields = Fields {
-            seq,
-            action,
-            obj: &payload,
-        };
-        let body = match action {
-            Action::GenericResponse => Body::GenericResponse(fields.generic_response()?),
-            Action::RequestData => Body::RequestData(fields.request_data()?),
-            Action::HookToUri => Body::HookToUri(UriPayload {
-                uri: fields.uri("uri")?,
-            }),
-            Action::UnhookFromUri => Body::UnhookFromUri(UriPayload {
-                uri: fields.uri("uri")?,
-            }),
-            Action::SendDataInterval => Body::SendDataInterval(fields.data_interval()?),
-            Action::SendMultiData => Body::SendMultiData(fields.multi_data()?),
-            Action::SendDpData => Body::SendDpData(fields.dp_data()?),
-            Action::SendDsData => Body::SendDsData(fields.ds_data()?),
-            Action::SendDsInfo => Body::SendDsInfo(fields.ds_info()?),
-        };
-        Ok(Message { seq, irt, body })
+        read(value, Peer::Any)
+    }
+
+    /// Read a text frame as a server reads an agent's (spec §4.6): as
+    /// [`Message::parse`], but the `irt` key is required and the actions only
+    /// servers send (`generic_response`, `send_data_interval`) are refused as
+    /// unsupported.
+    pub fn parse_from_agent(frame: &str) -> Result<Message, FrameError> {
+        Message::from_agent_json(parse_json(frame)?)
+    }
+
+    /// Check a decoded JSON value as an agent's message (see
+    /// [`Message::parse_from_agent`]).
+    pub fn from_agent_json(value: Value) -> Result<Message, FrameError> {
+        read(value, Peer::Agent)
     }
 
     /// The message as a JSON value.
@@ -464,79 +419,227 @@ impl Message {
     }
 }
 
-fn payload_error(seq: TimeUuid, action: Action, detail: impl std::fmt::Display) -> FrameError {
-    FrameError {
-        seq: Some(seq),
-        status: Status::PROTOCOL_ERROR,
-        error: error::INVALID_PAYLOAD,
-        reason: format!("invalid {action} payload: {detail}"),
+/// Whose frames are being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// An agent's, at a server: `irt` is required and the actions only servers
+    /// send are unsupported.
+    Agent,
+    /// Either side's.
+    Any,
+}
+
+fn parse_json(frame: &str) -> Result<Value, FrameError> {
+    serde_json::from_str(frame)
+        .map_err(|e| FrameError::malformed(None, &Number::from(0), format_args!("not JSON ({e})")))
+}
+
+/// The `v` an answer echoes: the frame's when it is an integer, else 0.
+fn echoed_version(obj: &Map<String, Value>) -> Number {
+    match obj.get("v") {
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.clone(),
+        _ => Number::from(0),
     }
 }
 
-/// Field readers over one payload object; every error names the action and field.
+/// The checks of spec §4.6, in its order; the first that fails answers.
+fn read(value: Value, peer: Peer) -> Result<Message, FrameError> {
+    let Value::Object(mut obj) = value else {
+        return Err(FrameError::malformed(
+            None,
+            &Number::from(0),
+            "not a JSON object",
+        ));
+    };
+    let v = echoed_version(&obj);
+    // Every refusal is in reply to `seq` when it parses, whatever else is wrong.
+    let seq = match obj.get("seq") {
+        Some(Value::String(s)) => TimeUuid::parse(s).map_err(|e| format!("`seq`: {e}")),
+        Some(_) => Err("`seq` is not a string".to_owned()),
+        None => Err("`seq` is missing".to_owned()),
+    };
+    let answer_to = seq.as_ref().ok().copied();
+    let version = match obj.get("v").map(Value::as_u64) {
+        Some(Some(version)) => version,
+        Some(None) => {
+            return Err(FrameError::malformed(
+                answer_to,
+                &v,
+                "`v` is not an integer >= 0",
+            ));
+        }
+        None => return Err(FrameError::malformed(answer_to, &v, "`v` is missing")),
+    };
+    let action_name = match obj.get("action") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(FrameError::malformed(
+                answer_to,
+                &v,
+                "`action` is not a string",
+            ));
+        }
+        None => return Err(FrameError::malformed(answer_to, &v, "`action` is missing")),
+    };
+    let seq = seq.map_err(|detail| FrameError::malformed(None, &v, detail))?;
+    if version != VERSION {
+        return Err(FrameError {
+            seq: Some(seq),
+            v,
+            status: Status::PROTOCOL_ERROR,
+            error: error::UNSUPPORTED_VERSION,
+            reason: format!("Unsupported protocol version {version}; this side speaks 1"),
+        });
+    }
+    let unsupported = |reason: String| FrameError {
+        seq: Some(seq),
+        v: Number::from(VERSION),
+        status: Status::PROTOCOL_ERROR,
+        error: error::UNSUPPORTED_ACTION,
+        reason,
+    };
+    let action = match Action::from_name(&action_name) {
+        Some(a) if peer == Peer::Any || a.sent_by_agent() => a,
+        Some(_) => {
+            return Err(unsupported(format!(
+                "unsupported action {action_name:?}: only servers send it"
+            )));
+        }
+        None => return Err(unsupported(format!("unsupported action {action_name:?}"))),
+    };
+    let empty = Map::new();
+    let mut fields = Fields {
+        seq,
+        action,
+        load: error::payload_error(action),
+        obj: &empty,
+    };
+    let irt = match obj.get("irt") {
+        None if peer == Peer::Agent => return Err(fields.load_err("`irt` is missing")),
+        None | Some(Value::Null) => None,
+        Some(v) => Some(fields.timeuuid_in("irt", v, fields.load)?),
+    };
+    let payload = match obj.remove("payload") {
+        Some(Value::Object(p)) => p,
+        Some(_) => return Err(fields.load_err("`payload` is not an object")),
+        None => return Err(fields.load_err("`payload` is missing")),
+    };
+    fields.obj = &payload;
+    let body = match action {
+        Action::GenericResponse => Body::GenericResponse(fields.generic_response()?),
+        Action::RequestData => Body::RequestData(fields.request_data()?),
+        Action::HookToUri => Body::HookToUri(fields.uri_payload(error::HOOK_INVALID_URI)?),
+        Action::UnhookFromUri => {
+            Body::UnhookFromUri(fields.uri_payload(error::UNHOOK_INVALID_URI)?)
+        }
+        Action::SendDataInterval => Body::SendDataInterval(fields.data_interval()?),
+        Action::SendMultiData => Body::SendMultiData(fields.multi_data()?),
+        Action::SendDpData => {
+            let (uri, t, content) = fields.sample(
+                Kind::Datapoint,
+                error::DP_INVALID_URI,
+                error::DP_INVALID_CONTENT,
+            )?;
+            Body::SendDpData(DpData { uri, t, content })
+        }
+        Action::SendDsData => {
+            let (uri, t, content) = fields.sample(
+                Kind::Datasource,
+                error::DS_INVALID_URI,
+                error::DS_INVALID_CONTENT,
+            )?;
+            Body::SendDsData(DsData { uri, t, content })
+        }
+        Action::SendDsInfo => Body::SendDsInfo(fields.ds_info()?),
+    };
+    Ok(Message { seq, irt, body })
+}
+
+/// Field readers over one payload object. Every error names the field and
+/// carries the number given, or the action's payload error (`load`) for a
+/// missing field.
 struct Fields<'a> {
     seq: TimeUuid,
     action: Action,
+    /// The action's payload error number ([`error::payload_error`]).
+    load: u32,
     obj: &'a Map<String, Value>,
 }
 
 impl Fields<'_> {
-    fn err(&self, detail: impl std::fmt::Display) -> FrameError {
-        payload_error(self.seq, self.action, detail)
-    }
-
-    fn get(&self, name: &str) -> Result<&Value, FrameError> {
-        self.obj
-            .get(name)
-            .ok_or_else(|| self.err(format_args!("`{name}` is missing")))
-    }
-
-    fn string_in<'v>(&self, name: &str, v: &'v Value) -> Result<&'v str, FrameError> {
-        v.as_str()
-            .ok_or_else(|| self.err(format_args!("`{name}` is not a string")))
-    }
-
-    fn uri_in(&self, name: &str, v: &Value) -> Result<Uri, FrameError> {
-        let text = self.string_in(name, v)?;
-        Uri::parse(text).map_err(|e| self.err(format_args!("`{name}`: {e}")))
-    }
-
-    fn uri(&self, name: &str) -> Result<Uri, FrameError> {
-        self.uri_in(name, self.get(name)?)
-    }
-
-    fn timeuuid_in(&self, name: &str, v: &Value) -> Result<TimeUuid, FrameError> {
-        let text = self.string_in(name, v)?;
-        TimeUuid::parse(text).map_err(|e| self.err(format_args!("`{name}`: {e}")))
-    }
-
-    fn timeuuid(&self, name: &str) -> Result<TimeUuid, FrameError> {
-        self.timeuuid_in(name, self.get(name)?)
-    }
-
-    fn optional_timeuuid(&self, name: &str) -> Result<Option<TimeUuid>, FrameError> {
-        match self.obj.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => self.timeuuid_in(name, v).map(Some),
+    fn err(&self, code: u32, detail: impl std::fmt::Display) -> FrameError {
+        FrameError {
+            seq: Some(self.seq),
+            v: Number::from(VERSION),
+            status: Status::PROTOCOL_ERROR,
+            error: code,
+            reason: format!("protocol error: invalid {} payload: {detail}", self.action),
         }
     }
 
-    fn datasource_content(&self, name: &str, v: &Value) -> Result<String, FrameError> {
-        let text = self.string_in(name, v)?;
-        check_datasource(text).map_err(|e| self.err(format_args!("`{name}`: {e}")))?;
+    fn load_err(&self, detail: impl std::fmt::Display) -> FrameError {
+        self.err(self.load, detail)
+    }
+
+    /// A field that must be there (any value); missing is a payload error.
+    fn get(&self, name: &str) -> Result<&Value, FrameError> {
+        self.obj
+            .get(name)
+            .ok_or_else(|| self.load_err(format_args!("`{name}` is missing")))
+    }
+
+    fn string_in<'v>(&self, name: &str, v: &'v Value, code: u32) -> Result<&'v str, FrameError> {
+        v.as_str()
+            .ok_or_else(|| self.err(code, format_args!("`{name}` is not a string")))
+    }
+
+    fn uri_in(&self, name: &str, v: &Value, code: u32) -> Result<Uri, FrameError> {
+        let text = self.string_in(name, v, code)?;
+        Uri::parse(text).map_err(|e| self.err(code, format_args!("`{name}`: {e}")))
+    }
+
+    fn timeuuid_in(&self, name: &str, v: &Value, code: u32) -> Result<TimeUuid, FrameError> {
+        let text = self.string_in(name, v, code)?;
+        TimeUuid::parse(text).map_err(|e| self.err(code, format_args!("`{name}`: {e}")))
+    }
+
+    /// A field that must be there and be a TimeUUID; anything else is a payload error.
+    fn timeuuid(&self, name: &str) -> Result<TimeUuid, FrameError> {
+        self.timeuuid_in(name, self.get(name)?, self.load)
+    }
+
+    /// A field that must be there and be null or a TimeUUID; anything else is
+    /// a payload error.
+    fn bound(&self, name: &str) -> Result<Option<TimeUuid>, FrameError> {
+        match self.get(name)? {
+            Value::Null => Ok(None),
+            v => self.timeuuid_in(name, v, self.load).map(Some),
+        }
+    }
+
+    fn datasource_content(&self, name: &str, v: &Value, code: u32) -> Result<String, FrameError> {
+        let text = self.string_in(name, v, code)?;
+        check_datasource(text).map_err(|e| self.err(code, format_args!("`{name}`: {e}")))?;
         Ok(text.to_owned())
     }
 
     /// A datapoint content: a decimal string (a JSON number is read by its text).
-    fn datapoint_content(&self, name: &str, v: &Value) -> Result<String, FrameError> {
+    fn datapoint_content(&self, name: &str, v: &Value, code: u32) -> Result<String, FrameError> {
         let text = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
-            _ => return Err(self.err(format_args!("`{name}` is not a string"))),
+            _ => return Err(self.err(code, format_args!("`{name}` is not a string"))),
         };
         parse_datapoint(&text)
             .map(|d| d.text)
-            .map_err(|e| self.err(format_args!("`{name}`: {e}")))
+            .map_err(|e| self.err(code, format_args!("`{name}`: {e}")))
+    }
+
+    fn content(&self, kind: Kind, name: &str, v: &Value, code: u32) -> Result<String, FrameError> {
+        match kind {
+            Kind::Datasource => self.datasource_content(name, v, code),
+            Kind::Datapoint => self.datapoint_content(name, v, code),
+        }
     }
 
     fn generic_response(&self) -> Result<GenericResponse, FrameError> {
@@ -545,16 +648,16 @@ impl Fields<'_> {
             .as_u64()
             .and_then(|s| u16::try_from(s).ok())
             .filter(|s| *s > 0)
-            .ok_or_else(|| self.err("`status` is not an integer > 0"))?;
+            .ok_or_else(|| self.load_err("`status` is not an integer > 0"))?;
         let error = self
             .get("error")?
             .as_u64()
             .and_then(|e| u32::try_from(e).ok())
-            .ok_or_else(|| self.err("`error` is not an integer >= 0"))?;
+            .ok_or_else(|| self.load_err("`error` is not an integer >= 0"))?;
         let reason = match self.obj.get("reason") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(self.err("`reason` is neither null nor a string")),
+            Some(_) => return Err(self.load_err("`reason` is neither null nor a string")),
         };
         Ok(GenericResponse {
             status: Status(status),
@@ -563,94 +666,112 @@ impl Fields<'_> {
         })
     }
 
-    fn ds_data(&self) -> Result<DsData, FrameError> {
-        Ok(DsData {
-            uri: self.uri("uri")?,
-            t: self.timeuuid("t")?,
-            content: self.datasource_content("content", self.get("content")?)?,
-        })
+    /// `send_ds_data` / `send_dp_data`: `uri`, `content` and a good `t` first
+    /// (the payload error), then the uri, then the content.
+    fn sample(
+        &self,
+        kind: Kind,
+        bad_uri: u32,
+        bad_content: u32,
+    ) -> Result<(Uri, TimeUuid, String), FrameError> {
+        let uri = self.get("uri")?;
+        let content = self.get("content")?;
+        let t = self.timeuuid("t")?;
+        let uri = self.uri_in("uri", uri, bad_uri)?;
+        let content = self.content(kind, "content", content, bad_content)?;
+        Ok((uri, t, content))
     }
 
-    fn dp_data(&self) -> Result<DpData, FrameError> {
-        Ok(DpData {
-            uri: self.uri("uri")?,
-            t: self.timeuuid("t")?,
-            content: self.datapoint_content("content", self.get("content")?)?,
+    /// `hook_to_uri` / `unhook_from_uri`.
+    fn uri_payload(&self, bad_uri: u32) -> Result<UriPayload, FrameError> {
+        Ok(UriPayload {
+            uri: self.uri_in("uri", self.get("uri")?, bad_uri)?,
         })
     }
 
     fn multi_data(&self) -> Result<MultiData, FrameError> {
         let t = self.timeuuid("t")?;
+        let bad = error::MULTI_INVALID_URIS;
         let Value::Array(items) = self.get("uris")? else {
-            return Err(self.err("`uris` is not a list"));
+            return Err(self.err(bad, "`uris` is not a list"));
         };
         let mut uris = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let Value::Object(obj) = item else {
-                return Err(self.err(format_args!("`uris[{i}]` is not an object")));
+                return Err(self.err(bad, format_args!("`uris[{i}]` is not an object")));
             };
             let field = |name: &str| {
                 obj.get(name)
-                    .ok_or_else(|| self.err(format_args!("`uris[{i}].{name}` is missing")))
+                    .ok_or_else(|| self.err(bad, format_args!("`uris[{i}].{name}` is missing")))
             };
-            let uri = self.uri_in(&format!("uris[{i}].uri"), field("uri")?)?;
-            let letter = self.string_in(&format!("uris[{i}].type"), field("type")?)?;
+            let uri = self.uri_in(&format!("uris[{i}].uri"), field("uri")?, bad)?;
+            let letter = self.string_in(&format!("uris[{i}].type"), field("type")?, bad)?;
             let kind = Kind::from_letter(letter).ok_or_else(|| {
-                self.err(format_args!(
-                    "`uris[{i}].type` is {letter:?}; expected \"d\" or \"p\""
-                ))
+                self.err(
+                    bad,
+                    format_args!("`uris[{i}].type` is {letter:?}; expected \"d\" or \"p\""),
+                )
             })?;
-            let content_name = format!("uris[{i}].content");
-            let content = match kind {
-                Kind::Datasource => self.datasource_content(&content_name, field("content")?)?,
-                Kind::Datapoint => self
-                    .datapoint_content(&content_name, field("content")?)
-                    .map_err(|mut e| {
-                        e.error = error::MULTI_INVALID_CONTENT;
-                        e
-                    })?,
-            };
+            let content =
+                self.content(kind, &format!("uris[{i}].content"), field("content")?, bad)?;
             uris.push(MultiItem { uri, kind, content });
         }
         Ok(MultiData { t, uris })
     }
 
     fn ds_info(&self) -> Result<DsInfo, FrameError> {
-        let uri = self.uri("uri")?;
-        let supplies = match self.obj.get("supplies") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => {
+        let uri = self.get("uri")?;
+        let supplies = self.get("supplies")?;
+        let uri = self.uri_in("uri", uri, error::INFO_INVALID_URI)?;
+        let supplies = match supplies {
+            Value::Null => None,
+            Value::Array(items) => {
                 let mut list = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    let text = self.string_in(&format!("supplies[{i}]"), item)?;
+                    let name = format!("supplies[{i}]");
+                    let text = self.string_in(&name, item, error::INFO_INVALID_SUPPLY)?;
                     if !is_local_uri(text) {
-                        return Err(
-                            self.err(format_args!("`supplies[{i}]` is {text:?}, not a local uri"))
-                        );
+                        return Err(self.err(
+                            error::INFO_INVALID_SUPPLY,
+                            format_args!("`{name}` is {text:?}, not a local uri"),
+                        ));
                     }
                     list.push(text.to_owned());
                 }
                 Some(list)
             }
-            Some(_) => return Err(self.err("`supplies` is neither null nor a list")),
+            _ => {
+                return Err(self.err(
+                    error::INFO_INVALID_SUPPLIES,
+                    "`supplies` is neither null nor a list",
+                ));
+            }
         };
         Ok(DsInfo { uri, supplies })
     }
 
+    /// Every key first (the payload error), then the uri, the count, and a
+    /// count for an open interval.
     fn request_data(&self) -> Result<RequestData, FrameError> {
-        let uri = self.uri("uri")?;
-        let start = self.optional_timeuuid("start")?;
-        let end = self.optional_timeuuid("end")?;
-        let count = match self.obj.get("count") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .filter(|c| *c > 0)
-                    .ok_or_else(|| self.err("`count` is neither null nor an integer > 0"))?,
-            ),
+        let uri = self.get("uri")?;
+        let count = self.get("count")?;
+        let start = self.bound("start")?;
+        let end = self.bound("end")?;
+        let uri = self.uri_in("uri", uri, error::DATA_INVALID_URI)?;
+        let count = match count {
+            Value::Null => None,
+            v => Some(v.as_u64().ok_or_else(|| {
+                self.err(
+                    error::DATA_INVALID_COUNT,
+                    "`count` is neither null nor an integer >= 0",
+                )
+            })?),
         };
         if count.is_none() && (start.is_none() || end.is_none()) {
-            return Err(self.err("`count` is required when `start` or `end` is null"));
+            return Err(self.err(
+                error::DATA_COUNT_OR_INTERVAL,
+                "`count` is required when `start` or `end` is null",
+            ));
         }
         Ok(RequestData {
             uri,
@@ -661,44 +782,43 @@ impl Fields<'_> {
     }
 
     fn data_interval(&self) -> Result<DataInterval, FrameError> {
+        let load = self.load;
         let Value::Object(metric) = self.get("uri")? else {
-            return Err(self.err("`uri` is not an object {uri, type}"));
+            return Err(self.load_err("`uri` is not an object {uri, type}"));
         };
         let uri = self.uri_in(
             "uri.uri",
             metric
                 .get("uri")
-                .ok_or_else(|| self.err("`uri.uri` is missing"))?,
+                .ok_or_else(|| self.load_err("`uri.uri` is missing"))?,
+            load,
         )?;
         let letter = self.string_in(
             "uri.type",
             metric
                 .get("type")
-                .ok_or_else(|| self.err("`uri.type` is missing"))?,
+                .ok_or_else(|| self.load_err("`uri.type` is missing"))?,
+            load,
         )?;
         let kind = Kind::from_letter(letter).ok_or_else(|| {
-            self.err(format_args!(
+            self.load_err(format_args!(
                 "`uri.type` is {letter:?}; expected \"d\" or \"p\""
             ))
         })?;
         let start = self.timeuuid("start")?;
         let end = self.timeuuid("end")?;
         let Value::Array(rows) = self.get("data")? else {
-            return Err(self.err("`data` is not a list"));
+            return Err(self.load_err("`data` is not a list"));
         };
         let mut data = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let (Some(t), Some(v), 2) =
                 (row.get(0), row.get(1), row.as_array().map_or(0, Vec::len))
             else {
-                return Err(self.err(format_args!("`data[{i}]` is not a [t, value] pair")));
+                return Err(self.load_err(format_args!("`data[{i}]` is not a [t, value] pair")));
             };
-            let t = self.timeuuid_in(&format!("data[{i}][0]"), t)?;
-            let name = format!("data[{i}][1]");
-            let value = match kind {
-                Kind::Datasource => self.datasource_content(&name, v)?,
-                Kind::Datapoint => self.datapoint_content(&name, v)?,
-            };
+            let t = self.timeuuid_in(&format!("data[{i}][0]"), t, load)?;
+            let value = self.content(kind, &format!("data[{i}][1]"), v, load)?;
             data.push((t, value));
         }
         Ok(DataInterval {

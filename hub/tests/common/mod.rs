@@ -59,12 +59,20 @@ impl TestHub {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut HubConfig)) -> TestHub {
+        TestHub::start_wrapped(adjust, |store| Arc::new(store)).await
+    }
+
+    /// A hub whose store is `wrap` around the redb store (to inject failures).
+    pub async fn start_wrapped(
+        adjust: impl FnOnce(&mut HubConfig),
+        wrap: impl FnOnce(RedbStore) -> Arc<dyn HubStore>,
+    ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let store = RedbStore::open(&data).unwrap();
         let mut config = HubConfig::new("127.0.0.1:0".parse().unwrap(), data);
         adjust(&mut config);
-        let running = server::start(config, Arc::new(store)).await.unwrap();
+        let running = server::start(config, wrap(store)).await.unwrap();
         TestHub { running, dir }
     }
 
@@ -178,6 +186,18 @@ pub struct Client {
     ws: Ws,
 }
 
+/// What arrived on a websocket, read as plain JSON (a refusal may echo a `v`
+/// that [`Message::parse`] would not take).
+#[derive(Debug)]
+pub enum RawEvent {
+    Json(serde_json::Value),
+    /// A text frame that is not JSON.
+    Text(String),
+    /// The close frame's code and reason; `None` when the connection ended
+    /// without one (what a client reports as 1006).
+    Close(Option<(u16, String)>),
+}
+
 /// What the next event on a websocket was.
 #[derive(Debug)]
 pub enum Event {
@@ -208,6 +228,11 @@ impl Client {
 
     pub async fn send_text(&mut self, text: String) {
         self.ws.send(WsMessage::Text(text.into())).await.unwrap();
+    }
+
+    /// Send a text frame; false when the connection is gone.
+    pub async fn try_send_text(&mut self, text: String) -> bool {
+        self.ws.send(WsMessage::Text(text.into())).await.is_ok()
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
@@ -246,6 +271,51 @@ impl Client {
                     return Some(Event::Close(frame.map(|f| u16::from(f.code))));
                 }
                 Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next frame as JSON, or the close, or `None` if nothing comes within `d`.
+    pub async fn next_raw_within(&mut self, d: Duration) -> Option<RawEvent> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match frame {
+                None | Some(Err(_)) => return Some(RawEvent::Close(None)),
+                Some(Ok(WsMessage::Text(t))) => {
+                    return Some(match serde_json::from_str(t.as_str()) {
+                        Ok(v) => RawEvent::Json(v),
+                        Err(_) => RawEvent::Text(t.as_str().to_owned()),
+                    });
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Some(RawEvent::Close(
+                        frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())),
+                    ));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// After a close frame: read until the connection ends, which must be a
+    /// clean end (the peer waited for our close reply), not a reset.
+    pub async fn clean_end(&mut self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Err("the connection did not end".into()),
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => {
+                    return match e {
+                        tokio_tungstenite::tungstenite::Error::ConnectionClosed
+                        | tokio_tungstenite::tungstenite::Error::AlreadyClosed => Ok(()),
+                        e => Err(format!("the connection ended with an error: {e}")),
+                    };
+                }
+                Ok(Some(Ok(_))) => continue,
             }
         }
     }

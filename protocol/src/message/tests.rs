@@ -196,14 +196,9 @@ fn malformed_envelopes_are_4400_350000() {
             true,
         ),
         (
-            json!({"v":1,"action":"hook_to_uri","seq":SEQ,"irt":"zz"}).to_string(),
-            "`irt`",
-            true,
-        ),
-        (
-            json!({"v":1,"action":"hook_to_uri","seq":SEQ,"irt":3}).to_string(),
-            "`irt` is neither",
-            true,
+            json!({"v":1,"action":5,"seq":"zz"}).to_string(),
+            "`action` is not a string",
+            false,
         ),
     ];
     for (text, needle, has_seq) in cases {
@@ -231,71 +226,198 @@ fn other_versions_and_unknown_actions() {
         (Status::PROTOCOL_ERROR, error::UNSUPPORTED_VERSION)
     );
     assert!(e.reason.starts_with("Unsupported protocol version"));
+    // The answer echoes the version it refuses.
+    assert_eq!(e.reply_json()["v"], json!(2));
+    assert_eq!(e.reply_json()["irt"], json!(SEQ));
     let e = refused(&frame("delete_everything", json!({})));
     assert_eq!(
         (e.status, e.error),
         (Status::PROTOCOL_ERROR, error::UNSUPPORTED_ACTION)
     );
+    assert_eq!(e.error, 200_000);
     assert!(
         e.reason
             .contains("unsupported action \"delete_everything\"")
     );
     assert_eq!(e.seq.map(|s| s.hex()).as_deref(), Some(SEQ));
+    assert_eq!(e.reply_json()["v"], json!(1));
 }
 
 #[test]
-fn bad_payloads_name_the_field() {
+fn malformed_answers_echo_an_integer_v_or_0() {
+    for (text, v) in [
+        (json!({"action":"a","seq":SEQ}).to_string(), json!(0)),
+        (
+            json!({"v":"1","action":"a","seq":SEQ}).to_string(),
+            json!(0),
+        ),
+        (
+            json!({"v":-4,"action":"a","seq":SEQ}).to_string(),
+            json!(-4),
+        ),
+        (json!({"v":7,"action":3,"seq":SEQ}).to_string(), json!(7)),
+        ("[]".to_owned(), json!(0)),
+    ] {
+        let e = refused(&text);
+        assert_eq!(e.error, error::MALFORMED_MESSAGE, "{text}");
+        assert_eq!(e.reply_json()["v"], v, "{text}");
+    }
+}
+
+#[test]
+fn an_agent_must_send_irt_and_only_agent_actions() {
+    let no_irt = json!({"v":1,"action":"hook_to_uri","seq":SEQ,"payload":{"uri":"a"}}).to_string();
+    // Either side's reading takes a missing irt as null ...
+    assert_eq!(Message::parse(&no_irt).unwrap().irt, None);
+    // ... a server's reading of an agent's frame does not.
+    let e = Message::parse_from_agent(&no_irt).unwrap_err();
+    assert_eq!(
+        (e.status, e.error),
+        (Status::PROTOCOL_ERROR, error::HOOK_PAYLOAD)
+    );
+    assert!(e.reason.contains("`irt` is missing"), "{}", e.reason);
+    for (irt, action, code) in [
+        (json!("zz"), "request_data", error::DATA_PAYLOAD),
+        (json!(3), "send_ds_info", error::INFO_PAYLOAD),
+        (
+            json!("0b5ad3e4d8a94f8e9e3ac9b1c0b1a1a1"),
+            "send_ds_data",
+            error::DS_PAYLOAD,
+        ),
+    ] {
+        let text = json!({"v":1,"action":action,"seq":SEQ,"irt":irt,"payload":{}}).to_string();
+        for e in [
+            refused(&text),
+            Message::parse_from_agent(&text).unwrap_err(),
+        ] {
+            assert_eq!(e.error, code, "{text}");
+            assert!(e.reason.contains("`irt`"), "{}", e.reason);
+            assert_eq!(e.seq.map(|s| s.hex()).as_deref(), Some(SEQ));
+        }
+    }
+    // Actions only servers send are unsupported from an agent, whatever the payload.
+    for action in ["generic_response", "send_data_interval"] {
+        let text = json!({"v":1,"action":action,"seq":SEQ,"payload":5}).to_string();
+        let e = Message::parse_from_agent(&text).unwrap_err();
+        assert_eq!(e.error, error::UNSUPPORTED_ACTION, "{action}");
+        assert!(e.reason.starts_with("unsupported action"), "{}", e.reason);
+        assert_eq!(refused(&text).error, error::INVALID_PAYLOAD, "{action}");
+    }
+    let ok = frame("send_multi_data", json!({"t":T,"uris":[]}));
+    assert!(Message::parse_from_agent(&ok).is_ok());
+}
+
+#[test]
+fn bad_payloads_name_the_field_and_carry_the_actions_number() {
     let big = "x".repeat(crate::value::MAX_DATASOURCE_BYTES + 1);
     let cases = vec![
         (
             json!({"v":1,"action":"hook_to_uri","seq":SEQ}).to_string(),
             "`payload` is missing",
+            error::HOOK_PAYLOAD,
         ),
         (
             json!({"v":1,"action":"hook_to_uri","seq":SEQ,"payload":[1]}).to_string(),
             "`payload` is not an object",
+            error::HOOK_PAYLOAD,
         ),
-        (frame("hook_to_uri", json!({})), "`uri` is missing"),
+        (
+            frame("hook_to_uri", json!({})),
+            "`uri` is missing",
+            error::HOOK_PAYLOAD,
+        ),
         (
             frame("hook_to_uri", json!({"uri": 3})),
             "`uri` is not a string",
+            error::HOOK_INVALID_URI,
         ),
-        (frame("hook_to_uri", json!({"uri": "a..b"})), "invalid uri"),
+        (
+            frame("hook_to_uri", json!({"uri": "a..b"})),
+            "invalid uri",
+            error::HOOK_INVALID_URI,
+        ),
         (
             frame("unhook_from_uri", json!({"uri": "a b"})),
             "invalid uri",
+            error::UNHOOK_INVALID_URI,
+        ),
+        (
+            frame("unhook_from_uri", json!({})),
+            "`uri` is missing",
+            error::UNHOOK_PAYLOAD,
         ),
         (
             frame("send_ds_data", json!({"uri":"a","t":SEQ})),
             "`content` is missing",
+            error::DS_PAYLOAD,
         ),
         (
-            frame("send_ds_data", json!({"uri":"a","t":"x","content":""})),
+            frame("send_ds_data", json!({"uri":"a..b","t":"x","content":""})),
             "`t`",
+            error::DS_PAYLOAD,
+        ),
+        (
+            frame("send_ds_data", json!({"uri":"a..b","t":T,"content":5})),
+            "invalid uri",
+            error::DS_INVALID_URI,
         ),
         (
             frame("send_ds_data", json!({"uri":"a","t":T,"content":big})),
             "over the limit",
+            error::DS_INVALID_CONTENT,
         ),
         (
             frame("send_ds_data", json!({"uri":"a","t":T,"content":5})),
             "`content` is not a string",
+            error::DS_INVALID_CONTENT,
+        ),
+        (
+            frame("send_dp_data", json!({"t":T,"content":"1"})),
+            "`uri` is missing",
+            error::DP_PAYLOAD,
+        ),
+        (
+            frame("send_dp_data", json!({"uri":"a:","t":T,"content":"1"})),
+            "`uri`",
+            error::DP_INVALID_URI,
         ),
         (
             frame("send_dp_data", json!({"uri":"a","t":T,"content":"NaN"})),
             "not finite",
+            error::DP_INVALID_CONTENT,
+        ),
+        (
+            frame(
+                "send_dp_data",
+                json!({"uri":"a","t":T,"content":"-Infinity"}),
+            ),
+            "not finite",
+            error::DP_INVALID_CONTENT,
         ),
         (
             frame("send_dp_data", json!({"uri":"a","t":T,"content":"1,1"})),
             "not a decimal",
+            error::DP_INVALID_CONTENT,
         ),
         (
             frame("send_dp_data", json!({"uri":"a","t":T,"content":null})),
             "not a string",
+            error::DP_INVALID_CONTENT,
+        ),
+        (
+            frame("send_multi_data", json!({"t":T})),
+            "`uris` is missing",
+            error::MULTI_PAYLOAD,
+        ),
+        (
+            frame("send_multi_data", json!({"t":"x","uris":[]})),
+            "`t`",
+            error::MULTI_PAYLOAD,
         ),
         (
             frame("send_multi_data", json!({"t":T,"uris":{}})),
             "`uris` is not a list",
+            error::MULTI_INVALID_URIS,
         ),
         (
             frame(
@@ -303,6 +425,7 @@ fn bad_payloads_name_the_field() {
                 json!({"t":T,"uris":[{"uri":"a","type":"x","content":"1"}]}),
             ),
             "`uris[0].type`",
+            error::MULTI_INVALID_URIS,
         ),
         (
             frame(
@@ -310,10 +433,30 @@ fn bad_payloads_name_the_field() {
                 json!({"t":T,"uris":[{"uri":"a","type":"p"}]}),
             ),
             "`uris[0].content` is missing",
+            error::MULTI_INVALID_URIS,
+        ),
+        (
+            frame(
+                "send_multi_data",
+                json!({"t":T,"uris":[{"uri":"a","type":"p","content":"Infinity"}]}),
+            ),
+            "`uris[0].content`",
+            error::MULTI_INVALID_URIS,
         ),
         (
             frame("send_multi_data", json!({"t":T,"uris":[3]})),
             "`uris[0]` is not an object",
+            error::MULTI_INVALID_URIS,
+        ),
+        (
+            frame("send_ds_info", json!({"uri":"a"})),
+            "`supplies` is missing",
+            error::INFO_PAYLOAD,
+        ),
+        (
+            frame("send_ds_info", json!({"uri":"a b","supplies":null})),
+            "invalid uri",
+            error::INFO_INVALID_URI,
         ),
         (
             frame(
@@ -321,14 +464,43 @@ fn bad_payloads_name_the_field() {
                 json!({"uri":"a","supplies":["ok","not ok"]}),
             ),
             "`supplies[1]`",
+            error::INFO_INVALID_SUPPLY,
         ),
         (
             frame("send_ds_info", json!({"uri":"a","supplies":["u:x"]})),
             "not a local uri",
+            error::INFO_INVALID_SUPPLY,
         ),
         (
             frame("send_ds_info", json!({"uri":"a","supplies":"x"})),
             "`supplies` is neither",
+            error::INFO_INVALID_SUPPLIES,
+        ),
+        (
+            frame("request_data", json!({"uri":"a","start":T,"end":T})),
+            "`count` is missing",
+            error::DATA_PAYLOAD,
+        ),
+        (
+            frame("request_data", json!({"uri":"a","end":T,"count":1})),
+            "`start` is missing",
+            error::DATA_PAYLOAD,
+        ),
+        (
+            frame(
+                "request_data",
+                json!({"uri":"a b","start":T,"end":"x","count":1}),
+            ),
+            "`end`",
+            error::DATA_PAYLOAD,
+        ),
+        (
+            frame(
+                "request_data",
+                json!({"uri":"a b","start":T,"end":T,"count":"x"}),
+            ),
+            "invalid uri",
+            error::DATA_INVALID_URI,
         ),
         (
             frame(
@@ -336,13 +508,7 @@ fn bad_payloads_name_the_field() {
                 json!({"uri":"a","start":T,"end":null,"count":null}),
             ),
             "`count` is required",
-        ),
-        (
-            frame(
-                "request_data",
-                json!({"uri":"a","start":T,"end":T,"count":0}),
-            ),
-            "`count` is neither",
+            error::DATA_COUNT_OR_INTERVAL,
         ),
         (
             frame(
@@ -350,14 +516,25 @@ fn bad_payloads_name_the_field() {
                 json!({"uri":"a","start":T,"end":T,"count":-3}),
             ),
             "`count` is neither",
+            error::DATA_INVALID_COUNT,
+        ),
+        (
+            frame(
+                "request_data",
+                json!({"uri":"a","start":T,"end":T,"count":1.5}),
+            ),
+            "`count` is neither",
+            error::DATA_INVALID_COUNT,
         ),
         (
             frame("generic_response", json!({"status":0,"error":0})),
             "`status`",
+            error::INVALID_PAYLOAD,
         ),
         (
             frame("generic_response", json!({"status":4200,"error":-1})),
             "`error`",
+            error::INVALID_PAYLOAD,
         ),
         (
             frame(
@@ -365,6 +542,7 @@ fn bad_payloads_name_the_field() {
                 json!({"status":4200,"error":0,"reason":5}),
             ),
             "`reason`",
+            error::INVALID_PAYLOAD,
         ),
         (
             frame(
@@ -372,6 +550,7 @@ fn bad_payloads_name_the_field() {
                 json!({"uri":"a","start":T,"end":T,"data":[]}),
             ),
             "`uri` is not an object",
+            error::INVALID_PAYLOAD,
         ),
         (
             frame(
@@ -379,6 +558,7 @@ fn bad_payloads_name_the_field() {
                 json!({"uri":{"uri":"a","type":"q"},"start":T,"end":T,"data":[]}),
             ),
             "`uri.type`",
+            error::INVALID_PAYLOAD,
         ),
         (
             frame(
@@ -386,6 +566,7 @@ fn bad_payloads_name_the_field() {
                 json!({"uri":{"uri":"a","type":"p"},"start":T,"end":T,"data":[[T]]}),
             ),
             "`data[0]` is not a [t, value] pair",
+            error::INVALID_PAYLOAD,
         ),
         (
             frame(
@@ -393,23 +574,38 @@ fn bad_payloads_name_the_field() {
                 json!({"uri":{"uri":"a","type":"p"},"start":T,"end":T,"data":[[T,"abc"]]}),
             ),
             "`data[0][1]`",
+            error::INVALID_PAYLOAD,
         ),
     ];
-    for (text, needle) in cases {
+    for (text, needle, code) in cases {
         let e = refused(&text);
-        assert_eq!(e.status, Status::PROTOCOL_ERROR, "{text}");
+        assert_eq!(
+            (e.status, e.error),
+            (Status::PROTOCOL_ERROR, code),
+            "{text}: {}",
+            e.reason
+        );
+        assert!(e.reason.starts_with("protocol error"), "{}", e.reason);
         assert!(e.reason.contains(needle), "{text}: {}", e.reason);
         assert_eq!(e.seq.map(|s| s.hex()).as_deref(), Some(SEQ), "{text}");
     }
 }
 
 #[test]
-fn multi_data_datapoint_errors_carry_their_own_number() {
-    let e = refused(&frame(
-        "send_multi_data",
-        json!({"t":T,"uris":[{"uri":"a","type":"p","content":"Infinity"}]}),
-    ));
-    assert_eq!(e.error, error::MULTI_INVALID_CONTENT);
+fn request_data_count_zero_is_unlimited_and_needs_no_bounds() {
+    for payload in [
+        json!({"uri":"a","start":null,"end":null,"count":0}),
+        json!({"uri":"a","start":T,"end":T,"count":0}),
+    ] {
+        let m = Message::parse_from_agent(&frame("request_data", payload)).unwrap();
+        let Body::RequestData(r) = m.body else {
+            panic!("{m:?}")
+        };
+        assert_eq!(r.count, Some(0));
+    }
+    let m = Message::parse_from_agent(&frame("send_ds_info", json!({"uri":"a","supplies":null})))
+        .unwrap();
+    assert!(matches!(m.body, Body::SendDsInfo(ref i) if i.supplies.is_none()));
 }
 
 #[test]
