@@ -305,7 +305,17 @@ impl Session {
 
     /// Send a message and register for its replies (before sending, so none is missed).
     async fn request(&self, action: &'static str, body: Body) -> Result<Waiter, SessionError> {
-        let msg = Message::new(None, body);
+        self.request_answering(None, action, body).await
+    }
+
+    /// [`Session::request`] with the envelope's `irt` set to `irt`.
+    async fn request_answering(
+        &self,
+        irt: Option<TimeUuid>,
+        action: &'static str,
+        body: Body,
+    ) -> Result<Waiter, SessionError> {
+        let msg = Message::new(irt, body);
         let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut shared = lock(&self.shared);
@@ -360,7 +370,7 @@ impl Session {
             by_time.entry(s.t).or_default().push(s);
         }
         for (t, group) in by_time {
-            self.submit_group(t, &group).await?.wait().await?;
+            self.submit_group(t, &group, None).await?.wait().await?;
         }
         Ok(())
     }
@@ -375,6 +385,18 @@ impl Session {
         t: TimeUuid,
         samples: &[Sample],
     ) -> Result<PendingReply, SessionError> {
+        self.submit_samples_answering(t, samples, None).await
+    }
+
+    /// [`Session::submit_samples`] for samples that answer a notification:
+    /// the message's `irt` is the notification's `seq`, as the original agent
+    /// sent the outputs of a method fired by a notification (since 0.9.0).
+    pub async fn submit_samples_answering(
+        &self,
+        t: TimeUuid,
+        samples: &[Sample],
+        irt: Option<TimeUuid>,
+    ) -> Result<PendingReply, SessionError> {
         if samples.is_empty() {
             return Err(SessionError::Invalid("no samples to send".into()));
         }
@@ -385,13 +407,14 @@ impl Session {
             )));
         }
         let group: Vec<&Sample> = samples.iter().collect();
-        self.submit_group(t, &group).await
+        self.submit_group(t, &group, irt).await
     }
 
     async fn submit_group(
         &self,
         t: TimeUuid,
         group: &[&Sample],
+        irt: Option<TimeUuid>,
     ) -> Result<PendingReply, SessionError> {
         let (action, body) = if let [one] = group {
             let (kind, content) = one.kind_and_content()?;
@@ -430,7 +453,7 @@ impl Session {
                 Body::SendMultiData(MultiData { t, uris }),
             )
         };
-        let waiter = self.request(action, body).await?;
+        let waiter = self.request_answering(irt, action, body).await?;
         Ok(PendingReply { waiter })
     }
 
@@ -554,11 +577,15 @@ impl Session {
                 "request_data count must be > 0".into(),
             ));
         }
+        // The server's chunks add up to the count asked, and a row on the
+        // boundary of two chunks is sent (and counted) twice: ask for enough
+        // to cover one repeat per chunk of at least 100 rows, and keep `count`.
+        let asked = count.map(|c| c.saturating_add(c.div_ceil(99)));
         let body = Body::RequestData(RequestData {
             uri: parse_uri(uri)?,
             start,
             end,
-            count,
+            count: asked,
         });
         let mut waiter = self.request(action, body).await?;
         let first = waiter.generic().await?;
@@ -571,6 +598,7 @@ impl Session {
         let (s, e) = (start.unwrap_or(TimeUuid::MIN), end.unwrap_or(TimeUuid::MAX));
         let lowest = s.min(e);
         let wanted = count.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
+        let asked = asked.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
         let mut rows: Vec<(TimeUuid, String)> = Vec::new();
         let mut kind;
         loop {
@@ -586,7 +614,7 @@ impl Session {
                 Kind::Datapoint => 1000,
                 Kind::Datasource => 100,
             };
-            let page = wanted.map_or(page, |w| w.min(page));
+            let page = asked.map_or(page, |w| w.min(page));
             let before = rows.len();
             let short = chunk.data.len() < page;
             for row in chunk.data {
