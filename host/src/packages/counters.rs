@@ -104,11 +104,23 @@ impl counters::Host for GuestState {
 
 impl super::bindings::komlog::impulse::package_types::Host for GuestState {}
 
+/// A package's impulses are instances of the package's component, which may
+/// import `datasources`; declaring is for its `load` and job runs (the
+/// package's instances), so an impulse's call is refused.
+impl super::bindings::komlog::impulse::datasources::Host for GuestState {
+    fn declare_supplies(&mut self, uri: String, _supplies: Vec<String>) -> Result<(), String> {
+        Err(format!(
+            "cannot declare what {uri} supplies from an impulse: declare it in the package's load or a job run"
+        ))
+    }
+}
+
 /// Link what a package's own impulses import beyond the `impulse` world
-/// (`komlog:impulse/counters`, and the types of `komlog:impulse/package-types`)
-/// for impulse instances.
+/// (`komlog:impulse/counters`, `komlog:impulse/datasources`, and the types of
+/// `komlog:impulse/package-types`) for impulse instances.
 pub(crate) fn add_to_impulse_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     counters::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    super::bindings::komlog::impulse::datasources::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     super::bindings::komlog::impulse::package_types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
