@@ -716,3 +716,42 @@ fn a_refused_supplies_declaration_reaches_the_package_as_an_error() {
     assert!(status.jobs.is_empty());
     agent.stop();
 }
+
+#[test]
+fn a_package_impulses_counters_belong_to_its_agent_and_start_at_0() {
+    // Two agents in this process run the same package, so their impulses have
+    // the same name (`probe_package/count`): each counts its own fires, from 0.
+    let config = probe_package_config("{impulse_on: in}", "{}");
+    let fires = |agent: &RunningAgent, ts: i64| -> f64 {
+        agent.wait_for("probe_package/count", Duration::from_secs(60), |_| true);
+        agent
+            .inbox
+            .samples(vec![dp("in", ts, 0.0)])
+            .expect("agent running");
+        loop {
+            let out = agent
+                .tap
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the impulse answered");
+            if &*out.impulse == "probe_package/count" && out.sample.uri == "in.fires" {
+                match out.sample.value {
+                    Value::Datapoint(v) => return v,
+                    other => panic!("in.fires holds {other:?}"),
+                }
+            }
+        }
+    };
+    let first_dir = AgentDir::new(&config);
+    let first = RunningAgent::start(&first_dir);
+    assert_eq!(
+        [fires(&first, 1), fires(&first, 2), fires(&first, 3)],
+        [1.0, 2.0, 3.0]
+    );
+    let second_dir = AgentDir::new(&config);
+    let second = RunningAgent::start(&second_dir);
+    assert_eq!(fires(&second, 1), 1.0, "a new agent's counters start at 0");
+    assert_eq!(fires(&first, 4), 4.0, "the first agent's counters go on");
+    assert_eq!(fires(&second, 2), 2.0);
+    second.stop();
+    first.stop();
+}

@@ -28,6 +28,7 @@ use super::bindings::stateful::{StatefulImpulse, StatefulImpulseIndices};
 use super::bindings::{self, Context, Impulse, ImpulseIndices, Level, Sample, Subscription};
 use super::deadline::{self, CallDeadline, HasCallDeadline};
 use super::guest_log::{GuestLog, Writer};
+use crate::packages::counters::CounterSet;
 
 /// How many bytes of a guest's stderr are kept for failure reports.
 const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -151,6 +152,8 @@ pub struct GuestState {
     name: Arc<str>,
     deadline: CallDeadline,
     log: GuestLog,
+    /// The host-kept counters of this instance's impulse (`komlog:impulse/counters`).
+    counters: CounterSet,
 }
 
 impl HasCallDeadline for GuestState {
@@ -218,7 +221,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Instantiate `exports` in a fresh store with `limits`. `tick` is the engine's epoch period.
+    /// Instantiate `exports` in a fresh store with `limits`. `tick` is the
+    /// engine's epoch period; `counters` are the impulse's host-kept counters.
     pub(crate) fn new(
         engine: &wasmtime::Engine,
         exports: &Exports,
@@ -226,6 +230,7 @@ impl Instance {
         limits: Limits,
         tick: Duration,
         fuel_enabled: bool,
+        counters: CounterSet,
     ) -> Result<Self, CallError> {
         let (mut wasi, stderr) = sandbox_wasi();
         let wasi = wasi.build();
@@ -242,6 +247,7 @@ impl Instance {
             name,
             deadline: CallDeadline::new(limits.timeout, tick, true),
             log: GuestLog::new(Writer::Impulse),
+            counters,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -363,5 +369,10 @@ impl GuestState {
     /// The name the instance logs under: its impulse's.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The host-kept counters of its impulse.
+    pub(crate) fn counters(&self) -> &CounterSet {
+        &self.counters
     }
 }

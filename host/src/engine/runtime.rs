@@ -14,6 +14,7 @@ use super::bindings::ImpulseIndices;
 use super::bindings::stateful::StatefulImpulseIndices;
 use super::cache::{ArtifactCache, engine_fingerprint, module_hash};
 use super::instance::{self, CallError, Exports, GuestState, Instance, Limits};
+use crate::packages::counters::ImpulseCounters;
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -134,6 +135,8 @@ struct EngineInner {
     /// Modules alive somewhere, by (hash, path): blocks naming one module share
     /// its compiled code. Weak, so a module nobody uses any more is freed.
     loaded: Mutex<HashMap<(String, PathBuf), Weak<ModuleInner>>>,
+    /// The host-kept counters of this agent's impulses.
+    counters: ImpulseCounters,
     _ticker: EpochTicker,
 }
 
@@ -183,6 +186,7 @@ impl Engine {
                 fuel: config.fuel,
                 max_memory_bytes: config.max_memory_bytes,
                 loaded: Mutex::new(HashMap::new()),
+                counters: ImpulseCounters::default(),
                 _ticker: ticker,
             }),
         })
@@ -387,7 +391,16 @@ impl Module {
     /// A fresh instance with `limits`, logging under `name`.
     pub fn instantiate(&self, name: Arc<str>, limits: Limits) -> Result<Instance, CallError> {
         let e = &self.inner.engine.inner;
-        Instance::new(&e.engine, &self.inner.exports, name, limits, e.tick, e.fuel)
+        let counters = e.counters.of(&name);
+        Instance::new(
+            &e.engine,
+            &self.inner.exports,
+            name,
+            limits,
+            e.tick,
+            e.fuel,
+            counters,
+        )
     }
 }
 

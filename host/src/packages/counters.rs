@@ -3,11 +3,13 @@
 //!
 //! A package's counters live in its [`CounterSet`], shared by every instance
 //! of the package in one agent, so they survive an instance being replaced.
-//! Impulses (a package's own included) keep theirs in a process-wide set keyed
-//! by the impulse's name. Counters are in memory only: a restart starts them at 0.
+//! Impulses (a package's own included) keep theirs in the [`ImpulseCounters`]
+//! of the agent's engine, one set per impulse name. Counters are in memory
+//! only, and belong to one agent: each agent (and each restart) starts them at
+//! 0, even beside another agent in the same process.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -80,25 +82,32 @@ fn cut(name: &str) -> &str {
     &name[..end]
 }
 
-/// The counters of every impulse of this process, by impulse name.
-static IMPULSE_COUNTERS: LazyLock<Mutex<HashMap<String, CounterSet>>> =
-    LazyLock::new(Default::default);
+/// The counters of every impulse of one agent, by impulse name: a version
+/// swapped in, or an instance replaced after a trap, finds its impulse's
+/// counters. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct ImpulseCounters {
+    sets: Arc<Mutex<HashMap<String, CounterSet>>>,
+}
 
-fn impulse_set(name: &str) -> CounterSet {
-    match IMPULSE_COUNTERS.lock() {
-        Ok(mut sets) => sets.entry(name.to_owned()).or_default().clone(),
-        Err(_) => CounterSet::default(),
+impl ImpulseCounters {
+    /// The counters of the impulse `name` (created empty on first use).
+    pub fn of(&self, name: &str) -> CounterSet {
+        match self.sets.lock() {
+            Ok(mut sets) => sets.entry(name.to_owned()).or_default().clone(),
+            Err(_) => CounterSet::default(),
+        }
     }
 }
 
 impl counters::Host for GuestState {
     fn add(&mut self, name: String, delta: f64) -> f64 {
         let owner = self.name().to_owned();
-        impulse_set(&owner).add(&owner, &name, delta)
+        self.counters().add(&owner, &name, delta)
     }
 
     fn get(&mut self, name: String) -> f64 {
-        impulse_set(self.name()).get(&name)
+        self.counters().get(&name)
     }
 }
 
@@ -144,5 +153,16 @@ mod tests {
             0.0,
             "non-finite sums are not kept"
         );
+    }
+
+    #[test]
+    fn impulse_counters_are_per_name_and_per_owner_of_the_registry() {
+        let agent = ImpulseCounters::default();
+        agent.of("p/a").add("p/a", "n", 2.0);
+        assert_eq!(agent.of("p/a").get("n"), 2.0, "the same set again");
+        assert_eq!(agent.of("p/b").get("n"), 0.0, "another impulse");
+        let other_agent = ImpulseCounters::default();
+        assert_eq!(other_agent.of("p/a").get("n"), 0.0, "another agent");
+        assert_eq!(agent.clone().of("p/a").get("n"), 2.0, "a clone shares");
     }
 }

@@ -14,6 +14,9 @@
 //! * `supplies` — datasources and what they supply, declared at every `load`:
 //!   `<datasource>=<uri>,<uri>` entries separated by `;`. A refused declaration
 //!   makes `load` return the agent's error.
+//! * `impulse_on` — a uri: the package also declares its impulse `count` on
+//!   it, which writes datapoint `<uri>.fires` = a host-kept counter of the
+//!   impulse's fires for each updated uri.
 //!
 //! What a run returns depends on the job's `kind` param:
 //!
@@ -124,7 +127,18 @@ impl Package for Probe {
         if let Some(ms) = params.f64("refresh")? {
             manifest = manifest.refresh((ms as u64) * MILLISECOND);
         }
+        if let Some(uri) = params.get("impulse_on") {
+            manifest = manifest.impulse(PackageImpulse::new("count", Subscription::new([uri])));
+        }
         Ok(manifest)
+    }
+
+    fn on_update(ctx: Context) -> Result<Vec<Sample>, String> {
+        let mut m = Metrics::new(ctx.ts);
+        for uri in &ctx.updated {
+            m.increment(&format!("{uri}.fires"), &[]);
+        }
+        Ok(m.into_samples())
     }
 
     fn run_job(call: JobCall) -> Result<Vec<Sample>, String> {
