@@ -175,6 +175,8 @@ pub struct RunningAgent {
     pub engine: komlogd::engine::Engine,
     /// The state of its packages.
     pub packages: komlogd::packages::PackageBoard,
+    /// What its hot reload has handled.
+    pub reload: komlogd::agent::reload::ReloadStats,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<komlogd::agent::daemon::RunSummary>>,
 }
@@ -204,6 +206,7 @@ impl RunningAgent {
         let board = agent.dispatcher.board();
         let engine = agent.engine.clone();
         let packages = agent.packages.clone();
+        let reload = agent.reload.clone();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -230,6 +233,7 @@ impl RunningAgent {
             tap,
             engine,
             packages,
+            reload,
             stop,
             thread: Some(thread),
         }
@@ -290,6 +294,18 @@ impl Drop for RunningAgent {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Poll `check` every 10 ms until it holds; fail naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

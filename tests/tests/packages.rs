@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use komlogd::model::{Sample, Value};
 use komlogd::packages::{PackagePhase, PackageStatus};
 use komlogd::store::Store;
-use komlogd_tests::{AgentDir, RunningAgent, dp};
+use komlogd_tests::{AgentDir, RunningAgent, dp, wait_until};
 
 const S: i64 = 1_000_000;
 
@@ -569,9 +569,14 @@ fn a_configuration_reload_adds_removes_and_restarts_packages_and_keeps_unchanged
     let keep = agent.packages.get("keep").expect("keep");
     assert_eq!(keep.loads, 1, "keep was not restarted: {keep:?}");
 
-    // An invalid file changes nothing.
+    // An invalid file changes nothing, once it has been read and refused.
+    let refused = agent.reload.configs_refused();
     std::fs::write(dir.config_path(), "- package:\n    install: [edit\n").expect("write");
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until(
+        "the invalid configuration refused",
+        Duration::from_secs(30),
+        || agent.reload.configs_refused() > refused,
+    );
     let board = agent.packages.snapshot();
     assert_eq!(
         board.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -589,11 +594,12 @@ fn a_configuration_reload_adds_removes_and_restarts_packages_and_keeps_unchanged
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Four more runs of keep (one a second): time for a removed package's
+    // job to show up had it not stopped.
     let keep_runs = runs(&agent.packages.get("keep").expect("keep"), "k");
     wait_package(&agent, "keep", Duration::from_secs(30), |s| {
-        runs(s, "k") >= keep_runs + 2
+        runs(s, "k") >= keep_runs + 4
     });
-    std::thread::sleep(Duration::from_millis(1500));
     let store = stopped_store(agent, &dir);
 
     // `keep` ran throughout on one phase, its host-kept counter never reset.

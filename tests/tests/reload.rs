@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use komlogd::impulses::Tapped;
-use komlogd_tests::{AgentDir, RunningAgent, dp, guest, lang_guest, replace_file};
+use komlogd_tests::{AgentDir, RunningAgent, dp, guest, lang_guest, replace_file, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -90,10 +90,16 @@ fn swaps_under_a_steady_stream_lose_and_double_nothing() {
             let before = s.fires;
             agent.wait_for("tag", WAIT, |s| s.fires > before + 20);
             broken_checked = true;
-            // Put the same version back: unchanged bytes are not a new version.
+            // Put the same version back: unchanged bytes are not a new
+            // version. Once the reloader has found them unchanged, nothing
+            // was swapped.
+            let unchanged = agent.reload.modules_unchanged();
             replace_file(&versions[next], &module);
-            std::thread::sleep(Duration::from_millis(400));
-            assert_eq!(agent.stats("tag").swaps as usize, swap);
+            wait_until("the same bytes found unchanged", WAIT, || {
+                agent.reload.modules_unchanged() > unchanged
+            });
+            let s = agent.stats("tag");
+            assert_eq!((s.swaps as usize, s.rejected_versions), (swap, 1));
         }
     }
     assert!(broken_checked);
@@ -154,13 +160,16 @@ fn configuration_reloads_add_change_remove_and_refuse_bad_files() {
     let extra = collect(&agent, "extra", 1);
     assert_eq!(extra[0].sample.value, komlogd::model::Value::Datapoint(2.0));
 
-    // An invalid file changes nothing.
+    // An invalid file changes nothing, once it has been read and refused.
+    let refused = agent.reload.configs_refused();
     std::fs::write(
         dir.config_path(),
         "- impulses:\n    name: tag\n    filename: tag.wasm\n    uris: [in\n",
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    wait_until("the invalid configuration refused", WAIT, || {
+        agent.reload.configs_refused() > refused
+    });
     agent.inbox.samples(vec![dp("in", 4, 0.0)]).unwrap();
     let fourth = collect(&agent, "tag", 1);
     assert_eq!(fourth[0].sample.uri, "second");

@@ -161,6 +161,7 @@ pub async fn run(
         mut dispatcher,
         engine,
         packages: package_board,
+        reload: reload_stats,
         ..
     } = agent;
     let board = dispatcher.board();
@@ -202,6 +203,7 @@ pub async fn run(
         running,
         inbox.clone(),
         Some(packages.clone()),
+        reload_stats,
     ) {
         Ok(r) => Some(r),
         Err(e) => {

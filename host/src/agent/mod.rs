@@ -81,6 +81,8 @@ pub struct Agent {
     pub load_errors: Vec<LoadFailure>,
     /// The state of the packages, once the daemon runs them.
     pub packages: crate::packages::PackageBoard,
+    /// What hot reload has handled, once the daemon runs.
+    pub reload: reload::ReloadStats,
 }
 
 /// Settings that are not in the configuration file.
@@ -153,6 +155,7 @@ impl Agent {
             engine,
             load_errors,
             packages: crate::packages::PackageBoard::default(),
+            reload: reload::ReloadStats::default(),
         })
     }
 }

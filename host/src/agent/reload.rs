@@ -24,6 +24,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,6 +60,45 @@ enum Event {
     Stop,
 }
 
+/// What the reloader has done so far: how many versions of komlogd.yaml it
+/// applied and refused, and how many changed module files held the running
+/// version's bytes. Each count goes up once the change is fully handled, so a
+/// test can tell that a change was seen and handled before it checks that the
+/// change did nothing. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStats {
+    counts: Arc<ReloadCounts>,
+}
+
+#[derive(Debug, Default)]
+struct ReloadCounts {
+    configs_applied: AtomicU64,
+    configs_refused: AtomicU64,
+    modules_unchanged: AtomicU64,
+}
+
+impl ReloadStats {
+    /// Valid versions of komlogd.yaml applied.
+    pub fn configs_applied(&self) -> u64 {
+        self.counts.configs_applied.load(Ordering::SeqCst)
+    }
+
+    /// Versions of komlogd.yaml refused for their errors.
+    pub fn configs_refused(&self) -> u64 {
+        self.counts.configs_refused.load(Ordering::SeqCst)
+    }
+
+    /// Changed module files found to hold the running version (a `touch`, or
+    /// the same bytes written again): nothing to swap.
+    pub fn modules_unchanged(&self) -> u64 {
+        self.counts.modules_unchanged.load(Ordering::SeqCst)
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// The running reloader; dropping it (or [`Reloader::stop`]) stops watching.
 pub struct Reloader {
     events: Sender<Event>,
@@ -70,12 +110,14 @@ impl Reloader {
     /// impulse now loaded to its module hash; enabled blocks that are missing from
     /// it (they failed to load) are retried when their file changes. `packages`,
     /// when given, follows the `- package:` blocks of each valid reload.
+    /// `stats` counts what was handled.
     pub fn start(
         engine: Engine,
         config: Config,
         running: HashMap<String, String>,
         inbox: Inbox,
         packages: Option<Arc<Packages>>,
+        stats: ReloadStats,
     ) -> Result<Reloader, WatchError> {
         let (events, rx) = mpsc::channel();
         let sender = events.clone();
@@ -124,6 +166,7 @@ impl Reloader {
             packages,
             watcher,
             watched: BTreeSet::new(),
+            stats,
         };
         state.rewatch()?;
         let thread = std::thread::Builder::new()
@@ -173,6 +216,7 @@ struct State {
     packages: Option<Arc<Packages>>,
     watcher: Box<dyn Watcher + Send>,
     watched: BTreeSet<PathBuf>,
+    stats: ReloadStats,
 }
 
 /// A block with its position cleared, so that moving it in the file is no change.
@@ -218,8 +262,15 @@ impl State {
             .cloned()
             .collect();
         for block in blocks {
-            if let Some(control) = self.prepare(&block) {
-                let _ = self.inbox.control(control);
+            match self.prepare(&block) {
+                Some(control) => {
+                    let _ = self.inbox.control(control);
+                }
+                // A running impulse gets a control unless its version is current.
+                None if self.running.contains_key(&block.name) => {
+                    ReloadStats::count(&self.stats.counts.modules_unchanged);
+                }
+                None => {}
             }
         }
     }
@@ -235,6 +286,7 @@ impl State {
                     config = %self.config.path.display(),
                     "configuration not reloaded: it has errors; the running impulses and packages are unchanged"
                 );
+                ReloadStats::count(&self.stats.counts.configs_refused);
                 return;
             }
         };
@@ -301,6 +353,7 @@ impl State {
             tracing::error!("{e}");
         }
         tracing::info!(config = %self.config.path.display(), "configuration reloaded");
+        ReloadStats::count(&self.stats.counts.configs_applied);
     }
 
     /// What brings one enabled block's impulse up to date: an add, a swap, a
