@@ -31,7 +31,10 @@ pub struct JobConfig {
     pub uri: String,
     /// The command as written.
     pub command: String,
-    /// The command split into program and arguments.
+    /// The command split into program and arguments. A program written as a
+    /// relative path (`./x.sh`, `bin/x`) is resolved against the directory of
+    /// the file that declares the job; a bare name (`df`) is looked up in
+    /// `PATH` when it runs.
     pub argv: Vec<String>,
     /// `enabled` (default true); disabled jobs are kept but never scheduled.
     pub enabled: bool,
@@ -95,7 +98,12 @@ pub(super) fn parse_job(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opti
                 ctx.warn(line(n), warning);
             }
             match split_command(&text) {
-                Ok(argv) => Some((text, argv)),
+                Ok(mut argv) => {
+                    if let Some(program) = argv.first_mut() {
+                        *program = resolve_program(&ctx.dir, program);
+                    }
+                    Some((text, argv))
+                }
                 Err(e) => {
                     ctx.error(line(n), format!("job.command: {e}"));
                     None
@@ -212,6 +220,19 @@ pub fn split_command(command: &str) -> Result<Vec<String>, String> {
         return Err(format!("{command:?} has no program to run"));
     }
     Ok(argv)
+}
+
+/// The program of a command as it is run: a relative path (it has a `/`:
+/// `./x.sh`, `bin/x`) joined to `dir`; a bare name (looked up in `PATH` when
+/// it runs) or an absolute path as written.
+fn resolve_program(dir: &Path, program: &str) -> String {
+    let path = Path::new(program);
+    if program.contains('/') && path.is_relative() {
+        let path = path.strip_prefix(".").unwrap_or(path);
+        dir.join(path).to_string_lossy().into_owned()
+    } else {
+        program.to_owned()
+    }
 }
 
 /// Where a quote or escape leaves the character being read.

@@ -2,7 +2,9 @@
 //! classify what happened as a [`JobOutcome`].
 //!
 //! * The command runs with stdin from `/dev/null`, the agent's environment and
-//!   working directory, in a **process group of its own**. A timeout or a shutdown
+//!   working directory, in a **process group of its own**. Its program is
+//!   `argv[0]` as the configuration resolved it (a relative path is joined to
+//!   the declaring file's folder; a bare name is looked up in `PATH`). A timeout or a shutdown
 //!   kills the whole group with SIGKILL, so children of the command die too
 //!   (unless they moved to another group or session, as daemons do).
 //! * **stdout** is the sample. At most [`MAX_DATASOURCE_BYTES`] + 1 bytes are kept in

@@ -624,3 +624,44 @@ async fn stopping_before_anything_runs_returns_at_once() {
     )
     .await;
 }
+
+/// A script beside a komlogd.yaml in a fresh directory, and the configuration
+/// naming it as `command`.
+fn config_with_script(command: &str, script: &str) -> (tempfile::TempDir, crate::config::Config) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(script);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, "#!/bin/sh\necho \"ran $0\"\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = dir.path().join("komlogd.yaml");
+    std::fs::write(
+        &yaml,
+        format!("- job:\n    uri: rel\n    command: {command}\n    schedule: '* * * * *'\n"),
+    )
+    .unwrap();
+    let config = crate::config::Config::load(&yaml).unwrap();
+    (dir, config)
+}
+
+#[tokio::test]
+async fn a_relative_command_runs_from_the_configuration_folder_not_the_working_directory() {
+    for (command, script) in [("./errjob.sh", "errjob.sh"), ("bin/job", "bin/job")] {
+        let (dir, config) = config_with_script(command, script);
+        let cwd = std::env::current_dir().unwrap();
+        assert!(!cwd.starts_with(dir.path()), "the test runs elsewhere");
+        assert!(!cwd.join(script).exists());
+        let outcome = bounded("the job", run_job_once(&config.jobs[0], minute(1))).await;
+        let JobOutcome::Sample { sample, .. } = outcome else {
+            panic!("{command}: a sample, got {outcome:?}");
+        };
+        let ran = dir.path().join(script);
+        assert_eq!(
+            text(&sample),
+            format!("ran {}\n", ran.display()),
+            "{command}"
+        );
+    }
+}
