@@ -90,6 +90,10 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
     let num = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
         m.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0)
     };
+    // Counters are integers: summed as such (a float sum of nothing is -0).
+    let count = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        m.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0)
+    };
     let text = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
         m.get(k)
             .and_then(serde_json::Value::as_str)
@@ -117,15 +121,15 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
     );
     for imp in &report.impulses {
         let m = &imp.stats;
-        let failures: f64 = m
+        let failures: u64 = m
             .get("failures")
             .and_then(serde_json::Value::as_object)
-            .map(|f| f.values().filter_map(serde_json::Value::as_f64).sum())
-            .unwrap_or(0.0);
-        let skips = num(m, "skips")
-            + num(m, "backoff_skips")
-            + num(m, "disabled_skips")
-            + num(m, "queue_full_skips");
+            .map(|f| f.values().filter_map(serde_json::Value::as_u64).sum())
+            .unwrap_or(0);
+        let skips = count(m, "skips")
+            + count(m, "backoff_skips")
+            + count(m, "disabled_skips")
+            + count(m, "queue_full_skips");
         let version = text(m, "version");
         let _ = writeln!(
             out,
@@ -133,13 +137,13 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             imp.name,
             text(m, "state"),
             version.get(..12).unwrap_or(&version),
-            num(m, "fires"),
+            count(m, "fires"),
             skips,
             failures,
             micros(num(m, "duration_p50_us")),
             micros(num(m, "duration_p99_us")),
             bytes(num(m, "memory_high_water")),
-            num(m, "remote_writes_dropped"),
+            count(m, "remote_writes_dropped"),
         );
     }
     if let Some(server) = &report.server {
@@ -217,5 +221,61 @@ fn bytes(b: f64) -> String {
         format!("{:.1}MiB", b / (1u64 << 20) as f64)
     } else {
         format!("{:.0}KiB", b / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::status::{ImpulseStatus, StatusReport};
+
+    fn report(stats: serde_json::Value) -> StatusReport {
+        let serde_json::Value::Object(stats) = stats else {
+            panic!("stats must be an object");
+        };
+        StatusReport {
+            pid: 1,
+            uptime_s: 5.0,
+            impulses: vec![ImpulseStatus {
+                name: "imp".into(),
+                stats,
+            }],
+            server: None,
+            packages: Vec::new(),
+        }
+    }
+
+    /// The columns of the impulse's row.
+    fn row(table: &str) -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.starts_with("imp "))
+            .unwrap_or_else(|| panic!("no row in {table}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn an_impulse_without_failures_shows_zero_failures_not_minus_zero() {
+        let table = status(
+            &report(serde_json::json!({
+                "version": "abc", "state": "running", "fires": 3, "failures": {},
+            })),
+            false,
+        );
+        assert_eq!(row(&table)[3..6], ["3", "0", "0"], "{table}");
+        let table = status(
+            &report(serde_json::json!({
+                "version": "abc", "state": "backoff", "fires": 3, "skips": 1,
+                "backoff_skips": 2, "failures": {"trap": 2, "deadline": 1},
+            })),
+            false,
+        );
+        assert_eq!(
+            row(&table)[1..6],
+            ["backoff", "abc", "3", "3", "3"],
+            "{table}"
+        );
     }
 }
