@@ -12,3 +12,15 @@ pub fn names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Report a test that cannot run here: `SKIPPED: <reason>` on stderr, past
+/// the harness's capture, so a passing run shows it. With
+/// `KOMLOGD_TESTS_NO_SKIP` set (CI sets it) a skip is a failure instead.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    assert!(
+        std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
+        "cannot run here, and KOMLOGD_TESTS_NO_SKIP is set: {reason}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}

@@ -26,7 +26,7 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
 }
 
-use crate::test_util::names;
+use crate::test_util::{names, skip};
 
 fn pkcs8_pem(key: &PrivateKey) -> String {
     key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string()
@@ -302,15 +302,31 @@ fn failed_private_key_rename_removes_the_new_public_key() {
     assert!(priv_path.is_dir());
 }
 
+/// Set in the child process of `unwritable_directory_gives_an_error_and_no_files`.
+const NO_DAC_CHILD: &str = "KOMLOGD_KEYS_TEST_NO_DAC";
+
 #[test]
 fn unwritable_directory_gives_an_error_and_no_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("ro");
     fs::create_dir(&dir).expect("mkdir");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).expect("chmod");
-    // Root ignores directory permissions; the tests above provoke failures another way.
+    // Root ignores directory permissions (CAP_DAC_OVERRIDE): then the test
+    // runs again in a child process of this test binary whose capability
+    // bounding set lacks the two capabilities that bypass them, so that the
+    // check runs as root too (CI runs as root).
     if fs::write(dir.join("probe"), "").is_ok() {
-        eprintln!("running as root: a 0500 directory is writable; test skipped");
+        fs::remove_file(dir.join("probe")).expect("remove the probe");
+        assert!(
+            std::env::var_os(NO_DAC_CHILD).is_none(),
+            "the child still writes into a 0500 directory"
+        );
+        if !without_dac_override("keys::tests::unwritable_directory_gives_an_error_and_no_files") {
+            skip(
+                "unwritable_directory_gives_an_error_and_no_files: root, and cannot drop \
+                 CAP_DAC_OVERRIDE for a child process",
+            );
+        }
         return;
     }
     let err = err_of(create_with(&dir.join("key.priv"), shared_key().clone()));
@@ -351,4 +367,41 @@ fn openssh_round_trip_and_public_key_path() {
         public_key_path(Path::new("key.priv")),
         Path::new("./key.pub")
     );
+}
+
+/// Run the test `name` of this binary in a child process whose capability
+/// bounding set lacks CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so that file
+/// permissions apply even to root. Panics if the child's test fails; false if
+/// the capabilities cannot be dropped here.
+fn without_dac_override(name: &str) -> bool {
+    use std::os::unix::process::CommandExt;
+    const CAP_DAC_OVERRIDE: libc::c_ulong = 1;
+    const CAP_DAC_READ_SEARCH: libc::c_ulong = 2;
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(NO_DAC_CHILD, "1");
+    // SAFETY: prctl(2) is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            for cap in [CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH] {
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = match cmd.output() {
+        Ok(out) => out,
+        // pre_exec's error: no CAP_SETPCAP to change the bounding set.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => return false,
+        Err(e) => panic!("cannot run the child test: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the child test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
