@@ -19,6 +19,18 @@ use komlog_session::{Endpoint, HookOutcome, Sample, Session, SessionConfig, Sess
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Report a test that cannot run here: `SKIPPED: <reason>` on stderr, past
+/// the harness's capture, so a passing run shows it. With
+/// `KOMLOGD_TESTS_NO_SKIP` set (CI sets it) a skip is a failure instead.
+fn skip(reason: &str) {
+    use std::io::Write;
+    assert!(
+        std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
+        "cannot run here, and KOMLOGD_TESTS_NO_SKIP is set: {reason}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}
+
 fn key(i: usize) -> PrivateKey {
     static KEYS: [OnceLock<PrivateKey>; 2] = [OnceLock::new(), OnceLock::new()];
     KEYS[i]
@@ -436,8 +448,10 @@ async fn tls_errors_name_the_certificate_problem_and_the_ca_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_in_at_an_ipv6_address() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback on this machine: nothing to test");
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        skip(&format!(
+            "logs_in_at_an_ipv6_address: no IPv6 loopback here (binding [::1]: {e})"
+        ));
         return;
     }
     let hub = Hub::start_with(|c| c.listen = "[::1]:0".parse().unwrap()).await;

@@ -94,8 +94,14 @@ fn public_line_matches_ssh_keygen() {
         .output()
     {
         Ok(out) if out.status.success() => out,
-        _ => {
-            eprintln!("ssh-keygen not usable here; comparison skipped");
+        Ok(out) => panic!(
+            "ssh-keygen -y failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            skip(&format!(
+                "public_line_matches_ssh_keygen: cannot run ssh-keygen ({e}); install openssh-client"
+            ));
             return;
         }
     };
