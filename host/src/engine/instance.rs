@@ -84,16 +84,22 @@ impl FailureKind {
 }
 
 /// A call that did not return normally. The instance must be discarded.
+///
+/// Its text is one line (it is an impulse's last error in `komlogd status`
+/// and part of log records): the kind, wasmtime's reason and the guest's
+/// stderr. The wasm backtrace a trap carries is kept apart, for a debug log.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind_name}: {message}{}", if stderr.is_empty() { String::new() } else { format!(" (guest stderr: {stderr})") })]
 pub struct CallError {
     /// What kind of failure.
     pub kind: FailureKind,
     kind_name: &'static str,
-    /// wasmtime's description.
+    /// wasmtime's reason, on one line, without the backtrace.
     pub message: String,
-    /// What the guest wrote to stderr, trimmed (often a panic message).
+    /// What the guest wrote to stderr, on one line (often a panic message).
     pub stderr: String,
+    /// The wasm backtrace of a trap, one frame a line.
+    pub backtrace: Option<String>,
 }
 
 impl CallError {
@@ -103,8 +109,46 @@ impl CallError {
             kind_name: kind.as_str(),
             message,
             stderr,
+            backtrace: None,
         }
     }
+}
+
+/// wasmtime's reason for a failed call, on one line: the error chain without
+/// the wasm backtrace a trap carries (see [`wasm_backtrace`]), e.g. ``wasm trap:
+/// wasm `unreachable` instruction executed``.
+pub fn error_reason(err: &wasmtime::Error) -> String {
+    let trace = wasm_backtrace(err);
+    let parts: Vec<String> = err
+        .chain()
+        .map(ToString::to_string)
+        .filter(|part| trace.as_deref() != Some(part.as_str()))
+        .collect();
+    one_line(&parts.join(": "))
+}
+
+/// The wasm backtrace attached to a trap, if any (several lines).
+pub fn wasm_backtrace(err: &wasmtime::Error) -> Option<String> {
+    err.downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(ToString::to_string)
+}
+
+/// A guest's stderr (or any text) on one line: its non-blank lines, trimmed,
+/// joined with `; ` (or a space after a line ending in `:`, as a Rust panic's
+/// location line does). Rust's hint to set `RUST_BACKTRACE`, which a guest
+/// cannot follow, is left out.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("note: run with `RUST_BACKTRACE=") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// Tracks memory growth against the cap and remembers whether the cap was hit.
@@ -346,9 +390,7 @@ fn end_call(store: &mut Store<GuestState>) {
 
 fn classify(store: &Store<GuestState>, err: wasmtime::Error, default: FailureKind) -> CallError {
     let state = store.data();
-    let stderr = String::from_utf8_lossy(&state.stderr.contents())
-        .trim()
-        .to_owned();
+    let stderr = one_line(&String::from_utf8_lossy(&state.stderr.contents()));
     let kind = match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => FailureKind::Deadline,
         Some(Trap::OutOfFuel) => FailureKind::Fuel,
@@ -357,12 +399,21 @@ fn classify(store: &Store<GuestState>, err: wasmtime::Error, default: FailureKin
     };
     let message = match kind {
         FailureKind::Memory => format!(
-            "memory cap of {} bytes reached ({:#})",
-            state.limiter.cap, err
+            "memory cap of {} bytes reached ({})",
+            state.limiter.cap,
+            error_reason(&err)
         ),
-        _ => format!("{err:#}"),
+        // The kind already says it is a trap.
+        _ => {
+            let reason = error_reason(&err);
+            reason
+                .strip_prefix("wasm trap: ")
+                .map_or_else(|| reason.clone(), str::to_owned)
+        }
     };
-    CallError::new(kind, message, stderr)
+    let mut e = CallError::new(kind, message, stderr);
+    e.backtrace = wasm_backtrace(&err);
+    e
 }
 
 impl GuestState {

@@ -24,5 +24,7 @@ pub mod guest_log;
 pub mod instance;
 pub mod runtime;
 
-pub use instance::{CallError, FailureKind, Instance, Limits};
+pub use instance::{
+    CallError, FailureKind, Instance, Limits, error_reason, one_line, wasm_backtrace,
+};
 pub use runtime::{Engine, EngineConfig, LoadError, Module};

@@ -267,17 +267,24 @@ impl PackageInstance {
     }
 
     fn failure(&self, what: &'static str, err: wasmtime::Error) -> PackageError {
-        let stderr = String::from_utf8_lossy(&self.store.data().stderr.contents())
-            .trim()
-            .to_owned();
+        let stderr = crate::engine::one_line(&String::from_utf8_lossy(
+            &self.store.data().stderr.contents(),
+        ));
         let full = format!("{err:#}");
+        if let Some(trace) = crate::engine::wasm_backtrace(&err) {
+            tracing::debug!(
+                package = &*self.store.data().name,
+                "{what} failed here: {}",
+                crate::engine::one_line(&trace)
+            );
+        }
         let message = match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => format!("deadline of {:?} exceeded", self.timeout),
             Some(Trap::OutOfFuel) => "out of fuel".to_owned(),
             _ if full.contains("forcing trap when growing memory") => {
                 format!("memory cap of {} bytes reached", self.memory_bytes)
             }
-            _ => full,
+            _ => crate::engine::error_reason(&err),
         };
         PackageError::Call {
             what,

@@ -1,0 +1,150 @@
+//! What an operator reads: the one-shot `komlogd` binary's output and log
+//! records when an impulse traps.
+//!
+//! Each test has its own komlogd.yaml in a temporary directory, which is also
+//! `HOME`. Every child is killed if it runs for more than a minute.
+
+mod common;
+
+use common::guest;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a child ended.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A temporary agent directory (also `HOME`) with its komlogd.yaml.
+struct Agent {
+    dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn new(yaml: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("komlogd.yaml"), yaml).expect("write komlogd.yaml");
+        Agent { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("komlogd.yaml")
+    }
+
+    /// `komlogd -c <its komlogd.yaml> ARGS` with `input` on stdin (none:
+    /// `/dev/null`) and `env` set.
+    fn run(&self, args: &[&str], input: Option<&str>, env: &[(&str, &str)]) -> Run {
+        run(self.dir.path(), &self.config(), args, input, env)
+    }
+}
+
+fn run(
+    home: &Path,
+    config: &Path,
+    args: &[&str],
+    input: Option<&str>,
+    env: &[(&str, &str)],
+) -> Run {
+    let mut cmd = Command::new(KOMLOGD);
+    cmd.arg("-c")
+        .arg(config)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("KOMLOGD_LOG")
+        .envs(env.iter().copied())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run komlogd");
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for komlogd") {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("komlogd {args:?}: still running after {TIMEOUT:?}, killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+#[test]
+fn a_trap_is_one_line_on_stderr_and_in_the_log_and_its_backtrace_is_at_debug() {
+    let agent = Agent::new(&format!(
+        "- username: me\n- impulses:\n    name: flaky\n    filename: {}\n    uris: [in]\n    params: {{mode: panic}}\n",
+        guest("misbehave").display()
+    ));
+    let run = agent.run(&["-u", "in", "--datapoint"], Some("1"), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // Every line is a whole record: a log line or komlogd's own message.
+    for line in run.stderr.lines() {
+        assert!(
+            line.starts_with("komlogd: ") || line.starts_with("20"),
+            "a continuation line in\n{}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("backtrace"), "{}", run.stderr);
+    let last = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("komlogd: impulse flaky: "))
+        .unwrap_or_else(|| panic!("no last error in\n{}", run.stderr));
+    assert!(
+        last.starts_with(
+            "komlogd: impulse flaky: trap: wasm `unreachable` instruction executed (guest stderr: thread "
+        ),
+        "{last}"
+    );
+    assert!(last.ends_with(": misbehave: asked to panic)"), "{last}");
+
+    // The backtrace is there for whoever asks for debug, on one line too.
+    let run = agent.run(
+        &["-u", "in", "--datapoint"],
+        Some("2"),
+        &[("KOMLOGD_LOG", "debug")],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let trace = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("DEBUG where it failed: "))
+        .unwrap_or_else(|| panic!("no backtrace at debug in\n{}", run.stderr));
+    assert!(trace.contains("wasm backtrace: 0: "), "{trace}");
+    assert!(trace.contains("; 1: "), "{trace}");
+}
