@@ -253,8 +253,11 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOMLOG_HUB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only on a terminal: a log redirected to a file or a pipe
+    // stays plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let store = {

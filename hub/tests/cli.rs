@@ -203,12 +203,18 @@ impl Served {
 
     /// `serve` with `extra` arguments.
     fn start_with(data: &Path, extra: &[&str]) -> Served {
+        Served::start_logging(data, extra, Stdio::inherit())
+    }
+
+    /// `serve` with `extra` arguments and its stderr (its log) to `stderr`.
+    fn start_logging(data: &Path, extra: &[&str], stderr: Stdio) -> Served {
         let child = Command::new(env!("CARGO_BIN_EXE_komlog-hub"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .env_remove("KOMLOG_HUB_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn komlog-hub serve");
         Served {
@@ -416,4 +422,19 @@ async fn serve_with_tls_takes_admin_commands_and_names_bad_files() {
     assert!(plain.is_err(), "{plain:?}");
     let status = served.stop();
     assert_eq!(status.code(), Some(0), "clean stop on SIGTERM");
+}
+
+#[test]
+fn a_log_redirected_to_a_file_has_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("hub.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut served = Served::start_logging(&data, &[], Stdio::from(file));
+    served.addr();
+    assert_eq!(served.stop().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("komlog-hub listening"), "{text}");
+    assert!(text.contains("SIGTERM: stopping"), "{text}");
+    assert!(!text.contains('\x1b'), "ANSI escape codes in {text:?}");
 }
