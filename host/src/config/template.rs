@@ -21,12 +21,14 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #- keyfile: key.priv
 
 # ------------------------------------------------------------------ server
-# The Komlog-compatible server (http, https, ws or wss); without one komlogd runs alone.
+# A Komlog-compatible server, such as a komlog-hub; without one komlogd runs alone.
+# The url is http, https, ws or wss: for a hub serving plain HTTP on this machine
+# (`komlog-hub serve --listen 127.0.0.1:8080`) it is http://127.0.0.1:8080/.
 # With https or wss the server's certificate must chain to a public CA, or to one
 # of the CA certificates in ca_file (PEM; optional).
 #- server:
-#    url: wss://agents.komlog.io/
-#    ca_file: ca.pem             # optional: a private CA's certificate, for https/wss
+#    url: https://localhost:8443/   # a komlog-hub serving TLS (serve --tls-cert ... --tls-key ...)
+#    ca_file: ca.pem                # optional: the CA that signed its certificate
 
 # ------------------------------------------------------------------ logging
 # Where and how much komlogd logs; the values shown are the defaults.
@@ -37,6 +39,12 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    backup_count: 3         # rotated files to keep
 #    dirname: log            # directory of the log file
 #    filename: komlogd.log   # file name only
+
+# ------------------------------------------------------------------ metrics
+# Serve the agent's counters at GET /metrics in the Prometheus text format.
+# Default: none, no port is opened.
+#- metrics:
+#    listen: 127.0.0.1:9108      # address and port
 
 # ------------------------------------------------------------------ jobs
 # A job runs a command on a cron schedule and sends what it prints, if anything,
@@ -148,9 +156,16 @@ mod tests {
         let dir = Path::new("/home/u/.komlogd");
         assert_eq!(cfg.username.as_ref().map(|u| u.as_str()), Some("username"));
         assert_eq!(cfg.keyfile.as_deref(), Some(dir.join("key.priv").as_path()));
+        // The public Komlog service is gone: the example is a komlog-hub.
         assert_eq!(
             cfg.server.as_ref().map(|s| s.url.as_str()),
-            Some("wss://agents.komlog.io/")
+            Some("https://localhost:8443/")
+        );
+        assert!(TEMPLATE.contains("http://127.0.0.1:8080/"));
+        assert!(!TEMPLATE.contains("komlog.io"));
+        assert_eq!(
+            cfg.metrics.as_ref().map(|m| m.listen.to_string()).as_deref(),
+            Some("127.0.0.1:9108")
         );
         assert_eq!(
             cfg.server.as_ref().and_then(|s| s.ca_file.as_deref()),
