@@ -148,3 +148,23 @@ fn a_trap_is_one_line_on_stderr_and_in_the_log_and_its_backtrace_is_at_debug() {
     assert!(trace.contains("wasm backtrace: 0: "), "{trace}");
     assert!(trace.contains("; 1: "), "{trace}");
 }
+
+#[test]
+fn check_and_status_help_mention_packages() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("komlogd.yaml");
+    for command in ["check", "status"] {
+        let run = run(home.path(), &config, &[command, "--help"], None, &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains("package"), "{command}: {}", run.stdout);
+    }
+    let run = run(home.path(), &config, &["--help"], None, &[]);
+    for line in ["check", "status"].map(|c| {
+        run.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(c))
+            .unwrap_or_else(|| panic!("no {c} in {}", run.stdout))
+    }) {
+        assert!(line.contains("package"), "{line}");
+    }
+}

@@ -61,10 +61,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Load the configuration and every impulse, report problems, and exit.
+    /// Load the configuration, every impulse and every package, report
+    /// problems, and exit.
+    ///
+    /// Each enabled package is loaded as the agent would (compiled,
+    /// instantiated with its grants, its `load` called) and its jobs and
+    /// impulses are listed. Exits with status 1 when an impulse or a package
+    /// does not load.
     Check,
-    /// Show the running agent's impulses: version, state, fires, skips, failures,
-    /// call durations, memory and dropped writes.
+    /// Show the running agent's impulses, packages and server link.
+    ///
+    /// Per impulse: version, state, fires, skips, failures, call durations,
+    /// memory and dropped writes. Per package: state, version, jobs, runs,
+    /// failures and the last run. In connected mode, the server link: its
+    /// state, the outbox, the samples sent, acknowledged and refused, and the
+    /// last error.
     Status {
         /// Print the agent's JSON answer instead of a table.
         #[arg(long)]
