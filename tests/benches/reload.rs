@@ -8,7 +8,8 @@
 //! 4. the cost of epoch deadlines: calls per second with and without them;
 //! 5. a runaway neighbour: a healthy impulse's latency (send → its call returned)
 //!    with and without an endless loop beside it, in alternating rounds; the
-//!    ratio compares the median of each configuration's p99s.
+//!    ratio compares the median of each configuration's p99s. Also how long the
+//!    runaway's calls ran before their deadline stopped them.
 //!
 //! `cargo bench -p komlogd-tests --bench reload [-- SECTION…]` (sections: swaps,
 //! memory, watch, epoch, runaway); `KOMLOGD_BENCH_QUICK=1` for a short run. Every figure is printed with the baseline measured in the same run.
@@ -407,8 +408,10 @@ fn healthy_latency(events: usize, with_runaway: bool) -> (Vec<f64>, Vec<f64>, St
     let busy = if with_runaway {
         let s = agent.stats("runaway");
         format!(
-            "   runaway: {} deadline stops",
+            "   runaway: {} deadline stops after p50 {:.0} ms, p99 {:.0} ms (deadline 1000 ms)",
             s.failures.get("deadline").copied().unwrap_or(0),
+            s.duration_p50_us / 1e3,
+            s.duration_p99_us / 1e3,
         )
     } else {
         String::new()

@@ -297,6 +297,18 @@ impl Drop for RunningAgent {
     }
 }
 
+/// Report a test (or a check) that cannot run here: `SKIPPED: <reason>` on
+/// stderr, past the harness's capture, so a passing run shows it. With
+/// `KOMLOGD_TESTS_NO_SKIP` set (CI sets it) a skip is a failure instead.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    assert!(
+        std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
+        "cannot run here, and KOMLOGD_TESTS_NO_SKIP is set: {reason}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}
+
 /// Poll `check` every 10 ms until it holds; fail naming `what` after `limit`.
 pub fn wait_until(what: &str, limit: std::time::Duration, check: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + limit;

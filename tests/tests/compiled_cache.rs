@@ -1,9 +1,12 @@
 //! The on-disk cache of compiled modules: a second engine (a restart) loads the
 //! artifact instead of compiling, also for the large Python and JavaScript
-//! guests, and a damaged artifact is rebuilt, not fatal.
+//! guests, and a damaged artifact is rebuilt, not fatal. Each test has a cache
+//! of its own, fresh, so what it asserts about compiling does not depend on
+//! earlier runs. How much faster a cached load is than compiling is measured by
+//! `cargo bench -p komlogd --bench languages` (first load and cached load per
+//! language), not asserted here.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use komlogd::engine::{Engine, EngineConfig, Limits};
 use komlogd_tests::{guest, lang_guest};
@@ -21,9 +24,7 @@ fn a_restart_loads_the_compiled_artifact() {
     let cache = tempfile::tempdir().unwrap();
     let summary = guest("summary");
 
-    let t = Instant::now();
     let first = engine(cache.path()).load(&summary).expect("first load");
-    let compile = t.elapsed();
     assert!(!first.from_cache(), "the first load compiles");
     let artifacts: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
@@ -33,15 +34,9 @@ fn a_restart_loads_the_compiled_artifact() {
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
     assert!(artifacts[0].starts_with(first.hash()) && artifacts[0].ends_with(".cwasm"));
 
-    let t = Instant::now();
     let second = engine(cache.path()).load(&summary).expect("second load");
-    let cached = t.elapsed();
     assert!(second.from_cache(), "a new engine finds the artifact");
     assert_eq!(first.hash(), second.hash());
-    assert!(
-        cached * 5 < compile,
-        "loading from the cache ({cached:?}) should be far faster than compiling ({compile:?})"
-    );
 }
 
 #[test]
@@ -71,30 +66,24 @@ fn a_damaged_artifact_is_rebuilt() {
 
 /// The large guests (Python ~18 MB, JavaScript ~12 MB) take seconds to
 /// compile; a restart (a new engine) and a reload in the same engine after the
-/// module was dropped both load the cached artifact instead, in milliseconds.
+/// module was dropped both load the cached artifact instead, and it runs.
 fn large_guest_starts_and_reloads_from_the_cache(lang: &str) {
     let cache = tempfile::tempdir().unwrap();
     let path = lang_guest(lang, "summary");
 
-    let t = Instant::now();
     let first = engine(cache.path()).load(&path).expect("first load");
-    let compile = t.elapsed();
     assert!(!first.from_cache(), "{lang}: the first load compiles");
     drop(first);
 
-    let t = Instant::now();
     let restarted = engine(cache.path());
     let second = restarted.load(&path).expect("load after a restart");
-    let restart = t.elapsed();
     assert!(
         second.from_cache(),
         "{lang}: a new engine finds the artifact"
     );
     drop(second);
 
-    let t = Instant::now();
     let third = restarted.load(&path).expect("reload");
-    let reload = t.elapsed();
     assert!(third.from_cache(), "{lang}: a reload finds the artifact");
     let described = third
         .instantiate(Arc::from("cached"), Limits::default())
@@ -106,16 +95,6 @@ fn large_guest_starts_and_reloads_from_the_cache(lang: &str) {
         Some(vec!["cpu.system".to_string(), "cpu.user".to_string()]),
         "{lang}: the cached module runs"
     );
-    eprintln!(
-        "{lang} summary ({} bytes): compile {compile:?}, restart {restart:?}, reload {reload:?}",
-        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
-    );
-    for (what, took) in [("restart", restart), ("reload", reload)] {
-        assert!(
-            took * 20 < compile && took < Duration::from_secs(1),
-            "{lang}: a {what} from the cache ({took:?}) should be far faster than compiling ({compile:?})"
-        );
-    }
 }
 
 #[test]
