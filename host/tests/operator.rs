@@ -168,3 +168,64 @@ fn check_and_status_help_mention_packages() {
         assert!(line.contains("package"), "{line}");
     }
 }
+
+#[test]
+fn the_agent_says_on_stderr_what_it_loaded_and_logs_a_readable_last_line() {
+    let agent = Agent::new(&format!(
+        "- username: me\n\
+         - job:\n    uri: j.out\n    command: echo hi\n    schedule: '0 0 1 1 *'\n\
+         - impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n\
+         - package:\n    install: off.wasm\n    enabled: false\n",
+        guest("probe").display()
+    ));
+    let mut child = Command::new(KOMLOGD)
+        .arg("-c")
+        .arg(agent.config())
+        .env("HOME", agent.dir.path())
+        .env_remove("KOMLOGD_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run komlogd");
+    let socket = agent.dir.path().join("komlogd.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("no control socket within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let status = child.wait().expect("wait for komlogd");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let log = agent.dir.path().join("log").join("komlogd.log");
+    assert_eq!(
+        stderr,
+        format!(
+            "komlogd: running in local mode: 1 impulse, 0 packages, 1 job; logging to {} \
+             (SIGINT or SIGTERM stops it)\n",
+            log.display()
+        )
+    );
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let last = text
+        .lines()
+        .find(|l| l.contains("komlogd stopped"))
+        .unwrap_or_else(|| panic!("no last line in\n{text}"));
+    assert!(
+        last.ends_with(
+            "komlogd stopped: 1 job scheduled, 0 source samples stored, 0 refused, 0 impulse fires"
+        ),
+        "{last}"
+    );
+}

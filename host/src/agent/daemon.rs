@@ -310,6 +310,50 @@ pub async fn run(
         let _ = m.await;
     }
     summary.jobs = job_count;
-    tracing::info!(?summary, "komlogd stopped");
+    tracing::info!("komlogd stopped: {summary}");
     summary
+}
+
+impl std::fmt::Display for RunSummary {
+    /// `1 job scheduled, 12 source samples stored, 0 refused, 30 impulse fires`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |n: u64| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} job{} scheduled, {} source sample{} stored, {} refused, {} impulse fire{}",
+            self.jobs,
+            s(self.jobs as u64),
+            self.stored,
+            s(self.stored),
+            self.refused,
+            self.fires,
+            s(self.fires)
+        )
+    }
+}
+
+/// What the agent says on stderr when it starts: its mode, the impulses of
+/// komlogd.yaml that loaded (a package's own start with it), the enabled
+/// packages and jobs (external job files included), and its log file.
+pub fn start_notice(config: &Config, impulses: usize, log: &std::path::Path) -> String {
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    let mut jobs = config.jobs.iter().filter(|j| j.enabled).count();
+    if config.allow_external_jobs {
+        // Read quietly: the agent logs the problems of these files itself.
+        let external = config::read_external_jobs(config);
+        jobs += external.jobs.iter().filter(|j| j.enabled).count();
+    }
+    let packages = config.packages.iter().filter(|p| p.enabled).count();
+    let mode = match &config.server {
+        Some(server) => format!("connected mode (server {})", server.url),
+        None => "local mode".to_owned(),
+    };
+    format!(
+        "running in {mode}: {impulses} impulse{}, {packages} package{}, {jobs} job{}; \
+         logging to {} (SIGINT or SIGTERM stops it)",
+        s(impulses),
+        s(packages),
+        s(jobs),
+        log.display()
+    )
 }

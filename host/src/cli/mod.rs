@@ -434,6 +434,10 @@ fn run_agent(config: &Config) -> Result<(), Failure> {
     for note in agent::config_notices(config) {
         tracing::warn!("{note}");
     }
+    eprintln!(
+        "komlogd: {}",
+        agent::daemon::start_notice(config, agent.dispatcher.specs().count(), log.log_file())
+    );
     runtime.block_on(async {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let signals = async {
