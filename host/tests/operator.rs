@@ -1,5 +1,7 @@
-//! What an operator reads: the one-shot `komlogd` binary's output and log
-//! records when an impulse traps.
+//! What an operator reads and relies on: the one-shot `komlogd` binary's
+//! output and log records when an impulse traps, the help, what the agent
+//! says when it starts, and `min_exec_delta` across one-shot uploads and the
+//! agent.
 //!
 //! Each test has its own komlogd.yaml in a temporary directory, which is also
 //! `HOME`. Every child is killed if it runs for more than a minute.
@@ -44,6 +46,28 @@ impl Agent {
     /// `/dev/null`) and `env` set.
     fn run(&self, args: &[&str], input: Option<&str>, env: &[(&str, &str)]) -> Run {
         run(self.dir.path(), &self.config(), args, input, env)
+    }
+
+    /// Upload `value` to `uri` as a datapoint at `ts`, expecting success.
+    fn upload(&self, uri: &str, ts: i64, value: f64) -> Run {
+        let ts = ts.to_string();
+        let run = self.run(
+            &["-u", uri, "--datapoint", "--ts", &ts],
+            Some(&value.to_string()),
+            &[],
+        );
+        assert_eq!(run.code, 0, "upload to {uri} at {ts}: {run:?}");
+        run
+    }
+
+    /// `query URI -n N --json`, parsed.
+    fn query(&self, uri: &str) -> Vec<serde_json::Value> {
+        let run = self.run(&["query", uri, "-n", "100", "--json"], None, &[]);
+        assert_eq!(run.code, 0, "query {uri}: {run:?}");
+        match serde_json::from_str(&run.stdout) {
+            Ok(serde_json::Value::Array(rows)) => rows,
+            other => panic!("query {uri} printed no JSON array: {other:?}"),
+        }
     }
 }
 
@@ -101,6 +125,18 @@ fn run(
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     }
+}
+
+/// The probe's reports at `probe.out`, parsed, oldest first.
+fn reports(agent: &Agent) -> Vec<serde_json::Value> {
+    agent
+        .query("probe.out")
+        .iter()
+        .map(|row| {
+            let text = row["value"].as_str().expect("a text report");
+            serde_json::from_str(text).expect("a JSON report")
+        })
+        .collect()
 }
 
 #[test]
@@ -228,4 +264,103 @@ fn the_agent_says_on_stderr_what_it_loaded_and_logs_a_readable_last_line() {
         ),
         "{last}"
     );
+}
+
+/// Start the agent of `agent`'s komlogd.yaml; returns once its control
+/// socket answers.
+fn start_agent(agent: &Agent) -> std::process::Child {
+    let child = Command::new(KOMLOGD)
+        .arg("-c")
+        .arg(agent.config())
+        .env("HOME", agent.dir.path())
+        .env_remove("KOMLOGD_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run komlogd");
+    let socket = agent.dir.path().join("komlogd.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "no control socket within {TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Stop an agent with SIGTERM and wait for it.
+fn stop_agent(mut child: std::process::Child) {
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait for komlogd");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The running agent's counters of impulse `name`, once `ok` holds for them.
+fn impulse_status(
+    agent: &Agent,
+    name: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let run = agent.run(&["status", "--json"], None, &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON status");
+        let found = report["impulses"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["name"] == name))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        if ok(&found) {
+            return found;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "{name}: not within {TIMEOUT:?}: {found}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn min_exec_delta_holds_across_one_shot_uploads_and_the_agent_alike() {
+    let agent = Agent::new(&format!(
+        "- username: me\n- impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n    min_exec_delta: 1h\n",
+        guest("probe").display()
+    ));
+    let min = 60_000_000;
+    let t0: i64 = 1_700_000_000_000_000;
+    let fired = |run: &Run, n: usize| {
+        let s = if n == 1 { "" } else { "s" };
+        assert!(
+            run.stdout.ends_with(&format!(
+                ": stored; {n} impulse fire{s}, {n} sample{s} written\n"
+            )),
+            "{run:?}"
+        );
+    };
+    fired(&agent.upload("x", t0, 1.0), 1);
+    // Within the hour of that run, after it and before it: skipped.
+    fired(&agent.upload("x", t0 + 10 * min, 2.0), 0);
+    fired(&agent.upload("x", t0 - 10 * min, 3.0), 0);
+
+    // The agent knows the one-shot run...
+    let running = start_agent(&agent);
+    agent.upload("x", t0 + 20 * min, 4.0);
+    impulse_status(&agent, "probe", |s| s["skips"] == 1);
+    agent.upload("x", t0 + 120 * min, 5.0);
+    impulse_status(&agent, "probe", |s| s["fires"] == 1);
+    stop_agent(running);
+    // ...and a one-shot upload the agent's.
+    fired(&agent.upload("x", t0 + 130 * min, 6.0), 0);
+    fired(&agent.upload("x", t0 + 240 * min, 7.0), 1);
+    let ts: Vec<i64> = reports(&agent)
+        .iter()
+        .map(|r| r["ts"].as_i64().expect("ts"))
+        .collect();
+    assert_eq!(ts, [t0, t0 + 120 * min, t0 + 240 * min]);
 }

@@ -23,6 +23,10 @@
 //! **min_exec_delta.** A fire whose timestamp is closer than `min_exec_delta` to the
 //! timestamp of the impulse's previous run (before or after it) is skipped and
 //! counted. Using sample timestamps rather than the wall clock keeps replays exact.
+//! The previous run is kept in the store ([`Store::last_run`]): read when the
+//! impulse is added, saved after each one-shot call ([`Dispatcher::ingest`],
+//! [`Dispatcher::upload`], [`Dispatcher::refire`]) and when the dispatcher
+//! closes, so one-shot `komlogd -u` runs and the agent skip by the same run.
 //!
 //! **Skips.** A worker backing off or disabled by the failure policy
 //! ([`super::worker`]) says so through a gate: the dispatcher skips (and
@@ -302,6 +306,8 @@ pub struct Dispatcher {
     specs_watcher: Option<SpecsWatcher>,
     /// The running set changed since the watcher last saw it.
     specs_changed: bool,
+    /// An impulse with a `min_exec_delta` ran since the last runs were saved.
+    last_runs_changed: bool,
 }
 
 impl Dispatcher {
@@ -326,6 +332,7 @@ impl Dispatcher {
             remote_duplicates: 0,
             specs_watcher: None,
             specs_changed: false,
+            last_runs_changed: false,
         }
     }
 
@@ -452,12 +459,13 @@ impl Dispatcher {
         };
         self.board.insert(name, stats.clone());
         let (keys, uri_texts) = self.keys_of(&spec);
+        let last_run_ts = self.saved_last_run(&spec);
         self.slots.push(Some(Slot {
             spec,
             version: hash,
             keys: keys.clone(),
             uri_texts,
-            last_run_ts: None,
+            last_run_ts,
             stats,
             jobs,
             thread: Some(thread),
@@ -616,12 +624,41 @@ impl Dispatcher {
     }
 
     /// Handle inbox messages until every fire sent has been answered and its
-    /// outputs processed.
+    /// outputs processed, then save the impulses' last runs.
     fn settle(&mut self) -> Result<(), StoreError> {
         while self.in_flight > 0 {
             self.pump(true)?;
         }
+        self.save_last_runs();
         Ok(())
+    }
+
+    /// The last run of `spec`'s impulse saved in the store, when it has a
+    /// `min_exec_delta`: a one-shot `komlogd -u` and the agent skip by the
+    /// same previous run.
+    fn saved_last_run(&self, spec: &ImpulseSpec) -> Option<i64> {
+        spec.min_exec_delta_us?;
+        self.store.last_run(&spec.name).unwrap_or_else(|e| {
+            tracing::warn!(impulse = &*spec.name, "cannot read its last run: {e}");
+            None
+        })
+    }
+
+    /// Save the last runs of the impulses with a `min_exec_delta`, if any ran.
+    fn save_last_runs(&mut self) {
+        if !std::mem::take(&mut self.last_runs_changed) {
+            return;
+        }
+        let runs: Vec<(&str, i64)> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.spec.min_exec_delta_us.is_some())
+            .filter_map(|s| Some((&*s.spec.name, s.last_run_ts?)))
+            .collect();
+        if let Err(e) = self.store.save_last_runs(&runs) {
+            tracing::warn!("cannot save the impulses' last runs (min_exec_delta): {e}");
+        }
     }
 
     /// Serve the inbox until [`Inbox::stop`], then finish every queued fire.
@@ -1012,6 +1049,7 @@ impl Dispatcher {
             slot.dropping = 0;
         }
         slot.last_run_ts = Some(ts);
+        self.last_runs_changed |= slot.spec.min_exec_delta_us.is_some();
         let mut updated = Vec::new();
         let mut others = Vec::new();
         for (key, text) in slot.keys.iter().zip(&slot.uri_texts) {

@@ -40,6 +40,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `&[u8]`: `b"format_version"` | `&[u8]`: u32 little-endian, [`FORMAT_VERSION`] |
+//! | `meta` | `&[u8]`: `b"last_run:"` + impulse name | `&[u8]`: i64 LE, the impulse's last run (`min_exec_delta`) |
 //! | `samples` | `(&[u8], i64)`: (uri as UTF-8 bytes, ts in µs UTC) | `&[u8]`: tag `0` + f64 LE (datapoint), or tag `1` + UTF-8 text (datasource) |
 //! | `uris` | `&[u8]`: uri as UTF-8 bytes | `&[u8]`, 25 bytes: kind tag u8 (`0` datapoint, `1` datasource), count u64 LE, first ts i64 LE, last ts i64 LE |
 //! | `outbox` | `(i64, &[u8])`: (ts, uri) | `&[u8]`: generation u64 LE, then the value as in `samples` |
@@ -78,6 +79,7 @@
 mod cache;
 mod disk;
 mod error;
+mod last_run;
 mod outbox;
 mod window;
 
