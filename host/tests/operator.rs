@@ -1,7 +1,8 @@
 //! What an operator reads and relies on: the one-shot `komlogd` binary's
 //! output and log records when an impulse traps, the help, what the agent
-//! says when it starts, and `min_exec_delta` across one-shot uploads and the
-//! agent.
+//! says when it starts, `min_exec_delta` across one-shot uploads and the
+//! agent, empty windows, and the order in which a call's outputs fix a new
+//! uri's kind.
 //!
 //! Each test has its own komlogd.yaml in a temporary directory, which is also
 //! `HOME`. Every child is killed if it runs for more than a minute.
@@ -363,4 +364,56 @@ fn min_exec_delta_holds_across_one_shot_uploads_and_the_agent_alike() {
         .map(|r| r["ts"].as_i64().expect("ts"))
         .collect();
     assert_eq!(ts, [t0, t0 + 120 * min, t0 + 240 * min]);
+}
+
+#[test]
+fn a_zero_past_count_or_past_delta_gives_an_empty_window() {
+    for reqs in [
+        "{past_count: 0}",
+        "{past_delta: 0s}",
+        "{past_count: 0, past_delta: 0s}",
+        "{}",
+    ] {
+        let agent = Agent::new(&format!(
+            "- username: me\n- impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n    data_reqs: {reqs}\n",
+            guest("probe").display()
+        ));
+        agent.upload("x", 1_000, 1.0);
+        agent.upload("x", 2_000, 2.0);
+        let reports = reports(&agent);
+        let [_, second] = reports.as_slice() else {
+            panic!("{reqs}: two fires: {reports:?}");
+        };
+        assert_eq!(second["updated"], serde_json::json!(["x"]), "{reqs}");
+        let window = second["window"].as_array().expect("a window");
+        if reqs == "{}" {
+            // Neither set: the latest sample.
+            assert_eq!(window.len(), 1, "{reqs}: {second}");
+            assert_eq!(window[0]["ts"], 2_000, "{reqs}: {second}");
+        } else {
+            assert!(window.is_empty(), "{reqs}: {second}");
+        }
+    }
+}
+
+#[test]
+fn a_calls_outputs_fix_a_new_uris_kind_in_timestamp_order() {
+    // The guest returns a datapoint at 20 before a text at 10: the text,
+    // earlier in time, is written first and makes `k` a datasource.
+    let agent = Agent::new(&format!(
+        "- username: me\n- impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n    \
+         params: {{emit: [{{uri: k, ts: 20, datapoint: 1}}, {{uri: k, ts: 10, datasource: t}}]}}\n",
+        guest("probe").display()
+    ));
+    let run = agent.upload("x", 30, 1.0);
+    assert!(
+        run.stdout
+            .ends_with(": stored; 1 impulse fire, 2 samples written\n"),
+        "{run:?}"
+    );
+    let rows = agent.query("k");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["ts"], 10, "{rows:?}");
+    assert_eq!(rows[0]["kind"], "datasource", "{rows:?}");
+    assert_eq!(rows[0]["value"], "t", "{rows:?}");
 }

@@ -94,7 +94,7 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 # ------------------------------------------------------------------ limits
 # Default sandbox limits for every impulse; an impulse's own limits take precedence.
 #- limits:
-#    timeout: 5s                          # wall-clock time per run
+#    timeout: 5s                          # wall-clock time per run (default 1s; a loaded machine may let a runaway run up to 2x this)
 #    memory: 64MiB                        # largest memory
 #    fuel: 10000000000                    # roughly, instructions per run
 #    disable_after: 5                     # failed events in a row before it is disabled
