@@ -858,3 +858,83 @@ fn check_loads_each_package_and_names_the_one_that_fails() {
         "{run:?}"
     );
 }
+
+// ------------------------------------------------------------- check: jobs
+
+/// Write an executable (`mode`) script at `path`.
+fn script(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn check_lists_the_jobs_and_names_each_one_whose_command_cannot_run() {
+    let every = "    schedule: '* * * * *'\n";
+    let agent = Agent::new(&format!(
+        "- job:\n    uri: host.ok\n    command: printf hello\n{every}\
+         - job:\n    uri: host.err\n    command: ./errjob.sh\n{every}\
+         - job:\n    uri: host.missing\n    command: no-such-komlogd-command -x\n{every}\
+         - job:\n    uri: host.plain\n    command: bin/plain.sh\n{every}\
+         - job:\n    uri: host.off\n    command: no-such-komlogd-command\n    enabled: no\n{every}"
+    ));
+    let dir = agent.dir.path();
+    // komlogd runs from another directory: the scripts are found beside komlogd.yaml.
+    assert!(!std::env::current_dir().unwrap().starts_with(dir));
+    script(&dir.join("errjob.sh"), 0o755);
+    std::fs::create_dir(dir.join("bin")).unwrap();
+    script(&dir.join("bin/plain.sh"), 0o644);
+    let printf = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("printf"))
+        .find(|p| p.is_file())
+        .expect("printf in PATH");
+
+    let run = agent.run(&["check"], Stdin::Null);
+    assert_eq!(run.code, 1, "{run:?}");
+    let c = agent.config_str();
+    let plain = dir.join("bin/plain.sh");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{c}: 0 impulses loaded\n\
+             {c}: 5 jobs\n\
+             \x20 host.ok: printf hello ({}), schedule * * * * *\n\
+             \x20 host.err: ./errjob.sh ({}), schedule * * * * *\n\
+             \x20 host.missing: no-such-komlogd-command -x (cannot run), schedule * * * * *\n\
+             \x20 host.plain: bin/plain.sh (cannot run), schedule * * * * *\n\
+             \x20 host.off: no-such-komlogd-command (disabled), schedule * * * * *\n",
+            printf.display(),
+            dir.join("errjob.sh").display()
+        )
+    );
+    let path = std::env::var("PATH").unwrap();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "komlogd: {c}:9: job host.missing: cannot run \"no-such-komlogd-command -x\": `no-such-komlogd-command` is not found in PATH ({path})\n\
+             komlogd: {c}:13: job host.plain: cannot run \"bin/plain.sh\": {}: not executable (mode 644): add the executable bit (chmod +x)\n\
+             komlogd: 2 jobs cannot run\n",
+            plain.display()
+        )
+    );
+
+    // Fixed: the script made executable and the missing command disabled.
+    script(&plain, 0o755);
+    std::fs::write(
+        agent.config(),
+        std::fs::read_to_string(agent.config())
+            .unwrap()
+            .replace("-x\n", "-x\n    enabled: no\n"),
+    )
+    .unwrap();
+    let run = agent.run(&["check"], Stdin::Null);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "  host.plain: bin/plain.sh ({}), schedule * * * * *\n",
+            plain.display()
+        )),
+        "{run:?}"
+    );
+    assert_eq!(run.stderr, "", "{run:?}");
+}

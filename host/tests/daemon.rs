@@ -443,3 +443,182 @@ fn a_chatty_impulse_writes_at_most_its_share_of_log_lines_a_call() {
         "{out}"
     );
 }
+
+/// A free TCP port on 127.0.0.1, as `127.0.0.1:PORT`.
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn jobs_show_in_status_and_metrics() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("errjob.sh");
+    std::fs::write(&script, "#!/bin/sh\necho 'half done'\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let addr = free_addr();
+    let config = dir.join("komlogd.yaml");
+    let every = "    schedule: '* * * * *'\n";
+    std::fs::write(
+        &config,
+        format!(
+            "- username: me\n- metrics:\n    listen: {addr}\n\
+             - job:\n    uri: host.ok\n    command: printf hello\n{every}\
+             - job:\n    uri: host.err\n    command: ./errjob.sh\n{every}\
+             - job:\n    uri: host.missing\n    command: no-such-komlogd-command -x\n{every}\
+             - job:\n    uri: host.slow\n    command: sleep 30\n    timeout: 1s\n{every}\
+             - job:\n    uri: host.off\n    command: printf never\n    enabled: no\n{every}"
+        ),
+    )
+    .unwrap();
+    let c = config.display().to_string();
+    // Started from another directory: `./errjob.sh` is found beside komlogd.yaml.
+    let child = command(home.path(), &["-c", &c])
+        .current_dir(home.path())
+        .spawn()
+        .unwrap();
+
+    // The jobs run at the next minute boundary (at most ~60 s away).
+    let status_json = || {
+        let st = command(home.path(), &["-c", &c, "status", "--json"])
+            .spawn()
+            .unwrap();
+        let (code, out, err) = wait(st, Duration::from_secs(60));
+        (code == 0).then(|| {
+            serde_json::from_str::<serde_json::Value>(&out)
+                .unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+        })
+    };
+    let mut report = serde_json::Value::Null;
+    let start = Instant::now();
+    loop {
+        if let Some(r) = status_json() {
+            report = r;
+            let ran = report["jobs"].as_array().is_some_and(|jobs| {
+                jobs.iter()
+                    .filter(|j| j["runs"].as_u64().unwrap_or(0) >= 1 && j["bytes"] != 0)
+                    .count()
+                    == 2
+                    && jobs
+                        .iter()
+                        .filter(|j| j["runs"].as_u64().unwrap_or(0) >= 1)
+                        .count()
+                        == 4
+            });
+            if ran {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(100),
+            "the jobs did not run: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let jobs = report["jobs"].as_array().unwrap();
+    let job = |uri: &str| {
+        jobs.iter()
+            .find(|j| j["name"] == uri)
+            .unwrap_or_else(|| panic!("no job {uri} in {report}"))
+    };
+    let names: Vec<&str> = jobs.iter().filter_map(|j| j["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "host.ok",
+            "host.err",
+            "host.missing",
+            "host.slow",
+            "host.off"
+        ]
+    );
+    let ok = job("host.ok");
+    assert_eq!(ok["schedules"], serde_json::json!(["* * * * *"]), "{ok}");
+    assert_eq!(ok["last_exit_code"], 0, "{ok}");
+    assert_eq!(ok["bytes"], 5, "{ok}");
+    assert_eq!(ok["failures"], 0, "{ok}");
+    let last = ok["last_run_ts"].as_i64().unwrap();
+    assert_eq!(last % 60_000_000, 0, "{ok}");
+    assert!(ok["next_run_ts"].as_i64().unwrap() > last, "{ok}");
+    assert!(ok["last_duration_us"].as_u64().is_some(), "{ok}");
+    let err = job("host.err");
+    assert_eq!(err["last_exit_code"], 3, "{err}");
+    assert_eq!(err["bytes"], "half done\n".len(), "{err}");
+    assert_eq!(err["failures"], 1, "{err}");
+    let missing = job("host.missing");
+    assert_eq!(missing["last_outcome"], "not started", "{missing}");
+    assert_eq!(missing["failures"], 1, "{missing}");
+    let slow = job("host.slow");
+    assert_eq!(
+        (&slow["timeouts"], &slow["failures"]),
+        (&1.into(), &1.into()),
+        "{slow}"
+    );
+    let off = job("host.off");
+    assert_eq!(
+        (&off["state"], &off["runs"]),
+        (&"disabled".into(), &0.into()),
+        "{off}"
+    );
+
+    // The table: one row per job, then the last errors.
+    let st = command(home.path(), &["-c", &c, "status"]).spawn().unwrap();
+    let (code, table, stderr) = wait(st, Duration::from_secs(60));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("JOB ") && l.contains("NEXT RUN")),
+        "{table}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name} in {table}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    // JOB STATE RUNS FAILURES TIMEOUTS EXIT DURATION SENT …
+    let err_row = row("host.err");
+    assert_eq!(err_row[3..6], ["1", "0", "3"], "{table}");
+    assert_eq!(err_row[7], "10B", "{table}");
+    let slow_row = row("host.slow");
+    assert_eq!(slow_row[3..6], ["1", "1", "-"], "{table}");
+    assert_eq!(row("host.off")[1], "disabled", "{table}");
+    assert!(
+        table.contains("job host.missing: last error: ")
+            && table.contains("job host.missing: cannot run"),
+        "{table}"
+    );
+
+    // Prometheus: a series per job, labelled by its uri.
+    let metrics = http_get(&addr, "/metrics");
+    for line in [
+        "komlogd_job_runs_total{uri=\"host.ok\"} ",
+        "komlogd_job_failures_total{uri=\"host.err\"} 1\n",
+        "komlogd_job_failures_total{uri=\"host.ok\"} 0\n",
+        "komlogd_job_timeouts_total{uri=\"host.slow\"} 1\n",
+        "komlogd_job_bytes_total{uri=\"host.ok\"} 5\n",
+        "komlogd_job_runs_total{uri=\"host.off\"} 0\n",
+        &format!(
+            "komlogd_job_last_run_timestamp_seconds{{uri=\"host.ok\"}} {}\n",
+            last / 1_000_000
+        ),
+        "komlogd_job_last_duration_seconds{uri=\"host.missing\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (code, _, err) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+}

@@ -48,16 +48,23 @@ pub struct RunSummary {
     pub fires: u64,
 }
 
-/// The jobs of a configuration: its own, plus external job files when allowed.
-/// Problems with external files are logged; the good files still count.
+/// The enabled jobs of a configuration: its own, plus external job files when
+/// allowed. Problems with external files are logged; the good files still count.
 pub fn jobs_of(config: &Config) -> Vec<config::JobConfig> {
-    let mut jobs: Vec<_> = config.jobs.iter().filter(|j| j.enabled).cloned().collect();
+    let mut jobs = all_jobs_of(config);
+    jobs.retain(|j| j.enabled);
+    jobs
+}
+
+/// [`jobs_of`], disabled jobs included.
+fn all_jobs_of(config: &Config) -> Vec<config::JobConfig> {
+    let mut jobs = config.jobs.clone();
     if config.allow_external_jobs {
         let (external, errors) = config::load_external_jobs(config);
         for e in errors {
             tracing::error!("{e}");
         }
-        jobs.extend(external.into_iter().filter(|j| j.enabled));
+        jobs.extend(external);
     }
     jobs
 }
@@ -155,8 +162,13 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> RunSummary {
     let started = std::time::Instant::now();
-    let jobs = jobs_of(config);
-    let job_count = jobs.len();
+    let jobs = all_jobs_of(config);
+    let job_count = jobs.iter().filter(|j| j.enabled).count();
+    for job in jobs.iter().filter(|j| j.enabled) {
+        if let Err(e) = jobs::find_program(job) {
+            tracing::error!("{e}; it stays scheduled");
+        }
+    }
     let Agent {
         mut dispatcher,
         engine,
@@ -167,9 +179,10 @@ pub async fn run(
     let board = dispatcher.board();
     let inbox = dispatcher.inbox();
     let supplies = Supplies::new();
-    for job in jobs.iter().filter(|j| !j.supplies.is_empty()) {
+    for job in jobs.iter().filter(|j| j.enabled && !j.supplies.is_empty()) {
         supplies.declare(&job.uri, job.supplies.clone());
     }
+    let job_board = jobs::JobBoard::new(jobs);
     let link = config.server.as_ref().and_then(|server| {
         start_link(
             server,
@@ -211,11 +224,15 @@ pub async fn run(
             None
         }
     };
+    let boards = status::Boards {
+        impulses: board.clone(),
+        server: link.as_ref().map(|l| l.board.clone()),
+        packages: package_board.clone(),
+        jobs: job_board.clone(),
+    };
     let control = tokio::spawn(status::serve_control(
         status::control_socket_path(&config.dir),
-        board.clone(),
-        link.as_ref().map(|l| l.board.clone()),
-        package_board.clone(),
+        boards.clone(),
         inbox.clone(),
         started,
         shutdown.clone(),
@@ -226,8 +243,7 @@ pub async fn run(
                 tracing::info!(listen = %m.listen, "serving Prometheus metrics at /metrics");
                 Some(tokio::spawn(status::serve_metrics(
                     listener,
-                    board.clone(),
-                    package_board.clone(),
+                    boards,
                     shutdown.clone(),
                 )))
             }
@@ -285,7 +301,7 @@ pub async fn run(
         }
     });
     let mut stop = shutdown.clone();
-    jobs::run_jobs(jobs, clock, tx, shutdown).await;
+    jobs::run_job_board(job_board, clock, tx, shutdown).await;
     // With no jobs (or once they are all done) the agent still runs until told to stop.
     let _ = stop.wait_for(|stopped| *stopped).await;
     if let Some(r) = reloader {

@@ -18,7 +18,9 @@
 //!
 //! Both show the packages too, from the [`PackageBoard`]: state (running,
 //! loading, failed with its reason, disabled), version, jobs, runs, failures,
-//! last error and last run.
+//! last error and last run; and the configured jobs, from the [`JobBoard`]:
+//! schedule, next and last run, exit status, duration, runs, failures,
+//! timeouts and bytes sent.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -32,6 +34,7 @@ use crate::impulses::{ImpulseStats, Inbox, StatsBoard};
 use crate::model::{Sample, Value};
 use crate::packages::{PackageBoard, PackagePhase};
 use crate::session::{ServerBoard, ServerStatus};
+use crate::sources::jobs::{JobBoard, JobReport};
 
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -165,18 +168,23 @@ pub struct StatusReport {
     /// Every configured package, by name.
     #[serde(default)]
     pub packages: Vec<PackageReport>,
+    /// Every configured job, in configuration order.
+    #[serde(default)]
+    pub jobs: Vec<JobReport>,
 }
 
 /// Build the report from the board.
 pub fn report(board: &StatsBoard, uptime: Duration) -> StatusReport {
-    report_with(board, None, None, uptime)
+    report_with(board, None, None, None, uptime)
 }
 
-/// Build the report from the board and, in connected mode, the server link's board.
+/// Build the report from the board and, in connected mode, the server link's
+/// board, with the packages and jobs when given.
 pub fn report_with(
     board: &StatsBoard,
     server: Option<&ServerBoard>,
     packages: Option<&PackageBoard>,
+    jobs: Option<&JobBoard>,
     uptime: Duration,
 ) -> StatusReport {
     let impulses = board
@@ -196,6 +204,41 @@ pub fn report_with(
         impulses,
         server: server.map(ServerBoard::snapshot),
         packages: packages.map(package_reports).unwrap_or_default(),
+        jobs: jobs.map(JobBoard::snapshot).unwrap_or_default(),
+    }
+}
+
+/// Everything a running agent shows, as the control socket and the
+/// Prometheus endpoint read it. Cheap to clone (every board is shared).
+#[derive(Clone, Default)]
+pub struct Boards {
+    /// The impulses.
+    pub impulses: StatsBoard,
+    /// The server link, in connected mode.
+    pub server: Option<ServerBoard>,
+    /// The packages.
+    pub packages: PackageBoard,
+    /// The jobs.
+    pub jobs: JobBoard,
+}
+
+impl Boards {
+    /// The status report.
+    pub fn report(&self, uptime: Duration) -> StatusReport {
+        report_with(
+            &self.impulses,
+            self.server.as_ref(),
+            Some(&self.packages),
+            Some(&self.jobs),
+            uptime,
+        )
+    }
+
+    /// Every series, in the Prometheus text format.
+    pub fn prometheus_text(&self) -> String {
+        prometheus_text(&self.impulses)
+            + &packages_prometheus_text(&self.packages)
+            + &jobs_prometheus_text(&self.jobs)
     }
 }
 
@@ -272,9 +315,7 @@ fn request(socket: &Path, text: &str) -> Result<String, StatusError> {
 /// A stale socket left by a killed agent is replaced.
 pub async fn serve_control(
     path: PathBuf,
-    board: StatsBoard,
-    server: Option<ServerBoard>,
-    packages: PackageBoard,
+    boards: Boards,
     inbox: Inbox,
     started: std::time::Instant,
     mut shutdown: watch::Receiver<bool>,
@@ -295,12 +336,10 @@ pub async fn serve_control(
             _ = shutdown.wait_for(|s| *s) => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let board = board.clone();
-                let server = server.clone();
-                let packages = packages.clone();
+                let boards = boards.clone();
                 let inbox = inbox.clone();
                 tokio::spawn(async move {
-                    let _ = answer_control(stream, &board, server.as_ref(), &packages, inbox, started.elapsed()).await;
+                    let _ = answer_control(stream, boards, inbox, started.elapsed()).await;
                 });
             }
         }
@@ -311,9 +350,7 @@ pub async fn serve_control(
 
 async fn answer_control(
     stream: tokio::net::UnixStream,
-    board: &StatsBoard,
-    server: Option<&ServerBoard>,
-    packages: &PackageBoard,
+    boards: Boards,
     inbox: Inbox,
     uptime: Duration,
 ) -> std::io::Result<()> {
@@ -325,15 +362,10 @@ async fn answer_control(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
     let request = line.trim_end_matches(['\n', '\r']);
     let answer = if request == "status" {
-        let server = server.cloned();
-        let board = board.clone();
-        let packages = packages.clone();
         // Counting the outbox reads the store.
-        let report = tokio::task::spawn_blocking(move || {
-            report_with(&board, server.as_ref(), Some(&packages), uptime)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
+        let report = tokio::task::spawn_blocking(move || boards.report(uptime))
+            .await
+            .map_err(std::io::Error::other)?;
         serde_json::to_string(&report).map_err(std::io::Error::other)?
     } else if let Some(body) = request.strip_prefix("upload ") {
         let answer = match serde_json::from_str::<UploadRequest>(body) {
@@ -597,6 +629,65 @@ pub fn packages_prometheus_text(board: &PackageBoard) -> String {
     out
 }
 
+/// The jobs on `board` in the Prometheus text format, labelled by `uri` (the
+/// job's name: its uri, `#2`… for a second job writing the same uri).
+pub fn jobs_prometheus_text(board: &JobBoard) -> String {
+    let reports = board.snapshot();
+    let mut out = String::new();
+    type Series = (&'static str, &'static str, fn(&JobReport) -> u64);
+    let counters: &[Series] = &[
+        (
+            "runs_total",
+            "Job runs that ended, failed ones included.",
+            |j| j.runs,
+        ),
+        (
+            "failures_total",
+            "Job runs that failed (non-zero exit, not started, output too large, timeout, error).",
+            |j| j.failures,
+        ),
+        ("timeouts_total", "Job runs killed by their timeout.", |j| {
+            j.timeouts
+        }),
+        ("bytes_total", "Bytes of job output sent as samples.", |j| {
+            j.bytes
+        }),
+    ];
+    for (name, help, get) in counters {
+        out.push_str(&format!(
+            "# HELP komlogd_job_{name} {help}\n# TYPE komlogd_job_{name} counter\n"
+        ));
+        for j in &reports {
+            out.push_str(&format!(
+                "komlogd_job_{name}{{uri=\"{}\"}} {}\n",
+                escape_label(&j.name),
+                get(j)
+            ));
+        }
+    }
+    out.push_str("# HELP komlogd_job_last_run_timestamp_seconds Scheduled time of the latest job run that ended.\n# TYPE komlogd_job_last_run_timestamp_seconds gauge\n");
+    for j in &reports {
+        if let Some(ts) = j.last_run_ts {
+            out.push_str(&format!(
+                "komlogd_job_last_run_timestamp_seconds{{uri=\"{}\"}} {}\n",
+                escape_label(&j.name),
+                ts as f64 / 1e6
+            ));
+        }
+    }
+    out.push_str("# HELP komlogd_job_last_duration_seconds How long the latest job run took.\n# TYPE komlogd_job_last_duration_seconds gauge\n");
+    for j in &reports {
+        if let Some(us) = j.last_duration_us {
+            out.push_str(&format!(
+                "komlogd_job_last_duration_seconds{{uri=\"{}\"}} {}\n",
+                escape_label(&j.name),
+                us as f64 / 1e6
+            ));
+        }
+    }
+    out
+}
+
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -606,8 +697,7 @@ fn escape_label(v: &str) -> String {
 /// Serve `GET /metrics` on `listener` until `shutdown` turns true.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
-    board: StatsBoard,
-    packages: PackageBoard,
+    boards: Boards,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -615,21 +705,16 @@ pub async fn serve_metrics(
             _ = shutdown.wait_for(|s| *s) => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let board = board.clone();
-                let packages = packages.clone();
+                let boards = boards.clone();
                 tokio::spawn(async move {
-                    let _ = answer_http(stream, &board, &packages).await;
+                    let _ = answer_http(stream, &boards).await;
                 });
             }
         }
     }
 }
 
-async fn answer_http(
-    stream: tokio::net::TcpStream,
-    board: &StatsBoard,
-    packages: &PackageBoard,
-) -> std::io::Result<()> {
+async fn answer_http(stream: tokio::net::TcpStream, boards: &Boards) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
     let mut request_line = String::new();
@@ -653,7 +738,7 @@ async fn answer_http(
         (Some("GET"), Some("/metrics")) => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            prometheus_text(board) + &packages_prometheus_text(packages),
+            boards.prometheus_text(),
         ),
         _ => (
             "404 Not Found",

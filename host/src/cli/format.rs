@@ -187,6 +187,45 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             );
         }
     }
+    if !report.jobs.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<9} {:>6} {:>8} {:>8} {:>5} {:>9} {:>9}  {:<27}  {:<27}  SCHEDULE",
+            "JOB",
+            "STATE",
+            "RUNS",
+            "FAILURES",
+            "TIMEOUTS",
+            "EXIT",
+            "DURATION",
+            "SENT",
+            "LAST RUN",
+            "NEXT RUN"
+        );
+        for j in &report.jobs {
+            let exit = match (j.last_exit_code, j.last_signal) {
+                (Some(code), _) => code.to_string(),
+                (None, Some(signal)) => format!("sig{signal}"),
+                (None, None) => "-".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<20} {:<9} {:>6} {:>8} {:>8} {:>5} {:>9} {:>9}  {:<27}  {:<27}  {}",
+                j.name,
+                j.state,
+                j.runs,
+                j.failures,
+                j.timeouts,
+                exit,
+                j.last_duration_us
+                    .map_or_else(|| "-".to_owned(), |us| micros(us as f64)),
+                bytes(j.bytes as f64),
+                j.last_run_ts.map_or_else(|| "-".to_owned(), time),
+                j.next_run_ts.map_or_else(|| "-".to_owned(), time),
+                j.schedules.join(", ")
+            );
+        }
+    }
     for imp in &report.impulses {
         if let Some(err) = imp
             .stats
@@ -201,6 +240,11 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             let _ = writeln!(out, "package {}: failed: {reason}", p.name);
         } else if let Some(err) = &p.last_error {
             let _ = writeln!(out, "package {}: last error: {err}", p.name);
+        }
+    }
+    for j in &report.jobs {
+        if let Some(err) = &j.last_error {
+            let _ = writeln!(out, "job {}: last error: {err}", j.name);
         }
     }
     out
@@ -219,8 +263,10 @@ fn micros(us: f64) -> String {
 fn bytes(b: f64) -> String {
     if b >= (1u64 << 20) as f64 {
         format!("{:.1}MiB", b / (1u64 << 20) as f64)
-    } else {
+    } else if b >= 1024.0 {
         format!("{:.0}KiB", b / 1024.0)
+    } else {
+        format!("{b:.0}B")
     }
 }
 
@@ -242,6 +288,7 @@ mod tests {
             }],
             server: None,
             packages: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 

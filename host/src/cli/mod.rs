@@ -527,6 +527,7 @@ fn check(config: &Config) -> Result<(), Failure> {
             );
         }
     }
+    let job_problems = check_jobs(config);
     let mut problems = Vec::new();
     if !agent.load_errors.is_empty() {
         let n = agent.load_errors.len();
@@ -538,6 +539,7 @@ fn check(config: &Config) -> Result<(), Failure> {
             plural(failed_packages)
         ));
     }
+    problems.extend(job_problems);
     if let Some(problem) = agent::ca_file_problem(config) {
         problems.push(problem);
     }
@@ -546,6 +548,62 @@ fn check(config: &Config) -> Result<(), Failure> {
     } else {
         Err(Failure::runtime(problems.join("; ")))
     }
+}
+
+/// List the jobs of `config` (external job files included) with the program
+/// each one runs, and report on stderr every enabled job whose program cannot
+/// be found or is not executable, and every external job file that cannot be
+/// read. Returns the summary of the problems, if any.
+fn check_jobs(config: &Config) -> Vec<String> {
+    let external = crate::config::read_external_jobs(config);
+    let jobs: Vec<_> = config.jobs.iter().chain(&external.jobs).collect();
+    if !jobs.is_empty() {
+        println!(
+            "{}: {} job{}",
+            config.path.display(),
+            jobs.len(),
+            plural(jobs.len())
+        );
+    }
+    let mut cannot_run = 0;
+    for job in &jobs {
+        let schedules = job.schedules.join(", ");
+        if !job.enabled {
+            println!(
+                "  {}: {} (disabled), schedule {schedules}",
+                job.uri, job.command
+            );
+            continue;
+        }
+        match crate::sources::jobs::find_program(job) {
+            Ok(program) => println!(
+                "  {}: {} ({}), schedule {schedules}",
+                job.uri,
+                job.command,
+                program.display()
+            ),
+            Err(e) => {
+                cannot_run += 1;
+                println!(
+                    "  {}: {} (cannot run), schedule {schedules}",
+                    job.uri, job.command
+                );
+                eprintln!("komlogd: {e}");
+            }
+        }
+    }
+    for e in &external.errors {
+        eprintln!("komlogd: {e}");
+    }
+    let mut problems = Vec::new();
+    if cannot_run > 0 {
+        problems.push(format!("{cannot_run} job{} cannot run", plural(cannot_run)));
+    }
+    if !external.errors.is_empty() {
+        let n = external.errors.len();
+        problems.push(format!("{n} problem{} with external job files", plural(n)));
+    }
+    problems
 }
 
 fn plural(n: usize) -> &'static str {

@@ -3,7 +3,9 @@
 //!
 //! **Owns:** when a job runs ([`next_fire`], local time), running its command
 //! ([`run_job_once`]: process group, timeout, stdout cap, stderr logging), the
-//! one-run-at-a-time rule, and the loop over all jobs ([`run_jobs`]).
+//! one-run-at-a-time rule, the loop over all jobs ([`run_jobs`]), and what each
+//! job has done so far ([`JobBoard`], shown by `komlogd status` and `/metrics`),
+//! and whether a job's program can be found ([`find_program`], for `komlogd check`).
 //!
 //! **Does not:** parse or validate job blocks (that is [`crate::config`]), or store
 //! or forward samples: they go to the `mpsc` channel the caller gives.
@@ -26,7 +28,9 @@
 //! **Tests:** `schedule.rs` (cron table, local zone and DST in a child process with
 //! `TZ`), `tests.rs` (real commands, and the loop under a [`ManualClock`]).
 
+mod board;
 mod clock;
+mod program;
 mod runner;
 mod schedule;
 mod scheduler;
@@ -34,7 +38,9 @@ mod scheduler;
 #[cfg(test)]
 mod tests;
 
+pub use board::{JobBoard, JobReport};
 pub use clock::{Clock, ManualClock, SleepFuture, SystemClock};
+pub use program::find_program;
 pub use runner::{JobOutcome, STDERR_LINE_BYTES, STDERR_LINES_LOGGED, run_job_once};
 pub use schedule::{LocalZone, next_fire};
-pub use scheduler::{MAX_LATENESS, run_jobs};
+pub use scheduler::{MAX_LATENESS, run_job_board, run_jobs};

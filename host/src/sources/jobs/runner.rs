@@ -54,6 +54,8 @@ pub enum JobOutcome {
         sample: Sample,
         /// Warnings to log with it (each names the job's uri).
         warnings: Vec<String>,
+        /// How the command exited.
+        status: ExitStatus,
     },
     /// The command printed nothing on stdout: nothing is sent (as in the original
     /// agent, an empty output is not a sample).
@@ -244,7 +246,11 @@ fn classify(
         scheduled.timestamp_micros(),
         Value::Datasource(text),
     ) {
-        Ok(sample) => JobOutcome::Sample { sample, warnings },
+        Ok(sample) => JobOutcome::Sample {
+            sample,
+            warnings,
+            status,
+        },
         Err(e) => JobOutcome::Error(format!(
             "job {}: the output is not a valid sample: {e}",
             job.uri

@@ -8,6 +8,7 @@ use croner::Cron;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::board::{JobBoard, JobTally};
 use super::clock::Clock;
 use super::runner::{JobOutcome, describe_status, run_job};
 use super::schedule::{LocalZone, next_fire};
@@ -44,8 +45,19 @@ pub async fn run_jobs(
     sink: mpsc::Sender<Vec<Sample>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    run_job_board(JobBoard::new(jobs), clock, sink, shutdown).await;
+}
+
+/// [`run_jobs`] over the jobs of `board`, reporting there what each one does
+/// (its next run, each run's outcome, the samples sent).
+pub async fn run_job_board(
+    board: JobBoard,
+    clock: Arc<dyn Clock>,
+    sink: mpsc::Sender<Vec<Sample>>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = JoinSet::new();
-    for job in jobs {
+    for (job, tally) in board.jobs() {
         if !job.enabled {
             tracing::info!(
                 "job {}: disabled ({}:{}); not scheduled",
@@ -56,10 +68,12 @@ pub async fn run_jobs(
             continue;
         }
         let Some(crons) = compile(&job) else {
+            tally.stopped();
             continue;
         };
         tasks.spawn(job_loop(
-            Arc::new(job),
+            job,
+            tally,
             crons,
             clock.clone(),
             sink.clone(),
@@ -114,6 +128,7 @@ fn minute_text(at: DateTime<Utc>) -> String {
 /// One job's schedule loop.
 async fn job_loop(
     job: Arc<JobConfig>,
+    tally: JobTally,
     crons: Vec<Cron>,
     clock: Arc<dyn Clock>,
     sink: mpsc::Sender<Vec<Sample>>,
@@ -134,6 +149,7 @@ async fn job_loop(
             break;
         };
         let next = next.to_utc();
+        tally.next_run(next);
         tokio::select! {
             biased;
             () = stopped(&mut shutdown) => break,
@@ -161,12 +177,14 @@ async fn job_loop(
         }
         runs.spawn(run_and_send(
             job.clone(),
+            tally.clone(),
             next,
             busy.clone(),
             sink.clone(),
             shutdown.clone(),
         ));
     }
+    tally.stopped();
     // The runs see the same shutdown signal and kill their commands.
     while runs.join_next().await.is_some() {}
 }
@@ -174,21 +192,31 @@ async fn job_loop(
 /// One run: run the command, report the outcome, send the sample.
 async fn run_and_send(
     job: Arc<JobConfig>,
+    tally: JobTally,
     scheduled: DateTime<Utc>,
     busy: Arc<AtomicBool>,
     sink: mpsc::Sender<Vec<Sample>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut stop = shutdown.clone();
+    tally.started();
+    let began = std::time::Instant::now();
     let outcome = run_job(&job, scheduled, stopped(&mut stop)).await;
+    tally.finished(&job, scheduled, began.elapsed(), &outcome);
     busy.store(false, Ordering::Release);
     let Some(sample) = report(&job, scheduled, outcome) else {
         return;
     };
+    let bytes = match &sample.value {
+        crate::model::Value::Datasource(text) => text.len(),
+        crate::model::Value::Datapoint(_) => 0,
+    };
     tokio::select! {
         biased;
         sent = sink.send(vec![sample]) => {
-            if sent.is_err() {
+            if sent.is_ok() {
+                tally.sent(bytes);
+            } else {
                 tracing::warn!(
                     "job {}: the sample of the run of {} was dropped: nobody receives samples any more",
                     job.uri,
@@ -213,7 +241,9 @@ pub(super) fn report(
     let uri = &job.uri;
     let minute = minute_text(scheduled);
     match outcome {
-        JobOutcome::Sample { sample, warnings } => {
+        JobOutcome::Sample {
+            sample, warnings, ..
+        } => {
             for warning in warnings {
                 tracing::warn!("{warning}");
             }

@@ -135,10 +135,15 @@ struct Harness {
 
 impl Harness {
     fn start(jobs: Vec<JobConfig>) -> Self {
+        Self::start_board(JobBoard::new(jobs))
+    }
+
+    /// Run the jobs of `board`, reporting there.
+    fn start_board(board: JobBoard) -> Self {
         let clock = Arc::new(ManualClock::new(t0()));
         let (sink, samples) = mpsc::channel(16);
         let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(run_jobs(jobs, clock.clone(), sink, shutdown));
+        let task = tokio::spawn(run_job_board(board, clock.clone(), sink, shutdown));
         Harness {
             clock,
             samples,
@@ -284,7 +289,10 @@ async fn a_stderr_flood_does_not_block_the_command() {
         "yes 0123456789012345678901234567890123456789012345678 | head -c 5000000 >&2; echo done",
     );
     let outcome = bounded("the flooding command", run_job_once(&flood, minute(1))).await;
-    let JobOutcome::Sample { sample, warnings } = outcome else {
+    let JobOutcome::Sample {
+        sample, warnings, ..
+    } = outcome
+    else {
         panic!("a sample, got {outcome:?}");
     };
     assert_eq!(text(&sample), "done\n");
@@ -381,7 +389,10 @@ async fn a_timed_out_run_sends_nothing_and_the_job_goes_on() {
 async fn invalid_utf8_is_replaced_with_a_warning() {
     let bad = job("bytes", &["printf", "a\\377b\\n"], &["* * * * *"], None);
     let outcome = bounded("printf", run_job_once(&bad, minute(1))).await;
-    let JobOutcome::Sample { sample, warnings } = outcome else {
+    let JobOutcome::Sample {
+        sample, warnings, ..
+    } = outcome
+    else {
         panic!("a sample, got {outcome:?}");
     };
     assert_eq!(text(&sample), "a\u{FFFD}b\n");
@@ -504,7 +515,10 @@ async fn invalid_utf8_that_grows_past_the_limit_is_dropped() {
 async fn a_non_zero_exit_still_sends_its_output() {
     let failing = sh("fails", "echo partial; echo oops >&2; exit 3");
     let outcome = bounded("the command", run_job_once(&failing, minute(1))).await;
-    let JobOutcome::Sample { sample, warnings } = outcome else {
+    let JobOutcome::Sample {
+        sample, warnings, ..
+    } = outcome
+    else {
         panic!("a sample, got {outcome:?}");
     };
     assert_eq!(text(&sample), "partial\n");
@@ -664,4 +678,104 @@ async fn a_relative_command_runs_from_the_configuration_folder_not_the_working_d
             "{command}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_board_shows_each_jobs_schedule_runs_exit_status_failures_timeouts_and_bytes() {
+    let mut timed = sh("slow", "sleep 30");
+    timed.timeout_us = Some(200_000);
+    let mut off = job("off", &["printf", "never"], &["0 * * * *"], None);
+    off.enabled = false;
+    let board = JobBoard::new(vec![
+        job("ok", &["printf", "12345"], &["* * * * *"], None),
+        sh("bad", "echo half; exit 3"),
+        job("gone", &["/nonexistent/komlogd-job"], &["* * * * *"], None),
+        timed,
+        off,
+        job("ok", &["printf", "again"], &["*/5 * * * *"], None),
+    ]);
+    let names: Vec<String> = board.snapshot().into_iter().map(|j| j.name).collect();
+    assert_eq!(names, ["ok", "bad", "gone", "slow", "off", "ok#2"]);
+    let mut h = Harness::start_board(board.clone());
+    h.tick(minute(1)).await;
+    let mut sent = [h.next_sample().await, h.next_sample().await];
+    sent.sort_by(|a, b| a.uri.cmp(&b.uri));
+    assert_eq!(text(&sent[0]), "half\n");
+    assert_eq!(text(&sent[1]), "12345");
+    let ran = |j: &JobReport| j.runs == 1 && j.state == "scheduled";
+    wait_until("the four runs of minute 1 to be counted", || {
+        let jobs = board.snapshot();
+        [0, 1, 2, 3].iter().all(|&i| ran(&jobs[i]))
+    })
+    .await;
+    // The bytes are counted once the sample is handed over.
+    wait_until("the bytes sent", || board.snapshot()[1].bytes == 5).await;
+    let jobs = board.snapshot();
+    let (ok, bad, gone, slow, off, every5) =
+        (&jobs[0], &jobs[1], &jobs[2], &jobs[3], &jobs[4], &jobs[5]);
+    let m1 = Some(minute(1).timestamp_micros());
+    let m2 = Some(minute(2).timestamp_micros());
+
+    assert_eq!(ok.schedules, ["* * * * *"]);
+    assert_eq!((ok.last_run_ts, ok.next_run_ts), (m1, m2));
+    assert_eq!(ok.last_outcome.as_deref(), Some("sent"));
+    assert_eq!((ok.last_exit_code, ok.last_signal), (Some(0), None));
+    assert!(ok.last_duration_us.is_some());
+    assert_eq!((ok.failures, ok.timeouts), (0, 0));
+    assert_eq!((ok.samples, ok.bytes), (1, 5));
+    assert_eq!(ok.last_error, None);
+
+    assert_eq!(bad.last_exit_code, Some(3));
+    assert_eq!(
+        (bad.failures, bad.timeouts, bad.samples, bad.bytes),
+        (1, 0, 1, 5)
+    );
+    assert_eq!(
+        bad.last_error.as_deref(),
+        Some("\"sh -c echo half; exit 3\" exited with status 3; its output was sent anyway")
+    );
+
+    assert_eq!(gone.last_outcome.as_deref(), Some("not started"));
+    assert_eq!(
+        (gone.last_exit_code, gone.failures, gone.samples),
+        (None, 1, 0)
+    );
+    assert!(
+        gone.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("/etc/komlogd/komlogd.yaml:7: job gone: cannot run")),
+        "{gone:?}"
+    );
+
+    assert_eq!(slow.last_outcome.as_deref(), Some("timed out"));
+    assert_eq!((slow.failures, slow.timeouts, slow.bytes), (1, 1, 0));
+
+    assert_eq!(
+        (off.state.as_str(), off.runs, off.next_run_ts),
+        ("disabled", 0, None)
+    );
+    assert_eq!(every5.next_run_ts, Some(minute(5).timestamp_micros()));
+    assert_eq!((every5.runs, every5.last_run_ts), (0, None));
+
+    let metrics = crate::agent::status::jobs_prometheus_text(&board);
+    for line in [
+        "komlogd_job_runs_total{uri=\"ok\"} 1\n",
+        "komlogd_job_runs_total{uri=\"ok#2\"} 0\n",
+        "komlogd_job_failures_total{uri=\"bad\"} 1\n",
+        "komlogd_job_failures_total{uri=\"ok\"} 0\n",
+        "komlogd_job_timeouts_total{uri=\"slow\"} 1\n",
+        "komlogd_job_bytes_total{uri=\"ok\"} 5\n",
+        "komlogd_job_runs_total{uri=\"off\"} 0\n",
+        &format!(
+            "komlogd_job_last_run_timestamp_seconds{{uri=\"gone\"}} {}\n",
+            minute(1).timestamp()
+        ),
+        "# TYPE komlogd_job_last_duration_seconds gauge\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("komlogd_job_last_duration_seconds{uri=\"slow\"} "));
+    assert!(!metrics.contains("komlogd_job_last_duration_seconds{uri=\"off\"}"));
+    h.stop().await;
+    assert!(board.snapshot().iter().all(|j| j.next_run_ts.is_none()));
 }
