@@ -1,0 +1,260 @@
+//! `cargo xtask test`: the README's test command. It checks what the test
+//! suite needs, installs what it can (the wasm32-wasip2 target, clang and
+//! wasi-libc from Debian when running as root, cargo-nextest from crates.io),
+//! names what it cannot, then runs the whole suite with cargo-nextest and
+//! prints the ten slowest tests. Each step prints its name and how long it
+//! took. Arguments after `test` go to `cargo nextest run`.
+//!
+//! `cargo xtask check-tools` does the checks and installs alone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// The pyenv Python that the original agent (komlogd 0.12.0) needs.
+const PYTHON36: &str = "3.6.15";
+
+/// Debian packages for the C guests: clang for wasm32-wasi, its linker and
+/// builtins, and wasi-libc.
+const C_PACKAGES: &[&str] = &["clang", "lld", "wasi-libc", "libclang-rt-14-dev-wasm32"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => ("", &[][..]),
+    };
+    let root = repo_root();
+    let result = match task {
+        "test" => check_tools(&root).and_then(|()| test(&root, rest)),
+        "check-tools" => check_tools(&root),
+        _ => Err(format!(
+            "usage: cargo xtask test [NEXTEST ARGS…] | cargo xtask check-tools (got {:?})",
+            args
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Run `f` as a named step, printing its time.
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let t0 = Instant::now();
+    println!("::: {name}");
+    let result = f();
+    let took = t0.elapsed().as_secs_f64();
+    match &result {
+        Ok(_) => println!("::: {name}: {took:.0}s"),
+        Err(_) => println!("::: {name}: failed after {took:.0}s"),
+    }
+    result.map_err(|e| format!("{name}: {e}"))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn check_tools(root: &Path) -> Result<(), String> {
+    step("wasm32-wasip2 target", || {
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
+    })?;
+    step("clang, lld, wasi-libc", c_toolchain)?;
+    step("python3 with venv", || {
+        if succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"])) {
+            Ok(())
+        } else {
+            Err("python3 with the venv module is needed for the Python guests and the \
+                 pyarrow check (Debian: apt-get install python3-venv)"
+                .into())
+        }
+    })?;
+    step("node and npm", || {
+        if succeeds(Command::new("node").arg("--version"))
+            && succeeds(Command::new("npm").arg("--version"))
+        {
+            Ok(())
+        } else {
+            Err("node and npm are needed for the JavaScript guests (Debian: apt-get install nodejs npm)".into())
+        }
+    })?;
+    step(&format!("pyenv Python {PYTHON36}"), || python36(root))?;
+    step("cargo-nextest", || {
+        if succeeds(Command::new("cargo").args(["nextest", "--version"])) {
+            return Ok(());
+        }
+        run(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))
+    })
+}
+
+fn c_toolchain() -> Result<(), String> {
+    let have = succeeds(Command::new("clang").arg("--version"))
+        && succeeds(Command::new("wasm-ld").arg("--version"))
+        && Path::new("/usr/include/wasm32-wasi/stdlib.h").exists()
+        && has_wasm_builtins();
+    if have {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "missing; install them with: sudo apt-get update && sudo apt-get install -y {}",
+            C_PACKAGES.join(" ")
+        ));
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(C_PACKAGES))
+}
+
+/// clang's builtins for wasm32-wasi (`libclang_rt.builtins-wasm32.a`).
+fn has_wasm_builtins() -> bool {
+    let Ok(llvms) = std::fs::read_dir("/usr/lib") else {
+        return false;
+    };
+    llvms
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+        .any(|llvm| {
+            let clang = llvm.path().join("lib/clang");
+            std::fs::read_dir(clang).is_ok_and(|versions| {
+                versions.flatten().any(|v| {
+                    v.path()
+                        .join("lib/wasi/libclang_rt.builtins-wasm32.a")
+                        .exists()
+                })
+            })
+        })
+}
+
+/// The hub's compatibility test runs the real komlogd 0.12.0 on pyenv's
+/// Python 3.6 (the newest it supports); pyenv builds it from python.org's
+/// sources, which a machine without that access cannot fetch.
+fn python36(_root: &Path) -> Result<(), String> {
+    let pyenv_root = std::env::var("PYENV_ROOT").ok().or_else(|| {
+        Command::new("pyenv")
+            .arg("root")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    });
+    let Some(pyenv_root) = pyenv_root else {
+        return Err(format!(
+            "pyenv is needed for Python {PYTHON36} (the original komlogd 0.12.0 runs on it): \
+             install pyenv, then `pyenv install {PYTHON36}`"
+        ));
+    };
+    let python = Path::new(&pyenv_root).join(format!("versions/{PYTHON36}/bin/python"));
+    if succeeds(Command::new(&python).args(["-c", "import venv, ensurepip"])) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is missing: run `pyenv install {PYTHON36}`",
+            python.display()
+        ))
+    }
+}
+
+fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
+    let junit = root.join("target/nextest/default/junit.xml");
+    let _ = std::fs::remove_file(&junit);
+    let ran = step("tests (cargo nextest run --workspace)", || {
+        run(Command::new("cargo")
+            .current_dir(root)
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(nextest_args))
+    });
+    match std::fs::read_to_string(&junit) {
+        Ok(xml) => print_slowest(&xml, 10),
+        Err(e) => eprintln!("xtask: no test timings ({}: {e})", junit.display()),
+    }
+    ran
+}
+
+/// Print the `n` slowest test cases of a JUnit report.
+fn print_slowest(xml: &str, n: usize) {
+    let mut cases = testcases(xml);
+    cases.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!("::: the {n} slowest tests");
+    for (class, name, secs) in cases.iter().take(n) {
+        println!("{secs:>8.1}s  {class} {name}");
+    }
+}
+
+/// `(classname, name, time)` of every `<testcase>` in a JUnit report.
+fn testcases(xml: &str) -> Vec<(String, String, f64)> {
+    xml.split("<testcase")
+        .skip(1)
+        .filter_map(|case| {
+            let head = case.split('>').next()?;
+            let time = attribute(head, "time")?.parse::<f64>().ok()?;
+            Some((
+                attribute(head, "classname").unwrap_or_default(),
+                attribute(head, "name").unwrap_or_default(),
+                time,
+            ))
+        })
+        .collect()
+}
+
+/// The value of `name="…"` in a tag's attributes (XML entities left as they are).
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let key = format!(" {name}=\"");
+    let start = tag.find(&key)? + key.len();
+    let len = tag[start..].find('"')?;
+    Some(tag[start..start + len].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_test_cases_from_a_junit_report() {
+        let xml = r#"<?xml version="1.0"?><testsuites><testsuite name="a">
+<testcase name="slow_one" classname="komlogd::cli" timestamp="x" time="12.5"></testcase>
+<testcase name="fast" classname="komlogd::cli" time="0.010"/>
+<testcase name="no_time" classname="x"/></testsuite></testsuites>"#;
+        assert_eq!(
+            testcases(xml),
+            vec![
+                ("komlogd::cli".into(), "slow_one".into(), 12.5),
+                ("komlogd::cli".into(), "fast".into(), 0.01),
+            ]
+        );
+    }
+}
