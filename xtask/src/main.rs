@@ -93,13 +93,22 @@ fn check_tools(root: &Path) -> Result<(), String> {
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
     })?;
     step("clang, lld, wasi-libc", c_toolchain)?;
+    step("ssh-keygen (openssh-client)", || {
+        // The key tests compare the agent's public key line with OpenSSH's.
+        if which("ssh-keygen") {
+            return Ok(());
+        }
+        apt_install(&["openssh-client"])
+    })?;
     step("python3 with venv", || {
         if succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"])) {
             Ok(())
         } else {
-            Err("python3 with the venv module is needed for the Python guests and the \
+            Err(
+                "python3 with the venv module is needed for the Python guests and the \
                  pyarrow check (Debian: apt-get install python3-venv)"
-                .into())
+                    .into(),
+            )
         }
     })?;
     step("node and npm", || {
@@ -128,16 +137,32 @@ fn c_toolchain() -> Result<(), String> {
     if have {
         return Ok(());
     }
+    apt_install(C_PACKAGES)
+}
+
+/// Install Debian packages (as root: `apt-get update` first), or say how.
+fn apt_install(packages: &[&str]) -> Result<(), String> {
     if !is_root() {
         return Err(format!(
-            "missing; install them with: sudo apt-get update && sudo apt-get install -y {}",
-            C_PACKAGES.join(" ")
+            "missing; install with: sudo apt-get update && sudo apt-get install -y {}",
+            packages.join(" ")
         ));
     }
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get")
         .args(["install", "-y"])
-        .args(C_PACKAGES))
+        .args(packages))
+}
+
+/// True when `name` is an executable file in a `PATH` directory.
+fn which(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// clang's builtins for wasm32-wasi (`libclang_rt.builtins-wasm32.a`).
@@ -172,12 +197,9 @@ fn python36(_root: &Path) -> Result<(), String> {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     });
-    let Some(pyenv_root) = pyenv_root else {
-        return Err(format!(
-            "pyenv is needed for Python {PYTHON36} (the original komlogd 0.12.0 runs on it): \
-             install pyenv, then `pyenv install {PYTHON36}`"
-        ));
-    };
+    let pyenv_root = pyenv_root
+        .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.pyenv")))
+        .unwrap_or_default();
     let python = Path::new(&pyenv_root).join(format!("versions/{PYTHON36}/bin/python"));
     if succeeds(Command::new(&python).args(["-c", "import venv, ensurepip"])) {
         Ok(())
