@@ -622,3 +622,152 @@ fn jobs_show_in_status_and_metrics() {
     let (code, _, err) = wait(child, Duration::from_secs(30));
     assert_eq!(code, 0, "{err}");
 }
+
+/// `komlogd status --json`, parsed; `None` while no agent answers.
+fn status_json(home: &Path, config: &str) -> Option<serde_json::Value> {
+    let st = command(home, &["-c", config, "status", "--json"])
+        .spawn()
+        .unwrap();
+    let (code, out, err) = wait(st, Duration::from_secs(60));
+    (code == 0).then(|| serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}")))
+}
+
+/// Poll `status --json` until `done` holds for it (bounded); returns it.
+fn status_until(
+    home: &Path,
+    config: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    let mut last = serde_json::Value::Null;
+    loop {
+        if let Some(report) = status_json(home, config) {
+            if done(&report) {
+                return report;
+            }
+            last = report;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s; last status: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The entry of impulse `name` in a status report.
+fn impulse<'a>(report: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    report["impulses"]
+        .as_array()?
+        .iter()
+        .find(|i| i["name"] == name)
+}
+
+#[test]
+fn impulses_that_failed_to_load_show_as_failed_until_they_load() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = free_addr();
+    let config = dir.join("komlogd.yaml");
+    let late = dir.join("late.wasm");
+    std::fs::write(&late, b"not yet").unwrap();
+    let base = format!(
+        "- username: me\n- metrics:\n    listen: {addr}\n\
+         - impulses:\n    name: probe\n    filename: {}\n    uris: [x]\n\
+         - impulses:\n    name: late\n    filename: late.wasm\n    uris: [x]\n",
+        guest("probe").display()
+    );
+    std::fs::write(&config, &base).unwrap();
+    let c = config.display().to_string();
+    let child = command(home.path(), &["-c", &c]).spawn().unwrap();
+
+    // Failed at start: listed, with the reason, in --json, the table and /metrics.
+    let report = status_until(home.path(), &c, "the agent answers", |_| true);
+    let entry = impulse(&report, "late").unwrap_or_else(|| panic!("late missing: {report}"));
+    assert_eq!(entry["state"], "failed", "{report}");
+    let reason = entry["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("late.wasm"), "{report}");
+    assert_eq!(entry["wasm"], late.display().to_string(), "{report}");
+    assert_eq!(impulse(&report, "probe").unwrap()["state"], "running");
+    let st = command(home.path(), &["-c", &c, "status"]).spawn().unwrap();
+    let (code, table, err) = wait(st, Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("late "))
+        .unwrap_or_else(|| panic!("no row for late in {table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..4], ["failed", "-", "0"], "{table}");
+    assert!(
+        table.contains(&format!("late: failed: {reason}\n")),
+        "{table}"
+    );
+    let metrics = http_get(&addr, "/metrics");
+    assert!(
+        metrics
+            .contains("komlogd_impulse_info{impulse=\"late\",version=\"\",state=\"failed\"} 1\n"),
+        "{metrics}"
+    );
+
+    // An impulse added by a reload that does not load is listed the same way,
+    // and goes when its block goes.
+    std::fs::write(
+        &config,
+        format!("{base}- impulses:\n    name: added\n    filename: added.wasm\n    uris: [x]\n"),
+    )
+    .unwrap();
+    let report = status_until(home.path(), &c, "added listed as failed", |r| {
+        impulse(r, "added").is_some()
+    });
+    let added = impulse(&report, "added").unwrap();
+    assert_eq!(added["state"], "failed", "{report}");
+    assert!(
+        added["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("added.wasm")),
+        "{report}"
+    );
+    std::fs::write(&config, &base).unwrap();
+    status_until(home.path(), &c, "added gone with its block", |r| {
+        impulse(r, "added").is_none()
+    });
+
+    // Fixed on disk: it loads and becomes a running impulse like the others.
+    let staged = dir.join("late.wasm.new");
+    std::fs::copy(guest("probe"), &staged).unwrap();
+    std::fs::rename(&staged, &late).unwrap();
+    let report = status_until(home.path(), &c, "late running", |r| {
+        impulse(r, "late").is_some_and(|i| i["state"] == "running")
+    });
+    let entry = impulse(&report, "late").unwrap();
+    assert_eq!(entry["version"].as_str().unwrap().len(), 64, "{report}");
+    assert!(entry.get("reason").is_none(), "{report}");
+    let names: Vec<&str> = report["impulses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["probe", "late"], "listed once: {report}");
+    let metrics = http_get(&addr, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "komlogd_impulse_info{{impulse=\"late\",version=\"{}\",state=\"running\"}} 1\n",
+            entry["version"].as_str().unwrap()
+        )),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("state=\"failed\""), "{metrics}");
+    assert!(
+        metrics.contains("komlogd_impulse_fires_total{impulse=\"late\"} 0\n"),
+        "{metrics}"
+    );
+
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (code, _, err) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+}

@@ -16,7 +16,6 @@
 //! impulses: the dispatcher, through which every change to the set passes
 //! (reloads, module swaps, packages), updates them on a watch channel.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -192,14 +191,9 @@ pub async fn run(
             shutdown.clone(),
         )
     });
-    let running: HashMap<String, String> = board
-        .snapshot()
-        .into_iter()
-        .map(|(name, stats)| (name.to_string(), stats.version))
-        .collect();
     tracing::info!(
         jobs = job_count,
-        impulses = running.len(),
+        impulses = board.snapshot().len(),
         "komlogd running in {} mode",
         if link.is_some() { "connected" } else { "local" }
     );
@@ -213,7 +207,7 @@ pub async fn run(
     let reloader = match Reloader::start(
         engine,
         config.clone(),
-        running,
+        board.clone(),
         inbox.clone(),
         Some(packages.clone()),
         reload_stats,

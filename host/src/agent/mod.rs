@@ -3,7 +3,8 @@
 //!
 //! Files live beside komlogd.yaml: `data/store.redb` (the embedded store) and
 //! `cache/compiled/` (compiled modules). An impulse that fails to load is reported
-//! and left out; the others load.
+//! and left out, and listed as failed on the dispatcher's board (so `status`
+//! shows it); the others load.
 
 pub mod daemon;
 pub mod reload;
@@ -144,10 +145,17 @@ impl Agent {
                     log_loaded(&version, "impulse loaded");
                     dispatcher.add_impulse(version.spec, version.module, version.instance);
                 }
-                Err(error) => load_errors.push(LoadFailure {
-                    name: block.name.clone(),
-                    error,
-                }),
+                Err(error) => {
+                    dispatcher.board().set_failed(
+                        &block.name,
+                        block.filename.clone(),
+                        error.to_string(),
+                    );
+                    load_errors.push(LoadFailure {
+                        name: block.name.clone(),
+                        error,
+                    });
+                }
             }
         }
         Ok(Agent {

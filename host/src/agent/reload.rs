@@ -33,7 +33,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::config::{self, Config, ImpulseConfig};
 use crate::engine::Engine;
-use crate::impulses::{Control, Inbox};
+use crate::impulses::{Control, Inbox, StatsBoard};
 use crate::packages::Packages;
 
 use super::{load_impulse, log_loaded};
@@ -106,15 +106,16 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Start watching `config` and its modules. `running` maps the name of every
-    /// impulse now loaded to its module hash; enabled blocks that are missing from
-    /// it (they failed to load) are retried when their file changes. `packages`,
-    /// when given, follows the `- package:` blocks of each valid reload.
-    /// `stats` counts what was handled.
+    /// Start watching `config` and its modules. `board` holds every impulse
+    /// now loaded; enabled blocks that are missing from it (they failed to
+    /// load) are retried when their file changes, and listed on it as failed
+    /// while they still do not load. `packages`, when given, follows the
+    /// `- package:` blocks of each valid reload. `stats` counts what was
+    /// handled.
     pub fn start(
         engine: Engine,
         config: Config,
-        running: HashMap<String, String>,
+        board: StatsBoard,
         inbox: Inbox,
         packages: Option<Arc<Packages>>,
         stats: ReloadStats,
@@ -143,6 +144,11 @@ impl Reloader {
                 )
             }
         };
+        let running: HashMap<String, String> = board
+            .snapshot()
+            .into_iter()
+            .map(|(name, stats)| (name.to_string(), stats.version))
+            .collect();
         let running = config
             .impulses
             .iter()
@@ -162,6 +168,7 @@ impl Reloader {
             engine,
             config,
             running,
+            board,
             inbox,
             packages,
             watcher,
@@ -212,6 +219,8 @@ struct State {
     engine: Engine,
     config: Config,
     running: HashMap<String, Running>,
+    /// Where impulses that fail to load are listed.
+    board: StatsBoard,
     inbox: Inbox,
     packages: Option<Arc<Packages>>,
     watcher: Box<dyn Watcher + Send>,
@@ -329,6 +338,11 @@ impl State {
             .filter(|name| !enabled.iter().any(|b| &b.name == *name))
             .cloned()
             .collect();
+        for failed in self.board.failed() {
+            if !enabled.iter().any(|b| b.name == failed.name) {
+                self.board.clear_failed(&failed.name);
+            }
+        }
         // Every new version is checked first and the changes are sent together,
         // so no event falls between a removal and a swap of the same reload.
         let mut controls = Vec::new();
@@ -407,6 +421,8 @@ impl State {
                         wasm = %block.filename.display(),
                         "impulse not loaded: {e}"
                     );
+                    self.board
+                        .set_failed(&block.name, block.filename.clone(), e.to_string());
                     None
                 }
             }

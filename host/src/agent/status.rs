@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::impulses::{ImpulseStats, Inbox, StatsBoard};
+use crate::impulses::{FailedImpulse, ImpulseStats, Inbox, StatsBoard};
 use crate::model::{Sample, Value};
 use crate::packages::{PackageBoard, PackagePhase};
 use crate::session::{ServerBoard, ServerStatus};
@@ -153,6 +153,19 @@ pub fn package_reports(board: &PackageBoard) -> Vec<PackageReport> {
         .collect()
 }
 
+/// A configured impulse that failed to load, as a status entry: state
+/// `failed`, its `reason` and its `wasm`, no version and no counters.
+fn failed_impulse_status(failed: FailedImpulse) -> ImpulseStatus {
+    let mut stats = serde_json::Map::new();
+    stats.insert("state".into(), "failed".into());
+    stats.insert("reason".into(), failed.reason.into());
+    stats.insert("wasm".into(), failed.wasm.display().to_string().into());
+    ImpulseStatus {
+        name: failed.name,
+        stats,
+    }
+}
+
 /// What `status` answers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatusReport {
@@ -160,7 +173,8 @@ pub struct StatusReport {
     pub pid: u32,
     /// Seconds since the agent started.
     pub uptime_s: f64,
-    /// Every impulse, in load order.
+    /// Every running impulse, in load order, then every configured impulse
+    /// that failed to load (state `failed`, with its `reason` and `wasm`).
     pub impulses: Vec<ImpulseStatus>,
     /// The server link, in connected mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,7 +201,7 @@ pub fn report_with(
     jobs: Option<&JobBoard>,
     uptime: Duration,
 ) -> StatusReport {
-    let impulses = board
+    let mut impulses: Vec<ImpulseStatus> = board
         .snapshot()
         .into_iter()
         .map(|(name, stats)| ImpulseStatus {
@@ -198,6 +212,7 @@ pub fn report_with(
             },
         })
         .collect();
+    impulses.extend(board.failed().into_iter().map(failed_impulse_status));
     StatusReport {
         pid: std::process::id(),
         uptime_s: uptime.as_secs_f64(),
@@ -539,13 +554,19 @@ pub fn prometheus_text(board: &StatsBoard) -> String {
             s.memory_high_water
         ));
     }
-    out.push_str("# HELP komlogd_impulse_info Module version (hash) and state; always 1.\n# TYPE komlogd_impulse_info gauge\n");
+    out.push_str("# HELP komlogd_impulse_info Module version (hash) and state (failed: it could not be loaded); always 1.\n# TYPE komlogd_impulse_info gauge\n");
     for (imp, s) in &snapshot {
         out.push_str(&format!(
             "komlogd_impulse_info{{impulse=\"{}\",version=\"{}\",state=\"{}\"}} 1\n",
             escape_label(imp),
             escape_label(&s.version),
             s.state.as_str()
+        ));
+    }
+    for failed in board.failed() {
+        out.push_str(&format!(
+            "komlogd_impulse_info{{impulse=\"{}\",version=\"\",state=\"failed\"}} 1\n",
+            escape_label(&failed.name)
         ));
     }
     out.push_str("# HELP komlogd_impulse_duration_seconds Call durations (quantiles over the latest 1024 calls).\n# TYPE komlogd_impulse_duration_seconds summary\n");

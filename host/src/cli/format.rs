@@ -130,7 +130,9 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             + count(m, "backoff_skips")
             + count(m, "disabled_skips")
             + count(m, "queue_full_skips");
-        let version = text(m, "version");
+        let version = Some(text(m, "version"))
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "-".to_owned());
         let _ = writeln!(
             out,
             "{:<20} {:<8} {:<12} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7}",
@@ -227,7 +229,9 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
         }
     }
     for imp in &report.impulses {
-        if let Some(err) = imp
+        if let Some(reason) = imp.stats.get("reason").and_then(serde_json::Value::as_str) {
+            let _ = writeln!(out, "{}: failed: {reason}", imp.name);
+        } else if let Some(err) = imp
             .stats
             .get("last_error")
             .and_then(serde_json::Value::as_str)

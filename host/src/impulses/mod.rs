@@ -20,7 +20,7 @@ pub mod worker;
 pub use dispatch::{Closed, Control, Inbox, SpecsWatcher, Tapped, UploadReceipt};
 pub use dispatch::{Dispatcher, DispatcherConfig, IngestReport, Rejected};
 pub use spec::{ImpulseSpec, SpecError};
-pub use stats::{FailedEvent, ImpulseState, ImpulseStats, StatsBoard};
+pub use stats::{FailedEvent, FailedImpulse, ImpulseState, ImpulseStats, StatsBoard};
 pub use worker::Version;
 
 /// Receive from `rx`, spinning briefly before sleeping: a message that follows

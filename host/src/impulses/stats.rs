@@ -1,7 +1,9 @@
 //! Per-impulse counters and state, shared between an impulse's worker, the
-//! dispatcher and the readers (`komlogd status`, the Prometheus endpoint).
+//! dispatcher and the readers (`komlogd status`, the Prometheus endpoint),
+//! and the configured impulses that failed to load, with the reason.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// How many recent call durations the percentiles are computed over.
@@ -191,36 +193,94 @@ pub fn lock(stats: &SharedStats) -> MutexGuard<'_, StatsCell> {
 /// An impulse's name and its stats.
 type BoardEntry = (Arc<str>, SharedStats);
 
-/// Every loaded impulse's stats, by name in load order; cheap to clone and
-/// readable from any thread while the agent runs.
+/// A configured impulse that is not running because it could not be loaded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FailedImpulse {
+    /// Its name.
+    pub name: String,
+    /// Its module file.
+    pub wasm: PathBuf,
+    /// Why it could not be loaded, as logged.
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// The running impulses, in load order.
+    loaded: Vec<BoardEntry>,
+    /// The impulses that failed to load, none of them loaded.
+    failed: Vec<FailedImpulse>,
+}
+
+/// Every loaded impulse's stats, by name in load order, and the configured
+/// impulses that failed to load; cheap to clone and readable from any thread
+/// while the agent runs. Loading an impulse (under its name) takes it off the
+/// failed list in the same step, so a reader sees it either failed or running.
 #[derive(Debug, Clone, Default)]
 pub struct StatsBoard {
-    entries: Arc<RwLock<Vec<BoardEntry>>>,
+    entries: Arc<RwLock<Entries>>,
 }
 
 impl StatsBoard {
-    /// Add (or replace) an impulse's entry.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add (or replace) an impulse's entry; it is no longer failed.
     pub(crate) fn insert(&self, name: Arc<str>, stats: SharedStats) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        match entries.iter_mut().find(|(n, _)| *n == name) {
+        let mut entries = self.write();
+        entries.failed.retain(|f| *f.name != *name);
+        match entries.loaded.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = stats,
-            None => entries.push((name, stats)),
+            None => entries.loaded.push((name, stats)),
         }
     }
 
     /// Remove an impulse's entry.
     pub(crate) fn remove(&self, name: &str) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|(n, _)| &**n != name);
+        self.write().loaded.retain(|(n, _)| &**n != name);
     }
 
-    /// A consistent copy of every impulse's stats, in load order.
+    /// A consistent copy of every running impulse's stats, in load order.
     pub fn snapshot(&self) -> Vec<(Arc<str>, ImpulseStats)> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries
+        self.read()
+            .loaded
             .iter()
             .map(|(name, stats)| (name.clone(), lock(stats).snapshot()))
             .collect()
+    }
+
+    /// Record that the impulse `name` (module `wasm`) could not be loaded, or
+    /// why it still cannot. Ignored while an impulse of that name runs: a
+    /// refused new version of a running impulse is not a failed impulse.
+    pub fn set_failed(&self, name: &str, wasm: PathBuf, reason: String) {
+        let mut entries = self.write();
+        if entries.loaded.iter().any(|(n, _)| &**n == name) {
+            return;
+        }
+        let failed = FailedImpulse {
+            name: name.to_owned(),
+            wasm,
+            reason,
+        };
+        match entries.failed.iter_mut().find(|f| f.name == name) {
+            Some(entry) => *entry = failed,
+            None => entries.failed.push(failed),
+        }
+    }
+
+    /// Forget that the impulse `name` failed (it left the configuration).
+    pub fn clear_failed(&self, name: &str) {
+        self.write().failed.retain(|f| f.name != name);
+    }
+
+    /// The configured impulses that failed to load, in the order they failed.
+    pub fn failed(&self) -> Vec<FailedImpulse> {
+        self.read().failed.clone()
     }
 }
 
@@ -288,5 +348,28 @@ mod tests {
         assert_eq!(snap[0].1.fires, 7);
         board.remove("a");
         assert_eq!(board.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_impulse_is_listed_until_it_loads_or_leaves() {
+        let board = StatsBoard::default();
+        board.set_failed("late", "late/x.wasm".into(), "no such file".into());
+        board.set_failed("gone", "gone.wasm".into(), "not a component".into());
+        board.set_failed("late", "late/x.wasm".into(), "still broken".into());
+        let reasons: Vec<_> = board.failed().into_iter().map(|f| f.reason).collect();
+        assert_eq!(reasons, ["still broken", "not a component"]);
+        assert!(
+            board.snapshot().is_empty(),
+            "failed impulses are not running"
+        );
+
+        board.insert("late".into(), Arc::default());
+        let names: Vec<_> = board.failed().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["gone"], "loading it took it off the failed list");
+        board.set_failed("late", "late/x.wasm".into(), "a refused new version".into());
+        assert_eq!(board.failed().len(), 1, "a running impulse is not failed");
+
+        board.clear_failed("gone");
+        assert!(board.failed().is_empty());
     }
 }
