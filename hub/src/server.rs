@@ -41,6 +41,12 @@ pub struct HubConfig {
     pub max_frame_bytes: usize,
     /// Serve TLS with this certificate and key (default none: plain HTTP).
     pub tls: Option<HubTls>,
+    /// How long a TLS handshake may take before the connection is dropped
+    /// (default [`crate::tls::HANDSHAKE_TIMEOUT`], 10 s).
+    pub tls_handshake_timeout: Duration,
+    /// How long a session may stay without a connection before it is
+    /// forgotten (default [`crate::sessions::SESSION_IDLE_EXPIRY`], 15 min).
+    pub session_idle_expiry: Duration,
 }
 
 impl HubConfig {
@@ -55,6 +61,8 @@ impl HubConfig {
             outbox_capacity: 4096,
             max_frame_bytes: 16 << 20,
             tls: None,
+            tls_handshake_timeout: crate::tls::HANDSHAKE_TIMEOUT,
+            session_idle_expiry: crate::sessions::SESSION_IDLE_EXPIRY,
         }
     }
 }
@@ -203,7 +211,7 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
         writer,
         store,
         challenges: Challenges::default(),
-        sessions: Registry::new(config.outbox_capacity),
+        sessions: Registry::new(config.outbox_capacity, config.session_idle_expiry),
         admin_token: crate::admin::new_token(),
         config,
     });
@@ -222,10 +230,14 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
     };
     let task = match &hub.config.tls {
         Some(tls) => {
-            let listener = TlsListener::new(listener, Arc::clone(&tls.config))
-                .map_err(ServeError::Serve)?
-                // A no-op tap: axum gives `ConnectInfo<SocketAddr>` to tapped listeners.
-                .tap_io(|_| {});
+            let listener = TlsListener::new(
+                listener,
+                Arc::clone(&tls.config),
+                hub.config.tls_handshake_timeout,
+            )
+            .map_err(ServeError::Serve)?
+            // A no-op tap: axum gives `ConnectInfo<SocketAddr>` to tapped listeners.
+            .tap_io(|_| {});
             tokio::spawn(serve(listener, Arc::clone(&hub), stopped))
         }
         None => {

@@ -189,15 +189,19 @@ pub struct Registry {
     logins: Mutex<HashMap<String, Login>>,
     next_conn: AtomicU64,
     outbox_capacity: usize,
+    idle_expiry: Duration,
 }
 
 impl Registry {
-    /// An empty registry; each connection's outbox holds `outbox_capacity` messages.
-    pub fn new(outbox_capacity: usize) -> Registry {
+    /// An empty registry; each connection's outbox holds `outbox_capacity`
+    /// messages, and a session left without a connection for `idle_expiry`
+    /// ([`SESSION_IDLE_EXPIRY`] in a served hub) is forgotten.
+    pub fn new(outbox_capacity: usize, idle_expiry: Duration) -> Registry {
         Registry {
             logins: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             outbox_capacity: outbox_capacity.max(1),
+            idle_expiry,
         }
     }
 
@@ -207,14 +211,15 @@ impl Registry {
     }
 
     /// Create a session for a successful login. Sessions left without a
-    /// connection for [`SESSION_IDLE_EXPIRY`] are forgotten here.
+    /// connection for the idle expiry are forgotten here.
     pub fn create_login(&self, user: &Username, agent_id: &str) -> NewLogin {
         let new = NewLogin {
             token: random_hex(32),
             sid: random_hex(16),
         };
         let mut logins = self.lock();
-        logins.retain(|_, l| l.conn.is_some() || l.idle_since.elapsed() < SESSION_IDLE_EXPIRY);
+        let expiry = self.idle_expiry;
+        logins.retain(|_, l| l.conn.is_some() || l.idle_since.elapsed() < expiry);
         logins.insert(
             new.token.clone(),
             Login {
@@ -231,9 +236,17 @@ impl Registry {
     }
 
     /// Attach a new connection to the session of `token`; `None` when the token
-    /// opens no session. An older connection of the session is closed with 4503.
+    /// opens no session (none, kicked, or left without a connection for the
+    /// idle expiry). An older connection of the session is closed with 4503.
     pub fn attach(&self, token: &str) -> Option<Attached> {
         let mut logins = self.lock();
+        let expired = logins
+            .get(token)
+            .is_some_and(|l| l.conn.is_none() && l.idle_since.elapsed() >= self.idle_expiry);
+        if expired {
+            logins.remove(token);
+            return None;
+        }
         let login = logins.get_mut(token)?;
         let (outbox, outbox_rx) = mpsc::channel(self.outbox_capacity);
         let (close, close_rx) = watch::channel(None);
@@ -459,7 +472,7 @@ mod tests {
 
     #[test]
     fn notifications_reach_hooked_sessions_with_their_view_of_the_uri() {
-        let reg = Registry::new(16);
+        let reg = Registry::new(16, SESSION_IDLE_EXPIRY);
         let a = reg.create_login(&user("alice"), "a1");
         let b = reg.create_login(&user("bob"), "b1");
         let mut ca = reg.attach(&a.token).unwrap();
@@ -491,8 +504,33 @@ mod tests {
     }
 
     #[test]
+    fn a_session_left_without_a_connection_for_the_idle_expiry_is_forgotten() {
+        assert_eq!(SESSION_IDLE_EXPIRY, Duration::from_secs(15 * 60));
+        let expiry = Duration::from_millis(50);
+        let reg = Registry::new(16, expiry);
+        let idle = reg.create_login(&user("alice"), "a1");
+        let connected = reg.create_login(&user("alice"), "a2");
+        let _conn = reg.attach(&connected.token).unwrap();
+        let returning = reg.create_login(&user("alice"), "a3");
+        let c = reg.attach(&returning.token).unwrap();
+        reg.detach(&returning.token, c.conn_id);
+        std::thread::sleep(expiry * 2);
+        // The cookie of the idle session opens nothing any more, even before
+        // another login sweeps the registry.
+        assert!(reg.attach(&idle.token).is_none());
+        assert!(!reg.is_valid(&idle.token));
+        // A new login forgets the other idle one; the connected one stays.
+        let _new = reg.create_login(&user("bob"), "b1");
+        assert!(!reg.is_valid(&returning.token));
+        assert!(reg.is_valid(&connected.token));
+        // Within the expiry a session is kept.
+        let fresh = reg.create_login(&user("alice"), "a4");
+        assert!(reg.attach(&fresh.token).is_some());
+    }
+
+    #[test]
     fn kick_forgets_the_session_and_closes_with_4403() {
-        let reg = Registry::new(16);
+        let reg = Registry::new(16, SESSION_IDLE_EXPIRY);
         let a = reg.create_login(&user("alice"), "a1");
         let other = reg.create_login(&user("alice"), "a2");
         let ca = reg.attach(&a.token).unwrap();
@@ -507,7 +545,7 @@ mod tests {
 
     #[test]
     fn a_second_connection_replaces_the_first_and_a_full_outbox_closes() {
-        let reg = Registry::new(1);
+        let reg = Registry::new(1, SESSION_IDLE_EXPIRY);
         let a = reg.create_login(&user("alice"), "a1");
         let first = reg.attach(&a.token).unwrap();
         let second = reg.attach(&a.token).unwrap();

@@ -231,8 +231,8 @@ impl ServerCertVerifier for Pinned {
 }
 
 /// A listener whose connections are TLS: a task accepts TCP connections and
-/// completes each handshake in a task of its own (at most
-/// [`HANDSHAKE_TIMEOUT`]), so a slow or broken client never holds up the
+/// completes each handshake in a task of its own (at most `handshake_timeout`,
+/// [`HANDSHAKE_TIMEOUT`] by default), so a slow or broken client never holds up the
 /// others. A failed handshake is logged and the connection dropped. The task
 /// stops when the listener is dropped.
 pub struct TlsListener {
@@ -242,12 +242,17 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Serve TLS with `config` on `tcp`.
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    /// Serve TLS with `config` on `tcp`; a handshake not completed within
+    /// `handshake_timeout` drops its connection.
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        handshake_timeout: Duration,
+    ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let accepting = tokio::spawn(accept_loop(tcp, acceptor, tx));
+        let accepting = tokio::spawn(accept_loop(tcp, acceptor, tx, handshake_timeout));
         Ok(TlsListener {
             ready,
             local,
@@ -266,6 +271,7 @@ async fn accept_loop(
     tcp: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    handshake_timeout: Duration,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -296,14 +302,14 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = tx.send((tls, peer)).await;
                 }
                 Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::info!(
                     %peer,
-                    "TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}"
+                    "TLS handshake not completed within {handshake_timeout:?}"
                 ),
             }
         });
