@@ -87,7 +87,7 @@ impl FailureKind {
 ///
 /// Its text is one line (it is an impulse's last error in `komlogd status`
 /// and part of log records): the kind, wasmtime's reason and the guest's
-/// stderr. The wasm backtrace a trap carries is kept apart, for a debug log.
+/// stderr. The wasm backtrace a trap carries goes to a debug log record.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind_name}: {message}{}", if stderr.is_empty() { String::new() } else { format!(" (guest stderr: {stderr})") })]
 pub struct CallError {
@@ -98,8 +98,6 @@ pub struct CallError {
     pub message: String,
     /// What the guest wrote to stderr, on one line (often a panic message).
     pub stderr: String,
-    /// The wasm backtrace of a trap, one frame a line.
-    pub backtrace: Option<String>,
 }
 
 impl CallError {
@@ -109,7 +107,6 @@ impl CallError {
             kind_name: kind.as_str(),
             message,
             stderr,
-            backtrace: None,
         }
     }
 }
@@ -411,9 +408,14 @@ fn classify(store: &Store<GuestState>, err: wasmtime::Error, default: FailureKin
                 .map_or_else(|| reason.clone(), str::to_owned)
         }
     };
-    let mut e = CallError::new(kind, message, stderr);
-    e.backtrace = wasm_backtrace(&err);
-    e
+    if let Some(trace) = wasm_backtrace(&err) {
+        tracing::debug!(
+            impulse = &*state.name,
+            "where it failed: {}",
+            one_line(&trace)
+        );
+    }
+    CallError::new(kind, message, stderr)
 }
 
 impl GuestState {

@@ -485,13 +485,6 @@ impl Worker {
             wasm = %self.version.spec.module_path.display(),
             "impulse failed, instance discarded: {e}"
         );
-        if let Some(trace) = &e.backtrace {
-            tracing::debug!(
-                impulse = self.version.spec.name.as_ref(),
-                "where it failed: {}",
-                crate::engine::one_line(trace)
-            );
-        }
         Outcome::Failed(e)
     }
 
