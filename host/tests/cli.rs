@@ -6,6 +6,8 @@
 //!   stdin, a bad number, a missing or broken configuration, a remote uri, a kind
 //!   change, an unknown uri) gets its message on stderr and the documented status
 //!   (0 ok, 1 runtime failure, 2 usage or configuration error);
+//! * a store holding times beyond the valid range, as an earlier komlogd let in:
+//!   `query` shows them;
 //! * a corrupt impulse module: uploads still work, `check` fails and names it;
 //! * `--help` and `--version`.
 //!
@@ -937,4 +939,60 @@ fn check_lists_the_jobs_and_names_each_one_whose_command_cannot_run() {
         "{run:?}"
     );
     assert_eq!(run.stderr, "", "{run:?}");
+}
+
+// ------------------------------------------------------ times out of range
+
+impl Agent {
+    fn store_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("store.redb")
+    }
+}
+
+#[test]
+fn a_store_holding_times_beyond_the_range_is_queried_without_panicking() {
+    // What an earlier komlogd let in: the store API itself keeps any time.
+    let agent = Agent::new(PLAIN);
+    {
+        let mut store = komlogd::store::Store::open(&agent.store_path()).expect("open the store");
+        let samples: Vec<komlogd::model::Sample> = [1_000_000, 253_402_300_800_000_000, i64::MAX]
+            .into_iter()
+            .map(|ts| komlogd::model::Sample {
+                uri: "far.x".into(),
+                ts,
+                value: komlogd::model::Value::Datapoint(1.0),
+            })
+            .collect();
+        let outcomes = store.append(&samples).expect("append");
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    }
+    let listed = agent.run(&["query"], Stdin::Null);
+    assert_eq!(
+        (listed.code, listed.stdout.as_str(), listed.stderr.as_str()),
+        (
+            0,
+            "far.x  datapoint  3 samples, last 9223372036854775807us\n",
+            ""
+        )
+    );
+    let shown = agent.run(&["query", "far.x"], Stdin::Null);
+    assert_eq!(
+        (shown.code, shown.stdout.as_str(), shown.stderr.as_str()),
+        (
+            0,
+            "1970-01-01T00:00:01.000000Z  far.x  1\n\
+             253402300800000000us  far.x  1\n\
+             9223372036854775807us  far.x  1\n",
+            ""
+        )
+    );
+    let rows = agent.query_json(&["far.x"]);
+    assert_eq!(field(&rows[2], "ts"), i64::MAX);
+    assert_eq!(field(&rows[2], "time"), "9223372036854775807us");
+    // Uploads to it still work.
+    let run = agent.run(
+        &["-u", "far.x", "--datapoint", "--ts", "2000000"],
+        Stdin::text("2"),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
 }

@@ -47,6 +47,15 @@ impl TimeUuid {
         0x7f,
     ]);
 
+    /// The earliest instant a TimeUUID carries, in microseconds since the Unix
+    /// epoch: 1582-10-15T00:00:00Z, the start of the UUID epoch.
+    pub const MIN_MICROS: i64 = -(UUID_EPOCH_OFFSET as i64 / 10);
+
+    /// The latest instant a TimeUUID carries, in microseconds since the Unix
+    /// epoch: 5236-03-31T21:21:00.684697Z, the largest 60-bit timestamp rounded
+    /// down to a microsecond.
+    pub const MAX_MICROS: i64 = ((MAX_UUID_TIME - UUID_EPOCH_OFFSET) / 10) as i64;
+
     /// A TimeUUID of the current time with a random clock sequence and node, as
     /// used for message `seq` values and stdin uploads.
     pub fn now() -> TimeUuid {
@@ -288,6 +297,21 @@ mod tests {
         }
         // Before 1582-10-15 there is no TimeUUID.
         assert!(TimeUuid::random_at(-12_219_292_800_000_001).is_none());
+    }
+
+    #[test]
+    fn the_micros_range_is_exactly_what_a_timeuuid_carries() {
+        assert_eq!(TimeUuid::MIN_MICROS, -12_219_292_800_000_000);
+        assert_eq!(TimeUuid::MAX_MICROS, 103_072_857_660_684_697);
+        assert_eq!(TimeUuid::MIN.micros(), TimeUuid::MIN_MICROS);
+        assert_eq!(TimeUuid::MAX.micros(), TimeUuid::MAX_MICROS);
+        for us in [TimeUuid::MIN_MICROS, TimeUuid::MAX_MICROS] {
+            assert_eq!(TimeUuid::random_at(us).map(|t| t.micros()), Some(us));
+        }
+        assert!(TimeUuid::random_at(TimeUuid::MIN_MICROS - 1).is_none());
+        assert!(TimeUuid::random_at(TimeUuid::MAX_MICROS + 1).is_none());
+        assert!(TimeUuid::random_at(i64::MAX).is_none());
+        assert!(TimeUuid::random_at(i64::MIN).is_none());
     }
 
     #[test]

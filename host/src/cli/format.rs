@@ -1,19 +1,15 @@
 //! Human and JSON renderings of samples and uri listings.
 
 use std::fmt::Write;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::model::{Sample, Value};
 use crate::store::UriInfo;
 
-/// RFC 3339 UTC with microseconds, or the raw number for pre-1970 times.
+/// RFC 3339 UTC with microseconds, or the raw number with `us` for a time
+/// outside the valid range (see [`crate::model::format_ts`]).
 pub fn time(ts: i64) -> String {
-    match u64::try_from(ts) {
-        Ok(us) => {
-            humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string()
-        }
-        Err(_) => format!("{ts}us"),
-    }
+    crate::model::format_ts(ts)
 }
 
 /// Samples, one per line (multi-line texts indented below their header).

@@ -8,5 +8,8 @@ pub mod sample;
 pub mod uri;
 
 pub use quantity::{QuantityError, parse_bytes, parse_duration_us};
-pub use sample::{Kind, MAX_DATASOURCE_BYTES, Sample, SampleError, Timestamp, Value, now_us};
+pub use sample::{
+    Kind, MAX_DATASOURCE_BYTES, MAX_TS, MIN_TS, Sample, SampleError, TIME_RANGE, Timestamp, Value,
+    check_ts, format_ts, now_us,
+};
 pub use uri::{Uri, UriError, Username};

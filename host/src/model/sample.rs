@@ -1,5 +1,6 @@
-//! Samples and their values, and the rules a value must pass (spec §6.3):
-//! datasource text at most 131072 UTF-8 bytes, datapoints finite.
+//! Samples and their values, and the rules a sample must pass (spec §6.3):
+//! datasource text at most 131072 UTF-8 bytes, datapoints finite, and a time
+//! within [`MIN_TS`] ..= [`MAX_TS`] (what a Komlog TimeUUID carries).
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +12,38 @@ pub type Timestamp = i64;
 
 /// The largest datasource text, in UTF-8 bytes (2^17).
 pub const MAX_DATASOURCE_BYTES: usize = 131_072;
+
+/// The earliest valid sample time: 1582-10-15T00:00:00Z, the first instant a
+/// TimeUUID (the wire's timestamps) carries.
+pub const MIN_TS: Timestamp = komlog_protocol::TimeUuid::MIN_MICROS;
+
+/// The latest valid sample time: 5236-03-31T21:21:00.684697Z, the last instant
+/// a TimeUUID carries.
+pub const MAX_TS: Timestamp = komlog_protocol::TimeUuid::MAX_MICROS;
+
+/// [`MIN_TS`] ..= [`MAX_TS`] as messages show it.
+pub const TIME_RANGE: &str = "1582-10-15T00:00:00Z ..= 5236-03-31T21:21:00.684697Z";
+
+/// Check that `ts` is within [`MIN_TS`] ..= [`MAX_TS`]: every sample that is
+/// stored or sent passes this (uploads, jobs, packages, impulse outputs, and
+/// what the server sends).
+pub fn check_ts(ts: Timestamp) -> Result<(), SampleError> {
+    if (MIN_TS..=MAX_TS).contains(&ts) {
+        Ok(())
+    } else {
+        Err(SampleError::TimeOutOfRange(ts))
+    }
+}
+
+/// A time for people: RFC 3339 UTC with microseconds
+/// (`2023-11-14T22:13:20.000000Z`) within the valid range, the raw number with
+/// `us` outside it (what an older store may hold). Never fails.
+pub fn format_ts(ts: Timestamp) -> String {
+    match chrono::DateTime::from_timestamp_micros(ts) {
+        Some(t) if check_ts(ts).is_ok() => t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        _ => format!("{ts}us"),
+    }
+}
 
 /// The current wall-clock time in microseconds since the epoch.
 pub fn now_us() -> Timestamp {
@@ -110,6 +143,11 @@ pub enum SampleError {
     /// A write to another user's uri.
     #[error("uri {0} belongs to another user: remote uris are read-only")]
     RemoteWrite(String),
+    /// A time outside [`MIN_TS`] ..= [`MAX_TS`].
+    #[error(
+        "timestamp {0} is outside the valid time range {TIME_RANGE} ({MIN_TS} ..= {MAX_TS} µs since the Unix epoch, what a TimeUUID carries)"
+    )]
+    TimeOutOfRange(Timestamp),
 }
 
 /// One sample: `uri` is a store key (a local uri, or `owner:uri` for another user's).
@@ -124,15 +162,25 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Build a sample after validating the uri syntax and the value rules.
+    /// Build a sample after validating it ([`Sample::validate`]).
     pub fn new(uri: &str, ts: Timestamp, value: Value) -> Result<Self, SampleError> {
-        Uri::parse(uri)?;
-        value.validate()?;
-        Ok(Sample {
+        let sample = Sample {
             uri: uri.to_owned(),
             ts,
             value,
-        })
+        };
+        sample.validate()?;
+        Ok(sample)
+    }
+
+    /// The rules every sample passes before it is stored or sent: the uri's
+    /// syntax, the time range ([`check_ts`]) and the value rules. Returns the
+    /// parsed uri. (Who may write a uri, and its kind, are checked apart.)
+    pub fn validate(&self) -> Result<Uri, SampleError> {
+        let uri = Uri::parse(&self.uri)?;
+        check_ts(self.ts)?;
+        self.value.validate()?;
+        Ok(uri)
     }
 }
 
@@ -164,6 +212,54 @@ mod tests {
         );
         // The limit counts UTF-8 bytes, not characters.
         assert!(Value::Datasource("ñ".repeat(65_537)).validate().is_err());
+    }
+
+    #[test]
+    fn the_time_range_is_what_a_timeuuid_carries() {
+        for ts in [MIN_TS, -1, 0, 1_700_000_000_000_000, MAX_TS] {
+            assert_eq!(check_ts(ts), Ok(()), "{ts}");
+            assert!(Sample::new("a", ts, Value::Datapoint(1.0)).is_ok(), "{ts}");
+        }
+        // 10000-01-01T00:00:00Z, the original report, and the extremes.
+        for ts in [
+            MIN_TS - 1,
+            MAX_TS + 1,
+            253_402_300_800_000_000,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            assert_eq!(check_ts(ts), Err(SampleError::TimeOutOfRange(ts)), "{ts}");
+            assert_eq!(
+                Sample::new("a", ts, Value::Datapoint(1.0)),
+                Err(SampleError::TimeOutOfRange(ts))
+            );
+        }
+        assert_eq!(
+            SampleError::TimeOutOfRange(i64::MAX).to_string(),
+            "timestamp 9223372036854775807 is outside the valid time range \
+             1582-10-15T00:00:00Z ..= 5236-03-31T21:21:00.684697Z \
+             (-12219292800000000 ..= 103072857660684697 µs since the Unix epoch, what a TimeUUID carries)"
+        );
+        // TIME_RANGE names the bounds exactly.
+        assert_eq!(
+            TIME_RANGE,
+            format!(
+                "{} ..= {}",
+                format_ts(MIN_TS).replace(".000000", ""),
+                format_ts(MAX_TS)
+            )
+        );
+    }
+
+    #[test]
+    fn any_timestamp_formats_without_panicking() {
+        assert_eq!(format_ts(1_000_000), "1970-01-01T00:00:01.000000Z");
+        assert_eq!(format_ts(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(format_ts(MIN_TS), "1582-10-15T00:00:00.000000Z");
+        assert_eq!(format_ts(MAX_TS), "5236-03-31T21:21:00.684697Z");
+        for ts in [MAX_TS + 1, 253_402_300_800_000_000, i64::MAX, i64::MIN] {
+            assert_eq!(format_ts(ts), format!("{ts}us"));
+        }
     }
 
     #[test]
