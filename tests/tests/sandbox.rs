@@ -1,14 +1,15 @@
 //! Misbehaving guests are contained: a panic, an endless loop, a call blocked in
 //! a host wait, a hoard of host handles and a memory bomb each end in a recorded
 //! failure, and a healthy impulse beside them keeps working. An impulse slower
-//! than its input sheds fires at its queue limit.
+//! than its input sheds fires at its queue limit, and logs it. A fuel limit
+//! stops a loop; clocks and randomness work.
 //! Modules that are not impulses are refused with an error naming the file.
 
 use std::time::{Duration, Instant};
 
 use komlogd::agent::Agent;
 use komlogd::impulses::ImpulseStats;
-use komlogd_tests::{AgentDir, dp, impulse_stats};
+use komlogd_tests::{AgentDir, capture_log, dp, impulse_stats};
 
 fn with_neighbour(mode: &str, limits: &str) -> (AgentDir, Agent) {
     let dir = AgentDir::new(&format!(
@@ -102,7 +103,9 @@ fn an_impulse_slower_than_its_input_sheds_fires_at_its_queue_limit_and_its_neigh
     // healthy neighbour answers every one, and firing resumes once there is room.
     let (_d, mut agent) = with_neighbour("slow, ms: 20", "    limits: {queue: 16KiB}\n");
     let burst: Vec<_> = (1..=200).map(|ts| dp("x", ts, 0.0)).collect();
-    agent.dispatcher.ingest(burst).unwrap();
+    let ((), overload_log) = capture_log(|| {
+        agent.dispatcher.ingest(burst).unwrap();
+    });
     let s = impulse_stats(&agent, "bad");
     assert_eq!(s.fires + s.queue_full_skips, 200, "{s:?}");
     assert!(s.queue_full_skips > 0 && s.fires > 0, "{s:?}");
@@ -114,8 +117,36 @@ fn an_impulse_slower_than_its_input_sheds_fires_at_its_queue_limit_and_its_neigh
     assert_eq!(impulse_stats(&agent, "good").fires, 200);
     let good_out = agent.dispatcher.store().latest("probe.out", 1_000).unwrap();
     assert_eq!(good_out.len(), 200);
-    // The queue drained: the next fire runs.
-    agent.dispatcher.ingest(vec![dp("x", 1_000, 0.0)]).unwrap();
+    // One warning for the whole overload, with the reason.
+    let warnings: Vec<_> = overload_log
+        .lines()
+        .filter(|l| l.contains("fires dropped"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{overload_log}");
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains("bad")
+            && warnings[0].contains("queue limit is 16384"),
+        "{}",
+        warnings[0]
+    );
+    // The queue drained: the next fire runs, and the end of the overload is
+    // logged with the count of fires dropped.
+    let ((), resume_log) = capture_log(|| {
+        agent.dispatcher.ingest(vec![dp("x", 1_000, 0.0)]).unwrap();
+    });
+    let resumed: Vec<_> = resume_log
+        .lines()
+        .filter(|l| l.contains("queue has room again"))
+        .collect();
+    assert_eq!(resumed.len(), 1, "{resume_log}");
+    assert!(
+        resumed[0].contains(&format!("dropped={}", s.queue_full_skips))
+            && resumed[0].contains("bad"),
+        "{}",
+        resumed[0]
+    );
+    assert!(!resume_log.contains("fires dropped"), "{resume_log}");
     let after = impulse_stats(&agent, "bad");
     assert_eq!(after.fires, s.fires + 1, "{after:?}");
     assert_eq!(after.queue_full_skips, s.queue_full_skips, "{after:?}");
@@ -125,6 +156,79 @@ fn an_impulse_slower_than_its_input_sheds_fires_at_its_queue_limit_and_its_neigh
         .latest("misbehave.slow", 1)
         .unwrap();
     assert_eq!(slow_out[0].ts, 1_000);
+}
+
+#[test]
+fn an_endless_loop_runs_out_of_fuel() {
+    // The deadline is far away: the fuel limit is what stops the loop.
+    let (_d, mut agent) = with_neighbour("spin", "    limits: {fuel: 1000000, timeout: 30s}\n");
+    let started = Instant::now();
+    fire_twice(&mut agent);
+    let s = impulse_stats(&agent, "bad");
+    assert_failed_once_then_backed_off(&s);
+    assert_eq!(s.failures.get("fuel"), Some(&2), "{s:?}");
+    assert_eq!(s.failures.get("deadline"), None, "{s:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_impulse_within_its_fuel_runs() {
+    let (_d, mut agent) = with_neighbour("ok", "    limits: {fuel: 100000000}\n");
+    fire_twice(&mut agent);
+    let s = impulse_stats(&agent, "bad");
+    assert_eq!((s.fires, s.failed_events), (2, 0), "{s:?}");
+}
+
+#[test]
+fn guests_read_the_clocks_and_get_random_bytes() {
+    let dir = AgentDir::new(
+        "- impulses:\n    name: a\n    filename: {guest:misbehave}\n    uris: [x]\n    params: {mode: clock}\n",
+    );
+    let mut agent = dir.open();
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    };
+    let mut seen = Vec::new();
+    for ts in [1, 2] {
+        let before = now_us();
+        agent.dispatcher.ingest(vec![dp("x", ts, 0.0)]).unwrap();
+        let after = now_us();
+        let out = agent
+            .dispatcher
+            .store()
+            .latest("misbehave.clock", 1)
+            .unwrap();
+        assert_eq!(out[0].ts, ts);
+        let text = out[0].value.to_string();
+        let field = |name: &str| -> String {
+            text.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .to_owned()
+        };
+        let wall: u128 = field("wall_us").parse().unwrap();
+        assert!(
+            before <= wall && wall <= after,
+            "{before} <= {wall} <= {after}: {text}"
+        );
+        let monotonic: u64 = field("monotonic_ns").parse().unwrap();
+        let random = field("random");
+        assert_eq!(random.len(), 32, "{text}");
+        seen.push((monotonic, random));
+    }
+    assert!(
+        seen[1].0 > seen[0].0,
+        "the monotonic clock advances: {seen:?}"
+    );
+    assert_ne!(seen[0].1, seen[1].1, "two draws differ: {seen:?}");
+    assert_ne!(seen[0].1, "0".repeat(32), "{seen:?}");
 }
 
 #[test]

@@ -18,12 +18,15 @@
 //! | `fs`    | tries `std::fs::read("/etc/passwd")`                                      |
 //! | `env`   | tries `std::env::var("HOME")` and `std::env::vars().count()`              |
 //! | `net`   | tries `std::net::TcpStream::connect("127.0.0.1:9")`                       |
+//! | `clock` | reads the wall clock, the monotonic clock and 16 random bytes             |
 //!
 //! `fs`, `env` and `net` return one datasource sample `misbehave.<mode>` at
 //! `ctx.ts` whose text starts with `denied: ` (followed by the error) or
 //! `allowed: ` (followed by what it got: `read N bytes`, `HOME=…; N
 //! variables visible`, `connected to …`). For `env`, `allowed` means a
 //! variable was actually visible (an empty environment is `denied`).
+//! `clock` returns one datasource sample `misbehave.clock` at `ctx.ts`:
+//! `wall_us=<µs since the epoch> monotonic_ns=<ns> random=<32 hex digits>`.
 //! A missing or unknown `mode` is an `Err` listing the modes.
 //! `describe()` returns `None`.
 
@@ -36,7 +39,7 @@ pub struct Misbehave;
 
 /// Every mode, for the error message.
 pub const MODES: &str =
-    "panic, spin, sleep, slow, chatty, flood, handles, hog, err, ok, fs, env, net";
+    "panic, spin, sleep, slow, chatty, flood, handles, hog, err, ok, fs, env, net, clock";
 
 /// The outcome of the `fs` probe.
 pub fn try_fs() -> String {
@@ -77,6 +80,20 @@ pub fn try_net() -> String {
         ),
         Err(e) => format!("denied: {e}"),
     }
+}
+
+/// The outcome of the `clock` probe: what the host's clocks and random
+/// source give (WASI calls, so only inside a component).
+fn clock() -> String {
+    let wall_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let monotonic_ns = wasip2::clocks::monotonic_clock::now();
+    let random: String = wasip2::random::random::get_random_bytes(16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("wall_us={wall_us} monotonic_ns={monotonic_ns} random={random}")
 }
 
 /// Loop forever; `black_box` keeps the optimizer from proving the loop has
@@ -157,6 +174,7 @@ impl Impulse for Misbehave {
             "fs" => try_fs(),
             "env" => try_env(),
             "net" => try_net(),
+            "clock" => clock(),
             other => {
                 return Err(format!(
                     "misbehave: unknown mode `{other}` (param `mode`: one of {MODES})"
