@@ -260,3 +260,37 @@ fn refire_runs_impulses_over_stored_data() {
     assert_eq!(bad.fires, 0);
     assert!(bad.rejected[0].reason.to_string().contains("invalid uri"));
 }
+
+#[test]
+fn a_uri_listed_twice_is_subscribed_once() {
+    let dir = AgentDir::new(
+        "- username: alice\n- impulses:\n    filename: {guest:probe}\n    uris: [e.a, e.a, e.b, 'alice:e.b']\n    data_reqs: {past_count: 5}\n",
+    );
+    let mut agent = dir.open();
+    let uris: Vec<String> = agent
+        .dispatcher
+        .specs()
+        .next()
+        .unwrap()
+        .uris
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(uris, ["e.a", "e.b"]);
+    agent
+        .dispatcher
+        .ingest(vec![dp("e.a", S, 1.0), dp("e.b", S, 2.0)])
+        .unwrap();
+    let r = agent
+        .dispatcher
+        .ingest(vec![dp("e.a", 2 * S, 3.0)])
+        .unwrap();
+    assert_eq!(r.fires, 1);
+    let rep = report(&agent, "probe.out");
+    assert_eq!(rep["updated"], json!(["e.a"]));
+    assert_eq!(rep["others"], json!(["e.b"]));
+    assert_eq!(
+        window(&rep),
+        vec![("e.a".into(), S), ("e.a".into(), 2 * S), ("e.b".into(), S)]
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, ConfigErrors, ConfigWarning};
-use super::impulses::{ImpulseConfig, assign_unique_names, parse_impulse};
+use super::impulses::{ImpulseConfig, assign_unique_names, drop_repeated_uris, parse_impulse};
 use super::jobs::{JobConfig, parse_job};
 use super::limits::{Limits, parse_limits};
 use super::logging::{LoggingConfig, parse_logging};
@@ -233,6 +233,7 @@ impl Config {
                     "external_job_file is ignored because allow_external_jobs is not enabled: add `- allow_external_jobs: yes` once to read it",
                 );
         }
+        drop_repeated_uris(&mut ctx, &mut impulses, cfg.username.as_ref());
         cfg.impulses = assign_unique_names(&mut ctx, impulses);
 
         if ctx.errors.is_empty() {

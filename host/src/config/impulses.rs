@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::limits::{Limits, parse_limits};
 use super::params::parse_params;
 use super::yaml::{Ctx, Node, line};
-use crate::model::Uri;
+use crate::model::{Uri, Username, repeated_uris};
 
 /// One `- impulses:` block.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,8 @@ const DATA_REQS_KEYS: &[&str] = &["past_delta", "past_count"];
 pub(super) struct ParsedImpulse {
     pub(super) config: ImpulseConfig,
     pub(super) explicit_name: bool,
+    /// The line of each of `config.uris`.
+    pub(super) uri_lines: Vec<usize>,
 }
 
 /// Read one `impulses` block whose key is on `key_line`.
@@ -110,6 +112,7 @@ pub(super) fn parse_impulse(
             None
         }
     });
+    let mut uri_lines = Vec::new();
     let uris = block.get("uris").map(|n| {
         let mut uris = Vec::new();
         for item in ctx.list("impulses.uris", n) {
@@ -117,7 +120,10 @@ pub(super) fn parse_impulse(
                 continue;
             };
             match Uri::parse(&text) {
-                Ok(uri) => uris.push(uri),
+                Ok(uri) => {
+                    uris.push(uri);
+                    uri_lines.push(line(item));
+                }
                 Err(e) => ctx.error(line(item), format!("impulses.uris: {e}")),
             }
         }
@@ -155,6 +161,7 @@ pub(super) fn parse_impulse(
             limits,
         },
         explicit_name,
+        uri_lines,
     })
 }
 
@@ -200,6 +207,41 @@ fn default_name(filename: &Path) -> String {
     }
 }
 
+/// Drop the repeats of a uri in each block's `uris` (the same uri written twice,
+/// or `user:x` beside `x` for the agent's own user), keeping the first, with a
+/// warning at the repeat's line: an impulse subscribes to each uri once.
+pub(super) fn drop_repeated_uris(
+    ctx: &mut Ctx<'_>,
+    parsed: &mut [ParsedImpulse],
+    me: Option<&Username>,
+) {
+    for p in parsed {
+        let Some(uris) = p.config.uris.as_mut() else {
+            continue;
+        };
+        let repeats = repeated_uris(uris, me);
+        for &(repeat, first) in &repeats {
+            let (a, b) = (&uris[repeat], &uris[first]);
+            let what = if a == b {
+                format!("`{a}` is listed more than once")
+            } else {
+                format!(
+                    "`{a}` is the same uri as `{b}` (line {})",
+                    p.uri_lines[first]
+                )
+            };
+            ctx.warn(
+                p.uri_lines[repeat],
+                format!("impulses.uris: {what}; the repeat is ignored (an impulse subscribes to each uri once)"),
+            );
+        }
+        for &(repeat, _) in repeats.iter().rev() {
+            uris.remove(repeat);
+            p.uri_lines.remove(repeat);
+        }
+    }
+}
+
 /// Make the names of enabled impulses unique: the second `x` becomes `x#2`, the third
 /// `x#3`, in file order. Disabled blocks keep their name. A written name that had to
 /// be changed is warned about.
@@ -212,6 +254,7 @@ pub(super) fn assign_unique_names(
     for ParsedImpulse {
         mut config,
         explicit_name,
+        ..
     } in parsed
     {
         if config.enabled {

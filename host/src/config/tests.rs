@@ -530,6 +530,50 @@ fn impulse_names_default_to_the_stem_and_are_made_unique() {
     );
 }
 
+#[test]
+fn a_uri_repeated_in_an_impulse_is_subscribed_once_with_a_warning() {
+    let src = r#"
+- impulses:
+    filename: a.wasm
+    uris: [e.a, e.a, e.b]
+- impulses:
+    filename: b.wasm
+    uris:
+      - e.a
+      - ME:e.a
+      - bob:x
+      - Bob:x
+      - e.b
+      - e.a
+- username: me
+"#;
+    let cfg = Config::parse(src, Path::new("komlogd.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let uris = |i: usize| -> Vec<String> {
+        cfg.impulses[i]
+            .uris
+            .iter()
+            .flatten()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(uris(0), ["e.a", "e.b"]);
+    assert_eq!(uris(1), ["e.a", "bob:x", "e.b"]);
+    let note = "the repeat is ignored (an impulse subscribes to each uri once)";
+    assert_eq!(
+        warns(src),
+        [
+            format!("komlogd.yaml:4: impulses.uris: `e.a` is listed more than once; {note}"),
+            format!(
+                "komlogd.yaml:9: impulses.uris: `ME:e.a` is the same uri as `e.a` (line 8); {note}"
+            ),
+            format!(
+                "komlogd.yaml:11: impulses.uris: `Bob:x` is the same uri as `bob:x` (line 10); {note}"
+            ),
+            format!("komlogd.yaml:13: impulses.uris: `e.a` is listed more than once; {note}"),
+        ]
+    );
+}
+
 // ---------------------------------------------------------------- jobs
 
 #[test]

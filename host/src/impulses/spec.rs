@@ -1,7 +1,8 @@
 //! Resolution of an `- impulses:` block into a runnable [`ImpulseSpec`].
 //!
 //! A module may carry defaults through its `describe()` export; each field the
-//! block sets overrides the module's (field by field for `data_reqs`). Two blocks
+//! block sets overrides the module's (field by field for `data_reqs`). A uri
+//! listed more than once is subscribed once, with a warning. Two blocks
 //! naming one module are two independent impulses with their own instances,
 //! counters and `min_exec_delta` clocks.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use crate::config::{self, ImpulseConfig};
 use crate::engine::{self, Instance, Module};
-use crate::model::Uri;
+use crate::model::{Uri, repeated_uris};
 use crate::store::DataReqs;
 
 /// Everything the dispatcher needs to run one impulse.
@@ -141,7 +142,7 @@ pub fn resolve(
             path: path.clone(),
             source,
         })?;
-    let uris = match (&block.uris, &defaults) {
+    let mut uris = match (&block.uris, &defaults) {
         (Some(uris), _) => uris.clone(),
         (None, Some(d)) if !d.uris.is_empty() => d
             .uris
@@ -160,6 +161,25 @@ pub fn resolve(
             });
         }
     };
+    // A uri listed twice (by describe(), or by a package's manifest; a
+    // komlogd.yaml block is cleaned when the file is read) is subscribed once.
+    let repeats = repeated_uris(&uris, None);
+    let from = if block.uris.is_some() {
+        "its uris list"
+    } else {
+        "its describe() lists"
+    };
+    for &(repeat, _) in &repeats {
+        tracing::warn!(
+            impulse = &*name,
+            wasm = %path.display(),
+            "{from} {} more than once; the repeat is ignored (an impulse subscribes to each uri once)",
+            uris[repeat]
+        );
+    }
+    for &(repeat, _) in repeats.iter().rev() {
+        uris.remove(repeat);
+    }
     let default_reqs = defaults.as_ref().map(|d| d.data_reqs);
     let block_reqs = block.data_reqs.as_ref();
     let data_reqs = DataReqs {

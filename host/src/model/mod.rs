@@ -12,4 +12,4 @@ pub use sample::{
     Kind, MAX_DATASOURCE_BYTES, MAX_TS, MIN_TS, Sample, SampleError, TIME_RANGE, Timestamp, Value,
     check_ts, format_ts, now_us,
 };
-pub use uri::{Uri, UriError, Username};
+pub use uri::{Uri, UriError, Username, repeated_uris};

@@ -136,6 +136,27 @@ impl Uri {
     }
 }
 
+/// The repeats in a list of uris: `(repeat, first)` index pairs, in order, where
+/// `uris[repeat]` names the same uri as the earlier `uris[first]` (the same store
+/// key under `me`: `alice:x` is `x` for user `alice`, owners compare
+/// case-insensitively). An impulse subscribes to each uri once, so callers drop
+/// the repeats.
+pub fn repeated_uris(uris: &[Uri], me: Option<&Username>) -> Vec<(usize, usize)> {
+    let mut firsts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut repeats = Vec::new();
+    for (i, uri) in uris.iter().enumerate() {
+        match firsts.entry(uri.store_key(me)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                repeats.push((i, *first.get()));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
+        }
+    }
+    repeats
+}
+
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -197,6 +218,18 @@ mod tests {
         assert!(other.is_remote_for(Some(&me)));
         assert_eq!(other.store_key(Some(&me)), "bob:cpu.System");
         assert!(Uri::parse("x:y").unwrap().is_remote_for(None));
+    }
+
+    #[test]
+    fn repeats_are_the_same_store_key() {
+        let uris =
+            |list: &[&str]| -> Vec<Uri> { list.iter().map(|u| Uri::parse(u).unwrap()).collect() };
+        let me = Username::parse("Alice").unwrap();
+        let list = uris(&["e.a", "e.a", "e.b", "alice:e.a", "Bob:x", "bob:x", "bob:X"]);
+        assert_eq!(repeated_uris(&list, Some(&me)), [(1, 0), (3, 0), (5, 4)]);
+        // Without a username `alice:e.a` is another user's uri.
+        assert_eq!(repeated_uris(&list, None), [(1, 0), (5, 4)]);
+        assert!(repeated_uris(&uris(&["a", "b"]), None).is_empty());
     }
 
     #[test]
