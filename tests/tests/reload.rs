@@ -481,3 +481,78 @@ fn a_snapshot_that_traps_runs_on_or_is_too_big_costs_the_state_not_an_event() {
         "the swap took {took:?}, less than the snapshot's deadline"
     );
 }
+
+#[test]
+fn a_module_folder_missing_at_start_is_watched_once_it_appears_and_reload_goes_on() {
+    let dir = AgentDir::new("");
+    dir.write_config(
+        "- impulses:\n    name: tag\n    filename: {guest:tagged_a}\n    uris: [in]\n\
+         - impulses:\n    name: late\n    filename: late/x.wasm\n    uris: [late.in]\n\
+         - impulses:\n    name: deep\n    filename: deep/er/y.wasm\n    uris: [deep.in]\n",
+    );
+    let agent = RunningAgent::start_allowing_load_errors(&dir);
+    let failed: Vec<String> = agent.board.failed().into_iter().map(|f| f.name).collect();
+    assert_eq!(failed, ["late", "deep"]);
+
+    // komlogd.yaml is still watched: an edit is applied.
+    let applied = agent.reload.configs_applied();
+    dir.write_config(
+        "- impulses:\n    name: tag\n    filename: {guest:tagged_a}\n    uris: [in]\n    params: {out: edited}\n\
+         - impulses:\n    name: late\n    filename: late/x.wasm\n    uris: [late.in]\n\
+         - impulses:\n    name: deep\n    filename: deep/er/y.wasm\n    uris: [deep.in]\n",
+    );
+    wait_until("the edited configuration applied", WAIT, || {
+        agent.reload.configs_applied() > applied
+    });
+    agent.inbox.samples(vec![dp("in", 1, 0.0)]).unwrap();
+    assert_eq!(collect(&agent, "tag", 1)[0].sample.uri, "edited");
+
+    // The folder appears with the module in it: the module loads.
+    std::fs::create_dir(dir.path().join("late")).unwrap();
+    std::fs::copy(guest("tagged_b"), dir.path().join("late/x.wasm")).unwrap();
+    agent.wait_for("late", WAIT, |_| true);
+    agent.inbox.samples(vec![dp("late.in", 2, 0.0)]).unwrap();
+    let out = collect(&agent, "late", 1);
+    assert_eq!(out[0].sample.value, komlogd::model::Value::Datapoint(2.0));
+
+    // Two levels missing: each one is watched as it appears.
+    std::fs::create_dir(dir.path().join("deep")).unwrap();
+    let deep = dir.path().join("deep/er");
+    std::fs::create_dir(&deep).unwrap();
+    replace_file(&guest("tagged_a"), &deep.join("y.wasm"));
+    agent.wait_for("deep", WAIT, |_| true);
+    agent.inbox.samples(vec![dp("deep.in", 3, 0.0)]).unwrap();
+    let out = collect(&agent, "deep", 1);
+    assert_eq!(out[0].sample.value, komlogd::model::Value::Datapoint(1.0));
+    assert!(agent.board.failed().is_empty());
+
+    // The folder removed and made again: watched again, its new module swapped in.
+    std::fs::remove_dir_all(dir.path().join("late")).unwrap();
+    std::fs::create_dir(dir.path().join("late")).unwrap();
+    std::fs::copy(guest("tagged_a"), dir.path().join("late/x.wasm")).unwrap();
+    agent.wait_for("late", WAIT, |s| s.swaps == 1);
+    agent.inbox.samples(vec![dp("late.in", 4, 0.0)]).unwrap();
+    let out = collect(&agent, "late", 1);
+    assert_eq!(out[0].sample.value, komlogd::model::Value::Datapoint(1.0));
+    // Later changes in the new folder are seen too.
+    replace_file(&guest("tagged_b"), &dir.path().join("late/x.wasm"));
+    agent.wait_for("late", WAIT, |s| s.swaps == 2);
+
+    // And the configuration is still watched afterwards.
+    let applied = agent.reload.configs_applied();
+    dir.write_config(
+        "- impulses:\n    name: tag\n    filename: {guest:tagged_a}\n    uris: [in]\n",
+    );
+    wait_until("the last configuration applied", WAIT, || {
+        agent.reload.configs_applied() > applied
+    });
+    wait_until("late and deep removed", WAIT, || {
+        agent
+            .board
+            .snapshot()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+            == ["tag"]
+    });
+}

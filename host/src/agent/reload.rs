@@ -2,7 +2,12 @@
 //! turns changes into [`Control`] messages for the dispatcher.
 //!
 //! The directories holding those files are watched (not the files themselves), so
-//! an editor's write-then-rename and a `cp` over the file are both seen. Events are
+//! an editor's write-then-rename and a `cp` over the file are both seen. A
+//! directory that does not exist yet is stood in for by its nearest existing
+//! parent; once it appears it is watched itself, and the modules in it are
+//! handled as changed (so a file written before the watch began is not
+//! missed). A directory that cannot be watched is logged and tried again at
+//! the next change; the others are watched all the same. Events are
 //! gathered until 100 ms pass without one (at most 500 ms), then handled on this
 //! thread, off the event path:
 //!
@@ -22,7 +27,7 @@
 //!   to them is logged as such.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -173,9 +178,11 @@ impl Reloader {
             packages,
             watcher,
             watched: BTreeSet::new(),
+            missing: BTreeSet::new(),
+            unwatchable: BTreeSet::new(),
             stats,
         };
-        state.rewatch()?;
+        state.rewatch(&BTreeSet::new());
         let thread = std::thread::Builder::new()
             .name("komlogd-reload".into())
             .spawn(move || state.run(rx))
@@ -224,7 +231,13 @@ struct State {
     inbox: Inbox,
     packages: Option<Arc<Packages>>,
     watcher: Box<dyn Watcher + Send>,
+    /// The directories watched now.
     watched: BTreeSet<PathBuf>,
+    /// Directories of the configuration or of modules that do not exist (yet):
+    /// their nearest existing parent is watched instead.
+    missing: BTreeSet<PathBuf>,
+    /// Directories whose watch failed (logged once until it works).
+    unwatchable: BTreeSet<PathBuf>,
     stats: ReloadStats,
 }
 
@@ -259,6 +272,17 @@ impl State {
     }
 
     fn handle(&mut self, changed: &BTreeSet<PathBuf>) {
+        // Directories that appeared (or were replaced) are watched from now on;
+        // what they hold may have been written unseen, so it counts as changed.
+        let appeared = self.rewatch(changed);
+        let mut changed = changed.clone();
+        let files = std::iter::once(&self.config.path)
+            .chain(self.config.impulses.iter().map(|b| &b.filename));
+        for file in files {
+            if file.parent().is_some_and(|dir| appeared.contains(dir)) {
+                changed.insert(file.clone());
+            }
+        }
         if changed.contains(&self.config.path) {
             self.reload_config();
             return;
@@ -363,9 +387,8 @@ impl State {
         if let Some(packages) = &self.packages {
             packages.reload(&self.config);
         }
-        if let Err(e) = self.rewatch() {
-            tracing::error!("{e}");
-        }
+        // Every enabled block was just looked at: what appeared needs no more.
+        self.rewatch(&BTreeSet::new());
         tracing::info!(config = %self.config.path.display(), "configuration reloaded");
         ReloadStats::count(&self.stats.counts.configs_applied);
     }
@@ -429,32 +452,90 @@ impl State {
         }
     }
 
-    /// Watch the directories of the configuration file and of every module.
-    fn rewatch(&mut self) -> Result<(), WatchError> {
-        let mut wanted = BTreeSet::new();
+    /// Watch the directories of the configuration file and of every module: each
+    /// one that exists, and for each one that does not, its nearest existing
+    /// parent (to see it appear). A watched directory that `changed` names (it
+    /// was removed or replaced) is watched again. Returns the directories whose
+    /// files may have changed unseen: those that did not exist at the previous
+    /// call, and those watched again.
+    fn rewatch(&mut self, changed: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
         let files = std::iter::once(&self.config.path)
             .chain(self.config.impulses.iter().map(|b| &b.filename));
-        for file in files {
-            if let Some(dir) = file.parent() {
-                wanted.insert(dir.to_path_buf());
+        let dirs: BTreeSet<PathBuf> = files
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        let mut targets = BTreeSet::new();
+        let mut missing = BTreeSet::new();
+        for dir in &dirs {
+            match nearest_existing(dir) {
+                Some(found) if found == *dir => {
+                    targets.insert(found);
+                }
+                Some(parent) => {
+                    if !self.missing.contains(dir) {
+                        tracing::warn!(
+                            dir = %dir.display(),
+                            "directory does not exist (yet): watching {} until it appears",
+                            parent.display()
+                        );
+                    }
+                    missing.insert(dir.clone());
+                    targets.insert(parent);
+                }
+                None => {
+                    missing.insert(dir.clone());
+                }
             }
         }
-        for dir in self.watched.difference(&wanted) {
-            let _ = self.watcher.unwatch(dir);
+        let mut appeared: BTreeSet<PathBuf> = self
+            .missing
+            .iter()
+            .filter(|d| targets.contains(*d))
+            .cloned()
+            .collect();
+        for dir in &appeared {
+            tracing::info!(dir = %dir.display(), "directory appeared: watching it");
         }
-        let mut first_error = None;
-        for dir in wanted.difference(&self.watched) {
-            if let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
-                first_error.get_or_insert(WatchError {
-                    path: dir.clone(),
-                    reason: e.to_string(),
-                });
+        self.missing = missing;
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|d| !targets.contains(*d) || changed.contains(*d))
+            .cloned()
+            .collect();
+        for dir in stale {
+            let _ = self.watcher.unwatch(&dir);
+            self.watched.remove(&dir);
+            if targets.contains(&dir) && dirs.contains(&dir) {
+                appeared.insert(dir);
             }
         }
-        self.watched = wanted;
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+        // A directory that left the configuration is not retried.
+        self.unwatchable.retain(|d| targets.contains(d));
+        for dir in targets {
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.unwatchable.remove(&dir);
+                    self.watched.insert(dir);
+                }
+                Err(e) => {
+                    if self.unwatchable.insert(dir.clone()) {
+                        tracing::error!(
+                            "cannot watch {} for changes: {e}; changes to the files in it are not picked up until it can be watched (tried again at the next change); the other files are watched",
+                            dir.display()
+                        );
+                    }
+                }
+            }
         }
+        appeared
     }
+}
+
+/// `dir` if it is a directory, else its nearest parent that is one.
+fn nearest_existing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find(|d| d.is_dir()).map(Path::to_path_buf)
 }
