@@ -317,6 +317,77 @@ fn a_refresh_adds_removes_and_reschedules_jobs_and_keeps_the_timing_of_unchanged
 }
 
 #[test]
+fn a_load_that_fails_at_a_refresh_keeps_the_previous_jobs() {
+    let grant = tempfile::tempdir().expect("temp dir");
+    let jobs = grant.path().join("jobs.txt");
+    std::fs::write(&jobs, "a every:1000").expect("write");
+    let dir = AgentDir::new(&probe_package_config(
+        &format!("{{jobs_file: {}, refresh: 1000}}", jobs.display()),
+        &format!("{{dirs: [{}]}}", grant.path().display()),
+    ));
+    let agent = RunningAgent::start(&dir);
+    wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "a") >= 1
+    });
+    // The next refresh's load fails on the malformed list.
+    let tmp = grant.path().join("jobs.tmp");
+    std::fs::write(&tmp, "a every:oops").expect("write");
+    std::fs::rename(&tmp, &jobs).expect("rename");
+    let failed = wait_package(&agent, "probe_package", Duration::from_secs(30), |s| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("bad interval oops"))
+    });
+    assert_eq!(failed.phase, PackagePhase::Running, "{failed:?}");
+    assert_eq!(failed.jobs.keys().collect::<Vec<_>>(), ["a"], "{failed:?}");
+    // Job `a` keeps running on its previous schedule.
+    let before = runs(&failed, "a");
+    let later = wait_package(&agent, "probe_package", Duration::from_secs(30), |s| {
+        runs(s, "a") >= before + 2
+    });
+    assert_eq!(later.phase, PackagePhase::Running, "{later:?}");
+    // A later refresh that loads applies its list.
+    std::fs::write(&tmp, "b every:1000").expect("write");
+    std::fs::rename(&tmp, &jobs).expect("rename");
+    wait_package(&agent, "probe_package", Duration::from_secs(30), |s| {
+        runs(s, "b") >= 1 && !s.jobs.contains_key("a")
+    });
+    agent.stop();
+}
+
+#[test]
+fn a_grant_that_cannot_be_opened_stops_the_package_naming_the_directory() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    let missing = parent.path().join("no-such-dir");
+    let dir = AgentDir::new(&format!(
+        "{}- impulses:\n    filename: {{guest:probe}}\n    uris: [x]\n",
+        probe_package_config(
+            "{jobs: \"a every:1000\"}",
+            &format!("{{dirs: [{}]}}", missing.display()),
+        )
+    ));
+    let agent = RunningAgent::start(&dir);
+    let status = wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        s.phase == PackagePhase::Failed
+    });
+    let error = status.last_error.clone().expect("an error");
+    assert!(
+        error.contains("cannot open") && error.contains(&missing.display().to_string()),
+        "{error}"
+    );
+    assert!(status.jobs.is_empty(), "{status:?}");
+    // The agent goes on.
+    let receipt = agent.inbox.upload(vec![dp("x", 5, 1.0)]).expect("upload");
+    assert_eq!(receipt.accepted, 1);
+    let tapped = agent
+        .tap
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the probe impulse fired");
+    assert_eq!(tapped.sample.uri, "probe.out");
+    agent.stop();
+}
+
+#[test]
 fn one_job_with_several_schedules_is_told_which_fired() {
     let dir = AgentDir::new(&probe_package_config(
         "{jobs: \"multi every:1000,every:2000\"}",
