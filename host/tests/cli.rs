@@ -573,6 +573,30 @@ fn config_error_names_file_and_line() {
         "{}:6: impulses.data_reqs.past_count: expected a non-negative integer, found \"ten\"",
         agent.config_str()
     );
+#[test]
+fn a_misspelled_key_is_an_error_in_check_and_at_start() {
+    // `impulse` for `impulses` used to be a warning: check said "0 impulses loaded"
+    // and exited 0, and the agent ran without the impulse.
+    let agent = Agent::new("- username: me\n- impulse:\n    filename: a.wasm\n    uris: [x]\n");
+    let message = format!(
+        "{}:2: unknown key `impulse` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics; did you mean `impulses`?",
+        agent.config_str()
+    );
+    assert_fails(&agent.run(&["check"], Stdin::Null), 2, &message);
+    assert_fails(&agent.run(&[], Stdin::Null), 2, &message);
+    assert_fails(&agent.run(&["-u", "x"], Stdin::text("1")), 2, &message);
+    assert!(!agent.store_exists());
+
+    // A key inside a block too.
+    let agent = Agent::new("- username: me\n- limits:\n    timeout: 1s\n    memroy: 32MiB\n");
+    let message = format!(
+        "{}:4: unknown key `memroy` in limits block; known keys: timeout, memory, fuel, disable_after, queue, outputs; did you mean `memory`?",
+        agent.config_str()
+    );
+    assert_fails(&agent.run(&["check"], Stdin::Null), 2, &message);
+    assert_fails(&agent.run(&[], Stdin::Null), 2, &message);
+}
+
     let check = agent.run(&["check"], Stdin::Null);
     assert!(check.stderr.contains("komlogd.yaml:6: "), "{check:?}");
     assert_fails(&check, 2, &message);

@@ -175,6 +175,21 @@ fn configuration_reloads_add_change_remove_and_refuse_bad_files() {
     assert_eq!(fourth[0].sample.uri, "second");
     assert!(agent.board.snapshot().iter().any(|(n, _)| &**n == "extra"));
 
+    // So does a file with an unknown key: a misspelled block would drop `extra`
+    // and a misspelled key would reset tag's params.
+    let refused = agent.reload.configs_refused();
+    dir.write_config(
+        "- impulses:\n    name: tag\n    filename: tag.wasm\n    uris: [in]\n    param: {out: third}\n\
+         - impulse:\n    name: extra\n    filename: {guest:tagged_b}\n    uris: [other]\n",
+    );
+    wait_until("the configuration with unknown keys refused", WAIT, || {
+        agent.reload.configs_refused() > refused
+    });
+    agent.inbox.samples(vec![dp("in", 5, 0.0)]).unwrap();
+    let again = collect(&agent, "tag", 1);
+    assert_eq!(again[0].sample.uri, "second");
+    assert!(agent.board.snapshot().iter().any(|(n, _)| &**n == "extra"));
+
     // Removing a block stops its impulse.
     dir.write_config("- impulses:\n    name: tag\n    filename: tag.wasm\n    uris: [in]\n");
     let deadline = Instant::now() + WAIT;
@@ -182,12 +197,12 @@ fn configuration_reloads_add_change_remove_and_refuse_bad_files() {
         assert!(Instant::now() < deadline, "extra still running");
         std::thread::sleep(Duration::from_millis(20));
     }
-    agent.inbox.samples(vec![dp("other", 5, 0.0)]).unwrap();
-    agent.inbox.samples(vec![dp("in", 5, 0.0)]).unwrap();
-    let fifth = collect(&agent, "tag", 1);
-    assert_eq!(fifth[0].sample.uri, "tagged", "params back to the default");
+    agent.inbox.samples(vec![dp("other", 6, 0.0)]).unwrap();
+    agent.inbox.samples(vec![dp("in", 6, 0.0)]).unwrap();
+    let sixth = collect(&agent, "tag", 1);
+    assert_eq!(sixth[0].sample.uri, "tagged", "params back to the default");
     let summary = agent.stop();
-    assert_eq!(summary.fires, 5, "extra did not fire after its removal");
+    assert_eq!(summary.fires, 6, "extra did not fire after its removal");
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn display_lines(errors: &[ConfigError]) -> String {
 }
 
 /// Something in a configuration file that is ignored or suspicious but does not stop
-/// the agent (an unknown key, a setting that has no effect). Displays as
+/// the agent (a setting that has no effect). Displays as
 /// `file:line: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigWarning {

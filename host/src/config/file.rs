@@ -66,7 +66,7 @@ pub struct Config {
     pub max_chain_depth: u32,
     /// `metrics`: the Prometheus endpoint; `None` opens no port.
     pub metrics: Option<MetricsConfig>,
-    /// Unknown keys and ignored settings, each with its file and line.
+    /// Ignored settings, each with its file and line.
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -213,7 +213,7 @@ impl Config {
                     at,
                     "`transfers` blocks (Python transfer methods) are not supported and are ignored: rewrite the method as a WebAssembly impulse and declare it in an `- impulses:` block",
                 ),
-                _ => ctx.warn(at, unknown_key_message(key, "at the top level", TOP_KEYS)),
+                _ => ctx.error(at, unknown_key_message(key, "at the top level", TOP_KEYS)),
             }
         }
 

@@ -332,7 +332,7 @@ pub struct ExternalJobs {
     pub jobs: Vec<JobConfig>,
     /// The errors, each naming its file (a file with an error contributes no job).
     pub errors: Vec<ConfigError>,
-    /// Ignored entries and unknown keys.
+    /// Ignored entries.
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -406,7 +406,7 @@ fn parse_external(
                 ),
             );
         } else {
-            ctx.warn(
+            ctx.error(
                 entry.line,
                 unknown_key_message(&entry.key, "in an external job file", &["job"]),
             );

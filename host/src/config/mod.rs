@@ -10,7 +10,7 @@
 //! **Inputs → outputs:** text and its path → a [`Config`] with [`ConfigWarning`]s, or
 //! [`ConfigErrors`] listing every problem of the file, each as `file:line: message`.
 //!
-//! **Invariants:** unknown keys are warned about, never silently ignored; every error
+//! **Invariants:** unknown keys are errors, never silently ignored; every error
 //! names the file and the 1-based line of the offending node; enabled impulse names
 //! are unique.
 //!

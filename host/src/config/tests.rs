@@ -143,21 +143,95 @@ fn all_errors_of_a_file_are_reported_in_line_order() {
 }
 
 #[test]
-fn unknown_keys_warn_with_their_line() {
+fn unknown_keys_are_errors_with_their_line() {
     assert_eq!(
-        warns("- username: bob\n\n- impluses:\n    filename: a.wasm\n- colour: blue\n"),
+        errs("- username: bob\n\n- impluses:\n    filename: a.wasm\n- colour: blue\n"),
         [
             "komlogd.yaml:3: unknown key `impluses` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics; did you mean `impulses`?",
             "komlogd.yaml:5: unknown key `colour` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics",
         ]
     );
+    // The singular is the usual slip: it must not drop the impulse silently.
+    let e = errs("- username: bob\n- impulse:\n    filename: a.wasm\n");
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with("komlogd.yaml:2: unknown key `impulse` at the top level;")
+            && e[0].ends_with("did you mean `impulses`?"),
+        "{e:#?}"
+    );
     assert_eq!(
-        warns("- impulses:\n    filename: a.wasm\n    foo: 1\n    data_reqs:\n      past_cnt: 3\n"),
+        errs("- impulses:\n    filename: a.wasm\n    foo: 1\n    data_reqs:\n      past_cnt: 3\n"),
         [
             "komlogd.yaml:3: unknown key `foo` in impulses block; known keys: enabled, filename, name, uris, data_reqs, min_exec_delta, params, limits",
             "komlogd.yaml:5: unknown key `past_cnt` in impulses.data_reqs block; known keys: past_delta, past_count; did you mean `past_count`?",
         ]
     );
+    // Every block kind refuses a key it does not know, naming the line.
+    for (src, line, key, place) in [
+        (
+            "- impulses:\n    filename: a.wasm\n    limits: {timeot: 1s}\n",
+            3,
+            "timeot",
+            "in impulses.limits block",
+        ),
+        (
+            "- package:\n    install: p.wasm\n    granst: {dirs: [/proc]}\n",
+            3,
+            "granst",
+            "in package block",
+        ),
+        (
+            "- package:\n    install: p.wasm\n    grants:\n      dir: [/proc]\n",
+            4,
+            "dir",
+            "in package.grants block",
+        ),
+        (
+            "- package:\n    install: p.wasm\n    venv: isolated\n    limits: {memroy: 1MiB}\n",
+            4,
+            "memroy",
+            "in package.limits block",
+        ),
+        (
+            "- job:\n    uri: a\n    command: date\n    schedule: '@daily'\n    shell: bash\n",
+            5,
+            "shell",
+            "in job block",
+        ),
+        (
+            "- server:\n    url: http://h/\n    ca: c.pem\n",
+            3,
+            "ca",
+            "in server block",
+        ),
+        (
+            "- logging:\n    levl: debug\n",
+            2,
+            "levl",
+            "in logging block",
+        ),
+        (
+            "- limits:\n    timeout: 1s\n    quue: 1MiB\n",
+            3,
+            "quue",
+            "in limits block",
+        ),
+        (
+            "- metrics:\n    listen: 127.0.0.1:9108\n    port: 9\n",
+            3,
+            "port",
+            "in metrics block",
+        ),
+    ] {
+        let e = errs(src);
+        assert_eq!(e.len(), 1, "{src}: {e:#?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "komlogd.yaml:{line}: unknown key `{key}` {place}; known keys: "
+            )),
+            "{src}: {e:#?}"
+        );
+    }
     assert_eq!(
         warns("- transfers:\n    filename: t.py\n"),
         [
@@ -726,7 +800,7 @@ fn job_errors() {
         ]
     );
     assert_eq!(
-        warns("- job:\n    uri: a\n    command: date\n    schedule: '@daily'\n    shell: bash\n"),
+        errs("- job:\n    uri: a\n    command: date\n    schedule: '@daily'\n    shell: bash\n"),
         [
             "komlogd.yaml:5: unknown key `shell` in job block; known keys: uri, command, enabled, schedule, timeout, supplies"
         ]
@@ -824,6 +898,36 @@ fn external_job_files_load_jobs_only_and_report_bad_files() {
     );
     let (jobs, errors) = load_external_jobs(&cfg);
     assert_eq!((jobs.len(), errors.len()), (2, 3));
+
+    // An unknown entry or job key is an error too: the file contributes no job.
+    std::fs::write(
+        root.join("typo.yaml"),
+        "- jobs:\n    uri: ext.typo\n- job:\n    uri: ext.three\n    command: date\n    schedule: '@daily'\n    timout: 5s\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("komlogd.yaml"),
+        "- allow_external_jobs: yes\n- external_job_file: typo.yaml\n",
+    )
+    .unwrap();
+    let cfg = Config::load(&root.join("komlogd.yaml")).unwrap();
+    let found = read_external_jobs(&cfg);
+    assert!(found.jobs.is_empty());
+    let typo = root.join("typo.yaml");
+    let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "{}:1: unknown key `jobs` in an external job file; known keys: job; did you mean `job`?",
+                typo.display()
+            ),
+            format!(
+                "{}:7: unknown key `timout` in job block; known keys: uri, command, enabled, schedule, timeout, supplies; did you mean `timeout`?",
+                typo.display()
+            ),
+        ]
+    );
 
     // Not read unless allow_external_jobs is set exactly once.
     std::fs::write(
@@ -980,7 +1084,10 @@ fn server() {
     );
     assert_eq!(
         errs("- server:\n    host: x\n"),
-        ["komlogd.yaml:1: server: missing required key `url` (e.g. wss://hub.example.org/)"]
+        [
+            "komlogd.yaml:1: server: missing required key `url` (e.g. wss://hub.example.org/)",
+            "komlogd.yaml:2: unknown key `host` in server block; known keys: url, ca_file",
+        ]
     );
     assert_eq!(
         errs("- server: {url: 'ws://a'}\n- server: {url: 'ws://b'}\n"),

@@ -1,6 +1,6 @@
 //! Marked-node helpers: loading a komlogd-style YAML list with saphyr's
 //! `MarkedYamlOwned` (a span per node), typed getters that record a diagnostic with
-//! the node's line instead of failing, and blocks (maps of settings) that warn about
+//! the node's line instead of failing, and blocks (maps of settings) that refuse
 //! keys they do not know.
 //!
 //! Nothing here knows what a key means; the per-concern files do.
@@ -451,7 +451,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// Read a map of settings. Null reads as an empty block; anything but a map is an
-    /// error. Keys not in `known` are warned about.
+    /// error. Keys not in `known` are errors (a typo must not drop a setting).
     pub(super) fn block<'n>(
         &mut self,
         path: &str,
@@ -474,7 +474,7 @@ impl<'s> Ctx<'s> {
             if known.contains(&name.as_str()) {
                 fields.push((name, line(key), value));
             } else {
-                self.warn(
+                self.error(
                     line(key),
                     unknown_key_message(&name, &format!("in {path} block"), known),
                 );
