@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value as Json;
 
@@ -72,20 +72,10 @@ fn writer(mut sink: impl Write + Send + 'static, data: Vec<u8>) -> JoinHandle<()
 
 /// Wait for `child`, killing it after [`TIMEOUT`].
 fn wait_bounded(child: &mut Child, what: &str) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for komlogd") {
-            return status
-                .code()
-                .unwrap_or_else(|| panic!("{what}: killed by a signal: {status}"));
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {TIMEOUT:?}, killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = common::child::wait_or_kill(child, TIMEOUT, what);
+    status
+        .code()
+        .unwrap_or_else(|| panic!("{what}: killed by a signal: {status}"))
 }
 
 /// Run `komlogd ARGS` with `HOME` = `home` and the given stdin.

@@ -148,14 +148,8 @@ fn kill9(child: &mut Child) {
 }
 
 fn term(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if common::child::terminate(child, Duration::from_secs(20)).is_some() {
+        return;
     }
     kill9(child);
     panic!("process {} did not stop on SIGTERM", child.id());

@@ -28,21 +28,12 @@ fn command(home: &Path, args: &[&str]) -> Command {
 
 /// Wait for the child to exit within `limit`; kill it and fail otherwise.
 fn wait(mut child: Child, limit: Duration) -> (i32, String, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            let mut out = String::new();
-            let mut err = String::new();
-            child.stdout.take().map(|mut s| s.read_to_string(&mut out));
-            child.stderr.take().map(|mut s| s.read_to_string(&mut err));
-            return (status.code().unwrap_or(-1), out, err);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("komlogd did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = common::child::wait_or_kill(&mut child, limit, "komlogd");
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    (status.code().unwrap_or(-1), out, err)
 }
 
 /// Run `komlogd -c CONFIG ARGS` with `input` on stdin.

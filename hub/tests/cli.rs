@@ -245,19 +245,7 @@ impl Served {
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc_kill(self.child.id() as i32, 15) };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "komlog-hub did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        child::terminate(&mut self.child, WAIT).expect("komlog-hub stops on SIGTERM")
     }
 }
 
@@ -266,11 +254,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/support/child.rs"]
+mod child;
+
 const PYTHON_VERSION: &str = "3.6.15";
 const USER: &str = "hubtester";
 const CONSTRAINTS: &str =
@@ -193,15 +196,7 @@ impl Background {
 
     /// SIGTERM, then wait up to `limit`; returns whether it stopped by itself.
     fn terminate(&mut self, limit: Duration) -> bool {
-        kill(self.child.id(), 15);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        child::terminate(&mut self.child, limit).is_some()
     }
 }
 

@@ -7,6 +7,10 @@ use komlogd::agent::{Agent, AgentOptions};
 use komlogd::config::Config;
 use komlogd::model::{Sample, Value};
 
+/// Waiting for a child process, with a bound (shared with `host/` and `hub/`).
+#[path = "../support/child.rs"]
+pub mod child;
+
 /// The directory holding the guests built from `examples/` by this crate's build script.
 pub fn guests_dir() -> PathBuf {
     PathBuf::from(env!("KOMLOG_GUESTS_DIR"))
@@ -19,15 +23,13 @@ pub fn repo_root() -> PathBuf {
 
 /// Path of a guest component by crate name (`threshold`, `wrong-world`, …).
 pub fn guest(name: &str) -> PathBuf {
-    let path = guests_dir().join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(
-        path.exists(),
-        "guest {} was not built: {}",
-        name,
-        path.display()
-    );
-    path
+    rust_guests::guest_in(&guests_dir(), name)
 }
+
+/// The guests' build and names, shared with the build script and `host/tests`.
+#[allow(dead_code)] // the build itself is the build script's
+#[path = "../support/rust_guests.rs"]
+mod rust_guests;
 
 /// The languages whose examples are built besides Rust (`examples/<lang>/`).
 pub const OTHER_LANGUAGES: [&str; 3] = ["python", "js", "c"];

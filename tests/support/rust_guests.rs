@@ -15,6 +15,19 @@ pub fn out_dir(root: &Path) -> PathBuf {
     root.join("examples/target/wasm32-wasip2/release")
 }
 
+/// Path of the guest of crate `name` (`probe`, `wrong-world`, `probe_package`)
+/// in `dir`, the output of [`build`]; fails naming it when there is none.
+#[allow(dead_code)] // not used by the build script
+pub fn guest_in(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "guest {name} not found after building examples/ (no such crate?): {}",
+        path.display()
+    );
+    path
+}
+
 /// `cargo build --release --target wasm32-wasip2` of `examples/`, with the
 /// target added first when it is missing. `cargo` is the cargo to run. The
 /// build's output goes to this process's stderr.

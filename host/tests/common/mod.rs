@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 #[path = "../../../tests/support/rust_guests.rs"]
 mod rust_guests;
 
+#[path = "../../../tests/support/child.rs"]
+pub mod child;
+
 /// The cargo running these tests (cargo sets `CARGO` for test processes).
 pub fn cargo() -> PathBuf {
     std::env::var_os("CARGO")
@@ -31,11 +34,5 @@ pub fn guest(name: &str) -> PathBuf {
         .get_or_init(|| rust_guests::build(&cargo(), &repo_root()))
         .as_ref()
         .unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "guest {} not found after building examples/: no such crate?",
-        path.display()
-    );
-    path
+    rust_guests::guest_in(dir, name)
 }

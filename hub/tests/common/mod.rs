@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod certs;
+#[path = "../../../tests/support/child.rs"]
+pub mod child;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
