@@ -832,3 +832,95 @@ fn a_package_impulses_counters_belong_to_its_agent_and_start_at_0() {
     second.stop();
     first.stop();
 }
+
+/// Package `name` as `komlogd status` reports it.
+fn report(agent: &RunningAgent, name: &str) -> komlogd::agent::status::PackageReport {
+    komlogd::agent::status::package_reports(&agent.packages)
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("package {name} not in the status report"))
+}
+
+/// The value of `komlogd_package_runs_total` for `name` in /metrics.
+fn runs_metric(agent: &RunningAgent, name: &str) -> u64 {
+    let text = komlogd::agent::status::packages_prometheus_text(&agent.packages);
+    let prefix = format!("komlogd_package_runs_total{{package=\"{name}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no runs_total for {name} in:\n{text}"))
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn package_counters_survive_refreshes_and_new_versions() {
+    let grant = tempfile::tempdir().expect("temp dir");
+    let jobs = grant.path().join("jobs.txt");
+    std::fs::write(&jobs, "a every:1000").expect("write");
+    let dir = AgentDir::new("");
+    let wasm = dir.path().join("pkg.wasm");
+    std::fs::copy(komlogd_tests::guest("probe-package"), &wasm).expect("copy");
+    dir.write_config(&format!(
+        "- package:\n    install: {}\n    params: {{jobs_file: {}, refresh: 1000, interval: 1}}\n    grants: {{dirs: [{}, /proc]}}\n",
+        wasm.display(),
+        jobs.display(),
+        grant.path().display()
+    ));
+    let agent = RunningAgent::start(&dir);
+    let first = wait_package(&agent, "pkg", Duration::from_secs(60), |s| {
+        runs(s, "a") >= 3
+    });
+    let before = report(&agent, "pkg");
+    assert!(
+        before.runs >= 3 && before.last_run_ts.is_some(),
+        "{before:?}"
+    );
+
+    // A refresh replaces job `a` by `b`, which runs once at once and then not
+    // for an hour: `a`'s runs stay counted.
+    let tmp = grant.path().join("jobs.tmp");
+    std::fs::write(&tmp, "b every:3600000").expect("write");
+    std::fs::rename(&tmp, &jobs).expect("rename");
+    let refreshed = wait_package(&agent, "pkg", Duration::from_secs(30), |s| {
+        !s.jobs.contains_key("a") && runs(s, "b") >= 1
+    });
+    assert_eq!(refreshed.version, first.version);
+    let after_refresh = report(&agent, "pkg");
+    assert!(
+        after_refresh.runs > before.runs,
+        "runs kept across the refresh: {before:?} then {after_refresh:?}"
+    );
+    assert!(
+        after_refresh.last_run_ts >= before.last_run_ts,
+        "{after_refresh:?}"
+    );
+    assert!(runs_metric(&agent, "pkg") >= after_refresh.runs);
+
+    // A new version (the linux package) replaces the jobs again.
+    komlogd_tests::replace_file(&komlogd_tests::guest("linux"), &wasm);
+    let swapped = wait_package(&agent, "pkg", Duration::from_secs(60), |s| {
+        runs(s, "resources") >= 1 && s.version != first.version
+    });
+    assert!(!swapped.jobs.contains_key("b"), "{swapped:?}");
+    let after_swap = report(&agent, "pkg");
+    assert!(
+        after_swap.runs > after_refresh.runs,
+        "runs kept across the new version: {after_refresh:?} then {after_swap:?}"
+    );
+    assert!(after_swap.last_run_ts >= after_refresh.last_run_ts);
+    assert!(runs_metric(&agent, "pkg") >= after_swap.runs);
+    agent.stop();
+
+    // A new agent starts its counters at 0.
+    let again = RunningAgent::start(&dir);
+    let fresh = wait_package(&again, "pkg", Duration::from_secs(60), |s| {
+        runs(s, "resources") >= 1
+    });
+    assert_eq!(
+        fresh.runs,
+        fresh.jobs.values().map(|j| j.runs).sum::<u64>(),
+        "{fresh:?}"
+    );
+    assert!(fresh.runs < after_swap.runs, "{fresh:?}");
+    again.stop();
+}

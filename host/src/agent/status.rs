@@ -115,7 +115,8 @@ pub struct PackageReport {
     pub version: Option<String>,
     /// Scheduled jobs.
     pub jobs: usize,
-    /// Job runs, failed ones included.
+    /// Job runs since the package started, failed ones included (across
+    /// refreshes and new versions: jobs no longer scheduled count too).
     pub runs: u64,
     /// Job runs that failed.
     pub failures: u64,
@@ -144,11 +145,11 @@ pub fn package_reports(board: &PackageBoard) -> Vec<PackageReport> {
             install: s.install.display().to_string(),
             version: s.version,
             jobs: s.jobs.len(),
-            runs: s.jobs.values().map(|j| j.runs).sum(),
-            failures: s.jobs.values().map(|j| j.failures).sum(),
-            samples: s.jobs.values().map(|j| j.samples).sum(),
+            runs: s.runs,
+            failures: s.failures,
+            samples: s.samples,
             last_error: s.last_error,
-            last_run_ts: s.jobs.values().filter_map(|j| j.last_ts).max(),
+            last_run_ts: s.last_run_ts,
         })
         .collect()
 }

@@ -108,8 +108,17 @@ pub struct PackageStatus {
     pub loads: u64,
     /// The latest problem, as logged.
     pub last_error: Option<String>,
-    /// Its scheduled jobs, by id.
+    /// Its scheduled jobs, by id (a job that leaves the manifest leaves this map).
     pub jobs: BTreeMap<String, JobStats>,
+    /// Job runs since the package started, failed ones included: every job's,
+    /// those that a refresh or a new version removed too.
+    pub runs: u64,
+    /// Job runs that failed, of [`PackageStatus::runs`].
+    pub failures: u64,
+    /// Samples returned by successful runs, of [`PackageStatus::runs`].
+    pub samples: u64,
+    /// The timestamp of the latest run of any job.
+    pub last_run_ts: Option<i64>,
     /// Its impulses as the agent runs them (`<package>/<name>`).
     pub impulses: Vec<String>,
 }
@@ -963,6 +972,10 @@ impl Package {
 
     fn count(&self, run: &super::schedule::DueRun, failed: bool, samples: u64) {
         self.board.update(&self.name, |s| {
+            s.runs += 1;
+            s.failures += u64::from(failed);
+            s.samples += samples;
+            s.last_run_ts = s.last_run_ts.max(Some(run.ts));
             let j = s.jobs.entry(run.id.clone()).or_default();
             j.runs += 1;
             j.failures += u64::from(failed);
