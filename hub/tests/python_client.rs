@@ -307,25 +307,27 @@ fn python_komlogd_0_12_works_against_the_hub() {
         log_dir.display()
     );
     if !agent_dir.join("key.pub").exists() {
-        std::fs::write(&config, &logging_block).unwrap();
-        let out = run(
-            Command::new(&komlogd)
-                .arg("-c")
-                .arg(&config)
-                .stdin(Stdio::null()),
-            Duration::from_secs(120),
-            "komlogd first run",
-            true,
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("Set username in configuration file."),
-            "{stderr}"
-        );
-        assert!(
-            agent_dir.join("key.pub").exists(),
-            "the first run writes key.pub"
-        );
+        part("komlogd's first run writes its key pair", || {
+            std::fs::write(&config, &logging_block).unwrap();
+            let out = run(
+                Command::new(&komlogd)
+                    .arg("-c")
+                    .arg(&config)
+                    .stdin(Stdio::null()),
+                Duration::from_secs(120),
+                "komlogd first run",
+                true,
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("Set username in configuration file."),
+                "{stderr}"
+            );
+            assert!(
+                agent_dir.join("key.pub").exists(),
+                "the first run writes key.pub"
+            );
+        });
     }
 
     // The hub, serving plain HTTP on 127.0.0.1, reached as localhost.
@@ -339,26 +341,29 @@ fn python_komlogd_0_12_works_against_the_hub() {
             .arg(&hub.data),
         run_dir.path(),
     );
-    let port = wait_for(
-        "the hub's run file",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || {
-            hub_process.assert_running();
-            let text = std::fs::read_to_string(hub.data.join("hub.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v["listen"].as_str()?.parse::<std::net::SocketAddr>().ok()
-        },
-        String::new,
-    )
-    .port();
-    hub.cmd(&["user", "add", USER]);
-    let pubkey = agent_dir.join("key.pub");
-    let registered = hub.cmd(&["agent", "add", USER, "--pubkey", pubkey.to_str().unwrap()]);
-    assert!(
-        registered.to_string().contains("registered agent"),
-        "{registered}"
-    );
+    let port = part("the hub starts and registers the agent's key", || {
+        let port = wait_for(
+            "the hub's run file",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                hub_process.assert_running();
+                let text = std::fs::read_to_string(hub.data.join("hub.json")).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                v["listen"].as_str()?.parse::<std::net::SocketAddr>().ok()
+            },
+            String::new,
+        )
+        .port();
+        hub.cmd(&["user", "add", USER]);
+        let pubkey = agent_dir.join("key.pub");
+        let registered = hub.cmd(&["agent", "add", USER, "--pubkey", pubkey.to_str().unwrap()]);
+        assert!(
+            registered.to_string().contains("registered agent"),
+            "{registered}"
+        );
+        port
+    });
 
     // The configuration: the user, the log, and the test's package.
     let package_src = run_dir.path().join("hubtest_tm");
@@ -419,9 +424,11 @@ fn python_komlogd_0_12_works_against_the_hub() {
     };
 
     // 1. A stdin upload is stored.
-    upload("hubtest.stdin", "hello from komlogd 0.12\nline two\n");
-    let (_, value) = hub.newest("hubtest.stdin").expect("hubtest.stdin stored");
-    assert_eq!(value, "hello from komlogd 0.12\nline two\n");
+    part("1. a stdin upload is stored", || {
+        upload("hubtest.stdin", "hello from komlogd 0.12\nline two\n");
+        let (_, value) = hub.newest("hubtest.stdin").expect("hubtest.stdin stored");
+        assert_eq!(value, "hello from komlogd 0.12\nline two\n");
+    });
 
     // 2. The agent with the package: its package session hooks hubtest.in.
     //    The first run builds .venvs/default (minutes); later runs reuse it.
@@ -431,53 +438,62 @@ fn python_komlogd_0_12_works_against_the_hub() {
         Background::spawn("komlogd", &mut cmd, run_dir.path())
     };
     let metric = format!("{USER}:hubtest.in");
-    let first_sids = wait_for(
-        "the package's transfer method to hook hubtest.in",
-        Duration::from_secs(1500),
-        Duration::from_secs(1),
-        || {
-            daemon.assert_running();
-            let sids = hooked_sids(&hub.sessions(), &metric);
-            (!sids.is_empty()).then_some(sids)
-        },
-        show_log,
-    );
+    let first_sids = part("2. the package's session hooks hubtest.in", || {
+        wait_for(
+            "the package's transfer method to hook hubtest.in",
+            Duration::from_secs(1500),
+            Duration::from_secs(1),
+            || {
+                daemon.assert_running();
+                let sids = hooked_sids(&hub.sessions(), &metric);
+                (!sids.is_empty()).then_some(sids)
+            },
+            show_log,
+        )
+    });
 
     // 3. A sample to hubtest.in: the hub notifies the hooked session, the
     //    transfer method writes hubtest.out = 41 + 1 at the same time.
-    upload("hubtest.in", "41\n");
-    let (t_in, _) = hub.newest("hubtest.in").expect("hubtest.in stored");
-    let (t_out, value) = wait_for(
-        "the transfer method's hubtest.out",
-        Duration::from_secs(120),
-        Duration::from_millis(500),
-        || hub.newest("hubtest.out"),
-        show_log,
-    );
-    assert_eq!((t_out.as_str(), value.as_str()), (t_in.as_str(), "42"));
+    part("3. a notification runs the transfer method", || {
+        upload("hubtest.in", "41\n");
+        let (t_in, _) = hub.newest("hubtest.in").expect("hubtest.in stored");
+        let (t_out, value) = wait_for(
+            "the transfer method's hubtest.out",
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || hub.newest("hubtest.out"),
+            show_log,
+        );
+        assert_eq!((t_out.as_str(), value.as_str()), (t_in.as_str(), "42"));
+    });
 
     // 4. A kick (close code 4403) makes the agent log in again: after its fixed
     //    15 s pause, a new session re-hooks hubtest.in.
-    let kicked = hub.cmd(&["kick", USER]);
-    assert!(kicked.to_string().contains("kicked"), "{kicked}");
-    assert!(
-        hub.sessions().is_empty(),
-        "every session of {USER} was kicked"
-    );
-    let new_sids = wait_for(
-        "komlogd to log in again and re-hook",
-        Duration::from_secs(120),
-        Duration::from_secs(1),
+    part(
+        "4. after a kick the agent logs in again and re-hooks",
         || {
-            daemon.assert_running();
-            let sids = hooked_sids(&hub.sessions(), &metric);
-            (!sids.is_empty()).then_some(sids)
+            let kicked = hub.cmd(&["kick", USER]);
+            assert!(kicked.to_string().contains("kicked"), "{kicked}");
+            assert!(
+                hub.sessions().is_empty(),
+                "every session of {USER} was kicked"
+            );
+            let new_sids = wait_for(
+                "komlogd to log in again and re-hook",
+                Duration::from_secs(120),
+                Duration::from_secs(1),
+                || {
+                    daemon.assert_running();
+                    let sids = hooked_sids(&hub.sessions(), &metric);
+                    (!sids.is_empty()).then_some(sids)
+                },
+                show_log,
+            );
+            assert!(
+                new_sids.iter().all(|s| !first_sids.contains(s)),
+                "new sessions"
+            );
         },
-        show_log,
-    );
-    assert!(
-        new_sids.iter().all(|s| !first_sids.contains(s)),
-        "new sessions"
     );
 
     // Stop the agent (it stops its package process) and the hub.
@@ -488,6 +504,21 @@ fn python_komlogd_0_12_works_against_the_hub() {
         hub_process.terminate(Duration::from_secs(20)),
         "the hub stops on SIGTERM"
     );
+}
+
+/// Run one part of the scenario: a failure names the part, then its message.
+fn part<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(e) => {
+            let message = e
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| e.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            panic!("part `{name}` failed: {message}");
+        }
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
