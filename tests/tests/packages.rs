@@ -388,6 +388,53 @@ fn a_grant_that_cannot_be_opened_stops_the_package_naming_the_directory() {
 }
 
 #[test]
+fn packages_read_the_wall_clock_and_get_random_bytes() {
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    };
+    let started = now_us();
+    let dir = AgentDir::new(&probe_package_config(
+        "{jobs: \"c every:1000 kind=clock\"}",
+        "{}",
+    ));
+    let agent = RunningAgent::start(&dir);
+    wait_package(&agent, "probe_package", Duration::from_secs(60), |s| {
+        runs(s, "c") >= 2
+    });
+    let store = stopped_store(agent, &dir);
+    let ended = now_us();
+    let samples = all(&store, "probe.clock");
+    assert!(samples.len() >= 2, "{samples:?}");
+    let mut randoms = Vec::new();
+    for s in &samples {
+        let text = s.value.to_string();
+        let field = |name: &str| -> String {
+            text.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .to_owned()
+        };
+        let wall: u128 = field("wall_us").parse().unwrap();
+        assert!(
+            started <= wall && wall <= ended,
+            "{started} <= {wall} <= {ended}"
+        );
+        let random = field("random");
+        assert_eq!(random.len(), 32, "{text}");
+        randoms.push(random);
+    }
+    randoms.dedup();
+    assert_eq!(
+        randoms.len(),
+        samples.len(),
+        "every draw differs: {randoms:?}"
+    );
+}
+
+#[test]
 fn one_job_with_several_schedules_is_told_which_fired() {
     let dir = AgentDir::new(&probe_package_config(
         "{jobs: \"multi every:1000,every:2000\"}",

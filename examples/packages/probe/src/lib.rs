@@ -32,6 +32,8 @@
 //! * `fail`: returns `Err("probe asked to fail")`.
 //! * `trap`: panics.
 //! * `sleep`: `std::thread::sleep` for an hour (one blocking host wait).
+//! * `clock`: datasource `probe.clock` = `wall_us=<µs since the epoch>
+//!   random=<32 hex digits>`, from the WASI wall clock and random source.
 
 use komlog_package::komlog_guest::time::MILLISECOND;
 use komlog_package::prelude::*;
@@ -176,6 +178,17 @@ impl Package for Probe {
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 Err("probe slept an hour".into())
+            }
+            "clock" => {
+                let wall_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
+                let random: String = wasip2::random::random::get_random_bytes(16)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let text = format!("wall_us={wall_us} random={random}");
+                Ok(vec![Sample::datasource("probe.clock", call.ts, text)])
             }
             other => Err(format!("unknown kind {other}")),
         }
