@@ -109,9 +109,18 @@ fn run(
         let _ = err.read_to_string(&mut s);
         s
     });
-    let code = common::child::wait_or_kill(&mut child, TIMEOUT, &format!("komlogd {args:?}"))
-        .code()
-        .unwrap_or(-1);
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for komlogd") {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("komlogd {args:?}: still running after {TIMEOUT:?}, killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     Run {
         code,
         stdout: out.join().expect("stdout reader"),
@@ -256,6 +265,389 @@ fn the_agent_says_on_stderr_what_it_loaded_and_logs_a_readable_last_line() {
         ),
         "{last}"
     );
+}
+
+// ------------------------------------------------------- the server link
+
+mod link {
+    use std::sync::{Arc, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use komlog_hub::server::{self, HubConfig, RunningHub};
+    use komlog_hub::store::Share;
+    use komlog_hub::store::redb::RedbStore;
+    use komlog_protocol::login::PrivateKey;
+    use komlog_protocol::openssh::openssh_public_line;
+    use komlogd::agent::status::server_prometheus_text;
+    use komlogd::impulses::{Dispatcher, DispatcherConfig, Inbox};
+    use komlogd::model::{Sample, Username, Value, now_us};
+    use komlogd::session::{Hook, Link, LinkConfig, ServerStatus, Supplies};
+    use komlogd::store::{DataReqs, Store};
+    use tokio::sync::{Notify, watch};
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    fn key() -> PrivateKey {
+        static KEY: OnceLock<PrivateKey> = OnceLock::new();
+        KEY.get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).expect("an RSA key"))
+            .clone()
+    }
+
+    fn user(name: &str) -> komlog_protocol::Username {
+        komlog_protocol::Username::parse(name).expect("a username")
+    }
+
+    /// A hub on `port` with alice (and her key) and bob, who shares nothing.
+    async fn start_hub(dir: &std::path::Path, port: u16) -> RunningHub {
+        let store = RedbStore::open(&dir.join("hub")).expect("hub store");
+        let listen = format!("127.0.0.1:{port}").parse().expect("addr");
+        let running = server::start(HubConfig::new(listen, dir.join("hub")), Arc::new(store))
+            .await
+            .expect("hub starts");
+        let store = running.hub.store.as_ref();
+        store.add_user(&user("alice")).expect("alice");
+        store.add_user(&user("bob")).expect("bob");
+        store
+            .add_agent(&user("alice"), &openssh_public_line(key().as_public_key()))
+            .expect("alice's key");
+        running
+    }
+
+    fn hook(uri: &str, impulses: &[&str]) -> Hook {
+        Hook {
+            uri: uri.into(),
+            reqs: DataReqs::default(),
+            impulses: impulses.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Alice's agent: a dispatcher with no impulses, queueing for the
+    /// server, and its link to 127.0.0.1:`port` hooking `hooks`.
+    struct Agent {
+        inbox: Inbox,
+        link: Option<Link>,
+        hooks: watch::Sender<Vec<Hook>>,
+        stop: watch::Sender<bool>,
+        dispatcher: Option<std::thread::JoinHandle<()>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Agent {
+        fn start(port: u16, hooks: Vec<Hook>) -> Agent {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(&dir.path().join("store.redb")).expect("store");
+            let outbox = store.outbox().expect("outbox");
+            let mut dispatcher = Dispatcher::new(
+                store,
+                DispatcherConfig {
+                    username: Some(Username::parse("alice").expect("username")),
+                    max_chain_depth: 8,
+                    queue_for_server: true,
+                },
+            );
+            let signal = Arc::new(Notify::new());
+            dispatcher.set_outbox_signal(Arc::clone(&signal));
+            let inbox = dispatcher.inbox();
+            let thread = std::thread::spawn(move || {
+                dispatcher.serve(|_| {}, |e| panic!("store failure: {e}"));
+                let _ = dispatcher.close();
+            });
+            let (stop, shutdown) = watch::channel(false);
+            let (hooks_tx, hooks) = watch::channel(hooks);
+            let config = LinkConfig {
+                url: format!("http://127.0.0.1:{port}/"),
+                ca_file: None,
+                username: "alice".into(),
+                key: key(),
+                hooks,
+                supplies: Supplies::new(),
+                reply_timeout: Duration::from_secs(20),
+            };
+            let link = Link::start(config, outbox, signal, inbox.clone(), shutdown);
+            Agent {
+                inbox,
+                link: Some(link),
+                hooks: hooks_tx,
+                stop,
+                dispatcher: Some(thread),
+                _dir: dir,
+            }
+        }
+
+        fn status(&self) -> ServerStatus {
+            self.link.as_ref().expect("the link").board.snapshot()
+        }
+
+        /// Wait until `ok` holds for the status (polling; bounded).
+        async fn until(&self, what: &str, ok: impl Fn(&ServerStatus) -> bool) -> ServerStatus {
+            let start = Instant::now();
+            loop {
+                let status = tokio::task::block_in_place(|| self.status());
+                if ok(&status) {
+                    return status;
+                }
+                assert!(
+                    start.elapsed() < WAIT,
+                    "{what}: not within {WAIT:?}: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        async fn stop(mut self) {
+            let _ = self.stop.send(true);
+            if let Some(link) = self.link.take() {
+                link.join().await;
+            }
+            let _ = self.inbox.stop();
+            if let Some(t) = self.dispatcher.take() {
+                let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            }
+        }
+    }
+
+    /// The value of an unlabelled series in a Prometheus text.
+    fn metric(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_link_exports_its_state_and_outbox_and_dates_its_last_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = Agent::start(port, vec![hook("mine", &["own"])]);
+
+        // No server yet: the link backs off, and the error has a time.
+        let down = agent
+            .until("a failed login", |s| {
+                s.state == "backoff" && s.last_error.is_some()
+            })
+            .await;
+        let failed_at = down.last_error_ts.expect("the error's time");
+        assert!((now_us() - failed_at).abs() < 60_000_000, "{down:?}");
+        assert!(!down.last_error_is_past(), "{down:?}");
+        // A sample an hour old waits in the outbox.
+        let hour = 3_600_000_000;
+        let ts = now_us() - hour;
+        let receipt = tokio::task::block_in_place(|| {
+            agent.inbox.upload(vec![Sample {
+                uri: "mine".into(),
+                ts,
+                value: Value::Datapoint(1.0),
+            }])
+        })
+        .expect("the dispatcher runs");
+        assert_eq!(receipt.accepted, 1);
+        let waiting = agent.until("a queued sample", |s| s.outbox == 1).await;
+        assert_eq!(waiting.outbox_oldest_ts, Some(ts));
+        let text = server_prometheus_text(&waiting, ts + hour + 5_000_000);
+        assert_eq!(metric(&text, "komlogd_server_connected"), 0.0, "{text}");
+        assert_eq!(
+            metric(&text, "komlogd_server_outbox_samples"),
+            1.0,
+            "{text}"
+        );
+        assert_eq!(
+            metric(&text, "komlogd_server_outbox_oldest_age_seconds"),
+            3605.0,
+            "{text}"
+        );
+        assert_eq!(metric(&text, "komlogd_server_logins_total"), 0.0, "{text}");
+        assert!(
+            text.contains(&format!(
+                "komlogd_server_state{{url=\"http://127.0.0.1:{port}/\",state=\"backoff\"}} 1\n"
+            )),
+            "{text}"
+        );
+
+        // The server comes: the outbox drains, and the login error is an
+        // earlier connection's.
+        let hub = start_hub(dir.path(), port).await;
+        let up = agent
+            .until("connected with the outbox sent", |s| {
+                s.state == "connected" && s.outbox == 0 && s.acked == 1
+            })
+            .await;
+        let since = up.connected_since_ts.expect("connected since");
+        assert!(up.last_error_ts.is_some_and(|at| at < since), "{up:?}");
+        assert!(up.last_error_is_past(), "{up:?}");
+        let text = server_prometheus_text(&up, now_us());
+        for (name, value) in [
+            ("komlogd_server_connected", 1.0),
+            ("komlogd_server_logins_total", 1.0),
+            ("komlogd_server_outbox_samples", 0.0),
+            ("komlogd_server_outbox_oldest_age_seconds", 0.0),
+            ("komlogd_server_samples_sent_total", 1.0),
+            ("komlogd_server_samples_acked_total", 1.0),
+            ("komlogd_server_samples_refused_total", 0.0),
+            ("komlogd_server_hooks", 1.0),
+            ("komlogd_server_hooks_refused", 0.0),
+        ] {
+            assert_eq!(metric(&text, name), value, "{name} in\n{text}");
+        }
+        assert_eq!(
+            metric(&text, "komlogd_server_last_error_timestamp_seconds"),
+            failed_at as f64 / 1e6,
+            "{text}"
+        );
+        agent.stop().await;
+        let _ = hub.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_hook_is_its_impulses_problem_until_the_server_takes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = start_hub(dir.path(), 0).await;
+        let agent = Agent::start(
+            hub.addr.port(),
+            vec![
+                hook("mine", &["own"]),
+                hook("bob:secret", &["watcher", "other"]),
+            ],
+        );
+        let s = agent
+            .until("the refusal", |s| {
+                s.state == "connected" && !s.hooks_refused.is_empty()
+            })
+            .await;
+        assert_eq!(s.hooked, 1, "{s:?}");
+        let [refusal] = s.hooks_refused.as_slice() else {
+            panic!("one refusal: {s:?}");
+        };
+        assert_eq!(refusal.uri, "bob:secret");
+        assert_eq!(refusal.impulses, ["watcher", "other"]);
+        assert!(
+            refusal.reason.contains("not shared with alice"),
+            "{refusal:?}"
+        );
+        let text = server_prometheus_text(&s, now_us());
+        assert_eq!(metric(&text, "komlogd_server_hooks_refused"), 1.0, "{text}");
+
+        // The impulses subscribed to it change: the refusal names the new set.
+        agent.hooks.send_replace(vec![
+            hook("mine", &["own"]),
+            hook("bob:secret", &["watcher"]),
+        ]);
+        agent
+            .until("the refusal naming watcher alone", |s| {
+                s.hooks_refused
+                    .first()
+                    .is_some_and(|r| r.impulses == ["watcher"])
+            })
+            .await;
+
+        // Bob shares it; the next change hooks it and the refusal is gone.
+        hub.hub
+            .store
+            .add_share(&Share {
+                owner: user("bob"),
+                prefix: "secret".into(),
+                with: user("alice"),
+            })
+            .expect("share");
+        agent.hooks.send_replace(vec![
+            hook("mine", &["own", "second"]),
+            hook("bob:secret", &["watcher"]),
+        ]);
+        let s = agent
+            .until("the hook taken", |s| {
+                s.hooks_refused.is_empty() && s.hooked == 2
+            })
+            .await;
+        assert_eq!(s.state, "connected");
+        agent.stop().await;
+        let _ = hub.stop().await;
+    }
+
+    /// GET `path` from `addr`; the whole response.
+    fn http_get(addr: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("the request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("the response");
+        response
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn komlogd_status_and_metrics_show_the_link_and_a_refused_hook() {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = start_hub(dir.path(), 0).await;
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let agent = super::Agent::new(&format!(
+            "- username: alice\n- server:\n    url: http://127.0.0.1:{}/\n- metrics:\n    listen: {metrics}\n\
+             - impulses:\n    name: watcher\n    filename: {probe}\n    uris: ['bob:secret']\n\
+             - impulses:\n    name: own\n    filename: {probe}\n    uris: [x]\n",
+            hub.addr.port(),
+            probe = super::guest("probe").display()
+        ));
+        let pem = key().to_pkcs8_pem(LineEnding::LF).expect("PEM");
+        std::fs::write(agent.dir.path().join("key.priv"), pem.as_bytes()).expect("key.priv");
+        let running = super::start_agent(&agent);
+        let start = Instant::now();
+        let table = loop {
+            let run = agent.run(&["status"], None, &[]);
+            assert_eq!(run.code, 0, "{run:?}");
+            if run.stdout.contains("hook-refused") {
+                break run.stdout;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "no refused hook within {WAIT:?}:\n{}",
+                run.stdout
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let state = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or_else(|| panic!("no {name} in\n{table}"))
+                .to_owned()
+        };
+        assert_eq!(state("watcher"), "hook-refused", "{table}");
+        assert_eq!(state("own"), "running", "{table}");
+        assert!(
+            table.lines().any(|l| l
+                .starts_with("watcher: hook refused by the server for bob:secret (")
+                && l.contains("not shared with alice")),
+            "{table}"
+        );
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!(
+                "server: http://127.0.0.1:{}/ connected, outbox 0,",
+                hub.addr.port()
+            )) && l.ends_with(", hooked 1, hooks refused 1")),
+            "{table}"
+        );
+        let text = http_get(&metrics.to_string(), "/metrics");
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        for line in [
+            "komlogd_server_connected 1\n",
+            "komlogd_server_logins_total 1\n",
+            "komlogd_server_hooks 1\n",
+            "komlogd_server_hooks_refused 1\n",
+            "komlogd_server_outbox_samples 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        super::stop_agent(running);
+        let _ = hub.stop().await;
+    }
 }
 
 /// Start the agent of `agent`'s komlogd.yaml; returns once its control

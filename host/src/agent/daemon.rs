@@ -135,12 +135,16 @@ pub fn hooks_of<'a>(
         for uri in &spec.uris {
             let key = uri.store_key(me);
             match hooks.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, hook)) => hook.reqs = hook.reqs.union(spec.data_reqs),
+                Some((_, hook)) => {
+                    hook.reqs = hook.reqs.union(spec.data_reqs);
+                    hook.impulses.push(spec.name.to_string());
+                }
                 None => hooks.push((
                     key,
                     Hook {
                         uri: uri.to_string(),
                         reqs: spec.data_reqs,
+                        impulses: vec![spec.name.to_string()],
                     },
                 )),
             }

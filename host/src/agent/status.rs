@@ -250,11 +250,18 @@ impl Boards {
         )
     }
 
-    /// Every series, in the Prometheus text format.
+    /// Every series, in the Prometheus text format. In connected mode this
+    /// reads the outbox from the store: call it off the async runtime.
     pub fn prometheus_text(&self) -> String {
+        let server = self
+            .server
+            .as_ref()
+            .map(|s| server_prometheus_text(&s.snapshot(), crate::model::now_us()))
+            .unwrap_or_default();
         prometheus_text(&self.impulses)
             + &packages_prometheus_text(&self.packages)
             + &jobs_prometheus_text(&self.jobs)
+            + &server
     }
 }
 
@@ -588,6 +595,110 @@ pub fn prometheus_text(board: &StatsBoard) -> String {
     out
 }
 
+/// The server link in the Prometheus text format (connected mode), at
+/// `now_us`: its state, logins, the outbox's depth and the age of its oldest
+/// sample (by the sample's own time; 0 when empty, never negative), the
+/// samples sent, acknowledged and refused, the write messages, the hooks held
+/// and refused, the samples notified and fetched as history, and the time
+/// of the last error.
+pub fn server_prometheus_text(s: &ServerStatus, now_us: i64) -> String {
+    let mut out = String::new();
+    let mut series = |name: &str, kind: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP komlogd_server_{name} {help}\n# TYPE komlogd_server_{name} {kind}\nkomlogd_server_{name} {value}\n"
+        ));
+    };
+    series(
+        "connected",
+        "gauge",
+        "1 while the link to the server is connected, else 0.",
+        u8::from(s.state == "connected").to_string(),
+    );
+    let age = s
+        .outbox_oldest_ts
+        .map_or(0.0, |ts| (now_us.saturating_sub(ts)).max(0) as f64 / 1e6);
+    let counters: [(&str, &str, &str, u64); 10] = [
+        ("logins_total", "counter", "Successful logins.", s.logins),
+        (
+            "outbox_samples",
+            "gauge",
+            "Samples in the outbox, waiting for the server's acknowledgement.",
+            s.outbox,
+        ),
+        (
+            "samples_sent_total",
+            "counter",
+            "Samples sent (resends included).",
+            s.sent,
+        ),
+        (
+            "samples_acked_total",
+            "counter",
+            "Samples the server acknowledged.",
+            s.acked,
+        ),
+        (
+            "samples_refused_total",
+            "counter",
+            "Samples the server refused (dropped from the outbox).",
+            s.refused,
+        ),
+        ("hooks", "gauge", "Uris hooked at the server now.", s.hooked),
+        (
+            "hooks_refused",
+            "gauge",
+            "Uris whose hook the server refused.",
+            s.hooks_refused.len() as u64,
+        ),
+        (
+            "notified_samples_total",
+            "counter",
+            "Samples the server notified (handed to the impulses).",
+            s.notified,
+        ),
+        (
+            "history_samples_total",
+            "counter",
+            "Samples fetched from the server's history.",
+            s.history,
+        ),
+        (
+            "supplies_sent_total",
+            "counter",
+            "Datasource supply lists the server acknowledged.",
+            s.supplies_sent,
+        ),
+    ];
+    for (name, kind, help, value) in counters {
+        series(name, kind, help, value.to_string());
+    }
+    series(
+        "outbox_oldest_age_seconds",
+        "gauge",
+        "Now minus the time of the oldest sample in the outbox (0 when empty).",
+        age.to_string(),
+    );
+    if let Some(ts) = s.last_error_ts {
+        series(
+            "last_error_timestamp_seconds",
+            "gauge",
+            "When the link's last error happened.",
+            (ts as f64 / 1e6).to_string(),
+        );
+    }
+    out.push_str(
+        "# HELP komlogd_server_state The link's state: 1 for the current one.\n# TYPE komlogd_server_state gauge\n",
+    );
+    for state in ["connecting", "connected", "backoff", "stopped"] {
+        out.push_str(&format!(
+            "komlogd_server_state{{url=\"{}\",state=\"{state}\"}} {}\n",
+            escape_label(&s.url),
+            u8::from(s.state == state)
+        ));
+    }
+    out
+}
+
 /// The packages on `board` in the Prometheus text format.
 pub fn packages_prometheus_text(board: &PackageBoard) -> String {
     let reports = package_reports(board);
@@ -757,11 +868,14 @@ async fn answer_http(stream: tokio::net::TcpStream, boards: &Boards) -> std::io:
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next(), parts.next());
     let (status, content_type, body) = match (method, target) {
-        (Some("GET"), Some("/metrics")) => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            boards.prometheus_text(),
-        ),
+        (Some("GET"), Some("/metrics")) => {
+            // Counting the outbox reads the store.
+            let boards = boards.clone();
+            let text = tokio::task::spawn_blocking(move || boards.prometheus_text())
+                .await
+                .map_err(std::io::Error::other)?;
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text)
+        }
         _ => (
             "404 Not Found",
             "text/plain; charset=utf-8",

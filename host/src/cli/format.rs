@@ -101,9 +101,17 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
         report.pid,
         humantime::format_duration(Duration::from_secs(report.uptime_s as u64))
     );
+    // The impulses subscribed to a uri whose hook the server refused.
+    let hook_refused = |name: &str| {
+        report.server.iter().any(|s| {
+            s.hooks_refused
+                .iter()
+                .any(|r| r.impulses.iter().any(|i| i == name))
+        })
+    };
     let _ = writeln!(
         out,
-        "{:<20} {:<8} {:<12} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "{:<20} {:<12} {:<12} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7}",
         "IMPULSE",
         "STATE",
         "VERSION",
@@ -129,11 +137,16 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
         let version = Some(text(m, "version"))
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "-".to_owned());
+        let mut state = text(m, "state");
+        if state == "running" && hook_refused(&imp.name) {
+            // It runs, but the server sends it nothing for that uri.
+            state = "hook-refused".into();
+        }
         let _ = writeln!(
             out,
-            "{:<20} {:<8} {:<12} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7}",
+            "{:<20} {:<12} {:<12} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7}",
             imp.name,
-            text(m, "state"),
+            state,
             version.get(..12).unwrap_or(&version),
             count(m, "fires"),
             skips,
@@ -149,9 +162,17 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             Some(ms) => format!("{} (retry in {ms} ms)", server.state),
             None => server.state.clone(),
         };
+        let oldest = server
+            .outbox_oldest_ts
+            .map(|ts| format!(" (oldest {})", seconds(ts)))
+            .unwrap_or_default();
+        let refused_hooks = match server.hooks_refused.len() {
+            0 => String::new(),
+            n => format!(", hooks refused {n}"),
+        };
         let _ = writeln!(
             out,
-            "server: {} {state}, outbox {}, sent {}, acked {}, refused {}, logins {}, hooked {}",
+            "server: {} {state}, outbox {}{oldest}, sent {}, acked {}, refused {}, logins {}, hooked {}{refused_hooks}",
             server.url,
             server.outbox,
             server.sent,
@@ -161,7 +182,12 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             server.hooked
         );
         if let Some(err) = &server.last_error {
-            let _ = writeln!(out, "server: last error: {err}");
+            let when = match (server.last_error_ts, server.last_error_is_past()) {
+                (Some(ts), true) => format!(" ({}, before the current connection)", seconds(ts)),
+                (Some(ts), false) => format!(" ({})", seconds(ts)),
+                (None, _) => String::new(),
+            };
+            let _ = writeln!(out, "server: last error{when}: {err}");
         }
     }
     if !report.packages.is_empty() {
@@ -234,6 +260,22 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
         {
             let _ = writeln!(out, "{}: last error: {err}", imp.name);
         }
+        if let Some(server) = &report.server {
+            for r in server
+                .hooks_refused
+                .iter()
+                .filter(|r| r.impulses.contains(&imp.name))
+            {
+                let _ = writeln!(
+                    out,
+                    "{}: hook refused by the server for {} ({}): {}",
+                    imp.name,
+                    r.uri,
+                    seconds(r.ts),
+                    r.reason
+                );
+            }
+        }
     }
     for p in &report.packages {
         if let Some(reason) = &p.reason {
@@ -248,6 +290,17 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
         }
     }
     out
+}
+
+/// RFC 3339 UTC to the second, or the raw number with `us` before 1970.
+fn seconds(ts: i64) -> String {
+    match u64::try_from(ts) {
+        Ok(us) => {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_micros(us))
+                .to_string()
+        }
+        Err(_) => format!("{ts}us"),
+    }
 }
 
 fn micros(us: f64) -> String {
@@ -322,6 +375,69 @@ mod tests {
         assert_eq!(
             row(&table)[1..6],
             ["backoff", "abc", "3", "3", "3"],
+            "{table}"
+        );
+    }
+
+    fn server(state: &str) -> crate::session::ServerStatus {
+        crate::session::ServerStatus {
+            url: "http://hub:8080/".into(),
+            state: state.into(),
+            outbox: 2,
+            outbox_oldest_ts: Some(1_700_000_000_000_000),
+            last_error: Some("cannot log in: connection refused".into()),
+            last_error_ts: Some(1_700_000_003_000_000),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_server_line_dates_the_last_error_and_says_when_it_is_past() {
+        let mut r = report(serde_json::json!({"state": "running"}));
+        r.server = Some(server("backoff"));
+        let table = status(&r, false);
+        assert!(
+            table.contains(
+                "server: http://hub:8080/ backoff, outbox 2 (oldest 2023-11-14T22:13:20Z), sent 0,"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "server: last error (2023-11-14T22:13:23Z): cannot log in: connection refused\n"
+            ),
+            "{table}"
+        );
+        let mut up = server("connected");
+        up.connected_since_ts = Some(1_700_000_004_000_000);
+        r.server = Some(up);
+        let table = status(&r, false);
+        assert!(
+            table.contains(
+                "server: last error (2023-11-14T22:13:23Z, before the current connection): cannot log in"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn an_impulse_whose_hook_was_refused_says_so() {
+        let mut r = report(serde_json::json!({"version": "abc", "state": "running"}));
+        let mut s = server("connected");
+        s.hooks_refused = vec![crate::session::HookRefusal {
+            uri: "bob:secret".into(),
+            reason: "refused (4403): msg exec denied".into(),
+            ts: 1_700_000_005_000_000,
+            impulses: vec!["imp".into()],
+        }];
+        r.server = Some(s);
+        let table = status(&r, false);
+        assert_eq!(row(&table)[1], "hook-refused", "{table}");
+        assert!(table.contains(", hooks refused 1\n"), "{table}");
+        assert!(
+            table.contains(
+                "imp: hook refused by the server for bob:secret (2023-11-14T22:13:25Z): refused (4403): msg exec denied\n"
+            ),
             "{table}"
         );
     }

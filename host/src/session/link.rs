@@ -68,7 +68,7 @@ pub(super) async fn run(
             tracing::error!("server link not started: {e}");
             board.update(|s| {
                 s.state = "stopped".into();
-                s.last_error = Some(e.to_string());
+                s.error(e.to_string());
             });
             return;
         }
@@ -90,6 +90,7 @@ pub(super) async fn run(
         board.update(|s| {
             s.state = "connecting".into();
             s.backoff_ms = None;
+            s.connected_since_ts = None;
         });
         let login = tokio::select! {
             _ = stopped(&mut shutdown) => break,
@@ -126,7 +127,8 @@ pub(super) async fn run(
         board.update(|s| {
             s.state = "backoff".into();
             s.backoff_ms = Some(delay.as_millis() as u64);
-            s.last_error = Some(reason);
+            s.connected_since_ts = None;
+            s.error(reason);
         });
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
@@ -136,6 +138,7 @@ pub(super) async fn run(
     board.update(|s| {
         s.state = "stopped".into();
         s.backoff_ms = None;
+        s.connected_since_ts = None;
     });
 }
 
@@ -192,6 +195,7 @@ async fn connected(
     board.update(|s| {
         s.state = "connected".into();
         s.backoff_ms = None;
+        s.connected_since_ts = Some(now_us());
     });
     let mut link = Sender {
         outbox,
@@ -270,7 +274,7 @@ impl Hooks {
                 }
                 Err(e) => {
                     tracing::error!(uri = %uri, "unhook refused: {e}");
-                    board.update(|s| s.last_error = Some(format!("unhook {uri}: {e}")));
+                    board.update(|s| s.error(format!("unhook {uri}: {e}")));
                 }
             }
         }
@@ -290,7 +294,18 @@ impl Hooks {
             fetched += 1;
         }
         let hooked = self.held.len() as u64;
-        board.update(|s| s.hooked = hooked);
+        board.update(|s| {
+            s.hooked = hooked;
+            // A refusal stands for a uri still wanted and not hooked since,
+            // naming the impulses subscribed to it now.
+            s.hooks_refused.retain_mut(|r| {
+                let Some(hook) = wanted.iter().find(|w| w.uri == r.uri) else {
+                    return false;
+                };
+                r.impulses.clone_from(&hook.impulses);
+                true
+            });
+        });
         match when {
             Sync::Login => tracing::info!(hooked, "uris hooked and history fetched"),
             Sync::Change if fetched > 0 => {
@@ -317,11 +332,24 @@ async fn hook_one(
             return Err(format!("hooking {}: {e}", hook.uri));
         }
         Err(e) => {
-            tracing::warn!(uri = %hook.uri, "hook refused: {e}");
-            board.update(|s| s.last_error = Some(format!("hook {}: {e}", hook.uri)));
+            tracing::warn!(uri = %hook.uri, impulses = ?hook.impulses, "hook refused: {e}");
+            board.update(|s| {
+                s.error(format!("hook {}: {e}", hook.uri));
+                let refusal = super::HookRefusal {
+                    uri: hook.uri.clone(),
+                    reason: e.to_string(),
+                    ts: now_us(),
+                    impulses: hook.impulses.clone(),
+                };
+                match s.hooks_refused.iter_mut().find(|r| r.uri == hook.uri) {
+                    Some(r) => *r = refusal,
+                    None => s.hooks_refused.push(refusal),
+                }
+            });
             return Ok(false);
         }
     };
+    board.update(|s| s.hooks_refused.retain(|r| r.uri != hook.uri));
     match when {
         Sync::Login => tracing::debug!(uri = %hook.uri, "uri hooked ({state})"),
         Sync::Change => tracing::info!(uri = %hook.uri, "uri hooked ({state})"),
@@ -519,7 +547,7 @@ impl Sender<'_> {
                             );
                             self.board.update(|s| {
                                 s.refused += n;
-                                s.last_error = Some(format!(
+                                s.error(format!(
                                     "server refused {action}: {}",
                                     response.reason.as_deref().unwrap_or("no reason")
                                 ));
@@ -757,7 +785,7 @@ impl Sender<'_> {
                     response.reason.as_deref().unwrap_or("no reason"),
                 );
                 self.board.update(|s| {
-                    s.last_error = Some(format!(
+                    s.error(format!(
                         "server refused send_ds_info for {uri}: {}",
                         response.reason.as_deref().unwrap_or("no reason")
                     ))

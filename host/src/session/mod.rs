@@ -77,6 +77,22 @@ pub struct Hook {
     pub uri: String,
     /// The union of the subscribed impulses' data requirements.
     pub reqs: DataReqs,
+    /// The impulses subscribed to it (named in a refusal of the hook).
+    pub impulses: Vec<String>,
+}
+
+/// A hook the server refused: its impulses get no notification for the uri
+/// until a later login or change hooks it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HookRefusal {
+    /// The uri as subscribed.
+    pub uri: String,
+    /// The server's answer.
+    pub reason: String,
+    /// When it was refused, µs since the Unix epoch.
+    pub ts: i64,
+    /// The impulses subscribed to it.
+    pub impulses: Vec<String>,
 }
 
 /// How to reach the server.
@@ -130,6 +146,37 @@ pub struct ServerStatus {
     /// The last error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When the last error happened, µs since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_ts: Option<i64>,
+    /// While connected: since when, µs since the Unix epoch. A last error
+    /// before it belongs to an earlier connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_since_ts: Option<i64>,
+    /// The time of the oldest sample in the outbox (its own time, not when it
+    /// was queued), µs since the Unix epoch; none when the outbox is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_oldest_ts: Option<i64>,
+    /// The hooks the server refused on this connection (or the last one), by uri.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks_refused: Vec<HookRefusal>,
+}
+
+impl ServerStatus {
+    /// Record an error now.
+    pub fn error(&mut self, text: String) {
+        self.last_error = Some(text);
+        self.last_error_ts = Some(crate::model::now_us());
+    }
+
+    /// True when the last error happened before the current connection: it
+    /// is history, not what is wrong now.
+    pub fn last_error_is_past(&self) -> bool {
+        matches!(
+            (self.last_error_ts, self.connected_since_ts),
+            (Some(at), Some(since)) if self.state == "connected" && at < since
+        )
+    }
 }
 
 /// The link's live status, readable from any thread.
@@ -151,12 +198,13 @@ impl ServerBoard {
         }
     }
 
-    /// The status now, with the outbox depth read from the store.
+    /// The status now, with the outbox depth and its oldest sample's time
+    /// read from the store.
     pub fn snapshot(&self) -> ServerStatus {
         let mut s = self.lock().clone();
-        match self.outbox.depth() {
-            Ok(depth) => s.outbox = depth,
-            Err(e) => s.last_error = Some(format!("cannot count the outbox: {e}")),
+        match self.outbox.depth_and_oldest() {
+            Ok((depth, oldest)) => (s.outbox, s.outbox_oldest_ts) = (depth, oldest),
+            Err(e) => s.error(format!("cannot count the outbox: {e}")),
         }
         s
     }

@@ -115,6 +115,22 @@ impl Outbox {
         })
     }
 
+    /// How many samples wait for the server's acknowledgement, and the time of
+    /// the oldest (the first row: rows are keyed by time).
+    pub fn depth_and_oldest(&self) -> Result<(u64, Option<i64>), StoreError> {
+        no_panic(&self.path, "counting the outbox", || {
+            let err = self.err("counting the outbox");
+            let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+            let table = rtxn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
+            let depth = table.len().map_err(|e| err(e.into()))?;
+            let oldest = table
+                .first()
+                .map_err(|e| err(e.into()))?
+                .map(|(k, _)| k.value().0);
+            Ok((depth, oldest))
+        })
+    }
+
     /// Up to `limit` queued samples after `after` (exclusive; None: from the
     /// start), in `(ts, uri)` order.
     pub fn read(
