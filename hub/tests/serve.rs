@@ -113,8 +113,8 @@ async fn a_stalled_tls_handshake_is_dropped_at_its_deadline_and_holds_up_no_one(
     let token = run_file(&hub).admin_token;
 
     // A client that connects and never says hello.
-    let mut stalled = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
     let started = Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
     // Meanwhile a real client is served.
     let r = list_users(hub.addr(), Some(pinned), &token).await;
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
