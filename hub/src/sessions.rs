@@ -524,7 +524,9 @@ mod tests {
         assert!(!reg.is_valid(&returning.token));
         assert!(reg.is_valid(&connected.token));
         // Within the expiry a session is kept.
+        let reg = Registry::new(16, SESSION_IDLE_EXPIRY);
         let fresh = reg.create_login(&user("alice"), "a4");
+        std::thread::sleep(expiry * 2);
         assert!(reg.attach(&fresh.token).is_some());
     }
 
