@@ -219,3 +219,43 @@ fn a_call_returning_more_samples_than_its_limit_has_none_written() {
         vec![Value::Datapoint(4.0)]
     );
 }
+
+/// In connected mode the outputs of an impulse fired by a server notification
+/// are queued as answers to it (the message's `irt`, as the original agent
+/// sent them since 0.9.0); outputs of a fire on a local sample, the local
+/// sample itself and further hops of a chain answer nothing.
+#[test]
+fn outputs_of_a_fire_on_a_notification_answer_it() {
+    use komlogd::store::Cursor;
+    let dir = AgentDir::new(
+        "- username: alice\n- server:\n    url: http://127.0.0.1:9/\n- impulses:\n    name: first\n    filename: {guest:probe}\n    uris: [bob:shared.x, trigger]\n    params:\n      emit: '[{\"uri\": \"out.first\", \"datapoint\": 1}]'\n- impulses:\n    name: second\n    filename: {guest:probe}\n    uris: [out.first]\n    params:\n      emit: '[{\"uri\": \"out.second\", \"datapoint\": 2}]'\n",
+    );
+    let mut agent = dir.open();
+    let seq = [0x11u8; 16];
+    let inbox = agent.dispatcher.inbox();
+    inbox
+        .remote(vec![dp("bob:shared.x", 10, 5.0)], Some(seq))
+        .unwrap();
+    inbox.stop().unwrap();
+    agent.dispatcher.serve(|_| {}, |e| panic!("store failure: {e}"));
+    agent.dispatcher.ingest(vec![dp("trigger", 20, 6.0)]).unwrap();
+    let outbox = agent.dispatcher.store().outbox().unwrap();
+    let rows: Vec<(i64, String, Option<[u8; 16]>)> = outbox
+        .read(Cursor::Start, 100, |_, _, _| false)
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.sample.ts, q.sample.uri, q.answers))
+        // The probe also writes its report, `probe.out`, at every fire.
+        .filter(|(_, uri, _)| uri != "probe.out")
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (10, "out.first".into(), Some(seq)),
+            (10, "out.second".into(), None),
+            (20, "out.first".into(), None),
+            (20, "out.second".into(), None),
+            (20, "trigger".into(), None),
+        ]
+    );
+}

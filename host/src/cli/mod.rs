@@ -4,6 +4,7 @@
 //! Exit status: 0 success, 1 a failure while working (store, module, refused
 //! sample), 2 bad usage or bad configuration.
 
+mod deliver;
 mod format;
 mod new;
 
@@ -367,6 +368,9 @@ fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Resul
             eprintln!("komlogd: impulse {name}: {err}");
         }
     }
+    // No agent runs to send it: send the outbox now, as the original did.
+    let outcome = deliver::deliver(config, &agent, deliver::DELIVERY_DEADLINE);
+    deliver::report(&outcome, config);
     Ok(())
 }
 

@@ -53,7 +53,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::model::{Sample, SampleError, Uri, Username};
-use crate::store::{DataReqs, Store, StoreError};
+use crate::store::{DataReqs, Outgoing, Store, StoreError};
 
 use super::output;
 use super::spec::ImpulseSpec;
@@ -148,8 +148,9 @@ pub struct UploadReceipt {
 pub(crate) enum Msg {
     Samples(Vec<Sample>),
     /// Samples the server notified (other users' shared uris, or own uris written
-    /// elsewhere): stored and fired, never queued for the server.
-    Remote(Vec<Sample>),
+    /// elsewhere), with the notification's `seq`: stored and fired, never queued
+    /// for the server; the outputs of the impulses they fire answer that `seq`.
+    Remote(Vec<Sample>, Option<[u8; 16]>),
     /// History from the server (request_data): stored like `Remote`, fires nothing.
     History(Vec<Sample>),
     Upload(Vec<Sample>, Sender<UploadReceipt>),
@@ -187,20 +188,27 @@ impl Inbox {
         receipt.recv().map_err(|_| Closed)
     }
 
-    /// Queue samples that came from the server (a notification or history). Each is
-    /// stored unless the store already holds that value at that time, and fires the
-    /// impulses like a source sample; none is sent back to the server.
-    pub fn remote(&self, samples: Vec<Sample>) -> Result<(), Closed> {
-        self.tx.send(Msg::Remote(samples)).map_err(|_| Closed)
+    /// Queue samples that came from the server in the notification `seq` (16
+    /// bytes, when known). Each is stored unless the store already holds that
+    /// value at that time, and fires the impulses like a source sample; none is
+    /// sent back to the server. The outputs of the impulses they fire are sent
+    /// as answers to `seq` (the message's `irt`).
+    pub fn remote(&self, samples: Vec<Sample>, seq: Option<[u8; 16]>) -> Result<(), Closed> {
+        self.tx.send(Msg::Remote(samples, seq)).map_err(|_| Closed)
     }
 
     /// [`Inbox::remote`] without waiting: the samples come back when the inbox is
     /// full or the dispatcher has stopped.
-    pub fn try_remote(&self, samples: Vec<Sample>) -> Result<(), Vec<Sample>> {
-        match self.tx.try_send(Msg::Remote(samples)) {
+    pub fn try_remote(
+        &self,
+        samples: Vec<Sample>,
+        seq: Option<[u8; 16]>,
+    ) -> Result<(), Vec<Sample>> {
+        match self.tx.try_send(Msg::Remote(samples, seq)) {
             Ok(()) => Ok(()),
             Err(
-                TrySendError::Full(Msg::Remote(s)) | TrySendError::Disconnected(Msg::Remote(s)),
+                TrySendError::Full(Msg::Remote(s, _))
+                | TrySendError::Disconnected(Msg::Remote(s, _)),
             ) => Err(s),
             Err(_) => Err(Vec::new()),
         }
@@ -278,6 +286,9 @@ struct Pending {
     fires: bool,
     /// Samples the server sent (notifications, history).
     from_server: bool,
+    /// The server notification these samples are, or answer: the `seq` that
+    /// the outputs of the impulses they fire answer (kept for one hop).
+    answers: Option<[u8; 16]>,
 }
 
 /// Runs impulses over a store. See the module documentation for the semantics.
@@ -617,7 +628,7 @@ impl Dispatcher {
         };
         let subscribers = self.index.get(&key).cloned().unwrap_or_default();
         for i in subscribers {
-            self.fire(i, ts, &[key.as_str()], 0)?;
+            self.fire(i, ts, &[key.as_str()], 0, None)?;
         }
         self.settle()?;
         Ok(std::mem::take(&mut self.report))
@@ -725,7 +736,11 @@ impl Dispatcher {
     fn take(&mut self, msg: Msg, pendings: &mut Vec<Pending>) -> Result<(), StoreError> {
         match msg {
             Msg::Samples(samples) => pendings.push(self.validate_source(samples)),
-            Msg::Remote(samples) => pendings.push(self.validate_remote(samples, true)?),
+            Msg::Remote(samples, seq) => {
+                let mut pending = self.validate_remote(samples, true)?;
+                pending.answers = seq;
+                pendings.push(pending);
+            }
             Msg::History(samples) => pendings.push(self.validate_remote(samples, false)?),
             Msg::Upload(samples, reply) => {
                 let before = self.report.rejected.len();
@@ -763,6 +778,7 @@ impl Dispatcher {
                         queued: self.config.queue_for_server,
                         fires: true,
                         from_server: false,
+                        answers: done.answers,
                     });
                 }
             }
@@ -795,11 +811,12 @@ impl Dispatcher {
             queued: self.config.queue_for_server,
             fires: true,
             from_server: false,
+            answers: None,
         }
     }
 
-    /// Samples from the server: a valid uri (another user's is fine) and value,
-    /// turned into store keys; those the store already holds are dropped.
+    /// Samples from the server: a valid uri (another user's is fine), time and
+    /// value, turned into store keys; those the store already holds are dropped.
     fn validate_remote(
         &mut self,
         samples: Vec<Sample>,
@@ -808,17 +825,14 @@ impl Dispatcher {
         let me = self.config.username.clone();
         let mut valid = Vec::with_capacity(samples.len());
         for mut sample in samples {
-            let uri = match Uri::parse(&sample.uri) {
+            // The sample rules (uri, time range, value), as for every entry.
+            let uri = match sample.validate() {
                 Ok(u) => u,
                 Err(e) => {
-                    tracing::warn!(uri = %sample.uri, "sample from the server refused: {e}");
+                    tracing::warn!(uri = %sample.uri, ts = sample.ts, "sample from the server refused: {e}");
                     continue;
                 }
             };
-            if let Err(e) = sample.value.validate() {
-                tracing::warn!(uri = %sample.uri, "sample from the server refused: {e}");
-                continue;
-            }
             sample.uri = uri.store_key(me.as_ref());
             if self.store.holds(&sample.uri, sample.ts, &sample.value)? {
                 self.remote_duplicates += 1;
@@ -835,6 +849,7 @@ impl Dispatcher {
             queued: false,
             fires,
             from_server: true,
+            answers: None,
         })
     }
 
@@ -854,20 +869,28 @@ impl Dispatcher {
         }
         let total = pendings.iter().map(|p| p.samples.len()).sum();
         let mut all = Vec::with_capacity(total);
-        let mut queued = Vec::with_capacity(total);
+        let mut queued: Vec<Option<Outgoing>> = Vec::with_capacity(total);
         let mut ranges = Vec::with_capacity(pendings.len());
         for p in &mut pendings {
             p.samples.sort_by_key(|s| s.ts);
             let start = all.len();
             all.append(&mut p.samples);
-            queued.resize(all.len(), p.queued);
+            // Source samples and impulse outputs are queued; the outputs of a
+            // fire on a notification answer it.
+            let outgoing = p.queued.then_some(Outgoing {
+                answers: p.answers.filter(|_| p.origin.is_some()),
+            });
+            queued.resize(all.len(), outgoing);
             ranges.push(start..all.len());
         }
         // Only copies of the server's data skip the fsync: they can be fetched again.
         let durable = pendings.iter().any(|p| !p.from_server);
         let outcomes = self.store.append_queued(&all, |i| queued[i], durable)?;
         if let Some(signal) = &self.outbox_signal
-            && outcomes.iter().zip(&queued).any(|(o, q)| *q && o.is_ok())
+            && outcomes
+                .iter()
+                .zip(&queued)
+                .any(|(o, q)| q.is_some() && o.is_ok())
         {
             signal.notify_one();
         }
@@ -970,6 +993,9 @@ impl Dispatcher {
             }
             return Ok(());
         }
+        // The outputs of a fire on a notification answer it; further hops are
+        // fired by local samples and answer nothing.
+        let answers = pending.answers.filter(|_| pending.origin.is_none());
         for (ts, mut fired) in groups {
             fired.sort_unstable();
             // The samples are sorted by ts: this group is a contiguous range.
@@ -977,7 +1003,7 @@ impl Dispatcher {
             let end = samples.partition_point(|s| s.ts <= ts);
             let batch: Vec<&str> = samples[start..end].iter().map(|s| s.uri.as_str()).collect();
             for i in fired {
-                self.fire(i, ts, &batch, pending.depth)?;
+                self.fire(i, ts, &batch, pending.depth, answers)?;
             }
         }
         Ok(())
@@ -985,7 +1011,14 @@ impl Dispatcher {
 
     /// Cut the window of one fire and send it to the impulse's worker, unless
     /// `min_exec_delta` skips it.
-    fn fire(&mut self, i: usize, ts: i64, batch: &[&str], depth: u32) -> Result<(), StoreError> {
+    fn fire(
+        &mut self,
+        i: usize,
+        ts: i64,
+        batch: &[&str],
+        depth: u32,
+        answers: Option<[u8; 16]>,
+    ) -> Result<(), StoreError> {
         let Some(slot) = self.slots[i].as_mut() else {
             return Ok(());
         };
@@ -1078,6 +1111,7 @@ impl Dispatcher {
         let job = Job::Fire(FireJob {
             ts,
             depth,
+            answers,
             updated,
             others,
             window,

@@ -76,6 +76,8 @@ impl Version {
 pub(crate) struct FireJob {
     pub ts: i64,
     pub depth: u32,
+    /// The server notification that fired it (its outputs answer it).
+    pub answers: Option<[u8; 16]>,
     pub updated: Vec<String>,
     pub others: Vec<String>,
     pub window: Vec<u8>,
@@ -117,6 +119,8 @@ pub(crate) fn lock_gate(gate: &SharedGate) -> std::sync::MutexGuard<'_, Gate> {
 pub(crate) struct Done {
     pub slot: usize,
     pub depth: u32,
+    /// The fire's [`FireJob::answers`].
+    pub answers: Option<[u8; 16]>,
     /// Hash of the module version that ran it.
     pub version: Arc<str>,
     /// Whether `on-update` was called (and returned, ok or err).
@@ -166,6 +170,7 @@ pub(crate) fn spawn(
                             Done {
                                 slot,
                                 depth,
+                                answers: None,
                                 version,
                                 called: false,
                                 returned_at: None,
@@ -338,6 +343,7 @@ impl Worker {
         let FireJob {
             ts,
             depth,
+            answers,
             updated,
             others,
             window,
@@ -345,6 +351,7 @@ impl Worker {
         let mut done = Done {
             slot: self.slot,
             depth,
+            answers,
             version: self.tag.clone(),
             called: false,
             returned_at: None,

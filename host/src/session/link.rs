@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::{Hook, LinkConfig, ServerBoard, Supplies, WINDOW, backoff_delay};
 use crate::impulses::Inbox;
 use crate::model::{Sample, Value, now_us};
-use crate::store::{Outbox, Queued, StoreError};
+use crate::store::{Cursor, Outbox, Queued, StoreError};
 
 /// Outbox rows read at once.
 const READ_BATCH: usize = 2048;
@@ -52,6 +52,81 @@ enum End {
     Lost(String),
 }
 
+/// The session settings of a link's configuration.
+fn session_config(config: &LinkConfig) -> Result<SessionConfig, SessionError> {
+    let mut session_config = Endpoint::parse(&config.url)
+        .and_then(|endpoint| SessionConfig::new(endpoint, &config.username, config.key.clone()))?;
+    session_config.reply_timeout = config.reply_timeout;
+    session_config.ca_file = config.ca_file.clone();
+    session_config.login_timeout = config.reply_timeout;
+    Ok(session_config)
+}
+
+/// Log in once and send the whole outbox, waiting for every answer, within
+/// `within`: what a one-shot `komlogd -u` does when no agent runs. Rows
+/// acknowledged (or refused) are removed; the rest stay for the next run.
+pub(super) async fn deliver(
+    config: LinkConfig,
+    outbox: Outbox,
+    inbox: Inbox,
+    within: std::time::Duration,
+) -> Delivery {
+    let board = ServerBoard::new(&config.url, outbox.clone());
+    let deadline = tokio::time::Instant::now() + within;
+    let error = match session_config(&config) {
+        Err(e) => Some(e.to_string()),
+        Ok(mut session_config) => {
+            session_config.login_timeout = session_config.login_timeout.min(within);
+            session_config.reply_timeout = session_config.reply_timeout.min(within);
+            match tokio::time::timeout_at(deadline, Session::login(session_config)).await {
+                Err(_) => Some(format!("no login within {} s", within.as_secs_f64())),
+                Ok(Err(e)) => Some(format!("cannot log in: {e}")),
+                Ok(Ok(session)) => {
+                    let mut sender = Sender::new(&outbox, &inbox, &board, &config.supplies);
+                    let drained = tokio::time::timeout_at(deadline, sender.drain(&session)).await;
+                    // What was answered leaves the outbox whatever happened.
+                    let flushed = sender.flush_acked().await;
+                    session.close().await;
+                    match (drained, flushed) {
+                        (Err(_), _) => Some(format!(
+                            "not every sample was answered within {} s",
+                            within.as_secs_f64()
+                        )),
+                        (Ok(Err(e)), _) => Some(e),
+                        (Ok(Ok(())), Err(e)) => Some(format!(
+                            "cannot remove acknowledged samples from the outbox: {e}"
+                        )),
+                        (Ok(Ok(())), Ok(())) => None,
+                    }
+                }
+            }
+        }
+    };
+    let status = board.snapshot();
+    Delivery {
+        acked: status.acked,
+        refused: status.refused,
+        left: status.outbox,
+        refusal: status.last_error,
+        error,
+    }
+}
+
+/// What [`deliver`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Samples the server acknowledged.
+    pub acked: u64,
+    /// Samples the server refused (removed from the outbox).
+    pub refused: u64,
+    /// Samples still in the outbox.
+    pub left: u64,
+    /// The last refusal, if any.
+    pub refusal: Option<String>,
+    /// Why the outbox could not be sent whole, if it could not.
+    pub error: Option<String>,
+}
+
 pub(super) async fn run(
     config: LinkConfig,
     outbox: Outbox,
@@ -60,9 +135,7 @@ pub(super) async fn run(
     board: ServerBoard,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let session_config = Endpoint::parse(&config.url)
-        .and_then(|endpoint| SessionConfig::new(endpoint, &config.username, config.key.clone()));
-    let mut session_config = match session_config {
+    let session_config = match session_config(&config) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("server link not started: {e}");
@@ -73,9 +146,6 @@ pub(super) async fn run(
             return;
         }
     };
-    session_config.reply_timeout = config.reply_timeout;
-    session_config.ca_file = config.ca_file.clone();
-    session_config.login_timeout = config.reply_timeout;
     let mut hooks = Hooks {
         wanted: config.hooks.clone(),
         open: true,
@@ -197,19 +267,7 @@ async fn connected(
         s.backoff_ms = None;
         s.connected_since_ts = Some(now_us());
     });
-    let mut link = Sender {
-        outbox,
-        inbox,
-        board,
-        cursor: None,
-        buffered: VecDeque::new(),
-        in_flight: VecDeque::new(),
-        acked: Vec::new(),
-        node: outbox.time_uuid_parts(),
-        supplies,
-        infos_sent: HashMap::new(),
-        infos_due: BTreeMap::new(),
-    };
+    let mut link = Sender::new(outbox, inbox, board, supplies);
     let end = link
         .serve(session, &mut notes, hooks, signal, shutdown)
         .await;
@@ -368,7 +426,7 @@ async fn fill(
         Ok(samples) if samples.is_empty() => {}
         Ok(samples) => {
             let n = samples.len() as u64;
-            forward(inbox, samples, true).await;
+            forward(inbox, samples, None).await;
             board.update(|s| s.history += n);
         }
         Err(e) if e.is_connection_lost() => {
@@ -449,13 +507,16 @@ fn samples_of(n: Notification) -> Vec<Sample> {
         .collect()
 }
 
-/// Hand samples from the server to the dispatcher: history (stored, fires
-/// nothing) or notifications (stored and fired).
-async fn forward(inbox: &Inbox, samples: Vec<Sample>, history: bool) {
+/// Hand samples from the server to the dispatcher: history (no notification:
+/// stored, fires nothing) or the samples of a notification (stored and fired;
+/// what the impulses write in answer carries its `seq`).
+async fn forward(inbox: &Inbox, samples: Vec<Sample>, notification: Option<TimeUuid>) {
+    let history = notification.is_none();
+    let seq = notification.map(|t| *t.as_bytes());
     let samples = if history {
         samples
     } else {
-        match inbox.try_remote(samples) {
+        match inbox.try_remote(samples, seq) {
             Ok(()) => return,
             Err(back) => back,
         }
@@ -465,7 +526,7 @@ async fn forward(inbox: &Inbox, samples: Vec<Sample>, history: bool) {
         if history {
             inbox.history(samples)
         } else {
-            inbox.remote(samples)
+            inbox.remote(samples, seq)
         }
     })
     .await;
@@ -479,10 +540,15 @@ struct Sender<'a> {
     outbox: &'a Outbox,
     inbox: &'a Inbox,
     board: &'a ServerBoard,
-    /// The last outbox key read.
-    cursor: Option<(i64, String)>,
-    /// Rows read and not yet sent, in key order.
+    /// Where the next outbox read starts: after the last row read, or further
+    /// back when a commit queued rows behind it.
+    from: ReadFrom,
+    /// Rows read and not yet sent, in key order; the rows of a time are
+    /// always read together.
     buffered: VecDeque<Queued>,
+    /// Rows sent on this connection that are still in the outbox (in flight,
+    /// or acknowledged and not yet removed), by time: a read skips them.
+    held: BTreeMap<i64, Vec<(String, u64)>>,
     in_flight: VecDeque<InFlight>,
     /// Acknowledged rows not yet removed.
     acked: Vec<(i64, String, u64)>,
@@ -496,7 +562,29 @@ struct Sender<'a> {
     infos_due: BTreeMap<String, Vec<String>>,
 }
 
-impl Sender<'_> {
+impl<'a> Sender<'a> {
+    fn new(
+        outbox: &'a Outbox,
+        inbox: &'a Inbox,
+        board: &'a ServerBoard,
+        supplies: &'a Supplies,
+    ) -> Sender<'a> {
+        Sender {
+            outbox,
+            inbox,
+            board,
+            from: ReadFrom::Start,
+            buffered: VecDeque::new(),
+            held: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            acked: Vec::new(),
+            node: outbox.time_uuid_parts(),
+            supplies,
+            infos_sent: HashMap::new(),
+            infos_due: BTreeMap::new(),
+        }
+    }
+
     async fn serve(
         &mut self,
         session: &Session,
@@ -521,47 +609,16 @@ impl Sender<'_> {
                 _ = stopped(shutdown) => return End::Shutdown,
                 r = next_reply(&mut self.in_flight) => {
                     let Some((result, carries)) = r else { continue };
-                    let (rows, declaring) = match carries {
-                        Carries::Write { rows, declaring } => (rows, declaring),
-                        Carries::Info { uri, list } => {
-                            if let Err(e) = self.info_answered(&uri, list, result) {
-                                return End::Lost(e.to_string());
-                            }
-                            continue;
-                        }
-                    };
-                    let n = rows.len() as u64;
-                    match result {
-                        Ok(()) => {
-                            self.board.update(|s| s.acked += n);
-                            self.acked.extend(rows);
-                            self.written(declaring);
-                        }
-                        Err(SessionError::Refused { action, response }) => {
-                            tracing::error!(
-                                samples = n,
-                                first = ?rows.first().map(|r| (&r.1, r.0)),
-                                "the server refused {action} ({}: {}); the samples are dropped from the outbox",
-                                response.status,
-                                response.reason.as_deref().unwrap_or("no reason"),
-                            );
-                            self.board.update(|s| {
-                                s.refused += n;
-                                s.error(format!(
-                                    "server refused {action}: {}",
-                                    response.reason.as_deref().unwrap_or("no reason")
-                                ));
-                            });
-                            self.acked.extend(rows);
-                        }
-                        Err(e) => return End::Lost(e.to_string()),
+                    if let Err(e) = self.answered(result, carries) {
+                        return End::Lost(e);
                     }
                 }
                 n = notes.recv() => match n {
                     Some(n) => {
+                        let seq = n.seq;
                         let samples = samples_of(n);
                         let count = samples.len() as u64;
-                        forward(self.inbox, samples, false).await;
+                        forward(self.inbox, samples, Some(seq)).await;
                         self.board.update(|s| s.notified += count);
                     }
                     None => {
@@ -596,6 +653,72 @@ impl Sender<'_> {
         }
     }
 
+    /// The server answered a message: acknowledged rows are removed from the
+    /// outbox (in the next flush), refused ones too (sending them again would
+    /// not change the answer), and a lost connection ends this one.
+    fn answered(
+        &mut self,
+        result: Result<(), SessionError>,
+        carries: Carries,
+    ) -> Result<(), String> {
+        let (rows, declaring) = match carries {
+            Carries::Write { rows, declaring } => (rows, declaring),
+            Carries::Info { uri, list } => {
+                return self
+                    .info_answered(&uri, list, result)
+                    .map_err(|e| e.to_string());
+            }
+        };
+        let n = rows.len() as u64;
+        match result {
+            Ok(()) => {
+                self.board.update(|s| s.acked += n);
+                self.acked.extend(rows);
+                self.written(declaring);
+            }
+            Err(SessionError::Refused { action, response }) => {
+                tracing::error!(
+                    samples = n,
+                    first = ?rows.first().map(|r| (&r.1, r.0)),
+                    "the server refused {action} ({}: {}); the samples are dropped from the outbox",
+                    response.status,
+                    response.reason.as_deref().unwrap_or("no reason"),
+                );
+                self.board.update(|s| {
+                    s.refused += n;
+                    s.error(format!(
+                        "server refused {action}: {}",
+                        response.reason.as_deref().unwrap_or("no reason")
+                    ));
+                });
+                self.acked.extend(rows);
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Send the outbox until it is empty: every row sent and answered, the
+    /// answered ones removed. For a one-shot upload; the caller bounds it in
+    /// time.
+    async fn drain(&mut self, session: &Session) -> Result<(), String> {
+        loop {
+            self.fill(session).await?;
+            if self.in_flight.is_empty() {
+                // Nothing more to send: remove what was answered and look once
+                // more (a removal that failed reads the outbox again).
+                self.flush_acked().await.map_err(|e| e.to_string())?;
+                self.fill(session).await?;
+                if self.in_flight.is_empty() {
+                    return Ok(());
+                }
+            }
+            if let Some((result, carries)) = next_reply(&mut self.in_flight).await {
+                self.answered(result, carries)?;
+            }
+        }
+    }
+
     /// Send the datasource lists due, then outbox rows, until the window is
     /// full or nothing is left.
     async fn fill(&mut self, session: &Session) -> Result<(), String> {
@@ -605,29 +728,16 @@ impl Sender<'_> {
             };
             self.send_info(session, uri, list).await?;
         }
-        let mut restarted = false;
         while self.in_flight.len() < WINDOW {
+            if let Some(low) = self.outbox.take_low_water() {
+                self.rewind(low);
+            }
             if self.buffered.is_empty() {
                 let rows = self.read().await.map_err(|e| e.to_string())?;
-                if rows.is_empty() {
-                    // Everything after the cursor is sent. Once nothing is in
-                    // flight, start again from the beginning: rows written with
-                    // an older time than the cursor, or rewritten after being
-                    // sent, are still there.
-                    if restarted
-                        || self.cursor.is_none()
-                        || !self.in_flight.is_empty()
-                        || !self.acked.is_empty()
-                    {
-                        break;
-                    }
-                    self.cursor = None;
-                    restarted = true;
-                    continue;
-                }
-                if let Some(last) = rows.last() {
-                    self.cursor = Some((last.sample.ts, last.sample.uri.clone()));
-                }
+                let Some(last) = rows.last() else {
+                    break;
+                };
+                self.from = ReadFrom::After(last.sample.ts, last.sample.uri.clone());
                 self.buffered.extend(rows);
             }
             let Some(ts) = self.buffered.front().map(|q| q.sample.ts) else {
@@ -644,20 +754,91 @@ impl Sender<'_> {
         Ok(())
     }
 
+    /// A commit queued rows at `low` or later: read again from there when the
+    /// reads have passed it (the rows read and not sent are read again).
+    fn rewind(&mut self, low: i64) {
+        let passed = match &self.from {
+            ReadFrom::Start => false,
+            ReadFrom::At(ts) => *ts > low,
+            ReadFrom::After(ts, _) => *ts >= low,
+        };
+        if !passed {
+            return;
+        }
+        let low = self.buffered.front().map_or(low, |q| q.sample.ts.min(low));
+        self.buffered.clear();
+        self.from = ReadFrom::At(low);
+    }
+
     fn read(&self) -> impl Future<Output = Result<Vec<Queued>, StoreError>> + Send + 'static {
         let outbox = self.outbox.clone();
-        let after = self.cursor.clone();
-        read_outbox(outbox, after)
+        let from = self.from.clone();
+        // Rows read before are behind the cursor: only the held rows from its
+        // time on can be met (after a rewind, or at the cursor's own time).
+        let first = match &from {
+            ReadFrom::Start => i64::MIN,
+            ReadFrom::At(ts) | ReadFrom::After(ts, _) => *ts,
+        };
+        let held: HashMap<i64, Vec<(String, u64)>> = self
+            .held
+            .range(first..)
+            .map(|(ts, rows)| (*ts, rows.clone()))
+            .collect();
+        read_outbox(outbox, from, held)
+    }
+
+    /// `rows` (sent on this connection) are still in the outbox: reads skip them.
+    fn hold(&mut self, rows: &[(i64, String, u64)]) {
+        for (ts, uri, generation) in rows {
+            self.held
+                .entry(*ts)
+                .or_default()
+                .push((uri.clone(), *generation));
+        }
+    }
+
+    /// `rows` left the outbox (or were given up on).
+    fn release(&mut self, rows: &[(i64, String, u64)]) {
+        for (ts, uri, generation) in rows {
+            if let Some(at) = self.held.get_mut(ts) {
+                at.retain(|(u, g)| !(u == uri && g == generation));
+                if at.is_empty() {
+                    self.held.remove(ts);
+                }
+            }
+        }
+    }
+}
+
+/// Where an outbox read starts (an owned [`Cursor`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReadFrom {
+    Start,
+    At(i64),
+    After(i64, String),
+}
+
+impl ReadFrom {
+    fn cursor(&self) -> Cursor<'_> {
+        match self {
+            ReadFrom::Start => Cursor::Start,
+            ReadFrom::At(ts) => Cursor::At(*ts),
+            ReadFrom::After(ts, uri) => Cursor::After(*ts, uri),
+        }
     }
 }
 
 async fn read_outbox(
     outbox: Outbox,
-    after: Option<(i64, String)>,
+    from: ReadFrom,
+    held: HashMap<i64, Vec<(String, u64)>>,
 ) -> Result<Vec<Queued>, StoreError> {
     {
         tokio::task::spawn_blocking(move || {
-            outbox.read(after.as_ref().map(|(t, u)| (*t, u.as_str())), READ_BATCH)
+            outbox.read(from.cursor(), READ_BATCH, |ts, uri, generation| {
+                held.get(&ts)
+                    .is_some_and(|at| at.iter().any(|(u, g)| u == uri && *g == generation))
+            })
         })
         .await
         .unwrap_or_else(|e| {
@@ -671,21 +852,28 @@ async fn read_outbox(
 }
 
 impl Sender<'_> {
-    /// Send the rows of one time as one message.
+    /// Send the rows of one time as one message. Its `irt` is the notification
+    /// that one of them answers, if any. From here until they are removed from
+    /// the outbox, the rows are held: reads skip them.
     async fn send(&mut self, session: &Session, ts: i64, group: Vec<Queued>) -> Result<(), String> {
+        let held: Vec<(i64, String, u64)> = group
+            .iter()
+            .map(|q| (q.sample.ts, q.sample.uri.clone(), q.generation))
+            .collect();
+        self.hold(&held);
         let (cs, node) = self.node;
         let Some(t) = TimeUuid::build(ts, cs, node) else {
             tracing::error!(
                 ts,
                 "a sample time out of the TimeUUID range; dropped from the outbox"
             );
-            self.acked.extend(
-                group
-                    .into_iter()
-                    .map(|q| (q.sample.ts, q.sample.uri, q.generation)),
-            );
+            self.acked.extend(held);
             return Ok(());
         };
+        let answers = group
+            .iter()
+            .find_map(|q| q.answers)
+            .and_then(TimeUuid::from_bytes);
         let mut samples = Vec::with_capacity(group.len());
         let mut rows = Vec::with_capacity(group.len());
         let mut declaring = Vec::new();
@@ -717,10 +905,13 @@ impl Sender<'_> {
         }
         let n = samples.len() as u64;
         let pending = session
-            .submit_samples(t, &samples)
+            .submit_samples_answering(t, &samples, answers)
             .await
             .map_err(|e| e.to_string())?;
-        self.board.update(|s| s.sent += n);
+        self.board.update(|s| {
+            s.sent += n;
+            s.messages += 1;
+        });
         self.in_flight.push_back(InFlight {
             reply: Box::pin(pending.wait()),
             carries: Carries::Write { rows, declaring },
@@ -797,21 +988,35 @@ impl Sender<'_> {
         Ok(())
     }
 
+    /// Remove the acknowledged rows from the outbox. When that fails, they
+    /// stay there and the next read starts from the beginning, so they are
+    /// sent again (a resend is harmless: same TimeUUID, same value).
     async fn flush_acked(&mut self) -> Result<(), StoreError> {
         if self.acked.is_empty() {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.acked);
         let outbox = self.outbox.clone();
-        tokio::task::spawn_blocking(move || outbox.remove(&rows))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Database {
-                    path: std::path::PathBuf::new(),
-                    op: "removing acknowledged samples",
-                    reason: e.to_string(),
-                })
-            })
+        let (rows, removed) = tokio::task::spawn_blocking(move || {
+            let removed = outbox.remove(&rows);
+            (rows, removed)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let failed = Err(StoreError::Database {
+                path: std::path::PathBuf::new(),
+                op: "removing acknowledged samples",
+                reason: e.to_string(),
+            });
+            (Vec::new(), failed)
+        });
+        self.release(&rows);
+        if removed.is_err() {
+            self.held.clear();
+            self.buffered.clear();
+            self.from = ReadFrom::Start;
+        }
+        removed
     }
 }
 

@@ -51,6 +51,7 @@
 mod link;
 mod supplies;
 
+pub use link::Delivery;
 pub use supplies::Supplies;
 
 use std::sync::{Arc, Mutex};
@@ -128,6 +129,9 @@ pub struct ServerStatus {
     pub outbox: u64,
     /// Samples sent (resends included).
     pub sent: u64,
+    /// Write messages sent (resends included): the samples of one time go in one.
+    #[serde(default)]
+    pub messages: u64,
     /// Samples acknowledged by the server.
     pub acked: u64,
     /// Samples the server refused (logged and removed from the outbox).
@@ -177,6 +181,19 @@ impl ServerStatus {
             (Some(at), Some(since)) if self.state == "connected" && at < since
         )
     }
+}
+
+/// Log in once and send the whole outbox, waiting for each answer, within
+/// `within` (login included): what a one-shot `komlogd -u` does when no agent
+/// runs. Answered rows leave the outbox; the rest stay for the next run.
+/// `config.hooks` is not used.
+pub async fn deliver(
+    config: LinkConfig,
+    outbox: Outbox,
+    inbox: Inbox,
+    within: Duration,
+) -> Delivery {
+    link::deliver(config, outbox, inbox, within).await
 }
 
 /// The link's live status, readable from any thread.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
-use super::{StoreError, StoreOptions};
+use super::{Outgoing, StoreError, StoreOptions};
 use crate::model::{Kind, Sample, Value};
 
 /// The on-disk format this build reads and writes, kept in `meta` under `format_version`.
@@ -30,12 +30,17 @@ pub(super) const SAMPLES: TableDefinition<(&[u8], i64), &[u8]> = TableDefinition
 /// `uris`: uri UTF-8 bytes → [`UriStats`] in 25 bytes (see [`UriStats::encode`]).
 pub(super) const URIS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uris");
 
-/// `outbox`: (ts µs, uri UTF-8 bytes) → generation u64 LE + tagged value: the samples
-/// not yet acknowledged by the server (see [`super::outbox`]).
+/// `outbox`: (ts µs, uri UTF-8 bytes) → generation u64 LE, then optionally
+/// [`TAG_ANSWERS`] and the 16 bytes of the notification the sample answers, then the
+/// tagged value: the samples not yet acknowledged by the server (see
+/// [`super::outbox`]).
 pub(super) const OUTBOX: TableDefinition<(i64, &[u8]), &[u8]> = TableDefinition::new("outbox");
 
 const TAG_DATAPOINT: u8 = 0;
 const TAG_DATASOURCE: u8 = 1;
+/// In an outbox row, before the value: the 16 bytes of the notification (its
+/// `seq` TimeUUID) that the sample answers follow. Rows without it answer none.
+pub(super) const TAG_ANSWERS: u8 = 2;
 
 /// Encode a value: one tag byte, then 8 bytes of f64 little-endian (datapoint) or the
 /// UTF-8 text (datasource).
@@ -313,13 +318,13 @@ impl Disk {
     /// uri it touched. `known` gives a uri's stats before this call (None for a new uri,
     /// whose kind is then its first sample's). On error nothing is committed.
     ///
-    /// Samples whose `queued` flag is set are also put in the `outbox` table, in the
+    /// Samples with an [`Outgoing`] are also put in the `outbox` table, in the
     /// same transaction, with generation `generation`. With `durable` false the
     /// commit is not fsynced (redb's `Durability::None`): it becomes durable with the
     /// next durable commit and is lost by a crash before that.
     pub fn commit<'s>(
         &mut self,
-        accepted: &[(&'s Sample, bool)],
+        accepted: &[(&'s Sample, Option<Outgoing>)],
         generation: u64,
         durable: bool,
         known: impl Fn(&str) -> Option<UriStats>,
@@ -333,7 +338,7 @@ impl Disk {
 
     fn commit_inner<'s>(
         &mut self,
-        accepted: &[(&'s Sample, bool)],
+        accepted: &[(&'s Sample, Option<Outgoing>)],
         generation: u64,
         durable: bool,
         known: impl Fn(&str) -> Option<UriStats>,
@@ -354,9 +359,13 @@ impl Disk {
             let mut queued_buf = Vec::new();
             for &(s, queued) in accepted {
                 encode_value(&s.value, &mut self.buf);
-                if queued {
+                if let Some(outgoing) = queued {
                     queued_buf.clear();
                     queued_buf.extend_from_slice(&generation.to_le_bytes());
+                    if let Some(answers) = outgoing.answers {
+                        queued_buf.push(TAG_ANSWERS);
+                        queued_buf.extend_from_slice(&answers);
+                    }
                     queued_buf.extend_from_slice(&self.buf);
                     outbox
                         .insert((s.ts, s.uri.as_bytes()), queued_buf.as_slice())

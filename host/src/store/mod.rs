@@ -95,7 +95,7 @@ use std::sync::Mutex;
 pub use cache::Entry;
 pub use disk::FORMAT_VERSION;
 pub use error::StoreError;
-pub use outbox::{Outbox, Queued};
+pub use outbox::{Cursor, Outbox, Outgoing, Queued};
 
 use crate::model::{Kind, Sample, SampleError, Uri, Value};
 use cache::Series;
@@ -182,6 +182,8 @@ pub struct Store {
     path: PathBuf,
     /// The generation of the next commit (outbox rows carry it).
     generation: u64,
+    /// Lowered to the earliest time each commit queues (see [`Outbox::take_low_water`]).
+    low_water: outbox::LowWater,
     _registration: Registration,
 }
 
@@ -246,6 +248,7 @@ impl Store {
             generation: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
+            low_water: outbox::LowWater::default(),
             _registration: registration,
         })
     }
@@ -273,22 +276,22 @@ impl Store {
         &mut self,
         samples: &[Sample],
     ) -> Result<Vec<Result<(), SampleError>>, StoreError> {
-        self.append_queued(samples, |_| false, true)
+        self.append_queued(samples, |_| None, true)
     }
 
-    /// [`Store::append`], also putting every accepted sample `i` with `queued(i)` in
-    /// the outbox ([`Outbox`]) in the same commit. With `durable` false the commit is
+    /// [`Store::append`], also putting every accepted sample `i` for which `queued(i)`
+    /// gives an [`Outgoing`] in the outbox ([`Outbox`]) in the same commit. With `durable` false the commit is
     /// not fsynced: it is for copies of what the server holds (notifications and
     /// history), which a crash may lose and the next connection fetches again; it
     /// becomes durable with the next durable commit.
     pub fn append_queued(
         &mut self,
         samples: &[Sample],
-        queued: impl Fn(usize) -> bool,
+        queued: impl Fn(usize) -> Option<Outgoing>,
         durable: bool,
     ) -> Result<Vec<Result<(), SampleError>>, StoreError> {
         let mut outcomes = Vec::with_capacity(samples.len());
-        let mut accepted: Vec<(&Sample, bool)> = Vec::with_capacity(samples.len());
+        let mut accepted: Vec<(&Sample, Option<Outgoing>)> = Vec::with_capacity(samples.len());
         let mut new_kinds: HashMap<&str, Kind> = HashMap::new();
         for (i, s) in samples.iter().enumerate() {
             let outcome = check(&self.uris, &mut new_kinds, s);
@@ -302,10 +305,18 @@ impl Store {
         }
         let uris = &self.uris;
         self.generation += 1;
-        let durable = durable || accepted.iter().any(|(_, q)| *q);
+        let earliest_queued = accepted
+            .iter()
+            .filter(|(_, q)| q.is_some())
+            .map(|(s, _)| s.ts)
+            .min();
+        let durable = durable || earliest_queued.is_some();
         let touched = self.disk.commit(&accepted, self.generation, durable, |u| {
             uris.get(u).and_then(|st| st.stats)
         })?;
+        if let Some(ts) = earliest_queued {
+            self.low_water.lower(ts);
+        }
 
         // Committed: bring the memory up to date. A uri new to the store has nothing else
         // on disk, so its series starts complete.
@@ -403,7 +414,11 @@ impl Store {
 
     /// A handle on the outbox, for the thread that sends it to the server.
     pub fn outbox(&self) -> Result<Outbox, StoreError> {
-        Outbox::open(self.disk.database(), self.path.clone())
+        Outbox::open(
+            self.disk.database(),
+            self.path.clone(),
+            self.low_water.clone(),
+        )
     }
 
     /// True when `uri` already holds exactly `value` at `ts` (a notification of a
