@@ -563,6 +563,13 @@ fn config_error_names_file_and_line() {
         "{}:6: impulses.data_reqs.past_count: expected a non-negative integer, found \"ten\"",
         agent.config_str()
     );
+    let check = agent.run(&["check"], Stdin::Null);
+    assert!(check.stderr.contains("komlogd.yaml:6: "), "{check:?}");
+    assert_fails(&check, 2, &message);
+    assert_fails(&agent.run(&["-u", "x"], Stdin::text("1")), 2, &message);
+    assert!(!agent.store_exists());
+}
+
 #[test]
 fn a_misspelled_key_is_an_error_in_check_and_at_start() {
     // `impulse` for `impulses` used to be a warning: check said "0 impulses loaded"
@@ -585,13 +592,6 @@ fn a_misspelled_key_is_an_error_in_check_and_at_start() {
     );
     assert_fails(&agent.run(&["check"], Stdin::Null), 2, &message);
     assert_fails(&agent.run(&[], Stdin::Null), 2, &message);
-}
-
-    let check = agent.run(&["check"], Stdin::Null);
-    assert!(check.stderr.contains("komlogd.yaml:6: "), "{check:?}");
-    assert_fails(&check, 2, &message);
-    assert_fails(&agent.run(&["-u", "x"], Stdin::text("1")), 2, &message);
-    assert!(!agent.store_exists());
 }
 
 // ------------------------------------------------------- runtime errors: 1
