@@ -110,8 +110,8 @@ impl Agent {
 
     /// Commit `samples` (as an upload: returns once they are committed).
     fn commit(&self, samples: Vec<Sample>) {
-        let receipt = tokio::task::block_in_place(|| self.inbox.upload(samples))
-            .expect("dispatcher running");
+        let receipt =
+            tokio::task::block_in_place(|| self.inbox.upload(samples)).expect("dispatcher running");
         assert!(receipt.rejected.is_empty(), "{:?}", receipt.rejected);
     }
 
@@ -264,7 +264,10 @@ async fn a_sample_committed_behind_the_cursor_at_the_same_time_is_sent() {
     agent.commit(vec![dp("a1.before", 6.0)]);
     let second = agent.drained("a1.before").await;
     assert_eq!(second.acked, 2, "{second:?}");
-    assert_eq!(hub_rows(&hub, "a1.before").get(&ts).map(String::as_str), Some("6"));
+    assert_eq!(
+        hub_rows(&hub, "a1.before").get(&ts).map(String::as_str),
+        Some("6")
+    );
     agent.stop().await;
     hub.stop().await.expect("hub stops");
 }
@@ -364,7 +367,10 @@ async fn a_one_shot_upload_sends_the_outbox_or_says_it_is_queued() {
         )),
         "{stdout}{stderr}"
     );
-    assert_eq!(hub_rows(&hub, "one.shot").values().collect::<Vec<_>>(), ["5"]);
+    assert_eq!(
+        hub_rows(&hub, "one.shot").values().collect::<Vec<_>>(),
+        ["5"]
+    );
 
     // The hub is down: the sample is stored and queued, and the user is told.
     hub.stop().await.expect("hub stops");

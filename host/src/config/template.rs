@@ -164,7 +164,10 @@ mod tests {
         assert!(TEMPLATE.contains("http://127.0.0.1:8080/"));
         assert!(!TEMPLATE.contains("komlog.io"));
         assert_eq!(
-            cfg.metrics.as_ref().map(|m| m.listen.to_string()).as_deref(),
+            cfg.metrics
+                .as_ref()
+                .map(|m| m.listen.to_string())
+                .as_deref(),
             Some("127.0.0.1:9108")
         );
         assert_eq!(
