@@ -487,6 +487,7 @@ mod link {
             ("komlogd_server_samples_sent_total", 1.0),
             ("komlogd_server_samples_acked_total", 1.0),
             ("komlogd_server_samples_refused_total", 0.0),
+            ("komlogd_server_messages_sent_total", 1.0),
             ("komlogd_server_hooks", 1.0),
             ("komlogd_server_hooks_refused", 0.0),
         ] {

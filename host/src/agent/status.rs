@@ -617,7 +617,7 @@ pub fn server_prometheus_text(s: &ServerStatus, now_us: i64) -> String {
     let age = s
         .outbox_oldest_ts
         .map_or(0.0, |ts| (now_us.saturating_sub(ts)).max(0) as f64 / 1e6);
-    let counters: [(&str, &str, &str, u64); 10] = [
+    let counters: [(&str, &str, &str, u64); 11] = [
         ("logins_total", "counter", "Successful logins.", s.logins),
         (
             "outbox_samples",
@@ -642,6 +642,12 @@ pub fn server_prometheus_text(s: &ServerStatus, now_us: i64) -> String {
             "counter",
             "Samples the server refused (dropped from the outbox).",
             s.refused,
+        ),
+        (
+            "messages_sent_total",
+            "counter",
+            "Write messages sent (resends included); the samples of one time go in one.",
+            s.messages,
         ),
         ("hooks", "gauge", "Uris hooked at the server now.", s.hooked),
         (
