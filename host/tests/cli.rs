@@ -2,10 +2,10 @@
 //!
 //! * uploads from stdin (`df -k | komlogd -u host.disk`, `--datapoint --ts`) through
 //!   the real example guests (`df`, `threshold`), and `query` in text and JSON;
-//! * every bad input (no stdin, stdin without `-u`, bad uri, oversized or non-UTF-8
-//!   stdin, a bad number, a missing or broken configuration, a remote uri, a kind
-//!   change, an unknown uri) gets its message on stderr and the documented status
-//!   (0 ok, 1 runtime failure, 2 usage or configuration error);
+//! * every bad input (no stdin, empty stdin, stdin without `-u`, bad uri, oversized or
+//!   non-UTF-8 stdin, a bad number, a missing or broken configuration, a remote uri, a
+//!   kind change, an unknown uri) gets its message on stderr and the documented status (0
+//!   ok, 1 runtime failure, 2 usage or configuration error);
 //! * a store holding times beyond the valid range, as an earlier komlogd let in:
 //!   `query` shows them;
 //! * a corrupt impulse module: uploads still work, `check` fails and names it;
@@ -525,7 +525,7 @@ fn datapoint_needs_one_finite_number() {
         ("nan\n", "\"nan\""),
         ("inf", "\"inf\""),
         ("1 2", "\"1 2\""),
-        ("", "\"\""),
+        ("\n", "\"\""),
     ] {
         let run = agent.run(&["-u", "n", "--datapoint"], Stdin::text(input));
         assert_fails(
@@ -1009,4 +1009,24 @@ fn a_store_holding_times_beyond_the_range_is_queried_without_panicking() {
         Stdin::text("2"),
     );
     assert_eq!(run.code, 0, "{run:?}");
+}
+
+// ------------------------------------------------------------ empty input
+
+#[test]
+fn empty_stdin_uploads_nothing() {
+    let agent = Agent::new(PLAIN);
+    for args in [&["-u", "e.x"][..], &["-u", "e.x", "--datapoint"]] {
+        let run = agent.run(args, Stdin::Pipe(Vec::new()));
+        assert_fails(
+            &run,
+            2,
+            "stdin is empty: nothing was uploaded (an upload needs at least one byte of input)",
+        );
+    }
+    assert!(!agent.store_exists());
+    // One byte is input: a newline is a text.
+    agent.upload("e.x", "\n");
+    let rows = agent.query_json(&["e.x"]);
+    assert_eq!(field(&rows[0], "value"), "\n");
 }

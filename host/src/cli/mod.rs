@@ -262,6 +262,12 @@ fn read_stdin_value(datapoint: bool) -> Result<Value, Failure> {
         .take(MAX_DATASOURCE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Failure::runtime(format!("cannot read stdin: {e}")))?;
+    if bytes.is_empty() {
+        // As a job whose command prints nothing: no input, no sample.
+        return Err(Failure::usage(
+            "stdin is empty: nothing was uploaded (an upload needs at least one byte of input)",
+        ));
+    }
     if bytes.len() > MAX_DATASOURCE_BYTES {
         return Err(Failure::usage(format!(
             "stdin holds more than {MAX_DATASOURCE_BYTES} bytes, the limit of a sample; nothing was uploaded"
