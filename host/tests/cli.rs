@@ -3,9 +3,10 @@
 //! * uploads from stdin (`df -k | komlogd -u host.disk`, `--datapoint --ts`) through
 //!   the real example guests (`df`, `threshold`), and `query` in text and JSON;
 //! * every bad input (no stdin, empty stdin, stdin without `-u`, bad uri, oversized or
-//!   non-UTF-8 stdin, a bad number, a missing or broken configuration, a remote uri, a
-//!   kind change, an unknown uri) gets its message on stderr and the documented status (0
-//!   ok, 1 runtime failure, 2 usage or configuration error);
+//!   non-UTF-8 stdin, a bad number, a time outside the valid range, a missing or broken
+//!   configuration, a remote uri, a kind change, an unknown uri) gets its message on
+//!   stderr and the documented status (0 ok, 1 runtime failure, 2 usage or configuration
+//!   error);
 //! * a store holding times beyond the valid range, as an earlier komlogd let in:
 //!   `query` shows them;
 //! * a corrupt impulse module: uploads still work, `check` fails and names it;
@@ -1009,6 +1010,48 @@ fn a_store_holding_times_beyond_the_range_is_queried_without_panicking() {
         Stdin::text("2"),
     );
     assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn a_time_outside_the_valid_range_is_refused_before_anything_is_stored() {
+    let agent = Agent::new(PLAIN);
+    for ts in [
+        "253402300800000000",
+        "103072857660684698",
+        "9223372036854775807",
+        "-12219292800000001",
+    ] {
+        let run = agent.run(
+            &["-u", "far.x", "--datapoint", "--ts", ts],
+            Stdin::text("1"),
+        );
+        assert_fails(
+            &run,
+            2,
+            &format!(
+                "--ts {ts}: timestamp {ts} is outside the valid time range \
+                 1582-10-15T00:00:00Z ..= 5236-03-31T21:21:00.684697Z \
+                 (-12219292800000000 ..= 103072857660684697 µs since the Unix epoch, what a TimeUUID carries)"
+            ),
+        );
+    }
+    assert!(!agent.store_exists());
+    // The bounds themselves are valid, and shown as times.
+    for (ts, time) in [
+        ("103072857660684697", "5236-03-31T21:21:00.684697Z"),
+        ("-12219292800000000", "1582-10-15T00:00:00.000000Z"),
+        ("-1", "1969-12-31T23:59:59.999999Z"),
+    ] {
+        let run = agent.run(
+            &["-u", "far.x", "--datapoint", "--ts", ts],
+            Stdin::text("1"),
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(
+            run.stdout.starts_with(&format!("{time} far.x: stored")),
+            "{run:?}"
+        );
+    }
 }
 
 // ------------------------------------------------------------ empty input

@@ -92,6 +92,58 @@ fn nan_and_infinities_are_dropped() {
 }
 
 #[test]
+fn a_time_outside_the_valid_range_is_refused_at_every_entry() {
+    const RANGE: &str =
+        "outside the valid time range 1582-10-15T00:00:00Z ..= 5236-03-31T21:21:00.684697Z";
+    // Impulse outputs.
+    let (_d, mut agent) = agent_emitting(
+        r#"[{"uri": "max", "ts": 9223372036854775807, "datapoint": 1}, {"uri": "y10k", "ts": 253402300800000000, "datapoint": 1}, {"uri": "early", "ts": -12219292800000001, "datapoint": 1}, {"uri": "last", "ts": 103072857660684697, "datapoint": 1}, {"uri": "first", "ts": -12219292800000000, "datapoint": 1}]"#,
+        "",
+    );
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 1, 0.0)])
+        .unwrap();
+    for uri in ["max", "y10k", "early"] {
+        assert!(stored(&agent, uri).is_empty(), "{uri} must not be stored");
+    }
+    for uri in ["last", "first"] {
+        assert_eq!(stored(&agent, uri), vec![Value::Datapoint(1.0)], "{uri}");
+    }
+    let s = stats(&agent);
+    assert_eq!(s.invalid_outputs, 3);
+    let err = s.last_error.unwrap();
+    assert!(err.contains(RANGE), "{err}");
+    // Source samples: uploads, jobs, packages.
+    let report = agent
+        .dispatcher
+        .ingest(vec![dp("src", i64::MAX, 1.0), dp("src", 2, 1.0)])
+        .unwrap();
+    assert_eq!(report.accepted, 1);
+    assert_eq!(report.rejected.len(), 1);
+    let reason = report.rejected[0].reason.to_string();
+    assert!(reason.contains(RANGE), "{reason}");
+    // History from the server: dropped, the rest stored.
+    let inbox = agent.dispatcher.inbox();
+    inbox
+        .history(vec![dp("bob:x", i64::MAX, 1.0), dp("bob:x", 5, 2.0)])
+        .unwrap();
+    inbox.stop().unwrap();
+    agent
+        .dispatcher
+        .serve(|_| {}, |e| panic!("store failure: {e}"));
+    let held: Vec<i64> = agent
+        .dispatcher
+        .store()
+        .latest("bob:x", 10)
+        .unwrap()
+        .iter()
+        .map(|s| s.ts)
+        .collect();
+    assert_eq!(held, [5]);
+}
+
+#[test]
 fn a_uri_keeps_the_kind_of_its_first_write() {
     let (_d, mut agent) = agent_emitting(r#"[{"uri": "k", "datasource": "text"}]"#, "");
     agent.dispatcher.ingest(vec![dp("k", 1, 7.0)]).unwrap();

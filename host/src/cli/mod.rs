@@ -308,12 +308,14 @@ fn open_agent(config: &Config) -> Result<Agent, Failure> {
 }
 
 fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Result<(), Failure> {
-    // Validate the uri before reading anything.
+    // Validate the uri and the time before reading anything.
     let sample = Sample::new(uri, 0, Value::Datapoint(0.0))
         .map_err(|e| Failure::usage(format!("-u {uri}: {e}")))?;
+    let ts = ts.unwrap_or_else(now_us);
+    crate::model::check_ts(ts).map_err(|e| Failure::usage(format!("--ts {ts}: {e}")))?;
     let value = read_stdin_value(datapoint)?;
     let sample = Sample {
-        ts: ts.unwrap_or_else(now_us),
+        ts,
         value,
         ..sample
     };
