@@ -7,6 +7,7 @@
 //!   configuration, a remote uri, a kind change, an unknown uri) gets its message on
 //!   stderr and the documented status (0 ok, 1 runtime failure, 2 usage or configuration
 //!   error);
+//! * an agent dying while it answers, and a retried upload;
 //! * a store holding times beyond the valid range, as an earlier komlogd let in:
 //!   `query` shows them;
 //! * a corrupt impulse module: uploads still work, `check` fails and names it;
@@ -23,7 +24,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -1072,4 +1073,130 @@ fn empty_stdin_uploads_nothing() {
     agent.upload("e.x", "\n");
     let rows = agent.query_json(&["e.x"]);
     assert_eq!(field(&rows[0], "value"), "\n");
+}
+
+// ------------------------------------- answers lost, and uploads retried
+
+impl Agent {
+    fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("komlogd.sock")
+    }
+}
+
+/// The first connection to `listener`, waiting at most [`TIMEOUT`] for it.
+fn accept_bounded(listener: &std::os::unix::net::UnixListener) -> std::os::unix::net::UnixStream {
+    listener.set_nonblocking(true).expect("non-blocking");
+    let start = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking");
+                stream
+                    .set_read_timeout(Some(TIMEOUT))
+                    .expect("read timeout");
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    start.elapsed() < TIMEOUT,
+                    "nobody connected within {TIMEOUT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// A stand-in agent on the control socket: it reads one request line, and
+/// `answer` decides what it does then with the connection.
+fn fake_agent(
+    socket: &Path,
+    answer: impl FnOnce(std::os::unix::net::UnixStream, String) + Send + 'static,
+) -> JoinHandle<()> {
+    use std::io::BufRead;
+    let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind the socket");
+    std::thread::spawn(move || {
+        let stream = accept_bounded(&listener);
+        let mut line = String::new();
+        std::io::BufReader::new(stream.try_clone().expect("clone"))
+            .read_line(&mut line)
+            .expect("read the request");
+        answer(stream, line);
+    })
+}
+
+#[test]
+fn an_agent_dying_while_answering_leaves_the_upload_open_and_says_so() {
+    let agent = Agent::new(PLAIN);
+    // The agent reads the request and goes away without an answer.
+    let fake = fake_agent(&agent.socket_path(), |stream, _| drop(stream));
+    let run = agent.run(&["-u", "amb.x", "--ts", "5000000"], Stdin::text("text"));
+    assert_eq!(run.code, 1, "{run:?}");
+    fake.join().expect("fake agent");
+    std::fs::remove_file(agent.socket_path()).expect("remove the socket");
+    assert_fails(
+        &run,
+        1,
+        &format!(
+            "{}: the request was sent, but no answer came: the agent closed the connection\n\
+             the sample may have been stored (and sent on to the server); running the same upload \
+             again with --ts 5000000 is harmless: a sample already stored is not stored, fired or sent again",
+            agent.socket_path().display()
+        ),
+    );
+    // It goes away with the request unread: the client sees a reset.
+    let listener =
+        std::os::unix::net::UnixListener::bind(agent.socket_path()).expect("bind the socket");
+    let fake = std::thread::spawn(move || {
+        let stream = accept_bounded(&listener);
+        std::thread::sleep(Duration::from_millis(200));
+        drop(stream);
+    });
+    let run = agent.run(&["-u", "amb.x", "--ts", "6000000"], Stdin::text("text"));
+    assert_eq!(run.code, 1, "{run:?}");
+    fake.join().expect("fake agent");
+    assert!(
+        run.stderr
+            .contains("the request was sent, but no answer came: Connection reset by peer"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(
+            "the sample may have been stored (and sent on to the server); running the same upload again with --ts 6000000 is harmless"
+        ),
+        "{run:?}"
+    );
+    assert!(!agent.store_exists());
+}
+
+#[test]
+fn a_retried_upload_is_stored_once_and_fires_once() {
+    let agent = Agent::new(
+        "- username: me\n- impulses:\n    name: alarm\n    filename: {guest:threshold}\n    uris: [r.x]\n    params:\n      threshold: 80\n",
+    );
+    let args = ["-u", "r.x", "--datapoint", "--ts", "9000000"];
+    let first = agent.run(&args, Stdin::text("95"));
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(
+        first.stdout,
+        "1970-01-01T00:00:09.000000Z r.x: stored; 1 impulse fire, 1 sample written\n"
+    );
+    // The same command again (its first answer lost, say): the same sample.
+    let again = agent.run(&args, Stdin::text("95"));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        again.stdout,
+        "1970-01-01T00:00:09.000000Z r.x: already stored (the same value at this time); nothing fired or queued again\n"
+    );
+    assert_eq!(again.stderr, "");
+    // Another value at that time is a correction: stored and fired.
+    let corrected = agent.run(&args, Stdin::text("50"));
+    assert_eq!(
+        corrected.stdout,
+        "1970-01-01T00:00:09.000000Z r.x: stored; 1 impulse fire, 1 sample written\n"
+    );
+    let rows = agent.query_json(&["r.x"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(field(&rows[0], "value").as_f64(), Some(50.0));
 }

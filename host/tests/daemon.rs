@@ -240,6 +240,19 @@ fn status_metrics_and_uploads_reach_the_running_agent() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("stored by the running agent"), "{out}");
+    // The same upload again (its answer lost, say) is the same sample: it is
+    // not fired again (the probe's fires stay at 1 below).
+    let (code, out, err) = upload(
+        home.path(),
+        &c,
+        &["-u", "x", "--datapoint", "--ts", "1000"],
+        "5\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "1970-01-01T00:00:00.001000Z x: already stored by the running agent (the same value at this time); nothing fired or queued again\n"
+    );
     // A refusal by the agent is reported as such: x holds datapoints now.
     let (code, _, err) = upload(home.path(), &c, &["-u", "x", "--ts", "2000"], "text");
     assert_eq!(code, 1, "{err}");

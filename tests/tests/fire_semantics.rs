@@ -294,3 +294,52 @@ fn a_uri_listed_twice_is_subscribed_once() {
         vec![("e.a".into(), S), ("e.a".into(), 2 * S), ("e.b".into(), S)]
     );
 }
+
+#[test]
+fn a_retried_upload_is_held_not_fired_or_queued_again() {
+    // The one-shot path (`komlogd -u` with no agent running).
+    let dir = AgentDir::new(&probe_config(""));
+    {
+        let mut agent = dir.open();
+        let r = agent.dispatcher.upload(vec![dp("a", S, 1.0)]).unwrap();
+        assert_eq!((r.accepted, r.held, r.fires), (1, 0, 1));
+        let r = agent.dispatcher.upload(vec![dp("a", S, 1.0)]).unwrap();
+        assert_eq!((r.accepted, r.held, r.fires, r.outputs), (1, 1, 0, 0));
+        // In a batch, the held sample is left out and the rest goes on.
+        let r = agent
+            .dispatcher
+            .upload(vec![dp("a", S, 1.0), dp("b", S, 2.0)])
+            .unwrap();
+        assert_eq!((r.accepted, r.held, r.fires), (2, 1, 1));
+        assert_eq!(report(&agent, "probe.out")["updated"], json!(["b"]));
+        // Another value at the same time is a correction: stored and fired.
+        let r = agent.dispatcher.upload(vec![dp("a", S, 5.0)]).unwrap();
+        assert_eq!((r.accepted, r.held, r.fires), (1, 0, 1));
+    }
+    // The control socket's path, with a server configured: the held sample is
+    // not queued for the server again either.
+    dir.write_config(&format!(
+        "{}- server:\n    url: http://127.0.0.1:9/\n",
+        probe_config("")
+    ));
+    let mut agent = dir.open();
+    let inbox = agent.dispatcher.inbox();
+    let dispatcher = &mut agent.dispatcher;
+    let fires = std::thread::scope(|s| {
+        let serving = s.spawn(move || {
+            let mut fires = 0;
+            dispatcher.serve(|r| fires += r.fires, |e| panic!("store failure: {e}"));
+            fires
+        });
+        let held = inbox.upload(vec![dp("a", S, 5.0)]).unwrap();
+        assert_eq!((held.accepted, held.held), (1, 1));
+        let new = inbox.upload(vec![dp("a", 2 * S, 6.0)]).unwrap();
+        assert_eq!((new.accepted, new.held), (1, 0));
+        inbox.stop().unwrap();
+        serving.join().unwrap()
+    });
+    assert_eq!(fires, 1, "only the new sample fires");
+    // The new sample and the probe's report on it; not the held one.
+    let outbox = agent.dispatcher.store().outbox().unwrap();
+    assert_eq!(outbox.depth().unwrap(), 2);
+}

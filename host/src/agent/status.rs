@@ -8,9 +8,11 @@
 //! - `status` → a [`StatusReport`] (with the server link's state and counters in
 //!   connected mode);
 //! - `upload {"uri": …, "ts": …, "datapoint": 1.5}` (or `"datasource": "text"`) →
-//!   `{"accepted": 1, "rejected": []}` once the sample is committed to the store
-//!   (this is how `komlogd -u` hands a sample to a running agent), or
-//!   `{"rejected": [{"uri", "ts", "reason"}]}`;
+//!   `{"accepted": 1, "held": 0, "rejected": []}` once the sample is committed to
+//!   the store (this is how `komlogd -u` hands a sample to a running agent), or
+//!   `{"rejected": [{"uri", "ts", "reason"}]}`; `held` counts accepted samples
+//!   the store already held (the same value at the same time: a retried
+//!   upload), which are not stored, fired or queued again;
 //! - anything else → `{"error": "…"}`.
 //!
 //! The Prometheus endpoint answers `GET /metrics` on the configured address with
@@ -72,9 +74,13 @@ pub struct RefusedSample {
 /// The answer to an `upload` request.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UploadAnswer {
-    /// Samples committed.
+    /// Samples committed, held ones included.
     #[serde(default)]
     pub accepted: usize,
+    /// Of those, samples the store already held (the same value at the same
+    /// time): not stored, fired or queued again.
+    #[serde(default)]
+    pub held: usize,
     /// Samples refused.
     #[serde(default)]
     pub rejected: Vec<RefusedSample>,
@@ -279,6 +285,16 @@ pub enum StatusError {
         /// What went wrong.
         reason: String,
     },
+    /// The request was sent whole but no answer came (the agent stopped or
+    /// died while handling it, or took longer than [`ANSWER_TIMEOUT`]): what
+    /// was asked may or may not have been done.
+    #[error("{path}: the request was sent, but no answer came: {reason}")]
+    Unanswered {
+        /// The socket.
+        path: PathBuf,
+        /// What happened instead of an answer.
+        reason: String,
+    },
 }
 
 /// Ask the agent listening on `socket` for its status.
@@ -306,8 +322,18 @@ pub fn upload(socket: &Path, sample: &UploadRequest) -> Result<UploadAnswer, Sta
     }
 }
 
+/// How long a client waits for the answer to a request it sent.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Send one request line and read the answer line. A failure after the whole
+/// request was sent (a reset, an end of stream without an answer, the timeout)
+/// is [`StatusError::Unanswered`]: the agent may have acted on it.
 fn request(socket: &Path, text: &str) -> Result<String, StatusError> {
     let exchange = |reason: String| StatusError::Exchange {
+        path: socket.to_owned(),
+        reason,
+    };
+    let unanswered = |reason: String| StatusError::Unanswered {
         path: socket.to_owned(),
         reason,
     };
@@ -323,15 +349,31 @@ fn request(socket: &Path, text: &str) -> Result<String, StatusError> {
         }
         Err(e) => return Err(exchange(format!("cannot connect: {e}"))),
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
     stream
         .write_all(text.as_bytes())
         .map_err(|e| exchange(format!("cannot send the request: {e}")))?;
     let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|e| exchange(format!("cannot read the answer: {e}")))?;
-    Ok(line)
+    match BufReader::new(stream).read_line(&mut line) {
+        Ok(_) if line.ends_with('\n') => Ok(line),
+        Ok(0) => Err(unanswered("the agent closed the connection".into())),
+        Ok(_) => Err(unanswered(format!(
+            "the agent closed the connection after {} bytes of its answer",
+            line.len()
+        ))),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(unanswered(format!(
+                "none within {} s",
+                ANSWER_TIMEOUT.as_secs()
+            )))
+        }
+        Err(e) => Err(unanswered(e.to_string())),
+    }
 }
 
 /// Serve the control socket until `shutdown` turns true, then remove it.
@@ -436,6 +478,7 @@ fn store_upload(inbox: &Inbox, req: UploadRequest) -> UploadAnswer {
     match inbox.upload(vec![sample]) {
         Ok(receipt) => UploadAnswer {
             accepted: receipt.accepted,
+            held: receipt.held,
             rejected: receipt
                 .rejected
                 .into_iter()

@@ -334,27 +334,21 @@ fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Resul
         },
     };
     match agent::status::upload(&socket, &request) {
-        Ok(answer) => {
-            if let Some(r) = answer.rejected.first() {
-                return Err(Failure::runtime(format!(
-                    "{}: not uploaded: {}",
-                    r.uri, r.reason
-                )));
-            }
-            println!(
-                "{} {}: stored by the running agent (its impulses fire there; `komlogd status` shows them)",
-                format::time(sample.ts),
-                uri
-            );
-            return Ok(());
-        }
+        Ok(answer) => return agent_answered(&answer, &sample),
         Err(agent::status::StatusError::NotRunning(_)) => {}
+        Err(e @ agent::status::StatusError::Unanswered { .. }) => {
+            return Err(Failure::runtime(format!(
+                "{e}\nthe sample may have been stored (and sent on to the server); \
+                 running the same upload again with --ts {ts} is harmless: \
+                 a sample already stored is not stored, fired or sent again"
+            )));
+        }
         Err(e) => return Err(Failure::runtime(e.to_string())),
     }
     let mut agent = open_agent(config)?;
     let report = agent
         .dispatcher
-        .ingest(vec![sample.clone()])
+        .upload(vec![sample.clone()])
         .map_err(|e| Failure::runtime(e.to_string()))?;
     if let Some(r) = report.rejected.first() {
         return Err(Failure::runtime(format!(
@@ -362,15 +356,23 @@ fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Resul
             r.uri, r.reason
         )));
     }
-    println!(
-        "{} {}: stored; {} impulse fire{}, {} sample{} written",
-        format::time(sample.ts),
-        uri,
-        report.fires,
-        if report.fires == 1 { "" } else { "s" },
-        report.outputs,
-        if report.outputs == 1 { "" } else { "s" },
-    );
+    if report.held > 0 {
+        println!(
+            "{} {}: already stored (the same value at this time); nothing fired or queued again",
+            format::time(sample.ts),
+            uri
+        );
+    } else {
+        println!(
+            "{} {}: stored; {} impulse fire{}, {} sample{} written",
+            format::time(sample.ts),
+            uri,
+            report.fires,
+            if report.fires == 1 { "" } else { "s" },
+            report.outputs,
+            if report.outputs == 1 { "" } else { "s" },
+        );
+    }
     for (name, stats) in agent.dispatcher.stats() {
         if let Some(err) = &stats.last_error {
             eprintln!("komlogd: impulse {name}: {err}");
@@ -379,6 +381,30 @@ fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Resul
     // No agent runs to send it: send the outbox now, as the original did.
     let outcome = deliver::deliver(config, &agent, deliver::DELIVERY_DEADLINE);
     deliver::report(&outcome, config);
+    Ok(())
+}
+
+/// What the running agent answered to an upload.
+fn agent_answered(answer: &agent::status::UploadAnswer, sample: &Sample) -> Result<(), Failure> {
+    if let Some(r) = answer.rejected.first() {
+        return Err(Failure::runtime(format!(
+            "{}: not uploaded: {}",
+            r.uri, r.reason
+        )));
+    }
+    if answer.held > 0 {
+        println!(
+            "{} {}: already stored by the running agent (the same value at this time); nothing fired or queued again",
+            format::time(sample.ts),
+            sample.uri
+        );
+    } else {
+        println!(
+            "{} {}: stored by the running agent (its impulses fire there; `komlogd status` shows them)",
+            format::time(sample.ts),
+            sample.uri
+        );
+    }
     Ok(())
 }
 

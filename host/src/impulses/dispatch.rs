@@ -108,8 +108,10 @@ pub struct Rejected {
 /// What the dispatcher did: per [`Dispatcher::ingest`] call, or accumulated while serving.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestReport {
-    /// Source samples stored.
+    /// Source samples stored (for [`Dispatcher::upload`], held ones included).
     pub accepted: usize,
+    /// Of those, uploaded samples the store already held (see [`Dispatcher::upload`]).
+    pub held: usize,
     /// Source samples refused, with reasons.
     pub rejected: Vec<Rejected>,
     /// Impulse calls made (including those that failed).
@@ -138,8 +140,12 @@ pub enum Control {
 /// What became of an upload: stored durably, or refused sample by sample.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UploadReceipt {
-    /// Samples stored (committed).
+    /// Samples stored (committed), held ones included.
     pub accepted: usize,
+    /// Of those, samples the store already held: the same value at the same
+    /// time (a retry of an upload that was stored). They are not stored, fired
+    /// or queued for the server again.
+    pub held: usize,
     /// Samples refused, with reasons.
     pub rejected: Vec<Rejected>,
 }
@@ -178,8 +184,10 @@ impl Inbox {
     }
 
     /// Store a batch of source samples and wait until they are committed (the
-    /// impulses they fire run afterwards). An error means the dispatcher stopped
-    /// or could not store them (its log says why).
+    /// impulses they fire run afterwards). A sample the store already holds
+    /// (the same value at the same time) is reported as accepted and `held`,
+    /// and is not stored, fired or queued again. An error means the dispatcher
+    /// stopped or could not store them (its log says why).
     pub fn upload(&self, samples: Vec<Sample>) -> Result<UploadReceipt, Closed> {
         let (reply, receipt) = mpsc::channel();
         self.tx
@@ -609,6 +617,37 @@ impl Dispatcher {
         Ok(std::mem::take(&mut self.report))
     }
 
+    /// [`Dispatcher::ingest`] for an upload (`komlogd -u`): a sample the store
+    /// already holds — the same value at the same time, as when an upload whose
+    /// answer was lost is retried — counts as accepted (and `held`) but is not
+    /// stored, fired or queued for the server again. The control socket's
+    /// uploads ([`Inbox::upload`]) follow the same rule.
+    pub fn upload(&mut self, samples: Vec<Sample>) -> Result<IngestReport, StoreError> {
+        self.report = IngestReport::default();
+        let mut pending = self.validate_source(samples);
+        let held = self.drop_held(&mut pending)?;
+        self.process(vec![pending])?;
+        self.settle()?;
+        let mut report = std::mem::take(&mut self.report);
+        report.accepted += held;
+        report.held = held;
+        Ok(report)
+    }
+
+    /// Take out of an upload's valid samples those the store already holds
+    /// (the same value at the same time); returns how many.
+    fn drop_held(&mut self, pending: &mut Pending) -> Result<usize, StoreError> {
+        let before = pending.samples.len();
+        let mut kept = Vec::with_capacity(before);
+        for sample in std::mem::take(&mut pending.samples) {
+            if !self.store.holds(&sample.uri, sample.ts, &sample.value)? {
+                kept.push(sample);
+            }
+        }
+        pending.samples = kept;
+        Ok(before - pending.samples.len())
+    }
+
     /// Fire the impulses subscribed to `uri` as if a sample had just arrived there
     /// at `ts`, over the data already stored, without writing anything first.
     /// Their outputs go through the usual line. Useful to re-run impulses over
@@ -746,9 +785,11 @@ impl Dispatcher {
                 let before = self.report.rejected.len();
                 let mut pending = self.validate_source(samples);
                 let rejected = self.report.rejected[before..].to_vec();
+                let held = self.drop_held(&mut pending)?;
                 pending.upload = Some((
                     UploadReceipt {
-                        accepted: 0,
+                        accepted: held,
+                        held,
                         rejected,
                     },
                     reply,
