@@ -7,7 +7,8 @@
 //!   configuration, a remote uri, a kind change, an unknown uri) gets its message on
 //!   stderr and the documented status (0 ok, 1 runtime failure, 2 usage or configuration
 //!   error);
-//! * an agent dying while it answers, and a retried upload;
+//! * uploads that meet: twenty at once, one waiting for a held store (and an agent
+//!   starting meanwhile), an agent dying while it answers, a retried upload;
 //! * a store holding times beyond the valid range, as an earlier komlogd let in:
 //!   `query` shows them;
 //! * a corrupt impulse module: uploads still work, `check` fails and names it;
@@ -1199,4 +1200,144 @@ fn a_retried_upload_is_stored_once_and_fires_once() {
     let rows = agent.query_json(&["r.x"]);
     assert_eq!(rows.len(), 1);
     assert_eq!(field(&rows[0], "value").as_f64(), Some(50.0));
+}
+
+// ------------------------------------------- uploads that meet each other
+
+/// A komlogd child still running.
+struct Running {
+    what: String,
+    child: Child,
+    feeder: JoinHandle<()>,
+    out: JoinHandle<Vec<u8>>,
+    err: JoinHandle<Vec<u8>>,
+}
+
+impl Agent {
+    /// Start `komlogd -c <its komlogd.yaml> ARGS` with `input` piped to stdin.
+    fn start(&self, args: &[&str], input: &str) -> Running {
+        let config = self.config_str();
+        let what = format!("komlogd {}", args.join(" "));
+        let mut child = Command::new(KOMLOGD)
+            .args(["-c", config.as_str()])
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("KOMLOGD_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {KOMLOGD}: {e}"));
+        let feeder = writer(
+            child.stdin.take().expect("stdin"),
+            input.as_bytes().to_vec(),
+        );
+        let out = reader(child.stdout.take().expect("stdout"));
+        let err = reader(child.stderr.take().expect("stderr"));
+        Running {
+            what,
+            child,
+            feeder,
+            out,
+            err,
+        }
+    }
+}
+
+impl Running {
+    /// Wait for it (killing it after [`TIMEOUT`]).
+    fn finish(mut self) -> Run {
+        let code = wait_bounded(&mut self.child, &self.what);
+        self.feeder.join().expect("stdin writer");
+        Run {
+            code,
+            stdout: String::from_utf8(self.out.join().expect("stdout reader")).expect("UTF-8"),
+            stderr: String::from_utf8(self.err.join().expect("stderr reader")).expect("UTF-8"),
+        }
+    }
+}
+
+#[test]
+fn twenty_concurrent_uploads_all_succeed() {
+    let agent = Agent::new(PLAIN);
+    let runs: Vec<Running> = (1..=20)
+        .map(|i| {
+            let ts = (i * 1_000_000).to_string();
+            agent.start(
+                &["-u", "conc.test", "--datapoint", "--ts", &ts],
+                &format!("{i}\n"),
+            )
+        })
+        .collect();
+    for run in runs {
+        let run = run.finish();
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stderr, "", "{run:?}");
+        assert!(run.stdout.contains(" conc.test: stored;"), "{run:?}");
+    }
+    let values: Vec<f64> = agent
+        .query_json(&["conc.test", "-n", "100"])
+        .iter()
+        .filter_map(|r| field(r, "value").as_f64())
+        .collect();
+    assert_eq!(values, (1..=20).map(f64::from).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_upload_waits_for_a_held_store_and_says_so_after_the_wait() {
+    let agent = Agent::new(PLAIN);
+    agent.upload("first", "1");
+    // Another komlogd (here the test itself) holds the store, and no agent answers.
+    let store = komlogd::store::Store::open(&agent.store_path()).expect("open the store");
+    let started = Instant::now();
+    let run = agent.run(&["-u", "w.x", "--wait", "1s"], Stdin::text("2"));
+    let waited = started.elapsed();
+    assert_fails(
+        &run,
+        1,
+        &format!(
+            "store {} stayed locked for 1s: another komlogd process is using it, and no agent answers on {}; nothing was uploaded (--wait sets how long to wait)",
+            agent.store_path().display(),
+            agent.socket_path().display()
+        ),
+    );
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    // Let go during the wait: the upload goes through.
+    let waiting = agent.start(&["-u", "w.x", "--wait", "30s"], "3");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(store);
+    let run = waiting.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows = agent.query_json(&["w.x"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(field(&rows[0], "value"), "3");
+}
+
+#[test]
+fn an_agent_that_starts_while_an_upload_waits_takes_the_sample() {
+    let agent = Agent::new(PLAIN);
+    agent.upload("first", "1");
+    let store = komlogd::store::Store::open(&agent.store_path()).expect("open the store");
+    let waiting = agent.start(&["-u", "late.x", "--datapoint", "--ts", "7000000"], "7");
+    std::thread::sleep(Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fake = fake_agent(&agent.socket_path(), move |mut stream, line| {
+        tx.send(line).expect("send");
+        stream
+            .write_all(b"{\"accepted\":1,\"held\":0,\"rejected\":[]}\n")
+            .expect("answer");
+    });
+    let run = waiting.finish();
+    drop(store);
+    assert_eq!(run.code, 0, "{run:?}");
+    fake.join().expect("fake agent");
+    assert_eq!(
+        run.stdout,
+        "1970-01-01T00:00:07.000000Z late.x: stored by the running agent (its impulses fire there; `komlogd status` shows them)\n"
+    );
+    let request = rx.recv().expect("the request");
+    assert_eq!(
+        request,
+        "upload {\"uri\":\"late.x\",\"ts\":7000000,\"datapoint\":7.0}\n"
+    );
 }

@@ -11,6 +11,7 @@ mod new;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,16 @@ pub struct Cli {
         allow_negative_numbers = true
     )]
     pub ts: Option<i64>,
+    /// With -u: how long to wait for the store while another komlogd (a
+    /// concurrent `komlogd -u`, `query`) holds it, e.g. `30s`, `2min`.
+    #[arg(
+        long,
+        requires = "uri",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_wait
+    )]
+    pub wait: Duration,
     /// What to do; without a command and without -u, run the agent.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -205,7 +216,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 ));
             }
             let config = load_config(&cli)?;
-            upload(&config, uri, cli.datapoint, cli.ts)
+            upload(&config, uri, cli.datapoint, cli.ts, cli.wait)
         }
         (None, _) if stdin_has_input && cli.command.is_none() => Err(Failure::usage(
             "data on stdin, but no uri: add -u URI to upload it",
@@ -307,7 +318,30 @@ fn open_agent(config: &Config) -> Result<Agent, Failure> {
     Ok(agent)
 }
 
-fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Result<(), Failure> {
+/// The longest pause between two tries for the store.
+const MAX_UPLOAD_PAUSE: Duration = Duration::from_millis(100);
+
+/// `--wait`: a duration (`30s`, `2min`, `500ms`) or whole seconds.
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    crate::model::parse_duration_us(text)
+        .map(Duration::from_micros)
+        .map_err(|e| e.to_string())
+}
+
+/// Upload one sample from stdin: to the running agent through its control
+/// socket, or, with none running, through the local pipeline. While another
+/// one-shot komlogd holds the store, wait for it (up to `wait`), asking the
+/// control socket again before each try (an agent may have started).
+fn upload(
+    config: &Config,
+    uri: &str,
+    datapoint: bool,
+    ts: Option<i64>,
+    wait: Duration,
+) -> Result<(), Failure> {
     // Validate the uri and the time before reading anything.
     let sample = Sample::new(uri, 0, Value::Datapoint(0.0))
         .map_err(|e| Failure::usage(format!("-u {uri}: {e}")))?;
@@ -319,7 +353,6 @@ fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Resul
         value,
         ..sample
     };
-    // A running agent takes the sample through its control socket.
     let socket = agent::status::control_socket_path(&config.dir);
     let request = agent::status::UploadRequest {
         uri: sample.uri.clone(),
@@ -333,19 +366,44 @@ fn upload(config: &Config, uri: &str, datapoint: bool, ts: Option<i64>) -> Resul
             Value::Datapoint(_) => None,
         },
     };
-    match agent::status::upload(&socket, &request) {
-        Ok(answer) => return agent_answered(&answer, &sample),
-        Err(agent::status::StatusError::NotRunning(_)) => {}
-        Err(e @ agent::status::StatusError::Unanswered { .. }) => {
-            return Err(Failure::runtime(format!(
-                "{e}\nthe sample may have been stored (and sent on to the server); \
-                 running the same upload again with --ts {ts} is harmless: \
-                 a sample already stored is not stored, fired or sent again"
-            )));
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    let mut agent = loop {
+        // A running agent takes the sample through its control socket.
+        match agent::status::upload(&socket, &request) {
+            Ok(answer) => return agent_answered(&answer, &sample),
+            Err(agent::status::StatusError::NotRunning(_)) => {}
+            Err(e @ agent::status::StatusError::Unanswered { .. }) => {
+                return Err(Failure::runtime(format!(
+                    "{e}\nthe sample may have been stored (and sent on to the server); \
+                     running the same upload again with --ts {ts} is harmless: \
+                     a sample already stored is not stored, fired or sent again"
+                )));
+            }
+            Err(e) => return Err(Failure::runtime(e.to_string())),
         }
-        Err(e) => return Err(Failure::runtime(e.to_string())),
+        match Agent::open(config) {
+            Ok(agent) => break agent,
+            Err(agent::AgentError::Store(crate::store::StoreError::Locked { path })) => {
+                let waited = started.elapsed();
+                if waited >= wait {
+                    return Err(Failure::runtime(format!(
+                        "store {} stayed locked for {}: another komlogd process is using it, \
+                         and no agent answers on {}; nothing was uploaded (--wait sets how long to wait)",
+                        path.display(),
+                        humantime::format_duration(wait),
+                        socket.display()
+                    )));
+                }
+                std::thread::sleep(jittered(pause).min(wait - waited));
+                pause = (pause * 2).min(MAX_UPLOAD_PAUSE);
+            }
+            Err(e) => return Err(Failure::runtime(e.to_string())),
+        }
+    };
+    for e in &agent.load_errors {
+        eprintln!("komlogd: not loaded: {e}");
     }
-    let mut agent = open_agent(config)?;
     let report = agent
         .dispatcher
         .upload(vec![sample.clone()])
@@ -406,6 +464,16 @@ fn agent_answered(answer: &agent::status::UploadAnswer, sample: &Sample) -> Resu
         );
     }
     Ok(())
+}
+
+/// `pause` scaled by 0.5 to 1.5, so that uploads waiting together do not try
+/// in step.
+fn jittered(pause: Duration) -> Duration {
+    let noise = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    pause * (50 + noise % 101) / 100
 }
 
 fn query(config: &Config, uri: Option<&str>, limit: usize, json: bool) -> Result<(), Failure> {
