@@ -109,18 +109,9 @@ fn run(
         let _ = err.read_to_string(&mut s);
         s
     });
-    let start = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait for komlogd") {
-            break status.code().unwrap_or(-1);
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("komlogd {args:?}: still running after {TIMEOUT:?}, killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = common::child::wait_or_kill(&mut child, TIMEOUT, &format!("komlogd {args:?}"))
+        .code()
+        .unwrap_or(-1);
     Run {
         code,
         stdout: out.join().expect("stdout reader"),

@@ -289,8 +289,13 @@ fn outputs_of_a_fire_on_a_notification_answer_it() {
         .remote(vec![dp("bob:shared.x", 10, 5.0)], Some(seq))
         .unwrap();
     inbox.stop().unwrap();
-    agent.dispatcher.serve(|_| {}, |e| panic!("store failure: {e}"));
-    agent.dispatcher.ingest(vec![dp("trigger", 20, 6.0)]).unwrap();
+    agent
+        .dispatcher
+        .serve(|_| {}, |e| panic!("store failure: {e}"));
+    agent
+        .dispatcher
+        .ingest(vec![dp("trigger", 20, 6.0)])
+        .unwrap();
     let outbox = agent.dispatcher.store().outbox().unwrap();
     let rows: Vec<(i64, String, Option<[u8; 16]>)> = outbox
         .read(Cursor::Start, 100, |_, _, _| false)
