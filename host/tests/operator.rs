@@ -260,33 +260,24 @@ fn the_agent_says_on_stderr_what_it_loaded_and_logs_a_readable_last_line() {
 
 // ------------------------------------------------------- the server link
 
+#[path = "common/inproc.rs"]
+mod inproc;
+
 mod link {
-    use std::sync::{Arc, OnceLock};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
+
+    use super::inproc::{self, key, user};
 
     use komlog_hub::server::{self, HubConfig, RunningHub};
     use komlog_hub::store::Share;
     use komlog_hub::store::redb::RedbStore;
-    use komlog_protocol::login::PrivateKey;
-    use komlog_protocol::openssh::openssh_public_line;
     use komlogd::agent::status::server_prometheus_text;
-    use komlogd::impulses::{Dispatcher, DispatcherConfig, Inbox};
-    use komlogd::model::{Sample, Username, Value, now_us};
-    use komlogd::session::{Hook, Link, LinkConfig, ServerStatus, Supplies};
-    use komlogd::store::{DataReqs, Store};
-    use tokio::sync::{Notify, watch};
+    use komlogd::model::{Sample, Value, now_us};
+    use komlogd::session::{Hook, ServerStatus};
+    use komlogd::store::DataReqs;
 
     const WAIT: Duration = Duration::from_secs(30);
-
-    fn key() -> PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).expect("an RSA key"))
-            .clone()
-    }
-
-    fn user(name: &str) -> komlog_protocol::Username {
-        komlog_protocol::Username::parse(name).expect("a username")
-    }
 
     /// A hub on `port` with alice (and her key) and bob, who shares nothing.
     async fn start_hub(dir: &std::path::Path, port: u16) -> RunningHub {
@@ -296,11 +287,8 @@ mod link {
             .await
             .expect("hub starts");
         let store = running.hub.store.as_ref();
-        store.add_user(&user("alice")).expect("alice");
+        inproc::add_alice(store);
         store.add_user(&user("bob")).expect("bob");
-        store
-            .add_agent(&user("alice"), &openssh_public_line(key().as_public_key()))
-            .expect("alice's key");
         running
     }
 
@@ -312,88 +300,28 @@ mod link {
         }
     }
 
-    /// Alice's agent: a dispatcher with no impulses, queueing for the
-    /// server, and its link to 127.0.0.1:`port` hooking `hooks`.
-    struct Agent {
-        inbox: Inbox,
-        link: Option<Link>,
-        hooks: watch::Sender<Vec<Hook>>,
-        stop: watch::Sender<bool>,
-        dispatcher: Option<std::thread::JoinHandle<()>>,
-        _dir: tempfile::TempDir,
-    }
+    /// Alice's agent, linked to the hub on `port`, hooking `hooks`.
+    struct Agent(inproc::Agent);
 
     impl Agent {
         fn start(port: u16, hooks: Vec<Hook>) -> Agent {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(&dir.path().join("store.redb")).expect("store");
-            let outbox = store.outbox().expect("outbox");
-            let mut dispatcher = Dispatcher::new(
-                store,
-                DispatcherConfig {
-                    username: Some(Username::parse("alice").expect("username")),
-                    max_chain_depth: 8,
-                    queue_for_server: true,
-                },
-            );
-            let signal = Arc::new(Notify::new());
-            dispatcher.set_outbox_signal(Arc::clone(&signal));
-            let inbox = dispatcher.inbox();
-            let thread = std::thread::spawn(move || {
-                dispatcher.serve(|_| {}, |e| panic!("store failure: {e}"));
-                let _ = dispatcher.close();
-            });
-            let (stop, shutdown) = watch::channel(false);
-            let (hooks_tx, hooks) = watch::channel(hooks);
-            let config = LinkConfig {
-                url: format!("http://127.0.0.1:{port}/"),
-                ca_file: None,
-                username: "alice".into(),
-                key: key(),
-                hooks,
-                supplies: Supplies::new(),
-                reply_timeout: Duration::from_secs(20),
-            };
-            let link = Link::start(config, outbox, signal, inbox.clone(), shutdown);
-            Agent {
-                inbox,
-                link: Some(link),
-                hooks: hooks_tx,
-                stop,
-                dispatcher: Some(thread),
-                _dir: dir,
-            }
-        }
-
-        fn status(&self) -> ServerStatus {
-            self.link.as_ref().expect("the link").board.snapshot()
+            Agent(inproc::Agent::start(port, hooks, Duration::from_secs(20)))
         }
 
         /// Wait until `ok` holds for the status (polling; bounded).
         async fn until(&self, what: &str, ok: impl Fn(&ServerStatus) -> bool) -> ServerStatus {
-            let start = Instant::now();
-            loop {
-                let status = tokio::task::block_in_place(|| self.status());
-                if ok(&status) {
-                    return status;
-                }
-                assert!(
-                    start.elapsed() < WAIT,
-                    "{what}: not within {WAIT:?}: {status:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            self.0.until(what, WAIT, ok).await
         }
 
-        async fn stop(mut self) {
-            let _ = self.stop.send(true);
-            if let Some(link) = self.link.take() {
-                link.join().await;
-            }
-            let _ = self.inbox.stop();
-            if let Some(t) = self.dispatcher.take() {
-                let _ = tokio::task::spawn_blocking(move || t.join()).await;
-            }
+        async fn stop(self) {
+            self.0.stop().await
+        }
+    }
+
+    impl std::ops::Deref for Agent {
+        type Target = inproc::Agent;
+        fn deref(&self) -> &inproc::Agent {
+            &self.0
         }
     }
 

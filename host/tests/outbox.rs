@@ -10,33 +10,23 @@
 //! than one read of the outbox.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use komlog_hub::server::{self, HubConfig, RunningHub};
 use komlog_hub::store::redb::RedbStore;
-use komlog_protocol::login::PrivateKey;
-use komlog_protocol::openssh::openssh_public_line;
 use komlog_protocol::{MetricId, TimeUuid};
-use komlogd::impulses::{Dispatcher, DispatcherConfig, Inbox};
-use komlogd::model::{Sample, Username, Value};
-use komlogd::session::{Link, LinkConfig, ServerStatus, Supplies};
-use komlogd::store::Store;
-use tokio::sync::{Notify, watch};
+use komlogd::model::{Sample, Value};
+use komlogd::session::ServerStatus;
+
+#[path = "common/inproc.rs"]
+mod inproc;
+
+use inproc::{add_alice, alice};
 
 /// How long a drained outbox may take after the last commit (a reconnect
 /// waits up to 250 ms; the rest is the machine's load).
 const DRAIN: Duration = Duration::from_secs(30);
-
-fn key() -> PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).expect("an RSA key"))
-        .clone()
-}
-
-fn alice() -> komlog_protocol::Username {
-    komlog_protocol::Username::parse("alice").expect("a username")
-}
 
 async fn start_hub(dir: &std::path::Path) -> RunningHub {
     start_hub_on(dir, 0).await
@@ -50,99 +40,22 @@ async fn start_hub_on(dir: &std::path::Path, port: u16) -> RunningHub {
     let running = server::start(config, Arc::new(store))
         .await
         .expect("hub starts");
-    let store = running.hub.store.as_ref();
-    store.add_user(&alice()).expect("user");
-    store
-        .add_agent(&alice(), &openssh_public_line(key().as_public_key()))
-        .expect("agent key");
+    add_alice(running.hub.store.as_ref());
     running
 }
 
-/// One agent: a dispatcher (no impulses) queueing for the hub, and its link.
-struct Agent {
-    inbox: Inbox,
-    link: Link,
-    stop: watch::Sender<bool>,
-    dispatcher: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+/// Alice's agent, linked to the hub on `port`.
+fn agent(port: u16) -> inproc::Agent {
+    inproc::Agent::start(port, Vec::new(), Duration::from_secs(20))
 }
 
-impl Agent {
-    fn start(hub_port: u16) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("store.redb")).expect("store");
-        let outbox = store.outbox().expect("outbox");
-        let mut dispatcher = Dispatcher::new(
-            store,
-            DispatcherConfig {
-                username: Some(Username::parse("alice").expect("username")),
-                max_chain_depth: 8,
-                queue_for_server: true,
-            },
-        );
-        let signal = Arc::new(Notify::new());
-        dispatcher.set_outbox_signal(Arc::clone(&signal));
-        let inbox = dispatcher.inbox();
-        let thread = std::thread::spawn(move || {
-            dispatcher.serve(|_| {}, |e| panic!("store failure: {e}"));
-            let _ = dispatcher.close();
-        });
-        let (stop, shutdown) = watch::channel(false);
-        let (_hooks_tx, hooks) = watch::channel(Vec::new());
-        let config = LinkConfig {
-            url: format!("http://127.0.0.1:{hub_port}/"),
-            ca_file: None,
-            username: "alice".into(),
-            key: key(),
-            hooks,
-            supplies: Supplies::new(),
-            reply_timeout: Duration::from_secs(20),
-        };
-        let link = Link::start(config, outbox, signal, inbox.clone(), shutdown);
-        Agent {
-            inbox,
-            link,
-            stop,
-            dispatcher: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    /// Commit `samples` (as an upload: returns once they are committed).
-    fn commit(&self, samples: Vec<Sample>) {
-        let receipt =
-            tokio::task::block_in_place(|| self.inbox.upload(samples)).expect("dispatcher running");
-        assert!(receipt.rejected.is_empty(), "{:?}", receipt.rejected);
-    }
-
-    fn status(&self) -> ServerStatus {
-        self.link.board.snapshot()
-    }
-
-    /// Wait until the outbox is empty, with nothing committed meanwhile.
-    async fn drained(&self, what: &str) -> ServerStatus {
-        let start = Instant::now();
-        loop {
-            let status = self.status();
-            if status.outbox == 0 && status.state == "connected" {
-                return status;
-            }
-            assert!(
-                start.elapsed() < DRAIN,
-                "{what}: the outbox did not drain within {DRAIN:?}: {status:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        self.link.join().await;
-        let _ = self.inbox.stop();
-        if let Some(t) = self.dispatcher.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
-    }
+/// Wait until the outbox is empty, with nothing committed meanwhile.
+async fn drained(agent: &inproc::Agent, what: &str) -> ServerStatus {
+    agent
+        .until(&format!("{what}: the outbox drained"), DRAIN, |s| {
+            s.outbox == 0 && s.state == "connected"
+        })
+        .await
 }
 
 /// A small deterministic generator (xorshift64*), so a case is its seed.
@@ -182,7 +95,7 @@ fn hub_rows(hub: &RunningHub, uri: &str) -> BTreeMap<i64, String> {
 /// must hold the last value of every (uri, time).
 async fn run_case(hub: &RunningHub, seed: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let agent = Agent::start(hub.addr.port());
+    let agent = agent(hub.addr.port());
     let prefix = format!("case{seed}");
     let uris: Vec<String> = ["a1", "b2", "m3", "t1", "z9"]
         .iter()
@@ -215,7 +128,7 @@ async fn run_case(hub: &RunningHub, seed: u64) {
             }
         }
     }
-    let status = agent.drained(&format!("seed {seed}")).await;
+    let status = drained(&agent, &format!("seed {seed}")).await;
     for uri in &uris {
         let want: BTreeMap<i64, String> = expected
             .iter()
@@ -251,7 +164,7 @@ async fn the_outbox_drains_by_itself_whatever_the_order_of_commits() {
 async fn a_sample_committed_behind_the_cursor_at_the_same_time_is_sent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = start_hub(dir.path()).await;
-    let agent = Agent::start(hub.addr.port());
+    let agent = agent(hub.addr.port());
     let ts = 1_700_000_123_000_000;
     let dp = |uri: &str, v: f64| Sample {
         uri: uri.into(),
@@ -259,10 +172,10 @@ async fn a_sample_committed_behind_the_cursor_at_the_same_time_is_sent() {
         value: Value::Datapoint(v),
     };
     agent.commit(vec![dp("t1.in", 5.0)]);
-    let first = agent.drained("t1.in").await;
+    let first = drained(&agent, "t1.in").await;
     assert_eq!(first.acked, 1);
     agent.commit(vec![dp("a1.before", 6.0)]);
-    let second = agent.drained("a1.before").await;
+    let second = drained(&agent, "a1.before").await;
     assert_eq!(second.acked, 2, "{second:?}");
     assert_eq!(
         hub_rows(&hub, "a1.before").get(&ts).map(String::as_str),
@@ -281,7 +194,7 @@ async fn the_samples_of_one_time_go_in_one_message() {
     // No server yet: the samples wait in the outbox, then go at the login.
     let port = hub.addr.port();
     hub.stop().await.expect("hub stops");
-    let agent = Agent::start(port);
+    let agent = agent(port);
     let ts = 1_700_000_456_000_000;
     let mut batch: Vec<Sample> = (0..2_100)
         .map(|i| Sample {
@@ -298,7 +211,7 @@ async fn the_samples_of_one_time_go_in_one_message() {
     agent.commit(batch);
     let second = tempfile::tempdir().expect("tempdir");
     let hub = start_hub_on(second.path(), port).await;
-    let status = agent.drained("2,110 samples").await;
+    let status = drained(&agent, "2,110 samples").await;
     assert_eq!(status.acked, 2_110, "{status:?}");
     assert_eq!(status.messages, 2, "one message per time: {status:?}");
     assert_eq!(hub_rows(&hub, "many.u2099").len(), 1);

@@ -3,31 +3,20 @@
 //! the server refuses is logged, counted and removed from the outbox.
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use komlog_hub::server::{self, HubConfig, RunningHub};
 use komlog_hub::store::redb::RedbStore;
 use komlog_hub::store::{AgentRecord, HubStore, NewSample, Share, StoreError, WriteOutcome};
-use komlog_protocol::login::PrivateKey;
-use komlog_protocol::openssh::openssh_public_line;
 use komlog_protocol::{Kind, MetricId, TimeUuid};
-use komlogd::impulses::{Dispatcher, DispatcherConfig, Inbox};
-use komlogd::model::{Sample, Username, Value};
-use komlogd::session::{Link, LinkConfig, ServerStatus, Supplies};
-use komlogd::store::Store;
-use tokio::sync::{Notify, watch};
+use komlogd::model::{Sample, Value};
+
+#[path = "common/inproc.rs"]
+mod inproc;
+
+use inproc::{add_alice, alice};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn key() -> PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).expect("an RSA key"))
-        .clone()
-}
-
-fn alice() -> komlog_protocol::Username {
-    komlog_protocol::Username::parse("alice").expect("a username")
-}
 
 /// Every log line of this test binary (the link logs from its own tasks).
 fn log() -> &'static Mutex<Vec<u8>> {
@@ -159,96 +148,13 @@ async fn start_hub(dir: &std::path::Path) -> (RunningHub, Arc<GatedStore>) {
     let running = server::start(config, Arc::clone(&store) as Arc<dyn HubStore>)
         .await
         .expect("hub starts");
-    store.add_user(&alice()).expect("user");
-    store
-        .add_agent(&alice(), &openssh_public_line(key().as_public_key()))
-        .expect("agent key");
+    add_alice(store.as_ref());
     (running, store)
 }
 
-/// One agent: a dispatcher (no impulses) queueing for the hub, and its link.
-struct Agent {
-    inbox: Inbox,
-    link: Link,
-    stop: watch::Sender<bool>,
-    dispatcher: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(hub_port: u16) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("store.redb")).expect("store");
-        let outbox = store.outbox().expect("outbox");
-        let mut dispatcher = Dispatcher::new(
-            store,
-            DispatcherConfig {
-                username: Some(Username::parse("alice").expect("username")),
-                max_chain_depth: 8,
-                queue_for_server: true,
-            },
-        );
-        let signal = Arc::new(Notify::new());
-        dispatcher.set_outbox_signal(Arc::clone(&signal));
-        let inbox = dispatcher.inbox();
-        let thread = std::thread::spawn(move || {
-            dispatcher.serve(|_| {}, |e| panic!("store failure: {e}"));
-            let _ = dispatcher.close();
-        });
-        let (stop, shutdown) = watch::channel(false);
-        let (_hooks_tx, hooks) = watch::channel(Vec::new());
-        let config = LinkConfig {
-            url: format!("http://127.0.0.1:{hub_port}/"),
-            ca_file: None,
-            username: "alice".into(),
-            key: key(),
-            hooks,
-            supplies: Supplies::new(),
-            reply_timeout: Duration::from_secs(60),
-        };
-        let link = Link::start(config, outbox, signal, inbox.clone(), shutdown);
-        Agent {
-            inbox,
-            link,
-            stop,
-            dispatcher: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    fn commit(&self, samples: Vec<Sample>) {
-        let receipt =
-            tokio::task::block_in_place(|| self.inbox.upload(samples)).expect("dispatcher running");
-        assert!(receipt.rejected.is_empty(), "{:?}", receipt.rejected);
-    }
-
-    fn status(&self) -> ServerStatus {
-        self.link.board.snapshot()
-    }
-
-    async fn wait_for(&self, what: &str, check: impl Fn(&ServerStatus) -> bool) -> ServerStatus {
-        let start = Instant::now();
-        loop {
-            let status = self.status();
-            if check(&status) {
-                return status;
-            }
-            assert!(
-                start.elapsed() < LIMIT,
-                "not within {LIMIT:?}: {what}: {status:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        self.link.join().await;
-        let _ = self.inbox.stop();
-        if let Some(t) = self.dispatcher.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
-    }
+/// Alice's agent, linked to the hub on `port`.
+fn agent(port: u16) -> inproc::Agent {
+    inproc::Agent::start(port, Vec::new(), Duration::from_secs(60))
 }
 
 fn dp(uri: &str, ts: i64, v: f64) -> Sample {
@@ -280,16 +186,18 @@ fn hub_rows(hub: &RunningHub, uri: &str) -> Vec<(i64, String)> {
 async fn at_most_64_messages_are_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (hub, gate) = start_hub(dir.path()).await;
-    let agent = Agent::start(hub.addr.port());
+    let agent = agent(hub.addr.port());
     agent
-        .wait_for("connected", |s| s.state == "connected")
+        .until("connected", LIMIT, |s| s.state == "connected")
         .await;
     // The hub holds every write: no reply comes until the gate opens.
     gate.set_open(false);
     let base = 1_700_000_000_000_000;
     // 200 times: 200 messages of one sample each.
     agent.commit((0..200).map(|i| dp("w", base + i, i as f64)).collect());
-    let held = agent.wait_for("64 messages sent", |s| s.sent >= 64).await;
+    let held = agent
+        .until("64 messages sent", LIMIT, |s| s.sent >= 64)
+        .await;
     // The sender sends its window at once: had it no limit, it would have
     // sent all 200 by the time it had sent 64. (`sent` counts samples, here
     // one per message.)
@@ -297,7 +205,9 @@ async fn at_most_64_messages_are_in_flight() {
     assert_eq!(held.outbox, 200, "{held:?}");
     gate.set_open(true);
     let done = agent
-        .wait_for("the outbox drained", |s| s.outbox == 0 && s.acked == 200)
+        .until("the outbox drained", LIMIT, |s| {
+            s.outbox == 0 && s.acked == 200
+        })
         .await;
     assert_eq!((done.sent, done.refused), (200, 0), "{done:?}");
     assert_eq!(hub_rows(&hub, "w").len(), 200);
@@ -323,10 +233,10 @@ async fn a_sample_the_server_refuses_is_logged_counted_and_removed() {
             }],
         )
         .expect("seed");
-    let agent = Agent::start(hub.addr.port());
+    let agent = agent(hub.addr.port());
     agent.commit(vec![dp("r", base, 1.0), dp("ok", base + 1, 2.0)]);
     let done = agent
-        .wait_for("both answered", |s| {
+        .until("both answered", LIMIT, |s| {
             s.acked + s.refused >= 2 && s.outbox == 0
         })
         .await;
@@ -355,7 +265,7 @@ async fn a_sample_the_server_refuses_is_logged_counted_and_removed() {
     // Removed, not resent: a reconnect sends nothing more.
     hub.hub.sessions.kick(&alice(), None);
     let again = agent
-        .wait_for("logged in again", |s| {
+        .until("logged in again", LIMIT, |s| {
             s.logins >= 2 && s.state == "connected"
         })
         .await;
