@@ -81,6 +81,7 @@ mod disk;
 mod error;
 mod last_run;
 mod outbox;
+pub mod read;
 mod window;
 
 #[cfg(test)]
@@ -148,7 +149,7 @@ impl DataReqs {
 }
 
 /// A stored uri and its statistics, as [`Store::uris`] lists them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UriInfo {
     /// The store key: a local uri, or `owner:uri`.
     pub uri: String,
@@ -449,6 +450,37 @@ impl Store {
     /// Up to `limit` of the newest samples of `uri`, newest first, read from disk.
     pub fn latest(&self, uri: &str, limit: usize) -> Result<Vec<Sample>, StoreError> {
         self.read(uri, Bound::Unbounded, Bound::Unbounded, true, limit)
+    }
+
+    /// Up to `limit` of the newest samples of `uri` with `from_ts <= ts <= to_ts` (a
+    /// missing bound is open), newest first, read from disk. The read stops once the
+    /// samples returned hold `max_bytes` of text (at least one is returned), so one
+    /// read of large texts stays bounded.
+    pub fn latest_in(
+        &self,
+        uri: &str,
+        from_ts: Option<i64>,
+        to_ts: Option<i64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Sample>, StoreError> {
+        let bound = |b: Option<i64>| b.map_or(Bound::Unbounded, Bound::Included);
+        let mut out = Vec::new();
+        if limit == 0 || matches!((from_ts, to_ts), (Some(f), Some(t)) if f > t) {
+            return Ok(out);
+        }
+        let mut bytes = 0usize;
+        self.disk
+            .scan(uri, bound(from_ts), bound(to_ts), true, |ts, raw| {
+                bytes = bytes.saturating_add(raw.len());
+                out.push(Sample {
+                    uri: uri.to_owned(),
+                    ts,
+                    value: self.disk.decode(uri, ts, raw)?,
+                });
+                Ok(out.len() < limit && bytes < max_bytes)
+            })?;
+        Ok(out)
     }
 
     /// Up to `limit` samples of `uri` with `from_ts <= ts <= to_ts`, oldest first, read
