@@ -1,6 +1,6 @@
 //! The agent as a daemon, as a user runs it: the first run in an empty HOME, a
 //! run with a real cron job feeding a real impulse, a clean stop on SIGTERM,
-//! uploads handed to the running agent, `komlogd status`, the Prometheus
+//! uploads and queries answered by the running agent, `komlogd status`, the Prometheus
 //! endpoint, and the cap on what a guest may write to the log.
 
 mod common;
@@ -138,11 +138,14 @@ fn a_real_job_feeds_an_impulse_until_sigterm() {
         "debug is for komlogd's own lines, not its dependencies'"
     );
 
-    // While it runs it holds the store: a query is refused clearly...
+    // While it runs it holds the store: a query is answered by it...
     let q = command(home.path(), &["-c", &c, "query"]).spawn().unwrap();
-    let (code, _, err) = wait(q, Duration::from_secs(60));
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("another komlogd process is using it"), "{err}");
+    let (code, out, err) = wait(q, Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("host.disk  datasource  1 sample, last "),
+        "{out}"
+    );
     // ...and an upload is handed to it through its control socket.
     let (code, out, err) = upload(home.path(), &c, &["-u", "x"], "hello");
     assert_eq!(code, 0, "{err}");
@@ -774,4 +777,97 @@ fn impulses_that_failed_to_load_show_as_failed_until_they_load() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let (code, _, err) = wait(child, Duration::from_secs(30));
     assert_eq!(code, 0, "{err}");
+}
+
+/// Every `query` form, as (exit status, stdout, stderr).
+fn queries(home: &Path, config: &str) -> Vec<(i32, String, String)> {
+    let forms: &[&[&str]] = &[
+        &["query"],
+        &["query", "--json"],
+        &["query", "x"],
+        &["query", "x", "-n", "2"],
+        &["query", "x", "-n", "2", "--json"],
+        &["query", "x", "-n", "0"],
+        &["query", "t", "--json"],
+        &["query", "t"],
+        &["query", "nothing.here"],
+    ];
+    forms
+        .iter()
+        .map(|args| {
+            let q = command(home, &[&["-c", config], *args].concat())
+                .spawn()
+                .unwrap();
+            wait(q, Duration::from_secs(60))
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_agent_answers_queries_as_its_stopped_store_does() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("komlogd.yaml");
+    std::fs::write(&config, "- username: me\n").unwrap();
+    let c = config.display().to_string();
+    let child = command(home.path(), &["-c", &c]).spawn().unwrap();
+    let socket = dir.join("komlogd.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no control socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (args, input) in [
+        (&["-u", "x", "--datapoint", "--ts", "1000"][..], "5\n"),
+        (
+            &["-u", "x", "--datapoint", "--ts", "2000"],
+            "0.30000000000000004",
+        ),
+        (&["-u", "x", "--datapoint", "--ts", "-3000"], "-1e-300"),
+        (&["-u", "t", "--ts", "1500"], "one line"),
+        (
+            &["-u", "t", "--ts", "2500"],
+            "two\nlines \"quoted\" \u{e9}\n",
+        ),
+    ] {
+        let (code, out, err) = upload(home.path(), &c, args, input);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("stored by the running agent"), "{out}");
+    }
+    let running = queries(home.path(), &c);
+
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (code, _, err) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+    assert!(!socket.exists());
+    let stopped = queries(home.path(), &c);
+
+    assert_eq!(running, stopped);
+    assert_eq!(
+        stopped[3],
+        (
+            0,
+            "1970-01-01T00:00:00.001000Z  x  5\n1970-01-01T00:00:00.002000Z  x  0.30000000000000004\n"
+                .to_owned(),
+            String::new()
+        )
+    );
+    assert!(
+        stopped[0].1.contains("x  datapoint  3 samples, last "),
+        "{stopped:?}"
+    );
+    assert_eq!(stopped[5], (0, String::new(), String::new()));
+    assert_eq!(
+        stopped[8],
+        (
+            1,
+            String::new(),
+            "komlogd: no samples stored at nothing.here\n".to_owned()
+        )
+    );
 }

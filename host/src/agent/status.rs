@@ -13,6 +13,9 @@
 //!   `{"rejected": [{"uri", "ts", "reason"}]}`; `held` counts accepted samples
 //!   the store already held (the same value at the same time: a retried
 //!   upload), which are not stored, fired or queued again;
+//! - `query {"uri": …, "limit": 10}` (no `uri`: every stored uri) → a
+//!   [`ReadAnswer`] read from the store by the dispatcher, as `komlogd query`
+//!   reads a stopped agent's store (see [`crate::store::read`]);
 //! - anything else → `{"error": "…"}`.
 //!
 //! The Prometheus endpoint answers `GET /metrics` on the configured address with
@@ -37,6 +40,7 @@ use crate::model::{Sample, Value};
 use crate::packages::{PackageBoard, PackagePhase};
 use crate::session::{ServerBoard, ServerStatus};
 use crate::sources::jobs::{JobBoard, JobReport};
+use crate::store::read::{ReadAnswer, ReadRequest};
 
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -322,6 +326,22 @@ pub fn upload(socket: &Path, sample: &UploadRequest) -> Result<UploadAnswer, Sta
     }
 }
 
+/// Read the store of the agent listening on `socket` (see [`crate::store::read`]).
+pub fn read(socket: &Path, request: &ReadRequest) -> Result<ReadAnswer, StatusError> {
+    let exchange = |reason: String| StatusError::Exchange {
+        path: socket.to_owned(),
+        reason,
+    };
+    let body = serde_json::to_string(request).map_err(|e| exchange(e.to_string()))?;
+    let line = self::request(socket, &format!("query {body}\n"))?;
+    let answer: ReadAnswer =
+        serde_json::from_str(&line).map_err(|e| exchange(format!("unreadable answer: {e}")))?;
+    match answer.error {
+        Some(e) => Err(exchange(e)),
+        None => Ok(answer),
+    }
+}
+
 /// How long a client waits for the answer to a request it sent.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -446,9 +466,25 @@ async fn answer_control(
             },
         };
         serde_json::to_string(&answer).map_err(std::io::Error::other)?
+    } else if let Some(body) = request.strip_prefix("query ") {
+        let answer = match serde_json::from_str::<ReadRequest>(body) {
+            Ok(req) => tokio::task::spawn_blocking(move || inbox.read(req))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .unwrap_or_else(|e| ReadAnswer {
+                    error: Some(format!("the agent could not read its store: {e}")),
+                    ..ReadAnswer::default()
+                }),
+            Err(e) => ReadAnswer {
+                error: Some(format!("malformed query request: {e}")),
+                ..ReadAnswer::default()
+            },
+        };
+        serde_json::to_string(&answer).map_err(std::io::Error::other)?
     } else {
         let shown: String = request.chars().take(40).collect();
-        serde_json::json!({ "error": format!("unknown request {shown:?}; known: status, upload") })
+        serde_json::json!({ "error": format!("unknown request {shown:?}; known: status, upload, query") })
             .to_string()
     };
     write.write_all(answer.as_bytes()).await?;

@@ -19,6 +19,7 @@ use crate::agent::{self, Agent};
 use crate::config::{self, Config};
 use crate::model::{MAX_DATASOURCE_BYTES, Sample, Value, now_us};
 use crate::store::Store;
+use crate::store::read::{ReadAnswer, ReadRequest};
 use crate::{keys, logging};
 
 /// komlogd: the Komlog agent. Runs WebAssembly impulses over time series.
@@ -476,35 +477,105 @@ fn jittered(pause: Duration) -> Duration {
     pause * (50 + noise % 101) / 100
 }
 
-fn query(config: &Config, uri: Option<&str>, limit: usize, json: bool) -> Result<(), Failure> {
-    let path = agent::store_path(&config.dir);
-    if !path.exists() {
-        return Err(Failure::runtime(format!(
-            "no store yet at {}: nothing has been uploaded with this configuration",
-            path.display()
-        )));
-    }
-    let store = Store::open(&path).map_err(|e| Failure::runtime(e.to_string()))?;
-    let out = match uri {
-        None => {
-            let uris = store.uris().map_err(|e| Failure::runtime(e.to_string()))?;
-            format::uris(&uris, json)
-        }
-        Some(uri) => {
-            let key = crate::model::Uri::parse(uri)
-                .map_err(|e| Failure::usage(e.to_string()))?
-                .store_key(config.username.as_ref());
-            let mut samples = store
-                .latest(&key, limit)
-                .map_err(|e| Failure::runtime(e.to_string()))?;
-            if samples.is_empty() && store.kind_of(&key).is_none() {
-                return Err(Failure::runtime(format!("no samples stored at {uri}")));
+/// How long `query` waits for a store held by a komlogd that does not answer
+/// on the control socket.
+const QUERY_WAIT: Duration = Duration::from_secs(5);
+
+/// Where `query` reads: the running agent (which holds the store) through its
+/// control socket, or, with none running, the store itself. Both answer with
+/// [`crate::store::read::read`].
+enum ReadSource {
+    Agent(PathBuf),
+    Store(Store),
+}
+
+impl ReadSource {
+    /// Ask the running agent; with none running, open the store and read it.
+    /// While another komlogd holds the store without answering on the socket
+    /// (an agent starting, a one-shot upload), ask again for up to
+    /// [`QUERY_WAIT`].
+    fn open(config: &Config, request: &ReadRequest) -> Result<(ReadSource, ReadAnswer), Failure> {
+        let socket = agent::status::control_socket_path(&config.dir);
+        let path = agent::store_path(&config.dir);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        let store = loop {
+            match agent::status::read(&socket, request) {
+                Ok(answer) => return Ok((ReadSource::Agent(socket), answer)),
+                Err(agent::status::StatusError::NotRunning(_)) => {}
+                Err(e) => return Err(Failure::runtime(e.to_string())),
             }
-            samples.reverse();
-            format::samples(&samples, json)
+            if !path.exists() {
+                return Err(Failure::runtime(format!(
+                    "no store yet at {}: nothing has been uploaded with this configuration",
+                    path.display()
+                )));
+            }
+            match Store::open(&path) {
+                Ok(store) => break store,
+                Err(crate::store::StoreError::Locked { .. }) if started.elapsed() < QUERY_WAIT => {
+                    std::thread::sleep(jittered(pause));
+                    pause = (pause * 2).min(MAX_UPLOAD_PAUSE);
+                }
+                Err(e) => return Err(Failure::runtime(e.to_string())),
+            }
+        };
+        let source = ReadSource::Store(store);
+        let answer = source.read(request)?;
+        Ok((source, answer))
+    }
+
+    fn read(&self, request: &ReadRequest) -> Result<ReadAnswer, Failure> {
+        match self {
+            ReadSource::Agent(socket) => {
+                agent::status::read(socket, request).map_err(|e| Failure::runtime(e.to_string()))
+            }
+            ReadSource::Store(store) => crate::store::read::read(store, request)
+                .map_err(|e| Failure::runtime(e.to_string())),
         }
+    }
+}
+
+fn query(config: &Config, uri: Option<&str>, limit: usize, json: bool) -> Result<(), Failure> {
+    let key = match uri {
+        Some(uri) => Some(
+            crate::model::Uri::parse(uri)
+                .map_err(|e| Failure::usage(e.to_string()))?
+                .store_key(config.username.as_ref()),
+        ),
+        None => None,
     };
-    print!("{out}");
+    let request = ReadRequest {
+        uri: key,
+        limit,
+        from: None,
+        to: None,
+    };
+    // The first request finds where to read: a running agent holds the store.
+    let mut source: Option<ReadSource> = None;
+    let answer = crate::store::read::read_all(request, |req| {
+        if let Some(source) = &source {
+            return source.read(req);
+        }
+        let (opened, answer) = ReadSource::open(config, req)?;
+        source = Some(opened);
+        Ok(answer)
+    })?;
+    let Some(uri) = uri else {
+        print!("{}", format::uris(&answer.uris, json));
+        return Ok(());
+    };
+    if answer.samples.is_empty() && !answer.known {
+        return Err(Failure::runtime(format!("no samples stored at {uri}")));
+    }
+    let mut samples = answer
+        .samples
+        .into_iter()
+        .map(Sample::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::runtime)?;
+    samples.reverse();
+    print!("{}", format::samples(&samples, json));
     Ok(())
 }
 

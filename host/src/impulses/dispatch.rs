@@ -53,6 +53,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::model::{Sample, SampleError, Uri, Username};
+use crate::store::read::{ReadAnswer, ReadRequest};
 use crate::store::{DataReqs, Outgoing, Store, StoreError};
 
 use super::output;
@@ -160,6 +161,8 @@ pub(crate) enum Msg {
     /// History from the server (request_data): stored like `Remote`, fires nothing.
     History(Vec<Sample>),
     Upload(Vec<Sample>, Sender<UploadReceipt>),
+    /// A read of the store (`komlogd query` while the agent runs).
+    Read(ReadRequest, Sender<ReadAnswer>),
     Done(Done),
     Control(Control),
     Stop,
@@ -194,6 +197,17 @@ impl Inbox {
             .send(Msg::Upload(samples, reply))
             .map_err(|_| Closed)?;
         receipt.recv().map_err(|_| Closed)
+    }
+
+    /// Read the store as it is committed (what `komlogd query` shows); one read
+    /// is bounded (see [`crate::store::read`]) so that ingestion waits little.
+    /// A store failure is the answer's `error`.
+    pub fn read(&self, request: ReadRequest) -> Result<ReadAnswer, Closed> {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(Msg::Read(request, reply))
+            .map_err(|_| Closed)?;
+        answer.recv().map_err(|_| Closed)
     }
 
     /// Queue samples that came from the server in the notification `seq` (16
@@ -795,6 +809,15 @@ impl Dispatcher {
                     reply,
                 ));
                 pendings.push(pending);
+            }
+            Msg::Read(request, reply) => {
+                let answer = crate::store::read::read(&self.store, &request).unwrap_or_else(|e| {
+                    ReadAnswer {
+                        error: Some(e.to_string()),
+                        ..ReadAnswer::default()
+                    }
+                });
+                let _ = reply.send(answer);
             }
             Msg::Done(done) => {
                 self.in_flight -= 1;
