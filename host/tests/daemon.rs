@@ -791,6 +791,17 @@ fn queries(home: &Path, config: &str) -> Vec<(i32, String, String)> {
         &["query", "t", "--json"],
         &["query", "t"],
         &["query", "nothing.here"],
+        &[
+            "query",
+            "x",
+            "--from",
+            "1970-01-01T00:00:00.001Z",
+            "--to",
+            "1970-01-01T00:00:00.002Z",
+        ],
+        &["query", "x", "--to", "-1h", "-n", "1", "--json"],
+        &["query", "x", "--from", "now"],
+        &["query", "--from", "-1h"],
     ];
     forms
         .iter()
@@ -870,4 +881,10 @@ fn a_running_agent_answers_queries_as_its_stopped_store_does() {
             "komlogd: no samples stored at nothing.here\n".to_owned()
         )
     );
+    assert_eq!(stopped[9], stopped[3]);
+    let rows: serde_json::Value = serde_json::from_str(&stopped[10].1).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["ts"], 2000, "{rows}");
+    assert_eq!(stopped[11], (0, String::new(), String::new()));
+    assert_eq!(stopped[12].0, 2, "{:?}", stopped[12]);
 }

@@ -67,9 +67,29 @@ pub enum Command {
     Query {
         /// The uri; omit it to list every stored uri.
         uri: Option<String>,
-        /// How many of the latest samples to show.
+        /// How many of the latest samples to show (the latest within
+        /// --from/--to when given).
         #[arg(short = 'n', long, default_value_t = 10)]
         limit: usize,
+        /// Only samples at or after this time: RFC 3339 (`2024-05-01T12:00:00Z`),
+        /// relative to now (`-1h`, `-30min`), `now`, or µs since the Unix epoch.
+        #[arg(
+            long,
+            requires = "uri",
+            value_name = "TIME",
+            allow_hyphen_values = true,
+            value_parser = parse_time
+        )]
+        from: Option<i64>,
+        /// Only samples at or before this time (as --from).
+        #[arg(
+            long,
+            requires = "uri",
+            value_name = "TIME",
+            allow_hyphen_values = true,
+            value_parser = parse_time
+        )]
+        to: Option<i64>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -222,9 +242,31 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         (None, _) if stdin_has_input && cli.command.is_none() => Err(Failure::usage(
             "data on stdin, but no uri: add -u URI to upload it",
         )),
-        (None, Some(Command::Query { uri, limit, json })) => {
+        (
+            None,
+            Some(Command::Query {
+                uri,
+                limit,
+                from,
+                to,
+                json,
+            }),
+        ) => {
+            if let (Some(from), Some(to)) = (from, to)
+                && from > to
+            {
+                return Err(Failure::usage(format!(
+                    "--from ({}) is after --to ({})",
+                    format::time(*from),
+                    format::time(*to)
+                )));
+            }
             let config = load_config(&cli)?;
-            query(&config, uri.as_deref(), *limit, *json)
+            let range = Range {
+                from: *from,
+                to: *to,
+            };
+            query(&config, uri.as_deref(), *limit, range, *json)
         }
         (None, Some(Command::New(args))) => new::run(args),
         (None, Some(Command::Check)) => {
@@ -536,7 +578,52 @@ impl ReadSource {
     }
 }
 
-fn query(config: &Config, uri: Option<&str>, limit: usize, json: bool) -> Result<(), Failure> {
+/// `--from` and `--to` of `query`, µs since the Unix epoch, inclusive.
+#[derive(Debug, Clone, Copy, Default)]
+struct Range {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+/// A time for `--from`/`--to`: RFC 3339, `now`, `-DURATION` before now, or µs
+/// since the Unix epoch; within the samples' time range.
+fn parse_time(text: &str) -> Result<i64, String> {
+    parse_time_at(text, now_us())
+}
+
+fn parse_time_at(text: &str, now: i64) -> Result<i64, String> {
+    let text = text.trim();
+    let ts = if text == "now" {
+        now
+    } else if let Ok(us) = text.parse::<i64>() {
+        us
+    } else if let Some(ago) = text.strip_prefix('-') {
+        let us = crate::model::parse_duration_us(ago).map_err(|e| e.to_string())?;
+        i64::try_from(us)
+            .ok()
+            .and_then(|us| now.checked_sub(us))
+            .ok_or_else(|| format!("{text}: too far back"))?
+    } else {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                format!(
+                    "{text:?}: not a time ({e}); use RFC 3339 (2024-05-01T12:00:00Z), \
+                     a time before now (-1h, -30min), `now` or µs since the Unix epoch"
+                )
+            })?
+            .timestamp_micros()
+    };
+    crate::model::check_ts(ts).map_err(|e| e.to_string())?;
+    Ok(ts)
+}
+
+fn query(
+    config: &Config,
+    uri: Option<&str>,
+    limit: usize,
+    range: Range,
+    json: bool,
+) -> Result<(), Failure> {
     let key = match uri {
         Some(uri) => Some(
             crate::model::Uri::parse(uri)
@@ -548,8 +635,8 @@ fn query(config: &Config, uri: Option<&str>, limit: usize, json: bool) -> Result
     let request = ReadRequest {
         uri: key,
         limit,
-        from: None,
-        to: None,
+        from: range.from,
+        to: range.to,
     };
     // The first request finds where to read: a running agent holds the store.
     let mut source: Option<ReadSource> = None;
@@ -785,4 +872,30 @@ fn check_jobs(config: &Config) -> Vec<String> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_times_are_rfc3339_relative_now_or_micros() {
+        let now = 1_700_000_000_000_000;
+        assert_eq!(parse_time_at("now", now), Ok(now));
+        assert_eq!(parse_time_at("-1h", now), Ok(now - 3_600_000_000));
+        assert_eq!(parse_time_at("-90s", now), Ok(now - 90_000_000));
+        assert_eq!(parse_time_at("1500", now), Ok(1500));
+        assert_eq!(parse_time_at("-1500", now), Ok(-1500));
+        assert_eq!(
+            parse_time_at("2023-11-14T22:13:20Z", now),
+            Ok(1_700_000_000_000_000)
+        );
+        assert_eq!(
+            parse_time_at("2023-11-14T23:13:20.000001+01:00", now),
+            Ok(1_700_000_000_000_001)
+        );
+        assert!(parse_time_at("yesterday", now).is_err());
+        assert!(parse_time_at("-1 fortnight", now).is_err());
+        assert!(parse_time_at("9223372036854775807", now).is_err());
+    }
 }
