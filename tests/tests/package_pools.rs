@@ -32,6 +32,16 @@ fn default_packages_share_a_thread_a_named_pool_shares_one_and_isolated_ones_get
         })
         .collect();
     let dir = AgentDir::new(&yaml);
+    {
+        // Compile the package on this thread first, so that the agent's pool
+        // threads find it in the compiled cache: a compile starts wasmtime's
+        // compile threads, which take the name of the thread that started
+        // them (a cold cache showed `pkg-mine` three times).
+        let warm = dir.open();
+        warm.engine
+            .load(&komlogd_tests::guest("probe-package"))
+            .expect("the probe package compiles");
+    }
     let agent = RunningAgent::start(&dir);
     wait_until("every package ran its job", Duration::from_secs(60), || {
         let all = agent.packages.snapshot();
