@@ -132,7 +132,9 @@ async fn sends_samples_hooks_and_receives_notifications() {
     );
 
     let t1 = TimeUuid::now();
-    let t2 = TimeUuid::now();
+    // A later instant: two `now()` in one microsecond order by their random
+    // clock bits, not by the order they were made.
+    let t2 = TimeUuid::random_at(t1.micros() + 1).expect("a time in range");
     alice
         .send_samples(&[
             Sample::datapoint("cpu.user", t2, 2.5).unwrap(),
