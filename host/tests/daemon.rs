@@ -223,16 +223,9 @@ fn status_metrics_and_uploads_reach_the_running_agent() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no komlogd agent is running"), "{err}");
 
-    let child = command(home.path(), &["-c", &c]).spawn().unwrap();
+    let mut child = command(home.path(), &["-c", &c]).spawn().unwrap();
     let socket = dir.join("komlogd.sock");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no control socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::child::wait_for_path(&mut child, &socket, Duration::from_secs(60));
     assert_eq!(mode(&socket), 0o600);
 
     let (code, out, err) = upload(
@@ -822,16 +815,9 @@ fn a_running_agent_answers_queries_as_its_stopped_store_does() {
     let config = dir.join("komlogd.yaml");
     std::fs::write(&config, "- username: me\n").unwrap();
     let c = config.display().to_string();
-    let child = command(home.path(), &["-c", &c]).spawn().unwrap();
+    let mut child = command(home.path(), &["-c", &c]).spawn().unwrap();
     let socket = dir.join("komlogd.sock");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no control socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::child::wait_for_path(&mut child, &socket, Duration::from_secs(60));
     for (args, input) in [
         (&["-u", "x", "--datapoint", "--ts", "1000"][..], "5\n"),
         (

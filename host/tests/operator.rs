@@ -217,14 +217,7 @@ fn the_agent_says_on_stderr_what_it_loaded_and_logs_a_readable_last_line() {
         .spawn()
         .expect("run komlogd");
     let socket = agent.dir.path().join("komlogd.sock");
-    let start = Instant::now();
-    while !socket.exists() {
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("no control socket within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::child::wait_for_path(&mut child, &socket, TIMEOUT);
     // SAFETY: kill(2) with the pid of our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut stderr = String::new();
@@ -573,7 +566,7 @@ mod link {
 /// Start the agent of `agent`'s komlogd.yaml; returns once its control
 /// socket answers.
 fn start_agent(agent: &Agent) -> std::process::Child {
-    let child = Command::new(KOMLOGD)
+    let mut child = Command::new(KOMLOGD)
         .arg("-c")
         .arg(agent.config())
         .env("HOME", agent.dir.path())
@@ -584,14 +577,7 @@ fn start_agent(agent: &Agent) -> std::process::Child {
         .spawn()
         .expect("run komlogd");
     let socket = agent.dir.path().join("komlogd.sock");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "no control socket within {TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::child::wait_for_path(&mut child, &socket, TIMEOUT);
     child
 }
 

@@ -54,3 +54,17 @@ pub fn terminate(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     signal(child, SIGTERM);
     wait_within(child, limit)
 }
+
+/// Poll until `path` exists (a process's socket or file), every 20 ms, at
+/// most `limit`; past it, kill `child` and panic naming the path.
+pub fn wait_for_path(child: &mut Child, path: &std::path::Path, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !path.exists() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} did not appear within {limit:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
