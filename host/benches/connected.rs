@@ -72,6 +72,7 @@ impl Bench {
             config,
             &AgentOptions {
                 cache_dir: Some(self.root.path().join("cache")),
+                ..AgentOptions::default()
             },
         )
         .unwrap_or_else(|e| panic!("{e}"));

@@ -82,6 +82,7 @@ impl Bench {
             &config,
             &AgentOptions {
                 cache_dir: Some(self.cache.clone()),
+                ..AgentOptions::default()
             },
         )
         .unwrap_or_else(|e| panic!("{e}"));

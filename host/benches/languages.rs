@@ -2,7 +2,11 @@
 //! Python, JavaScript and C. For each: the component's size, the first load
 //! (compile and cache), a cached load by a new engine (a restart), and the cost
 //! of one call with a 100-sample window. Every figure is also printed as a
-//! ratio to the Rust guest, measured in the same run.
+//! ratio to the Rust guest, measured in the same run. A second table compiles
+//! each `summary` three ways: as the agent does (Cranelift optimising, a
+//! module's functions compiled on several threads), on one thread, and
+//! unoptimised; with the call cost of the unoptimised code beside the
+//! optimised one's.
 //!
 //! Build the guests first: `examples/build.sh`, `examples/python/build.sh`,
 //! `examples/js/build.sh`, `examples/c/build.sh`; then
@@ -44,6 +48,58 @@ fn engine(cache: &Path) -> Engine {
         ..EngineConfig::default()
     })
     .expect("engine")
+}
+
+/// An engine without a compiled cache, compiling the given way.
+fn compiling_engine(parallel_compilation: bool, optimize: bool) -> Engine {
+    Engine::new(&EngineConfig {
+        parallel_compilation,
+        optimize,
+        ..EngineConfig::default()
+    })
+    .expect("engine")
+}
+
+/// Compile times of `summary` (median of `rounds`, ms): parallel and
+/// optimised (the agent's way), one thread, unoptimised; and the call cost of
+/// the optimised and the unoptimised code (µs).
+fn compile_strategies(lang: &str, rounds: usize, iterations: usize) -> [f64; 5] {
+    let summary = component(lang, "summary");
+    let compile_ms = |parallel: bool, optimize: bool| {
+        let mut times: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let engine = compiling_engine(parallel, optimize);
+                let t = Instant::now();
+                let module = engine.load(&summary).expect("compile");
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                assert!(!module.from_cache());
+                ms
+            })
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        times[times.len() / 2]
+    };
+    let call_us = |optimize: bool| {
+        let engine = compiling_engine(true, optimize);
+        let module = engine.load(&summary).expect("load");
+        let mut instance = module
+            .instantiate(Arc::from(format!("{lang}-summary")), Limits::default())
+            .expect("instantiate");
+        let ctx = context("summary");
+        for _ in 0..iterations / 10 {
+            let _ = black_box(instance.on_update(&ctx));
+        }
+        median_us(iterations, || {
+            let _ = black_box(instance.on_update(&ctx));
+        })
+    };
+    [
+        compile_ms(true, true),
+        compile_ms(false, true),
+        compile_ms(true, false),
+        call_us(true),
+        call_us(false),
+    ]
 }
 
 /// Median of per-iteration times, in µs.
@@ -183,6 +239,29 @@ fn main() {
             r.cached_load_ms / rust.cached_load_ms,
             r.summary_call_us / rust.summary_call_us,
             r.threshold_call_us / rust.threshold_call_us
+        );
+    }
+    let rounds = if quick { 1 } else { 3 };
+    println!(
+        "\n   compiling summary (median of {rounds}): as the agent does, on one thread, unoptimised"
+    );
+    println!(
+        "   {:<7} {:>12} {:>14} {:>16} {:>15} {:>18}",
+        "lang", "agent ms", "1 thread ms", "unoptimised ms", "agent call µs", "unoptimised call µs"
+    );
+    for lang in LANGUAGES {
+        let [agent, serial, unopt, call, unopt_call] = compile_strategies(lang, rounds, iterations);
+        println!(
+            "   {:<7} {:>12.0} {:>8.0} ({:.2}x) {:>9.0} ({:.2}x) {:>15.1} {:>11.1} ({:.2}x)",
+            lang,
+            agent,
+            serial,
+            serial / agent,
+            unopt,
+            unopt / agent,
+            call,
+            unopt_call,
+            unopt_call / call
         );
     }
     println!("\n   cached load vs first load, same language:");

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod model;
 pub mod packages;
 pub mod session;
+pub mod sinks;
 pub mod sources;
 pub mod store;
 #[cfg(test)]

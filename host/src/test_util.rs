@@ -3,6 +3,17 @@
 use std::fs;
 use std::path::Path;
 
+use crate::model::{Sample, Value};
+
+/// A datapoint sample.
+pub fn dp(uri: &str, ts: i64, v: f64) -> Sample {
+    Sample {
+        uri: uri.into(),
+        ts,
+        value: Value::Datapoint(v),
+    }
+}
+
 /// The sorted file names in `dir`.
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use komlog_hub::server::{self, HubConfig, RunningHub};
 use komlog_hub::store::redb::RedbStore;
-use komlog_hub::store::{AgentRecord, HubStore, NewSample, Share, StoreError, WriteOutcome};
-use komlog_protocol::{Kind, MetricId, TimeUuid};
+use komlog_hub::store::{
+    AgentRecord, HubStore, NewSample, Share, StoreError, TokenRecord, WriteOutcome,
+};
+use komlog_protocol::{Kind, MetricId, TimeUuid, Username};
 use komlogd::model::{Sample, Value};
 
 #[path = "common/inproc.rs"]
@@ -134,6 +136,47 @@ impl HubStore for GatedStore {
         limit: usize,
     ) -> Result<Vec<(TimeUuid, String)>, StoreError> {
         self.inner.read_newest(id, start, end, limit)
+    }
+    fn read_oldest(
+        &self,
+        id: &MetricId,
+        start: TimeUuid,
+        end: TimeUuid,
+        limit: usize,
+    ) -> Result<Vec<(TimeUuid, String)>, StoreError> {
+        self.inner.read_oldest(id, start, end, limit)
+    }
+    fn set_password(&self, user: &Username, phc: Option<&str>) -> Result<(), StoreError> {
+        self.inner.set_password(user, phc)
+    }
+    fn password(&self, user: &Username) -> Result<Option<String>, StoreError> {
+        self.inner.password(user)
+    }
+    fn add_token(
+        &self,
+        owner: &Username,
+        name: &str,
+        digest: [u8; 32],
+    ) -> Result<TokenRecord, StoreError> {
+        self.inner.add_token(owner, name, digest)
+    }
+    fn find_token(&self, digest: [u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        self.inner.find_token(digest)
+    }
+    fn tokens_of(&self, owner: &Username) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.tokens_of(owner)
+    }
+    fn remove_token(&self, owner: &Username, name: &str) -> Result<bool, StoreError> {
+        self.inner.remove_token(owner, name)
+    }
+    fn note_login(&self, agent_id: &str, at_us: i64) -> Result<(), StoreError> {
+        self.inner.note_login(agent_id, at_us)
+    }
+    fn last_logins(
+        &self,
+        owner: &Username,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        self.inner.last_logins(owner)
     }
 }
 

@@ -259,6 +259,7 @@ async fn answer_then_notify(
         })
         .collect();
     hub.sessions.notify(t, written, &created);
+    hub.web.live.publish(t, written);
 }
 
 async fn submit_multi(
@@ -377,7 +378,7 @@ async fn access(hub: &Arc<Hub>, reader: &Username, id: &MetricId) -> Result<Acce
             let shared = s
                 .shares_of(&owner)?
                 .iter()
-                .any(|sh| sh.with == me && lookup.is_under(&sh.owner, &sh.prefix));
+                .any(|sh| sh.lets_read(&me, &lookup));
             Ok((true, shared, s.metric_kind(&lookup)?))
         })
         .await?;

@@ -12,6 +12,13 @@
 //! kick forgets the user's sessions (their `kid` cookies stop working) and closes
 //! their websockets with 4403, which makes an agent log in again: this is how
 //! tests and operators force a re-login.
+//!
+//! Removals take effect at once on a running hub, since they run in it:
+//! removing an agent key kicks the sessions that key opened (4403; its next
+//! login is refused), removing a user kicks all of theirs, and both removing a
+//! user and withdrawing a share drop the hooks other users' sessions can no
+//! longer read. On a stopped hub there is nothing live to end, and the next
+//! login meets the changed store.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,7 +34,7 @@ use serde_json::{Value, json};
 
 use crate::server::{Hub, RunFile, run_file_path};
 use crate::sessions::Registry;
-use crate::store::{HubStore, Share, StoreError};
+use crate::store::{AgentRecord, HubStore, Share, StoreError};
 
 /// One administrative request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,6 +68,33 @@ pub enum AdminRequest {
         /// The user reading.
         with: Username,
     },
+    /// Remove a user with their agent keys, the shares they granted and
+    /// received, and all their metrics and samples, in one transaction.
+    RemoveUser {
+        /// The user.
+        name: Username,
+    },
+    /// Unregister one agent key of a user.
+    RemoveAgent {
+        /// The user the agent logs in as.
+        owner: Username,
+        /// Which key.
+        key: AgentKey,
+    },
+    /// Withdraw a share granted with [`AdminRequest::Share`].
+    Unshare {
+        /// The user sharing.
+        owner: Username,
+        /// The local uri shared.
+        prefix: String,
+        /// The user reading.
+        with: Username,
+    },
+    /// List the shares `owner` granted, or every share.
+    ListShares {
+        /// Only this user's.
+        owner: Option<Username>,
+    },
     /// Close a user's sessions with 4403 and invalidate their cookies.
     Kick {
         /// The user.
@@ -70,6 +104,36 @@ pub enum AdminRequest {
     },
     /// List live sessions.
     Sessions,
+    /// Set a user's web password (an argon2id PHC string, hashed by the
+    /// command line), or clear it with `None`: either ends the user's browser
+    /// sessions.
+    SetPassword {
+        /// The user.
+        name: Username,
+        /// The hash, or none to clear it.
+        phc: Option<String>,
+    },
+    /// Keep a new web API token of `owner` (only its SHA-256, hex).
+    AddToken {
+        /// The user it acts as.
+        owner: Username,
+        /// Its name, unique per user.
+        name: String,
+        /// The token's SHA-256, 64 hex digits.
+        digest: String,
+    },
+    /// List a user's web API tokens (names and creation times).
+    ListTokens {
+        /// The user.
+        owner: Username,
+    },
+    /// Revoke a web API token.
+    RemoveToken {
+        /// The user.
+        owner: Username,
+        /// The token's name.
+        name: String,
+    },
     /// The newest samples of a metric.
     Query {
         /// The owner.
@@ -79,6 +143,105 @@ pub enum AdminRequest {
         /// At most this many rows, newest first.
         count: usize,
     },
+}
+
+/// How [`AdminRequest::RemoveAgent`] names the key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKey {
+    /// An OpenSSH public key line (a comment is dropped).
+    PublicLine(String),
+    /// Its [`fingerprint`], with or without the `SHA256:` prefix.
+    Fingerprint(String),
+    /// The agent id given at registration.
+    Id(String),
+}
+
+/// The SHA-256 fingerprint of an OpenSSH public key line, as `ssh-keygen -l`
+/// prints it: `SHA256:` and the unpadded base64 of the hash of the key blob.
+/// `None` when the line has no base64 blob.
+pub fn fingerprint(public_line: &str) -> Option<String> {
+    use sha2::Digest;
+    let blob = public_line.split_whitespace().nth(1)?;
+    let bytes = komlog_protocol::login::decode_base64("k", blob).ok()?;
+    let hash = sha2::Sha256::digest(&bytes);
+    let text = komlog_protocol::login::encode_base64(&hash);
+    Some(format!("SHA256:{}", text.trim_end_matches('=')))
+}
+
+fn agent_json(agent: &AgentRecord) -> Value {
+    json!({
+        "id": agent.id,
+        "owner": agent.owner,
+        "public_line": agent.public_line,
+        "fingerprint": fingerprint(&agent.public_line),
+    })
+}
+
+fn check_local_uri(uri: &str) -> Result<(), AdminError> {
+    if komlog_protocol::uri::is_local_uri(uri) {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "{uri:?} is not a local uri (levels of [A-Za-z0-9_-] joined by '.')"
+        )))
+    }
+}
+
+fn check_user(store: &dyn HubStore, user: &Username) -> Result<(), AdminError> {
+    if store.user_exists(user)? {
+        Ok(())
+    } else {
+        Err(StoreError::NoSuchUser(user.clone()).into())
+    }
+}
+
+/// Remove the agent `key` names; kick its sessions when the hub runs.
+fn remove_agent(
+    store: &dyn HubStore,
+    sessions: Option<&Registry>,
+    owner: &Username,
+    key: &AgentKey,
+) -> Result<Value, AdminError> {
+    check_user(store, owner)?;
+    let (wanted, described) = match key {
+        AgentKey::PublicLine(line) => {
+            let parsed =
+                parse_openssh_public(line).map_err(|e| AdminError::Invalid(e.to_string()))?;
+            let line = openssh_public_line(&parsed);
+            let fp = fingerprint(&line).unwrap_or_default();
+            (line, format!("with key {fp}"))
+        }
+        AgentKey::Fingerprint(fp) => {
+            let fp = fp.trim();
+            let fp = match fp.strip_prefix("SHA256:") {
+                Some(_) => fp.to_owned(),
+                None => format!("SHA256:{fp}"),
+            };
+            (fp.clone(), format!("with key {fp}"))
+        }
+        AgentKey::Id(id) => {
+            let id = id.trim().to_ascii_lowercase();
+            (id.clone(), format!("with id {id}"))
+        }
+    };
+    let found = store.agents_of(owner)?.into_iter().find(|a| match key {
+        AgentKey::PublicLine(_) => a.public_line == wanted,
+        AgentKey::Fingerprint(_) => fingerprint(&a.public_line).as_deref() == Some(&wanted),
+        AgentKey::Id(_) => a.id == wanted,
+    });
+    let not_found = || StoreError::NoSuchAgent {
+        owner: owner.clone(),
+        key: described.clone(),
+    };
+    let agent = found.ok_or_else(not_found)?;
+    let removed = match store.remove_agent(owner, &agent.public_line) {
+        Err(StoreError::NoSuchAgent { .. }) => return Err(not_found().into()),
+        other => other?,
+    };
+    let kicked = sessions.map(|s| s.kick_agent(owner, &removed.id));
+    tracing::info!(user = %owner, agent = %removed.id, "agent key removed");
+    Ok(json!({"agent": agent_json(&removed), "kicked": kicked.unwrap_or_default()}))
 }
 
 impl AdminRequest {
@@ -114,6 +277,35 @@ pub enum AdminError {
     },
 }
 
+/// A token name: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+fn check_token_name(name: &str) -> Result<(), AdminError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "token name {name:?}: 1 to 64 characters of letters, digits, '_', '.' and '-'"
+        )))
+    }
+}
+
+fn decode_digest(hex: &str) -> Result<[u8; 32], AdminError> {
+    let bad = || AdminError::Invalid("a token digest is 64 hex digits".into());
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
 /// A fresh bearer token for `/admin`.
 pub fn new_token() -> String {
     let mut b = [0u8; 32];
@@ -143,21 +335,71 @@ pub fn execute(
             Ok(json!({"agent": agent}))
         }
         AdminRequest::ListAgents { owner } => {
-            if !store.user_exists(owner)? {
-                return Err(StoreError::NoSuchUser(owner.clone()).into());
-            }
-            Ok(json!({"agents": store.agents_of(owner)?}))
+            check_user(store, owner)?;
+            let agents: Vec<Value> = store.agents_of(owner)?.iter().map(agent_json).collect();
+            Ok(json!({"agents": agents}))
+        }
+        AdminRequest::RemoveUser { name } => {
+            let removed = store.remove_user(name)?;
+            tracing::info!(user = %name, ?removed, "user removed");
+            let (kicked, hooks_dropped) = match sessions {
+                Some(s) => (s.kick(name, None), s.drop_hooks(name, |_, _| false)),
+                None => (Vec::new(), 0),
+            };
+            Ok(json!({
+                "user": name,
+                "removed": removed,
+                "kicked": kicked,
+                "hooks_dropped": hooks_dropped,
+            }))
+        }
+        AdminRequest::RemoveAgent { owner, key } => remove_agent(store, sessions, owner, key),
+        AdminRequest::Unshare {
+            owner,
+            prefix,
+            with,
+        } => {
+            check_local_uri(prefix)?;
+            check_user(store, owner)?;
+            check_user(store, with)?;
+            let share = Share {
+                owner: owner.clone(),
+                prefix: prefix.clone(),
+                with: with.clone(),
+            };
+            store.remove_share(&share)?;
+            tracing::info!(?share, "share withdrawn");
+            let hooks_dropped = match sessions {
+                Some(s) => {
+                    let remaining = store.shares_of(owner)?;
+                    s.drop_hooks(owner, |reader, id| {
+                        remaining.iter().any(|sh| sh.lets_read(reader, id))
+                    })
+                }
+                None => 0,
+            };
+            Ok(json!({"unshared": share, "hooks_dropped": hooks_dropped}))
+        }
+        AdminRequest::ListShares { owner } => {
+            let shares = match owner {
+                Some(owner) => {
+                    check_user(store, owner)?;
+                    store.shares_of(owner)?
+                }
+                None => store.all_shares()?,
+            };
+            let shares: Vec<Value> = shares
+                .iter()
+                .map(|s| json!({"owner": s.owner, "uri": s.prefix, "with": s.with}))
+                .collect();
+            Ok(json!({"shares": shares}))
         }
         AdminRequest::Share {
             owner,
             prefix,
             with,
         } => {
-            if !komlog_protocol::uri::is_local_uri(prefix) {
-                return Err(AdminError::Invalid(format!(
-                    "{prefix:?} is not a local uri (levels of [A-Za-z0-9_-] joined by '.')"
-                )));
-            }
+            check_local_uri(prefix)?;
             if owner == with {
                 return Err(AdminError::Invalid(format!(
                     "{owner} cannot share with themselves"
@@ -199,6 +441,42 @@ pub fn execute(
             Ok(
                 json!({"uri": id.to_string(), "kind": kind.name(), "supplies": supplies, "rows": rows}),
             )
+        }
+        AdminRequest::SetPassword { name, phc } => {
+            if let Some(phc) = phc
+                && !phc.starts_with("$argon2")
+            {
+                return Err(AdminError::Invalid(
+                    "a web password is stored as an argon2 PHC string".into(),
+                ));
+            }
+            store.set_password(name, phc.as_deref())?;
+            tracing::info!(user = %name, set = phc.is_some(), "web password changed");
+            Ok(json!({"user": name, "password": phc.is_some()}))
+        }
+        AdminRequest::AddToken {
+            owner,
+            name,
+            digest,
+        } => {
+            check_token_name(name)?;
+            let bytes = decode_digest(digest)?;
+            let record = store.add_token(owner, name, bytes)?;
+            Ok(json!({"token": record}))
+        }
+        AdminRequest::ListTokens { owner } => {
+            check_user(store, owner)?;
+            Ok(json!({"tokens": store.tokens_of(owner)?}))
+        }
+        AdminRequest::RemoveToken { owner, name } => {
+            check_user(store, owner)?;
+            if store.remove_token(owner, name)? {
+                Ok(json!({"removed": {"owner": owner, "name": name}}))
+            } else {
+                Err(AdminError::Invalid(format!(
+                    "user {owner} has no token named {name:?}"
+                )))
+            }
         }
         AdminRequest::Kick { user, sid } => {
             let sessions =
@@ -322,8 +600,10 @@ pub async fn endpoint(
     let result = if req.needs_running_hub() {
         execute(hub.store.as_ref(), Some(&hub.sessions), &req)
     } else {
-        let store = Arc::clone(&hub.store);
-        tokio::task::spawn_blocking(move || execute(store.as_ref(), None, &req))
+        // Store work waits on disk: off the async threads. Removals reach the
+        // live sessions too.
+        let hub = Arc::clone(&hub);
+        tokio::task::spawn_blocking(move || execute(hub.store.as_ref(), Some(&hub.sessions), &req))
             .await
             .unwrap_or_else(|e| Err(AdminError::Invalid(e.to_string())))
     };

@@ -219,7 +219,18 @@ async fn login_inner(hub: &Arc<Hub>, form: &HashMap<String, String>) -> Result<R
     let agent = find_agent(hub, &user, &key.line, canonical).await?;
     match answer {
         None => issue_challenge(hub, &agent, &key.key),
-        Some((hash, signature)) => answer_challenge(hub, &agent, &key.key, &hash, &signature),
+        Some((hash, signature)) => {
+            let answer = answer_challenge(hub, &agent, &key.key, &hash, &signature);
+            if answer.is_ok() {
+                // For the web's agent list; failing to record it does not stop the login.
+                let agent_id = agent.id.clone();
+                let now = komlog_protocol::timeuuid::now_micros();
+                if let Err(e) = hub.store_call(move |s| s.note_login(&agent_id, now)).await {
+                    tracing::warn!("cannot record the login of agent {}: {e}", agent.id);
+                }
+            }
+            answer
+        }
     }
 }
 
@@ -300,6 +311,7 @@ fn answer_challenge(
     }
     hub.challenges.mark_used(hash);
     let login = hub.sessions.create_login(&agent.owner, &agent.id);
+
     tracing::info!(user = %agent.owner, agent = %agent.id, sid = %login.sid, "logged in");
     let cookie = format!("{COOKIE_NAME}={}; Path=/; HttpOnly", login.token);
     let mut response = axum::Json(serde_json::Value::Null).into_response();

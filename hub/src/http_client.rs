@@ -2,18 +2,14 @@
 //!
 //! The command line uses it to reach a running hub's `/admin`, and tests use it
 //! for `/login`. It speaks plain HTTP, or HTTPS with a given TLS configuration
-//! ([`post_tls`]). (Agents log in with the `komlog-session` crate, which has its
-//! own login client so that it does not depend on the hub.)
+//! ([`post_tls`]). The exchange itself is `komlog_protocol::http`, which the
+//! `komlog-session` login uses too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::header::{HeaderMap, HeaderValue};
-use hyper::{Request, header};
-use hyper_util::rt::TokioIo;
+use axum::http::HeaderMap;
 
 /// A response: status, headers, whole body.
 #[derive(Debug, Clone)]
@@ -34,14 +30,7 @@ impl HttpResponse {
 
     /// The value of cookie `name` set by this response, if any.
     pub fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_owned())
+        komlog_protocol::http::set_cookie(&self.headers, name)
     }
 }
 
@@ -84,6 +73,37 @@ pub fn form_body(fields: &[(&str, &str)]) -> String {
         s.append_pair(k, v);
     }
     s.finish()
+}
+
+/// Send `method` `path` to `http://localhost` at `addr` with `headers` and
+/// `body` (the web API's requests in tests and scripts).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|source| HttpError::Connect { addr, source })?;
+        komlog_protocol::http::request(stream, method, "localhost", path, headers, body)
+            .await
+            .map(|r| HttpResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            })
+            .map_err(|e| HttpError::Exchange {
+                addr,
+                reason: e.to_string(),
+            })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| HttpError::Timeout { addr, timeout })?
 }
 
 /// POST `body` to `http://{host}{path}` at `addr`, with extra `headers`.
@@ -145,39 +165,15 @@ async fn exchange<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let exchange = |reason: String| HttpError::Exchange { addr, reason };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let resp = komlog_protocol::http::post(stream, host, path, content_type, headers, body)
         .await
-        .map_err(|e| exchange(e.to_string()))?;
-    let driver = tokio::spawn(conn);
-    let mut req = Request::post(path)
-        .header(header::HOST, host)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| exchange(e.to_string()))?;
-    for (name, value) in headers {
-        let value = HeaderValue::from_str(value).map_err(|e| exchange(e.to_string()))?;
-        let name =
-            header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| exchange(e.to_string()))?;
-        req.headers_mut().insert(name, value);
-    }
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| exchange(e.to_string()))?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| exchange(e.to_string()))?
-        .to_bytes()
-        .to_vec();
-    driver.abort();
+        .map_err(|e| HttpError::Exchange {
+            addr,
+            reason: e.to_string(),
+        })?;
     Ok(HttpResponse {
-        status,
-        headers,
-        body,
+        status: resp.status,
+        headers: resp.headers,
+        body: resp.body,
     })
 }

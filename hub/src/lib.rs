@@ -12,9 +12,13 @@
 //! * [`admin`]: user, agent and share management and kicks, run directly on the
 //!   data directory or through a running hub.
 //! * [`store`]: persistence behind the [`store::HubStore`] trait (redb by default).
+//! * [`cli_json`]: the JSON text the command line prints, datapoint values as
+//!   exact numbers.
 //! * [`http_client`]: the minimal HTTP/1.1 client the command line and tests use.
 //! * [`tls`]: the certificate and key files, the TLS listener, and the admin
 //!   client's TLS settings.
+//! * [`web`]: the JSON API under `/api/v1/` (and the page at `/web/`) for
+//!   people: log in with a password, browse, plot, read, export and share.
 //!
 //! The hub serves plain HTTP and websockets, or, given a certificate and its
 //! key ([`HubConfig::tls`]), HTTPS and secure websockets.
@@ -22,11 +26,13 @@
 pub mod actions;
 pub mod admin;
 pub mod auth;
+pub mod cli_json;
 pub mod connection;
 pub mod http_client;
 pub mod server;
 pub mod sessions;
 pub mod store;
 pub mod tls;
+pub mod web;
 
 pub use server::{Hub, HubConfig, RunningHub};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use komlog_hub::admin::{self, AdminRequest};
+use komlog_hub::admin::{self, AdminRequest, AgentKey};
 use komlog_hub::server::{self, HubConfig};
 use komlog_hub::store::redb::RedbStore;
 use komlog_hub::tls::HubTls;
@@ -52,19 +52,28 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Web API tokens, for scripts (`Authorization: Bearer TOKEN` on /api/v1/).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Agents: the public keys that log in as a user.
     Agent {
         #[command(subcommand)]
         command: AgentCommand,
     },
-    /// Share OWNER's URI and every uri below it with another user, read-only.
-    Share {
+    /// Share OWNER's URI and every uri below it with another user, read-only
+    /// (`share list` lists the shares).
+    Share(ShareArgs),
+    /// Withdraw a share given with `share OWNER URI --with USER`. On a running
+    /// hub, USER's hooks on uris no other share covers end at once.
+    Unshare {
         /// The user sharing.
         #[arg(value_parser = parse_username)]
         owner: Username,
-        /// A local uri of OWNER.
+        /// The uri as it was shared.
         uri: String,
-        /// The user who may read it.
+        /// The user it was shared with.
         #[arg(long = "with", value_parser = parse_username)]
         with: Username,
     },
@@ -88,9 +97,56 @@ enum Command {
         owner: Username,
         /// A local uri.
         uri: String,
-        /// How many samples.
-        #[arg(short = 'n', long, default_value_t = 10)]
+        /// How many samples (`--limit`, as komlogd spells it, also works).
+        #[arg(short = 'n', long, visible_alias = "limit", default_value_t = 10)]
         count: usize,
+        /// Print JSON: the only format of this command, accepted as komlogd's
+        /// `query --json`. Datapoint values are JSON numbers with the stored digits.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script on stdout (bash, zsh, fish, elvish,
+    /// powershell). Needs no data directory.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, or with --dir write it and a page
+    /// per subcommand (komlog-hub-serve.1, ...) there. Needs no data directory.
+    Manpage {
+        /// Write the pages here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct ShareArgs {
+    #[command(subcommand)]
+    command: Option<ShareCommand>,
+    /// The user sharing.
+    #[arg(value_parser = parse_username, required = true)]
+    owner: Option<Username>,
+    /// A local uri of OWNER.
+    #[arg(required = true)]
+    uri: Option<String>,
+    /// The user who may read it.
+    #[arg(long = "with", value_parser = parse_username, required = true)]
+    with: Option<Username>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ShareCommand {
+    /// Print the shares, one `OWNER URI USER` line each (tab-separated), sorted.
+    List {
+        /// Only the shares OWNER granted.
+        #[arg(value_parser = parse_username)]
+        owner: Option<Username>,
+        /// Print JSON: `{"shares": [{"owner", "uri", "with"}]}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -104,6 +160,55 @@ enum UserCommand {
     },
     /// Print the users as JSON.
     List,
+    /// Remove a user and everything of theirs, in one transaction: their agent
+    /// keys, the shares they granted and were granted, and all their metrics
+    /// and samples. A user added again under the name starts empty. On a
+    /// running hub, their sessions are closed with 4403.
+    Remove {
+        /// The user.
+        #[arg(value_parser = parse_username)]
+        name: Username,
+    },
+    /// Set a user's password for the web page and API (stored as an argon2id
+    /// hash). Asked twice on a terminal, or read from the first line of stdin
+    /// with --password-stdin. Ends the user's browser sessions.
+    Passwd {
+        /// The user.
+        #[arg(value_parser = parse_username)]
+        name: Username,
+        /// Read the password from the first line of stdin.
+        #[arg(long, conflicts_with = "clear")]
+        password_stdin: bool,
+        /// Remove the password: the user can no longer log in to the web.
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Make a token for USER and print it (once: only its SHA-256 is kept).
+    Add {
+        /// The user it acts as.
+        #[arg(value_parser = parse_username)]
+        owner: Username,
+        /// A name for it, unique per user (letters, digits, '_', '.', '-').
+        name: String,
+    },
+    /// Print a user's tokens (names and creation times) as JSON.
+    List {
+        /// The user.
+        #[arg(value_parser = parse_username)]
+        owner: Username,
+    },
+    /// Revoke a token.
+    Remove {
+        /// The user.
+        #[arg(value_parser = parse_username)]
+        owner: Username,
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,11 +223,29 @@ enum AgentCommand {
         #[arg(long)]
         pubkey: PathBuf,
     },
-    /// Print a user's agents as JSON.
+    /// Print a user's agents as JSON (with each key's SHA256 fingerprint).
     List {
         /// The user.
         #[arg(value_parser = parse_username)]
         owner: Username,
+    },
+    /// Unregister one agent key of OWNER: its next login is refused, and on a
+    /// running hub the sessions it opened are closed with 4403.
+    #[command(group(clap::ArgGroup::new("key").required(true)))]
+    Remove {
+        /// The user the agent logs in as.
+        #[arg(value_parser = parse_username)]
+        owner: Username,
+        /// The key's fingerprint as `agent list` and `ssh-keygen -l` print it
+        /// (`SHA256:…`).
+        #[arg(long, group = "key")]
+        fingerprint: Option<String>,
+        /// The agent's public key file.
+        #[arg(long, group = "key")]
+        pubkey: Option<PathBuf>,
+        /// The agent id `agent add` printed.
+        #[arg(long, group = "key")]
+        id: Option<String>,
     },
 }
 
@@ -132,6 +255,9 @@ fn parse_username(s: &str) -> Result<Username, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(status) = generate(&cli.command) {
+        return status;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,6 +277,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// `completions` and `manpage`, generated from the definition above; `None` for
+/// the other commands.
+fn generate(command: &Command) -> Option<ExitCode> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    let rendered = match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "komlog-hub", &mut out);
+            Ok(())
+        }
+        Command::Manpage { dir: None } => clap_mangen::Man::new(Cli::command()).render(&mut out),
+        Command::Manpage { dir: Some(dir) } => {
+            out = format!("wrote the manual pages to {}\n", dir.display()).into_bytes();
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+        }
+        _ => return None,
+    };
+    let written = rendered.and_then(|()| {
+        let mut stdout = std::io::stdout().lock();
+        std::io::Write::write_all(&mut stdout, &out)?;
+        std::io::Write::flush(&mut stdout)
+    });
+    Some(match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("komlog-hub: error: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(data) = cli.data else {
         // Usage error: same status as clap's.
@@ -159,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         std::process::exit(2);
     };
+    let mut json = false;
     let request = match cli.command {
         Command::Serve {
             listen,
@@ -176,35 +335,162 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => match command {
             UserCommand::Add { name } => AdminRequest::AddUser { name },
             UserCommand::List => AdminRequest::ListUsers,
+            UserCommand::Remove { name } => AdminRequest::RemoveUser { name },
+            UserCommand::Passwd {
+                name,
+                password_stdin,
+                clear,
+            } => {
+                let phc = if clear {
+                    None
+                } else {
+                    let password = read_new_password(password_stdin)?;
+                    Some(
+                        komlog_hub::web::auth::hash_password(&password)
+                            .map_err(anyhow::Error::msg)?,
+                    )
+                };
+                AdminRequest::SetPassword { name, phc }
+            }
+        },
+        Command::Token { command } => match command {
+            TokenCommand::Add { owner, name } => {
+                let token = komlog_hub::web::auth::new_api_token();
+                let digest: String = komlog_hub::web::auth::token_digest(&token)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let request = AdminRequest::AddToken {
+                    owner: owner.clone(),
+                    name: name.clone(),
+                    digest,
+                };
+                admin::run(&data, request)
+                    .await
+                    .with_context(|| format!("data directory {}", data.display()))?;
+                println!("{token}");
+                eprintln!(
+                    "komlog-hub: token {name:?} of {owner}: keep it now, it is not shown again \
+                     (use it as `Authorization: Bearer TOKEN`)"
+                );
+                return Ok(());
+            }
+            TokenCommand::List { owner } => AdminRequest::ListTokens { owner },
+            TokenCommand::Remove { owner, name } => AdminRequest::RemoveToken { owner, name },
         },
         Command::Agent { command } => match command {
-            AgentCommand::Add { owner, pubkey } => {
-                let public_line = std::fs::read_to_string(&pubkey).with_context(|| {
-                    format!("cannot read the public key file {}", pubkey.display())
-                })?;
-                komlog_protocol::openssh::parse_openssh_public(&public_line)
-                    .with_context(|| format!("{}", pubkey.display()))?;
-                AdminRequest::AddAgent { owner, public_line }
-            }
+            AgentCommand::Add { owner, pubkey } => AdminRequest::AddAgent {
+                owner,
+                public_line: read_public_key(&pubkey)?,
+            },
             AgentCommand::List { owner } => AdminRequest::ListAgents { owner },
+            AgentCommand::Remove {
+                owner,
+                fingerprint,
+                pubkey,
+                id,
+            } => {
+                let key = match (fingerprint, pubkey, id) {
+                    (Some(fp), _, _) => AgentKey::Fingerprint(fp),
+                    (_, Some(pubkey), _) => AgentKey::PublicLine(read_public_key(&pubkey)?),
+                    (_, _, Some(id)) => AgentKey::Id(id),
+                    // clap requires one of the three.
+                    (None, None, None) => anyhow::bail!("name the key to remove"),
+                };
+                AdminRequest::RemoveAgent { owner, key }
+            }
         },
-        Command::Share { owner, uri, with } => AdminRequest::Share {
+        Command::Share(ShareArgs {
+            command: Some(ShareCommand::List { owner, json: j }),
+            ..
+        }) => {
+            json = j;
+            AdminRequest::ListShares { owner }
+        }
+        Command::Share(ShareArgs {
+            command: None,
+            owner: Some(owner),
+            uri: Some(uri),
+            with: Some(with),
+        }) => AdminRequest::Share {
+            owner,
+            prefix: uri,
+            with,
+        },
+        // clap requires OWNER, URI and --with without a subcommand.
+        Command::Share(_) => anyhow::bail!("share needs OWNER URI --with USER"),
+        Command::Unshare { owner, uri, with } => AdminRequest::Unshare {
             owner,
             prefix: uri,
             with,
         },
         Command::Kick { user, sid } => AdminRequest::Kick { user, sid },
         Command::Sessions => AdminRequest::Sessions,
-        Command::Query { owner, uri, count } => AdminRequest::Query { owner, uri, count },
+        Command::Query {
+            owner, uri, count, ..
+        } => AdminRequest::Query { owner, uri, count },
+        // Printed by `generate` before the runtime starts.
+        Command::Completions { .. } | Command::Manpage { .. } => return Ok(()),
     };
     let reply = admin::run(&data, request.clone())
         .await
         .with_context(|| format!("data directory {}", data.display()))?;
-    print_reply(&request, &reply);
+    print_reply(&request, &reply, json);
     Ok(())
 }
 
-fn print_reply(request: &AdminRequest, reply: &serde_json::Value) {
+/// The shortest web password accepted.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+/// A new password: from stdin's first line, or asked twice on the terminal.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else if std::io::stdin().is_terminal() {
+        let first =
+            rpassword::prompt_password("new web password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("again: ").context("cannot read the password")?;
+        anyhow::ensure!(first == again, "the two passwords differ; nothing changed");
+        first
+    } else {
+        anyhow::bail!(
+            "stdin is not a terminal: pass --password-stdin to read the password from it"
+        );
+    };
+    anyhow::ensure!(
+        password.chars().count() >= MIN_PASSWORD_CHARS,
+        "a web password has at least {MIN_PASSWORD_CHARS} characters; nothing changed"
+    );
+    Ok(password)
+}
+
+/// The canonical check of an agent's public key file; returns its text.
+fn read_public_key(path: &std::path::Path) -> anyhow::Result<String> {
+    let public_line = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the public key file {}", path.display()))?;
+    komlog_protocol::openssh::parse_openssh_public(&public_line)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(public_line)
+}
+
+fn print_reply(request: &AdminRequest, reply: &serde_json::Value, json: bool) {
+    let count = |k: &str| reply.pointer(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let kicked = || {
+        let n = reply
+            .get("kicked")
+            .and_then(|v| v.as_array())
+            .map_or(0, Vec::len);
+        if n > 0 {
+            format!("; closed {n} session(s) with 4403")
+        } else {
+            String::new()
+        }
+    };
     let text = |k: &str| {
         reply
             .pointer(k)
@@ -214,6 +500,15 @@ fn print_reply(request: &AdminRequest, reply: &serde_json::Value) {
     };
     match request {
         AdminRequest::AddUser { name } => println!("added user {name}"),
+        AdminRequest::SetPassword { name, phc: Some(_) } => {
+            println!("set the web password of {name}")
+        }
+        AdminRequest::SetPassword { name, phc: None } => {
+            println!("cleared the web password of {name}: they cannot log in to the web")
+        }
+        AdminRequest::RemoveToken { owner, name } => {
+            println!("revoked token {name:?} of {owner}")
+        }
         AdminRequest::AddAgent { owner, .. } => {
             println!("registered agent {} for user {owner}", text("/agent/id"))
         }
@@ -222,6 +517,38 @@ fn print_reply(request: &AdminRequest, reply: &serde_json::Value) {
             prefix,
             with,
         } => println!("shared {owner}:{prefix} and every uri below it with {with}, read-only"),
+        AdminRequest::RemoveUser { name } => println!(
+            "removed user {name} with {} agent key(s), {} share(s) given, {} share(s) received, {} metric(s) and {} sample(s){}",
+            count("/removed/agents"),
+            count("/removed/shares_given"),
+            count("/removed/shares_received"),
+            count("/removed/metrics"),
+            count("/removed/samples"),
+            kicked()
+        ),
+        AdminRequest::RemoveAgent { owner, .. } => println!(
+            "removed agent {} ({}) of user {owner}{}",
+            text("/agent/id"),
+            text("/agent/fingerprint"),
+            kicked()
+        ),
+        AdminRequest::Unshare {
+            owner,
+            prefix,
+            with,
+        } => println!("{owner} no longer shares {prefix} with {with}"),
+        AdminRequest::ListShares { .. } if !json => {
+            for share in reply
+                .get("shares")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let field = |k: &str| share.get(k).and_then(|v| v.as_str()).unwrap_or("?");
+                println!("{}\t{}\t{}", field("owner"), field("uri"), field("with"));
+            }
+        }
+        AdminRequest::Query { .. } => println!("{}", komlog_hub::cli_json::query_text(reply)),
         AdminRequest::Kick { user, .. } => {
             let sids: Vec<String> = reply
                 .get("kicked")

@@ -1,7 +1,7 @@
 //! The hub's configuration, shared state and HTTP server.
 //!
 //! **Owns:** binding the listener, the routes (`POST /login`, the websocket at
-//! `GET /`, `POST /admin`), the run file `hub.json` in the data directory that
+//! `GET /`, `POST /admin`, and the web's `/api/v1/…` from [`crate::web`]), the run file `hub.json` in the data directory that
 //! tells the command line where a running hub listens and its admin token, and
 //! a clean stop (every connection closed with 4503, the run file removed).
 //! With [`HubConfig::tls`] every connection is TLS ([`crate::tls::TlsListener`]).
@@ -96,6 +96,8 @@ pub struct Hub {
     pub admin_token: String,
     /// Sample writes, committed in groups.
     pub writer: GroupWriter,
+    /// The web side's sessions, login limits and live feed.
+    pub web: crate::web::WebState,
 }
 
 impl Hub {
@@ -191,6 +193,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(crate::connection::upgrade),
         )
         .route("/admin", post(crate::admin::endpoint))
+        .merge(crate::web::routes())
         .with_state(hub)
 }
 
@@ -213,6 +216,7 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
         challenges: Challenges::default(),
         sessions: Registry::new(config.outbox_capacity, config.session_idle_expiry),
         admin_token: crate::admin::new_token(),
+        web: crate::web::WebState::default(),
         config,
     });
     write_run_file(

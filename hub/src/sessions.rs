@@ -20,7 +20,9 @@
 //!
 //! **Kicks:** [`Registry::kick`] forgets sessions, so their cookie no longer
 //! opens a websocket, and closes their connections with 4403, which makes an
-//! agent log in again.
+//! agent log in again; [`Registry::kick_agent`] does so for the sessions of one
+//! agent key. [`Registry::drop_hooks`] ends the hooks a withdrawn share or a
+//! removed user no longer allows.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -358,10 +360,46 @@ impl Registry {
     /// Forget the sessions of `user` (only the one with `sid`, if given) and close
     /// their connections with 4403. Returns the sids kicked.
     pub fn kick(&self, user: &Username, sid: Option<&str>) -> Vec<String> {
+        self.kick_where(|l| &l.user == user && sid.is_none_or(|s| s == l.sid))
+    }
+
+    /// Forget the sessions `user` opened with agent `agent_id` (its key was
+    /// unregistered) and close their connections with 4403. Returns the sids
+    /// kicked.
+    pub fn kick_agent(&self, user: &Username, agent_id: &str) -> Vec<String> {
+        self.kick_where(|l| &l.user == user && l.agent_id == agent_id)
+    }
+
+    /// Drop the hooks, active and pending, that sessions of other users than
+    /// `owner` hold on `owner`'s metrics and may no longer read:
+    /// `still_readable(reader, metric)` says which stay. Returns how many were
+    /// dropped. A share withdrawn or a user removed ends the notifications its
+    /// readers got.
+    pub fn drop_hooks(
+        &self,
+        owner: &Username,
+        still_readable: impl Fn(&Username, &MetricId) -> bool,
+    ) -> usize {
+        let mut dropped = 0;
+        for login in self.lock().values_mut() {
+            if &login.user == owner {
+                continue;
+            }
+            let reader = login.user.clone();
+            let keep = |id: &MetricId| &id.owner != owner || still_readable(&reader, id);
+            let before = login.hooks.len() + login.pending.len();
+            login.hooks.retain(|id| keep(id));
+            login.pending.retain(|id| keep(id));
+            dropped += before - login.hooks.len() - login.pending.len();
+        }
+        dropped
+    }
+
+    fn kick_where(&self, which: impl Fn(&Login) -> bool) -> Vec<String> {
         let mut logins = self.lock();
         let tokens: Vec<String> = logins
             .iter()
-            .filter(|(_, l)| &l.user == user && sid.is_none_or(|s| s == l.sid))
+            .filter(|(_, l)| which(l))
             .map(|(t, _)| t.clone())
             .collect();
         let mut kicked = Vec::with_capacity(tokens.len());
@@ -543,6 +581,35 @@ mod tests {
         assert_eq!(*ca.close_rx.borrow(), Some(CloseReason::access_denied()));
         assert!(reg.attach(&a.token).is_none());
         assert_eq!(reg.kick(&user("alice"), None), vec![other.sid]);
+    }
+
+    #[test]
+    fn kick_agent_closes_only_that_agents_sessions_and_drop_hooks_spares_the_readable() {
+        let reg = Registry::new(16, SESSION_IDLE_EXPIRY);
+        let a1 = reg.create_login(&user("alice"), "a1");
+        let a2 = reg.create_login(&user("alice"), "a2");
+        let b = reg.create_login(&user("bob"), "b1");
+        let c1 = reg.attach(&a1.token).unwrap();
+        let c2 = reg.attach(&a2.token).unwrap();
+        assert_eq!(reg.kick_agent(&user("alice"), "a1"), vec![a1.sid.clone()]);
+        assert_eq!(*c1.close_rx.borrow(), Some(CloseReason::access_denied()));
+        assert!(c2.close_rx.borrow().is_none());
+        assert!(reg.is_valid(&a2.token));
+        assert!(reg.kick_agent(&user("bob"), "a2").is_empty());
+
+        reg.hook(&a2.token, &id("alice", "host.cpu"));
+        reg.hook(&b.token, &id("alice", "host.cpu"));
+        reg.hook(&b.token, &id("alice", "web.hits"));
+        reg.hook_pending(&b.token, &id("alice", "host.new"));
+        reg.hook(&b.token, &id("bob", "own"));
+        let dropped = reg.drop_hooks(&user("alice"), |_, m| m.is_under(&user("alice"), "web"));
+        assert_eq!(dropped, 2);
+        let listed = reg.list();
+        let bob = listed.iter().find(|s| s.user == user("bob")).unwrap();
+        assert_eq!(bob.hooks, ["alice:web.hits", "bob:own"]);
+        assert!(bob.pending.is_empty());
+        let alice = listed.iter().find(|s| s.user == user("alice")).unwrap();
+        assert_eq!(alice.hooks, ["alice:host.cpu"], "the owner keeps hers");
     }
 
     #[test]

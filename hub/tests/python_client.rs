@@ -45,6 +45,9 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/support/child.rs"]
 mod child;
+#[path = "../../tests/support/part.rs"]
+mod part;
+use part::part;
 
 const PYTHON_VERSION: &str = "3.6.15";
 const USER: &str = "hubtester";
@@ -231,7 +234,13 @@ impl Hub {
         let row = q["rows"].get(0)?;
         Some((
             row["t"].as_str()?.to_owned(),
-            row["value"].as_str()?.to_owned(),
+            // A datapoint's value is a JSON number (its exact decimal), a
+            // datasource's a string.
+            match &row["value"] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            },
         ))
     }
 
@@ -504,21 +513,6 @@ fn python_komlogd_0_12_works_against_the_hub() {
         hub_process.terminate(Duration::from_secs(20)),
         "the hub stops on SIGTERM"
     );
-}
-
-/// Run one part of the scenario: a failure names the part, then its message.
-fn part<T>(name: &str, f: impl FnOnce() -> T) -> T {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(e) => {
-            let message = e
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| e.downcast_ref::<&str>().copied())
-                .unwrap_or("(no message)");
-            panic!("part `{name}` failed: {message}");
-        }
-    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

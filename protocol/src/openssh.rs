@@ -1,12 +1,9 @@
 //! The OpenSSH one-line public key format, `ssh-rsa <base64>`, in the canonical
 //! form the Komlog server compares byte for byte: no comment, no newline.
 //!
-//! The agent's `host/src/keys/openssh.rs` holds the same encoder and a stricter
-//! parser (it refuses comments, since it writes the canonical line itself); it
-//! predates this crate and keeps its own copy because the agent does not depend on
-//! it yet. Here a trailing comment is tolerated when parsing, as the original server
-//! did when an agent key was registered: [`openssh_public_line`] gives the
-//! canonical line to store and compare.
+//! A trailing comment is tolerated when parsing, as the original server did when
+//! an agent key was registered: [`openssh_public_line`] gives the canonical line to
+//! store and compare (the agent rewrites a `key.pub` that carries a comment).
 //!
 //! The base64 payload is the SSH wire encoding (RFC 4253 §6.6): the string
 //! `ssh-rsa`, then the mpints `e` and `n` (RFC 4251 §5: big-endian, minimal, with a

@@ -7,8 +7,8 @@
 //! case-insensitively (the server lowercases it); the local part of a uri is
 //! case-sensitive. Neither side limits the length of a uri.
 //!
-//! The agent's `host/src/model/uri.rs` holds the same syntax rules; it predates this
-//! crate and keeps its own copy because the agent does not depend on it yet.
+//! The agent stores its own metrics under their local part and other users'
+//! metrics as `owner:local` ([`Uri::store_key`]).
 
 use std::fmt;
 
@@ -130,6 +130,25 @@ impl Uri {
         }
     }
 
+    /// True when the uri belongs to another user than `me`. With no `me` (an agent
+    /// with no username configured), every `owner:uri` names someone else.
+    pub fn is_remote_for(&self, me: Option<&Username>) -> bool {
+        match (self, me) {
+            (Uri::Local(_), _) => false,
+            (Uri::Global { owner, .. }, Some(me)) => owner != me,
+            (Uri::Global { .. }, None) => true,
+        }
+    }
+
+    /// The key under which an agent stores this uri: the local part for its own
+    /// uris, `owner:local` (owner lowercased) for other users' uris.
+    pub fn store_key(&self, me: Option<&Username>) -> String {
+        match self {
+            Uri::Global { owner, local } if self.is_remote_for(me) => format!("{owner}:{local}"),
+            _ => self.local().to_owned(),
+        }
+    }
+
     /// The metric this uri names for the session user `me` (spec §6.2).
     pub fn metric_id(&self, me: &Username) -> MetricId {
         MetricId {
@@ -146,6 +165,27 @@ impl fmt::Display for Uri {
             Uri::Global { owner, local } => write!(f, "{owner}:{local}"),
         }
     }
+}
+
+/// The repeats in a list of uris: `(repeat, first)` index pairs, in order, where
+/// `uris[repeat]` names the same uri as the earlier `uris[first]` (the same
+/// [`Uri::store_key`] under `me`: `alice:x` is `x` for user `alice`, owners compare
+/// case-insensitively). An impulse subscribes to each uri once, so callers drop
+/// the repeats.
+pub fn repeated_uris(uris: &[Uri], me: Option<&Username>) -> Vec<(usize, usize)> {
+    let mut firsts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut repeats = Vec::new();
+    for (i, uri) in uris.iter().enumerate() {
+        match firsts.entry(uri.store_key(me)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                repeats.push((i, *first.get()));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
+        }
+    }
+    repeats
 }
 
 /// A metric's normalised global name: the owner (lowercased) and the
@@ -244,6 +284,31 @@ mod tests {
         let bob = Username::parse("bob").unwrap();
         assert_eq!(a.uri_for(&me), "cpu.System");
         assert_eq!(a.uri_for(&bob), "alice:cpu.System");
+    }
+
+    #[test]
+    fn own_global_uri_is_local_and_owner_is_case_insensitive() {
+        let me = Username::parse("Alice").unwrap();
+        let own = Uri::parse("alice:cpu.system").unwrap();
+        assert!(!own.is_remote_for(Some(&me)));
+        assert_eq!(own.store_key(Some(&me)), "cpu.system");
+        let other = Uri::parse("Bob:cpu.System").unwrap();
+        assert!(other.is_remote_for(Some(&me)));
+        assert_eq!(other.store_key(Some(&me)), "bob:cpu.System");
+        assert!(Uri::parse("x:y").unwrap().is_remote_for(None));
+        assert!(!Uri::parse("y").unwrap().is_remote_for(None));
+    }
+
+    #[test]
+    fn repeats_are_the_same_store_key() {
+        let uris =
+            |list: &[&str]| -> Vec<Uri> { list.iter().map(|u| Uri::parse(u).unwrap()).collect() };
+        let me = Username::parse("Alice").unwrap();
+        let list = uris(&["e.a", "e.a", "e.b", "alice:e.a", "Bob:x", "bob:x", "bob:X"]);
+        assert_eq!(repeated_uris(&list, Some(&me)), [(1, 0), (3, 0), (5, 4)]);
+        // Without a username `alice:e.a` is another user's uri.
+        assert_eq!(repeated_uris(&list, None), [(1, 0), (5, 4)]);
+        assert!(repeated_uris(&uris(&["a", "b"]), None).is_empty());
     }
 
     #[test]

@@ -1,16 +1,12 @@
 //! The HTTP side of the login (spec §3.2): two form POSTs to `/login`, the
 //! answer to the challenge, and the `kid` cookie.
 //!
-//! A minimal HTTP/1.1 client (one request per connection, over plain TCP or
-//! TLS) is enough for two POSTs; every request has a deadline.
+//! `komlog_protocol::http` (one request per connection, over plain TCP or TLS)
+//! is enough for two POSTs; every request has a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Request, header};
-use hyper_util::rt::TokioIo;
 use komlog_protocol::login::{self, COOKIE_NAME, LOGIN_PATH, PrivateKey};
 use komlog_protocol::openssh::openssh_public_line;
 
@@ -131,38 +127,17 @@ async fn post_form(
     };
     let exchange = async {
         let stream = crate::tls::connect(endpoint, tls).await.map_err(err)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        let driver = tokio::spawn(conn);
-        let req = Request::post(LOGIN_PATH)
-            .header(header::HOST, format!("{}:{}", endpoint.host, endpoint.port))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| err(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let cookie = resp
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == COOKIE_NAME)
-            .map(|(_, v)| v.to_owned());
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| err(e.to_string()))?
-            .to_bytes()
-            .to_vec();
-        driver.abort();
-        Ok((status, cookie, bytes))
+        let resp = komlog_protocol::http::post(
+            stream,
+            &format!("{}:{}", endpoint.host, endpoint.port),
+            LOGIN_PATH,
+            "application/x-www-form-urlencoded",
+            &[],
+            body.into_bytes(),
+        )
+        .await
+        .map_err(|e| err(e.to_string()))?;
+        Ok((resp.status, resp.set_cookie(COOKIE_NAME), resp.body))
     };
     tokio::time::timeout(timeout, exchange)
         .await

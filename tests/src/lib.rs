@@ -29,7 +29,7 @@ pub fn guest(name: &str) -> PathBuf {
 /// The guests' build and names, shared with the build script and `host/tests`.
 #[allow(dead_code)] // the build itself is the build script's
 #[path = "../support/rust_guests.rs"]
-mod rust_guests;
+pub mod rust_guests;
 
 /// The languages whose examples are built besides Rust (`examples/<lang>/`).
 pub const OTHER_LANGUAGES: [&str; 3] = ["python", "js", "c"];
@@ -108,6 +108,7 @@ impl AgentDir {
             &self.config(),
             &AgentOptions {
                 cache_dir: Some(shared_cache()),
+                ..AgentOptions::default()
             },
         )
         .unwrap_or_else(|e| panic!("agent: {e}"))

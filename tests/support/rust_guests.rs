@@ -34,18 +34,12 @@ pub fn guest_in(dir: &Path, name: &str) -> PathBuf {
 pub fn build(cargo: &Path, root: &Path) -> Result<PathBuf, String> {
     ensure_wasm_target()?;
     let manifest = root.join("examples/Cargo.toml");
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2"])
         .arg("--manifest-path")
-        .arg(&manifest)
-        // Settings meant for the host build must not leak into the guest build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_MAKEFLAGS")
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
+        .arg(&manifest);
+    // Settings meant for the host build must not leak into the guest build.
+    let status = without_outer_build_settings(&mut cmd)
         .status()
         .map_err(|e| format!("cannot run {}: {e}", cargo.display()))?;
     if !status.success() {
@@ -55,6 +49,42 @@ pub fn build(cargo: &Path, root: &Path) -> Result<PathBuf, String> {
         ));
     }
     Ok(out_dir(root))
+}
+
+/// `cargo test --workspace --target <host> …` of `examples/`, natively, in a
+/// target directory of its own (`target/examples-native`, so that it never
+/// waits for the lock of the build that runs the tests), with the settings
+/// meant for that build kept out. The caller adds `--no-run` (to build them
+/// ahead, as `cargo xtask test` does beside the main build) or runs them; both
+/// build the same artifacts, so the run finds them current.
+#[allow(dead_code)] // not used by the build script
+pub fn native_tests(cargo: &Path, root: &Path, host: &str) -> Command {
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--workspace", "--target", host])
+        .arg("--manifest-path")
+        .arg(root.join("examples/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root.join("target/examples-native"));
+    without_outer_build_settings(&mut cmd);
+    cmd
+}
+
+/// Removes from `cmd`'s environment what cargo sets for the build that runs
+/// this code (flags, target directory and target, the jobserver), which must
+/// not reach a build of `examples/`.
+fn without_outer_build_settings(cmd: &mut Command) -> &mut Command {
+    for name in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd
 }
 
 /// `rustup target add` is idempotent, but asking first is quicker.

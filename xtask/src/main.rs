@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+/// Building the Rust example guests, shared with `tests/build.rs`.
+#[path = "../../tests/support/rust_guests.rs"]
+mod rust_guests;
+
 /// The pyenv Python that the original agent (komlogd 0.12.0) needs.
 const PYTHON36: &str = "3.6.15";
 
@@ -99,6 +103,28 @@ fn check_tools(root: &Path) -> Result<(), String> {
             return Ok(());
         }
         apt_install(&["openssh-client"])
+    })?;
+    step("chromium, chromium-driver and firefox-esr", || {
+        // The web page's browser tests drive Debian's Chromium and Firefox ESR
+        // headless.
+        let mut missing = Vec::new();
+        if !(Path::new("/usr/bin/chromium").exists() && which("chromedriver")) {
+            missing.extend(["chromium", "chromium-driver"]);
+        }
+        if !Path::new("/usr/bin/firefox-esr").exists() {
+            missing.push("firefox-esr");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        apt_install(&missing)
+    })?;
+    step("influxd (influxdb)", || {
+        // The InfluxDB sink's test starts its own influxd (Debian's 1.x package).
+        if which("influxd") {
+            return Ok(());
+        }
+        apt_install(&["influxdb"])
     })?;
     step("python3 with venv", || {
         if succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"])) {
@@ -214,17 +240,85 @@ fn python36(_root: &Path) -> Result<(), String> {
 fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
     let junit = root.join("target/nextest/default/junit.xml");
     let _ = std::fs::remove_file(&junit);
-    let ran = step("tests (cargo nextest run --workspace)", || {
-        run(Command::new("cargo")
-            .current_dir(root)
-            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(nextest_args))
+    // Building and running are separate steps, so each prints its own time:
+    // on a fresh machine the build (wasmtime, the guests) is most of it.
+    step(
+        "build the tests (cargo nextest run --workspace --no-run)",
+        || {
+            // The Rust example guests (examples/, a workspace and target
+            // directory of their own) build at the same time: tests/build.rs
+            // needs them, and only starts once its own build dependencies are
+            // built, late; it then finds them current.
+            let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            // Then, in the same thread, the guests' own unit tests are built
+            // natively (what the test `the_example_guests_unit_tests_pass_natively`
+            // runs), filling the cores the main build leaves idle in its
+            // longer single-crate stretches, instead of compiling in the test run.
+            let guests = std::thread::spawn({
+                let root = root.to_owned();
+                move || {
+                    let out = rust_guests::build(&cargo, &root)?;
+                    let host = host_triple()?;
+                    let built = rust_guests::native_tests(&cargo, &root, &host)
+                        .arg("--no-run")
+                        .arg("--quiet")
+                        .status()
+                        .map_err(|e| format!("cannot run cargo: {e}"))?;
+                    if !built.success() {
+                        return Err(format!(
+                            "building the example guests' unit tests natively failed ({built})"
+                        ));
+                    }
+                    Ok(out)
+                }
+            });
+            let host = run(Command::new("cargo").current_dir(root).args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--no-run",
+            ]));
+            let guests = guests
+                .join()
+                .unwrap_or_else(|_| Err("the guest build thread panicked".into()));
+            host.and(guests.map(drop))
+        },
+    )?;
+    let ran = step("run the tests (cargo nextest run --workspace)", || {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(root)
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        // Twice as many tests as cores: much of the suite waits on child
+        // processes, a cron minute, a hub or pip, and with one test per core
+        // the machine sat half idle (.config/nextest.toml marks the tests
+        // that keep several cores busy).
+        if !nextest_args
+            .iter()
+            .any(|a| a.starts_with("--test-threads") || a == "-j")
+        {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            cmd.arg(format!("--test-threads={}", 2 * cores));
+        }
+        run(cmd.args(nextest_args))
     });
     match std::fs::read_to_string(&junit) {
         Ok(xml) => print_slowest(&xml, 10),
         Err(e) => eprintln!("xtask: no test timings ({}: {e})", junit.display()),
     }
     ran
+}
+
+/// The host's target triple, from `rustc -vV`.
+fn host_triple() -> Result<String, String> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_owned())
+        .ok_or_else(|| "rustc -vV names no host".to_owned())
 }
 
 /// Print the `n` slowest test cases of a JUnit report.

@@ -222,12 +222,25 @@ pub async fn run(
             None
         }
     };
+    let sink_board = crate::sinks::SinkBoard::default();
+    let sinks = crate::sinks::Sinks::for_store(dispatcher.store(), config, sink_board.clone())
+        .map(Arc::new);
+    if let (Some(r), Some(s)) = (&reloader, &sinks) {
+        let s = Arc::clone(s);
+        r.follow(move |c| s.apply(&c.sinks));
+    }
+    let listener_board = crate::sources::listen::ListenerBoard::default();
     let boards = status::Boards {
         impulses: board.clone(),
         server: link.as_ref().map(|l| l.board.clone()),
         packages: package_board.clone(),
         jobs: job_board.clone(),
+        listeners: listener_board.clone(),
+        sinks: sink_board.clone(),
     };
+    // Bound before the control socket appears, so that `status` lists them.
+    let listeners =
+        crate::sources::listen::Listeners::start(config, &inbox, &listener_board, &shutdown).await;
     let control = tokio::spawn(status::serve_control(
         status::control_socket_path(&config.dir),
         boards.clone(),
@@ -306,6 +319,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || r.stop()).await;
     }
     let _ = tokio::task::spawn_blocking(move || packages.stop()).await;
+    listeners.join().await;
     // The job sender is gone: the forwarder ends once the queue is handed over.
     let _ = forwarder.await;
     if let Some(link) = link {
@@ -313,6 +327,9 @@ pub async fn run(
     }
     if let Ok(Err(e)) = control.await {
         tracing::warn!("control socket: {e}");
+    }
+    if let Some(s) = sinks {
+        let _ = tokio::task::spawn_blocking(move || s.stop()).await;
     }
     let _ = inbox.stop();
     let mut summary = tokio::task::spawn_blocking(move || serving.join())

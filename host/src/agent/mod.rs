@@ -91,6 +91,8 @@ pub struct Agent {
 pub struct AgentOptions {
     /// Where compiled modules are cached; default `<config dir>/cache/compiled`.
     pub cache_dir: Option<PathBuf>,
+    /// Told about modules compiled because the cache did not hold them.
+    pub compile_notice: Option<crate::engine::CompileNotice>,
 }
 
 /// The engine settings a configuration needs.
@@ -116,6 +118,7 @@ pub fn engine_config(config: &Config, options: &AgentOptions) -> EngineConfig {
         ),
         fuel,
         max_memory_bytes: defaults.max_memory_bytes.max(largest_cap),
+        compile_notice: options.compile_notice.clone(),
         ..defaults
     }
 }

@@ -22,9 +22,10 @@
 //!   enabled, adds new ones, and swaps those whose block, module or agent-wide
 //!   limits changed; packages are added, removed and restarted the same way
 //!   ([`Packages::reload`]: an unchanged package keeps running and its job
-//!   timing). Settings other than impulses, packages and limits (jobs, logging,
-//!   server, username, max_chain_depth) take effect at the next start; a change
-//!   to them is logged as such.
+//!   timing); the sinks follow their `- sink:` blocks ([`Reloader::follow`]).
+//!   Settings other than impulses, packages, sinks and limits (jobs, logging,
+//!   server, username, max_chain_depth, the statsd and line_protocol listeners)
+//!   take effect at the next start; a change to them is logged as such.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -104,10 +105,14 @@ impl ReloadStats {
     }
 }
 
+/// What is told of each configuration applied (see [`Reloader::follow`]).
+type Followers = Arc<std::sync::Mutex<Vec<Box<dyn Fn(&Config) + Send>>>>;
+
 /// The running reloader; dropping it (or [`Reloader::stop`]) stops watching.
 pub struct Reloader {
     events: Sender<Event>,
     thread: Option<JoinHandle<()>>,
+    followers: Followers,
 }
 
 impl Reloader {
@@ -169,7 +174,9 @@ impl Reloader {
                 ))
             })
             .collect();
+        let followers = Followers::default();
         let mut state = State {
+            followers: Arc::clone(&followers),
             engine,
             config,
             running,
@@ -193,7 +200,17 @@ impl Reloader {
         Ok(Reloader {
             events,
             thread: Some(thread),
+            followers,
         })
+    }
+
+    /// Call `f` with every valid configuration applied from now on (the sinks
+    /// follow their `- sink:` blocks this way).
+    pub fn follow(&self, f: impl Fn(&Config) + Send + 'static) {
+        self.followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
     }
 
     /// Stop watching and wait for a reload in progress to finish.
@@ -223,6 +240,8 @@ struct Running {
 }
 
 struct State {
+    /// Told of each configuration applied.
+    followers: Followers,
     engine: Engine,
     config: Config,
     running: HashMap<String, Running>,
@@ -336,6 +355,11 @@ impl State {
                 "max_chain_depth",
                 old.max_chain_depth != self.config.max_chain_depth,
             ),
+            ("statsd", old.statsd != self.config.statsd),
+            (
+                "line_protocol",
+                old.line_protocol != self.config.line_protocol,
+            ),
             (
                 "external jobs",
                 old.allow_external_jobs != self.config.allow_external_jobs
@@ -386,6 +410,14 @@ impl State {
         }
         if let Some(packages) = &self.packages {
             packages.reload(&self.config);
+        }
+        for follow in self
+            .followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            follow(&self.config);
         }
         // Every enabled block was just looked at: what appeared needs no more.
         self.rewatch(&BTreeSet::new());

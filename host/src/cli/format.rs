@@ -250,6 +250,24 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             );
         }
     }
+    for l in &report.listeners {
+        let _ = writeln!(
+            out,
+            "listener {} on {}: {} lines, {} samples stored, {} refused; bad lines: syntax {}, value {}, uri {}, too long {}",
+            l.protocol,
+            l.listen.as_deref().unwrap_or("-"),
+            l.lines,
+            l.samples,
+            l.refused,
+            l.bad_syntax,
+            l.bad_value,
+            l.bad_uri,
+            l.bad_too_long
+        );
+    }
+    for s in &report.sinks {
+        let _ = writeln!(out, "{}", crate::sinks::status_line(s));
+    }
     for imp in &report.impulses {
         if let Some(reason) = imp.stats.get("reason").and_then(serde_json::Value::as_str) {
             let _ = writeln!(out, "{}: failed: {reason}", imp.name);
@@ -342,6 +360,8 @@ mod tests {
             server: None,
             packages: Vec::new(),
             jobs: Vec::new(),
+            listeners: Vec::new(),
+            sinks: Vec::new(),
         }
     }
 

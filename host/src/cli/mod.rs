@@ -6,7 +6,9 @@
 
 mod deliver;
 mod format;
+mod generate;
 mod new;
+mod progress;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -118,6 +120,24 @@ pub enum Command {
     Run,
     /// Create a starting project: `komlogd new impulse --lang rust|python|js|c NAME`.
     New(new::NewArgs),
+    /// Print a shell completion script on stdout.
+    ///
+    /// E.g. `komlogd completions bash > /usr/share/bash-completion/completions/komlogd`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, or write every page to a directory.
+    ///
+    /// E.g. `komlogd manpage > /usr/local/share/man/man1/komlogd.1`, or
+    /// `komlogd manpage --dir /usr/local/share/man/man1` for komlogd.1 and a page
+    /// per subcommand (komlogd-query.1, ...).
+    Manpage {
+        /// Write komlogd.1 and one page per subcommand here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// A failure and its exit status.
@@ -224,6 +244,12 @@ fn first_run(path: &Path) -> Failure {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    // Generated from the definition above; no configuration, no logging.
+    match (&cli.uri, &cli.command) {
+        (None, Some(Command::Completions { shell })) => return generate::completions(*shell),
+        (None, Some(Command::Manpage { dir })) => return generate::manpage(dir.as_deref()),
+        _ => {}
+    }
     if !matches!((&cli.uri, &cli.command), (None, None | Some(Command::Run))) {
         init_stderr_logging();
     }
@@ -277,6 +303,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli)?;
             status(&config, *json)
         }
+        // Printed before the stdin check, above.
+        (None, Some(Command::Completions { .. } | Command::Manpage { .. })) => Ok(()),
         (None, Some(Command::Run) | None) => {
             let config = load_config(&cli)?;
             run_agent(&config)
@@ -354,7 +382,8 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 fn open_agent(config: &Config) -> Result<Agent, Failure> {
-    let agent = Agent::open(config).map_err(|e| Failure::runtime(e.to_string()))?;
+    let agent = Agent::open_with(config, &progress::agent_options())
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     for e in &agent.load_errors {
         eprintln!("komlogd: not loaded: {e}");
     }
@@ -691,7 +720,8 @@ fn run_agent(config: &Config) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| with_log(format!("cannot start the runtime: {e}")))?;
-    let agent = Agent::open(config).map_err(|e| with_log(e.to_string()))?;
+    let agent = Agent::open_with(config, &progress::agent_options())
+        .map_err(|e| with_log(e.to_string()))?;
     for e in &agent.load_errors {
         tracing::error!("not loaded: {e}");
     }
@@ -804,6 +834,7 @@ fn check(config: &Config) -> Result<(), Failure> {
         ));
     }
     problems.extend(job_problems);
+    problems.extend(crate::sinks::check_all(config));
     if let Some(problem) = agent::ca_file_problem(config) {
         problems.push(problem);
     }

@@ -1,10 +1,12 @@
-//! `komlogd new impulse --lang rust|python|js|c NAME`: writes a buildable
-//! starting project for an impulse in one language, with its `build.sh` and a
-//! README giving the build command and the komlogd.yaml lines.
+//! `komlogd new impulse --lang rust|python|js|c NAME` and `komlogd new
+//! package --lang rust NAME`: write a buildable starting project for an
+//! impulse in one language, or for a package (Rust only), with its `build.sh`
+//! and a README giving the build command and the komlogd.yaml lines.
 //!
-//! The templates live in `host/templates/<lang>/` and are embedded in the
-//! binary; the Python and JavaScript SDK modules and the WIT contract are
-//! embedded from the source tree and copied into the project.
+//! The templates live in `host/templates/<lang>/` (impulses) and
+//! `host/templates/package/` and are embedded in the binary; the Python and
+//! JavaScript SDK modules and the WIT contract are embedded from the source
+//! tree and copied into the project.
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,42 @@ pub enum NewCommand {
         #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,
     },
+    /// A starting project for a package (a collector with scheduled jobs), in
+    /// directory NAME. Packages are written in Rust (the komlog-package SDK).
+    Package {
+        /// The language of the package: only `rust` has a package SDK.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Language,
+        /// The package's name: the directory, the .wasm and the uri prefix of
+        /// its samples.
+        name: String,
+        /// Where to create the project directory (default: the current directory).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// The path of the komlog-guest SDK crate, whose `package/` directory
+        /// holds komlog-package (default: the guest-sdk directory of the
+        /// source tree komlogd was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
+}
+
+/// What a project builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An impulse (the `impulse` world).
+    Impulse,
+    /// A package (the `package` world).
+    Package,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Impulse => "impulse",
+            Kind::Package => "package",
+        }
+    }
 }
 
 /// A language with a template.
@@ -67,12 +105,39 @@ impl Language {
         match self {
             Language::Rust => "needs the Rust toolchain",
             Language::Python => {
-                "needs componentize-py 0.25.1 (pip install componentize-py==0.25.1)"
+                "needs python3 with venv; installs componentize-py 0.25.1 into .venv on first use"
             }
-            Language::Js => "needs node and npm; installs componentize-js on first use",
+            Language::Js => "needs node and npm; installs componentize-js on first use (npm ci)",
             Language::C => {
-                "needs clang, lld, wasi-libc and komlog-c (cargo install --path <komlogd source>/guest-sdk/c)"
+                "needs clang, lld, wasi-libc and komlog-c (cargo install --locked --path <komlogd source>/guest-sdk/c --profile tool)"
             }
+        }
+    }
+}
+
+impl Language {
+    /// What the template's README says about building, after the build
+    /// command (Markdown, ending with a blank line when not empty).
+    fn setup(self) -> &'static str {
+        match self {
+            Language::Rust => {
+                "\n`cargo test` runs the impulse's unit tests (`src/lib.rs`) natively.\n"
+            }
+            Language::Python => concat!(
+                "\n`build.sh` uses componentize-py from the project's own virtual environment,\n",
+                "`.venv`, and creates it on first use:\n\n",
+                "```sh\n",
+                "python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1\n",
+                "```\n\n",
+                "A virtual environment, because the Python of Debian and Ubuntu refuses a bare\n",
+                "`pip install` (PEP 668, \"externally managed\"); there `python3 -m venv`\n",
+                "needs `apt-get install python3-venv`.\n",
+            ),
+            Language::Js => concat!(
+                "\n`build.sh` installs componentize-js on first use with `npm ci`, from\n",
+                "`package-lock.json`: the exact versions komlogd is tested with.\n",
+            ),
+            Language::C => "",
         }
     }
 }
@@ -130,6 +195,11 @@ fn template_files(lang: Language) -> Vec<(&'static str, &'static str, bool)> {
                 include_str!("../../templates/js/package.json"),
                 false,
             ),
+            (
+                "package-lock.json",
+                include_str!("../../templates/js/package-lock.json"),
+                false,
+            ),
             ("wit/impulse.wit", IMPULSE_WIT, false),
             (
                 "build.sh",
@@ -146,6 +216,32 @@ fn template_files(lang: Language) -> Vec<(&'static str, &'static str, bool)> {
             ("build.sh", include_str!("../../templates/c/build.sh"), true),
         ],
     }
+}
+
+/// The files of the package template: (path in the project, contents, executable).
+fn package_files() -> Vec<(&'static str, &'static str, bool)> {
+    vec![
+        (
+            "Cargo.toml",
+            include_str!("../../templates/package/Cargo.toml"),
+            false,
+        ),
+        (
+            "src/lib.rs",
+            include_str!("../../templates/package/lib.rs"),
+            false,
+        ),
+        (
+            "build.sh",
+            include_str!("../../templates/package/build.sh"),
+            true,
+        ),
+        (
+            "README.md",
+            include_str!("../../templates/package/README.md"),
+            false,
+        ),
+    ]
 }
 
 /// Run `komlogd new`.
@@ -168,11 +264,29 @@ pub fn run(args: &NewArgs) -> Result<(), Failure> {
             println!("build it with: {}/build.sh", project.display());
             Ok(())
         }
+        NewCommand::Package {
+            lang,
+            name,
+            dir,
+            sdk,
+        } => {
+            let project = dir.join(name);
+            let written = write_package(*lang, name, &project, sdk.as_deref())?;
+            println!(
+                "created {} ({} package, {} files)",
+                project.display(),
+                lang.display_name(),
+                written.len()
+            );
+            println!("build it with: {}/build.sh", project.display());
+            Ok(())
+        }
     }
 }
 
-/// Check an impulse name: it names a directory, a crate, a file and a uri level.
-pub fn check_name(name: &str) -> Result<(), Failure> {
+/// Check an impulse's or package's name: it names a directory, a crate, a file
+/// and a uri level.
+pub fn check_name(kind: Kind, name: &str) -> Result<(), Failure> {
     let mut chars = name.chars();
     let starts_well = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     let rest_ok =
@@ -181,7 +295,8 @@ pub fn check_name(name: &str) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::usage(format!(
-            "impulse name `{name}`: use 1 to 64 characters a-z, 0-9, `_` or `-`, starting with a letter"
+            "{} name `{name}`: use 1 to 64 characters a-z, 0-9, `_` or `-`, starting with a letter",
+            kind.noun()
         )))
     }
 }
@@ -194,7 +309,42 @@ pub fn write_impulse(
     project: &Path,
     sdk: Option<&Path>,
 ) -> Result<Vec<PathBuf>, Failure> {
-    check_name(name)?;
+    let files = template_files(lang)
+        .into_iter()
+        .chain(std::iter::once(("README.md", README, false)))
+        .collect();
+    write_project(Kind::Impulse, lang, name, project, sdk, files)
+}
+
+/// Write the package template for package `name` into the new directory
+/// `project` (which must not exist). Packages have a Rust SDK only: any other
+/// `lang` is refused before anything is written. Returns the files written.
+pub fn write_package(
+    lang: Language,
+    name: &str,
+    project: &Path,
+    sdk: Option<&Path>,
+) -> Result<Vec<PathBuf>, Failure> {
+    if lang != Language::Rust {
+        return Err(Failure::usage(format!(
+            "packages are written in Rust only: the package world (wit/package.wit) has a \
+             Rust SDK (komlog-package) and none for {}; use --lang rust",
+            lang.display_name()
+        )));
+    }
+    write_project(Kind::Package, lang, name, project, sdk, package_files())
+}
+
+/// Write `files` (filled in for `name`) into the new directory `project`.
+fn write_project(
+    kind: Kind,
+    lang: Language,
+    name: &str,
+    project: &Path,
+    sdk: Option<&Path>,
+    files: Vec<(&'static str, &'static str, bool)>,
+) -> Result<Vec<PathBuf>, Failure> {
+    check_name(kind, name)?;
     if project.exists() {
         return Err(Failure::usage(format!(
             "{} already exists; choose another name or remove it",
@@ -205,7 +355,11 @@ pub fn write_impulse(
         Some(p) => p.to_owned(),
         None => default_sdk_path(),
     };
-    if lang == Language::Rust && !sdk_path.join("Cargo.toml").is_file() {
+    let sdk_crate = match kind {
+        Kind::Impulse => sdk_path.join("Cargo.toml"),
+        Kind::Package => sdk_path.join("package/Cargo.toml"),
+    };
+    if lang == Language::Rust && !sdk_crate.is_file() {
         return Err(Failure::usage(format!(
             "the Rust SDK is not at {}: pass --sdk <komlogd source>/guest-sdk",
             sdk_path.display()
@@ -229,13 +383,10 @@ pub fn write_impulse(
             .replace("@SDK@", &sdk_text)
             .replace("@LANGUAGE@", lang.display_name())
             .replace("@REQUIRES@", lang.requires())
+            .replace("@SETUP@", lang.setup())
             .replace("@DIR@", &shown_dir)
     };
     let mut written = Vec::new();
-    let files =
-        template_files(lang)
-            .into_iter()
-            .chain(std::iter::once(("README.md", README, false)));
     for (relative, contents, executable) in files {
         let path = project.join(relative);
         if let Some(parent) = path.parent() {
@@ -293,6 +444,7 @@ mod tests {
                     "app.js",
                     "komlog_impulse.js",
                     "package.json",
+                    "package-lock.json",
                     "wit/impulse.wit",
                     "build.sh",
                     "README.md",
@@ -316,6 +468,7 @@ mod tests {
                     "@SDK@",
                     "@LANGUAGE@",
                     "@REQUIRES@",
+                    "@SETUP@",
                     "@DIR@",
                 ] {
                     assert!(
@@ -348,6 +501,119 @@ mod tests {
         );
         let build = std::fs::read_to_string(dir.path().join("p-Rust/build.sh")).unwrap();
         assert!(build.contains("release/disk_mean.wasm"), "{build}");
+        let lib = std::fs::read_to_string(dir.path().join("p-Rust/src/lib.rs")).unwrap();
+        assert!(lib.contains("#[cfg(test)]"), "{lib}");
+        // Python: a venv of the project's own, never a bare `pip install`.
+        let readme = std::fs::read_to_string(dir.path().join("p-Python/README.md")).unwrap();
+        assert!(
+            readme
+                .contains("python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1"),
+            "{readme}"
+        );
+        let build = std::fs::read_to_string(dir.path().join("p-Python/build.sh")).unwrap();
+        assert!(build.contains(".venv/bin/componentize-py"), "{build}");
+        assert!(!build.contains("\npip install"), "{build}");
+        // JavaScript: `npm ci` from a lock naming the project.
+        let build = std::fs::read_to_string(dir.path().join("p-Js/build.sh")).unwrap();
+        assert!(build.contains("npm ci "), "{build}");
+        let lock = std::fs::read_to_string(dir.path().join("p-Js/package-lock.json")).unwrap();
+        assert!(
+            lock.starts_with("{\n  \"name\": \"disk-mean\",\n  \"lockfileVersion\": 3,"),
+            "{}",
+            &lock[..200]
+        );
+        assert!(
+            lock.contains("\"node_modules/@bytecodealliance/componentize-js\": {\n      \"version\": \"0.23.0\","),
+            "the lock pins the componentize-js of package.json"
+        );
+    }
+
+    #[test]
+    fn a_package_gets_its_rust_files_with_the_name_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("load-watch");
+        let files = write_package(Language::Rust, "load-watch", &project, None).unwrap();
+        assert_eq!(
+            names(&files, &project),
+            vec!["Cargo.toml", "src/lib.rs", "build.sh", "README.md"]
+        );
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(
+                !text.contains("@NAME@")
+                    && !text.contains("@SDK@")
+                    && !text.contains("@DIR@")
+                    && !text.contains("@CRATE@"),
+                "placeholder left in {}",
+                file.display()
+            );
+        }
+        let cargo = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+        assert!(cargo.contains("name = \"load-watch\""), "{cargo}");
+        let sdk = default_sdk_path().join("package");
+        assert!(
+            cargo.contains(&format!(
+                "komlog-package = {{ path = \"{}\" }}",
+                sdk.display()
+            )),
+            "{cargo}"
+        );
+        assert!(sdk.join("Cargo.toml").is_file(), "{}", sdk.display());
+        let lib = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("export_package!(Collector)"), "{lib}");
+        assert!(lib.contains("\"load-watch.{name}\""), "{lib}");
+        let build = std::fs::read_to_string(project.join("build.sh")).unwrap();
+        assert!(build.contains("release/load_watch.wasm"), "{build}");
+        assert!(build.contains(" load-watch.wasm"), "{build}");
+        let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+        assert!(
+            readme.contains(&format!(
+                "- package:\n    install: {}/load-watch.wasm\n",
+                project.canonicalize().unwrap().display()
+            )),
+            "{readme}"
+        );
+        assert!(readme.contains("grants: {dirs: [/proc]}"), "{readme}");
+    }
+
+    #[test]
+    fn packages_in_other_languages_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        for (lang, shown) in [
+            (Language::Python, "Python"),
+            (Language::Js, "JavaScript"),
+            (Language::C, "C"),
+        ] {
+            let project = dir.path().join("p");
+            let err = write_package(lang, "p", &project, None).unwrap_err();
+            assert_eq!(err.status, 2);
+            assert_eq!(
+                err.message,
+                format!(
+                    "packages are written in Rust only: the package world (wit/package.wit) \
+                     has a Rust SDK (komlog-package) and none for {shown}; use --lang rust"
+                )
+            );
+            assert!(!project.exists(), "{lang:?}");
+        }
+        let err = write_package(Language::Rust, "Bad", &dir.path().join("Bad"), None).unwrap_err();
+        assert!(
+            err.message.starts_with("package name `Bad`"),
+            "{}",
+            err.message
+        );
+        let err = write_package(
+            Language::Rust,
+            "p",
+            &dir.path().join("p"),
+            Some(Path::new("/nonexistent/sdk")),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "the Rust SDK is not at /nonexistent/sdk: pass --sdk <komlogd source>/guest-sdk"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

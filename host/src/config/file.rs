@@ -7,28 +7,15 @@ use super::error::{ConfigError, ConfigErrors, ConfigWarning};
 use super::impulses::{ImpulseConfig, assign_unique_names, drop_repeated_uris, parse_impulse};
 use super::jobs::{JobConfig, parse_job};
 use super::limits::{Limits, parse_limits};
+use super::listeners::{LineProtocolConfig, StatsdConfig, parse_line_protocol, parse_statsd};
 use super::logging::{LoggingConfig, parse_logging};
 use super::metrics::{MetricsConfig, parse_metrics};
 use super::packages::{PackageConfig, parse_package};
+use super::schema::TOP_KEYS;
 use super::server::{ServerConfig, parse_server};
+use super::sinks::{SinkConfig, check_unique_names, parse_sink};
 use super::yaml::{Ctx, line, unknown_key_message};
 use crate::model::Username;
-
-/// The top-level keys.
-pub(super) const TOP_KEYS: &[&str] = &[
-    "username",
-    "keyfile",
-    "server",
-    "logging",
-    "job",
-    "allow_external_jobs",
-    "external_job_file",
-    "impulses",
-    "package",
-    "limits",
-    "max_chain_depth",
-    "metrics",
-];
 
 /// The default and the bounds of `max_chain_depth`.
 pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 8;
@@ -66,6 +53,12 @@ pub struct Config {
     pub max_chain_depth: u32,
     /// `metrics`: the Prometheus endpoint; `None` opens no port.
     pub metrics: Option<MetricsConfig>,
+    /// `statsd`: the StatsD listener; `None` opens no port.
+    pub statsd: Option<StatsdConfig>,
+    /// `line_protocol`: the InfluxDB line protocol listener; `None` opens no port.
+    pub line_protocol: Option<LineProtocolConfig>,
+    /// Every `sink` block, in file order.
+    pub sinks: Vec<SinkConfig>,
     /// Ignored settings, each with its file and line.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -115,6 +108,9 @@ impl Config {
             limits: Limits::default(),
             max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
             metrics: None,
+            statsd: None,
+            line_protocol: None,
+            sinks: Vec::new(),
             warnings: Vec::new(),
         };
 
@@ -122,6 +118,7 @@ impl Config {
         let entries = ctx.entries(doc.as_ref());
         let mut once = Once::default();
         let mut impulses = Vec::new();
+        let mut sinks = Vec::new();
         let mut allow_external = Vec::new();
         let mut external_lines = Vec::new();
 
@@ -151,12 +148,15 @@ impl Config {
                             cfg.keyfile = Some(p);
                         }
                 }
-                "logging" | "server" | "limits" | "max_chain_depth" | "metrics" => {
+                "logging" | "server" | "limits" | "max_chain_depth" | "metrics" | "statsd"
+                | "line_protocol" => {
                     if let Some(previous) = once.previous(key, at) {
                         let what = match key {
                             "logging" => "logging block",
                             "limits" => "limits block",
                             "metrics" => "metrics block",
+                            "statsd" => "statsd block",
+                            "line_protocol" => "line_protocol block",
                             _ => key,
                         };
                         ctx.error(
@@ -170,6 +170,10 @@ impl Config {
                         "server" => cfg.server = parse_server(&mut ctx, at, value),
                         "limits" => cfg.limits = parse_limits(&mut ctx, "limits", value),
                         "metrics" => cfg.metrics = parse_metrics(&mut ctx, at, value),
+                        "statsd" => cfg.statsd = parse_statsd(&mut ctx, value),
+                        "line_protocol" => {
+                            cfg.line_protocol = parse_line_protocol(&mut ctx, value)
+                        }
                         _ => {
                             if let Some(depth) = ctx.uint("max_chain_depth", value) {
                                 if MAX_CHAIN_DEPTH_RANGE.contains(&depth) {
@@ -197,6 +201,11 @@ impl Config {
                 "package" => {
                     if let Some(package) = parse_package(&mut ctx, at, value) {
                         cfg.packages.push(package);
+                    }
+                }
+                "sink" => {
+                    if let Some(sink) = parse_sink(&mut ctx, at, value) {
+                        sinks.push((at, sink));
                     }
                 }
                 "allow_external_jobs" => {
@@ -235,6 +244,8 @@ impl Config {
         }
         drop_repeated_uris(&mut ctx, &mut impulses, cfg.username.as_ref());
         cfg.impulses = assign_unique_names(&mut ctx, impulses);
+        check_unique_names(&mut ctx, &sinks);
+        cfg.sinks = sinks.into_iter().map(|(_, s)| s).collect();
 
         if ctx.errors.is_empty() {
             cfg.warnings = ctx.warnings;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::limits::{Limits, parse_limits};
 use super::params::parse_params;
+use super::schema::{DATA_REQS_KEYS, IMPULSE_KEYS};
 use super::yaml::{Ctx, Node, line};
 use crate::model::{Uri, Username, repeated_uris};
 
@@ -41,20 +42,6 @@ pub struct DataReqs {
     /// `past_count`: at least this many of the latest samples of each uri.
     pub past_count: Option<u32>,
 }
-
-/// The keys of an `impulses` block.
-pub(super) const IMPULSE_KEYS: &[&str] = &[
-    "enabled",
-    "filename",
-    "name",
-    "uris",
-    "data_reqs",
-    "min_exec_delta",
-    "params",
-    "limits",
-];
-
-const DATA_REQS_KEYS: &[&str] = &["past_delta", "past_count"];
 
 /// A parsed block, and whether its name was written (not derived from the file).
 pub(super) struct ParsedImpulse {

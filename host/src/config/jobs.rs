@@ -16,6 +16,7 @@ use croner::parser::{CronParser, Seconds, Year};
 
 use super::error::{ConfigError, ConfigWarning};
 use super::file::Config;
+use super::schema::{JOB_KEYS, TOP_KEYS};
 use super::yaml::{Ctx, Node, line, unknown_key_message};
 use crate::model::Uri;
 
@@ -46,11 +47,6 @@ pub struct JobConfig {
     /// each once. Sent to the server with the datasource (`send_ds_info`).
     pub supplies: Vec<String>,
 }
-
-/// The keys of a `job` block.
-pub(super) const JOB_KEYS: &[&str] = &[
-    "uri", "command", "enabled", "schedule", "timeout", "supplies",
-];
 
 /// The end of every refusal of a shell operator.
 const NO_SHELL: &str = "the command runs without a shell: pipes and redirections are not supported; put them in a script and run the script";
@@ -397,7 +393,7 @@ fn parse_external(
             if let Some(job) = parse_job(&mut ctx, entry.line, entry.value) {
                 jobs.push(job);
             }
-        } else if super::file::TOP_KEYS.contains(&entry.key.as_str()) {
+        } else if TOP_KEYS.contains(&entry.key.as_str()) {
             ctx.warn(
                 entry.line,
                 format!(

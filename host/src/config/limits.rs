@@ -3,6 +3,7 @@
 //! the failures that disable an impulse, the memory its waiting fires may hold
 //! and the samples one call may return.
 
+use super::schema::LIMIT_KEYS;
 use super::yaml::{Ctx, Node, line};
 
 /// Sandbox limits; `None` means "not set here" (fall back to the agent-wide value,
@@ -39,16 +40,6 @@ impl Limits {
         }
     }
 }
-
-/// The keys of a `limits` map.
-pub(super) const LIMIT_KEYS: &[&str] = &[
-    "timeout",
-    "memory",
-    "fuel",
-    "disable_after",
-    "queue",
-    "outputs",
-];
 
 /// Read a `limits` map; `path` names it in messages (`impulses.limits`).
 pub(super) fn parse_limits(ctx: &mut Ctx<'_>, path: &str, node: &Node) -> Limits {

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::schema::LOGGING_KEYS;
 use super::yaml::{Ctx, Node, line};
 
 /// Log settings, with defaults filled in and the directory resolved.
@@ -23,6 +24,19 @@ pub struct LoggingConfig {
     pub dir: PathBuf,
     /// File name inside `dir` (default `komlogd.log`).
     pub filename: String,
+    /// The line format of the log file and stderr (default text).
+    pub format: LogFormat,
+}
+
+/// `logging.format`: how each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `2026-11-23T16:05:48.123456Z INFO impulse=df module=komlogd::engine: message`.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, `target`,
+    /// the enclosing spans), for log collectors.
+    Json,
 }
 
 impl LoggingConfig {
@@ -35,6 +49,7 @@ impl LoggingConfig {
             backup_count: 3,
             dir: config_dir.join("log"),
             filename: "komlogd.log".to_owned(),
+            format: LogFormat::Text,
         }
     }
 
@@ -43,17 +58,6 @@ impl LoggingConfig {
         self.dir.join(&self.filename)
     }
 }
-
-/// The keys of a `logging` block (`format` is known but ignored).
-pub(super) const LOGGING_KEYS: &[&str] = &[
-    "level",
-    "rotation",
-    "max_bytes",
-    "backup_count",
-    "dirname",
-    "filename",
-    "format",
-];
 
 /// Read a `logging` block.
 pub(super) fn parse_logging(ctx: &mut Ctx<'_>, node: &Node) -> LoggingConfig {
@@ -94,13 +98,27 @@ pub(super) fn parse_logging(ctx: &mut Ctx<'_>, node: &Node) -> LoggingConfig {
             cfg.filename = name;
         }
     }
-    if let Some(l) = block.key_line("format") {
-        ctx.warn(
-            l,
-            "logging.format is ignored: komlogd writes its own line format (time, level, target, message)",
-        );
+    if let Some(n) = block.get("format")
+        && let Some(format) = parse_format(ctx, n)
+    {
+        cfg.format = format;
     }
     cfg
+}
+
+fn parse_format(ctx: &mut Ctx<'_>, node: &Node) -> Option<LogFormat> {
+    let text = ctx.string("logging.format", node)?;
+    match text.to_ascii_lowercase().as_str() {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => {
+            ctx.error(
+                line(node),
+                format!("logging.format: expected text or json, found {text:?}"),
+            );
+            None
+        }
+    }
 }
 
 fn parse_level(ctx: &mut Ctx<'_>, node: &Node) -> Option<String> {

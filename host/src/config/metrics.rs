@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::schema::METRICS_KEYS;
 use super::yaml::{Ctx, Node, Scalar, View, line, view};
 
 /// The Prometheus endpoint.
@@ -11,8 +12,6 @@ pub struct MetricsConfig {
     /// Address and port to listen on, e.g. `127.0.0.1:9108`.
     pub listen: SocketAddr,
 }
-
-const METRICS_KEYS: &[&str] = &["listen"];
 
 /// Read the `metrics` entry: a map `{listen: ADDR:PORT}` (a bare address is accepted too).
 pub(super) fn parse_metrics(

@@ -1,8 +1,10 @@
 //! komlogd.yaml: parsing, validation and defaults.
 //!
 //! **Owns:** the file format (a YAML list of one-key entries), every key's type and
-//! default, the resolution of relative paths against the file's directory, the
-//! first-run [`TEMPLATE`], and the external job files.
+//! default (one table, `schema.rs`, which the parser's known-key lists and the
+//! manual's configuration reference are built from), the resolution of relative
+//! paths against the file's directory, the first-run [`TEMPLATE`], and the external
+//! job files.
 //!
 //! **Does not:** create files or keys, load wasm, run jobs or connect anywhere; it
 //! only reads files ([`Config::load`], [`load_external_jobs`]).
@@ -21,11 +23,15 @@ mod file;
 mod impulses;
 mod jobs;
 mod limits;
+mod listeners;
 mod logging;
 mod metrics;
 mod packages;
 mod params;
+mod reference;
+mod schema;
 mod server;
+mod sinks;
 mod template;
 mod yaml;
 
@@ -39,8 +45,12 @@ pub use jobs::{
     ExternalJobs, JobConfig, load_external_jobs, parse_cron, read_external_jobs, split_command,
 };
 pub use limits::Limits;
-pub use logging::LoggingConfig;
+pub use listeners::{LineProtocolConfig, StatsdConfig};
+pub use logging::{LogFormat, LoggingConfig};
 pub use metrics::MetricsConfig;
 pub use packages::{Grants, PackageConfig, Venv};
+pub use reference::reference_markdown;
+pub use schema::{Key, Repeat, SECTIONS, Section, Unset};
 pub use server::ServerConfig;
+pub use sinks::{Destination, FileFormat, SinkConfig};
 pub use template::TEMPLATE;

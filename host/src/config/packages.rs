@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::limits::{Limits, parse_limits};
 use super::params::parse_params;
+use super::schema::{GRANT_KEYS, PACKAGE_KEYS};
 use super::yaml::{Ctx, Node, line};
 
 /// One `- package:` block.
@@ -50,13 +51,6 @@ pub struct Grants {
     /// Names of environment variables passed in.
     pub env: Vec<String>,
 }
-
-/// The keys of a `package` block.
-pub(super) const PACKAGE_KEYS: &[&str] = &[
-    "install", "enabled", "venv", "params", "limits", "grants", "refresh",
-];
-
-const GRANT_KEYS: &[&str] = &["dirs", "env"];
 
 /// Read one `package` block whose key is on `key_line`.
 pub(super) fn parse_package(

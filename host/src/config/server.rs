@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use super::schema::SERVER_KEYS;
 use super::yaml::{Ctx, Node, Scalar, View, line, view};
 
 /// Where the server is.
@@ -27,8 +28,6 @@ impl ServerConfig {
         komlog_session::Endpoint::parse(&self.url).is_ok_and(|e| e.tls)
     }
 }
-
-const SERVER_KEYS: &[&str] = &["url", "ca_file"];
 
 /// Read the `server` entry: a map `{url: …, ca_file: …}` (a bare URL string is
 /// accepted too).

@@ -39,12 +39,54 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    backup_count: 3         # rotated files to keep
 #    dirname: log            # directory of the log file
 #    filename: komlogd.log   # file name only
+#    format: text            # text, or json: one JSON object per line
 
 # ------------------------------------------------------------------ metrics
 # Serve the agent's counters at GET /metrics in the Prometheus text format.
 # Default: none, no port is opened.
 #- metrics:
 #    listen: 127.0.0.1:9108      # address and port
+
+# ------------------------------------------------------------------ listeners
+# Take application metrics from StatsD clients (UDP) and InfluxDB line
+# protocol writers (HTTP) as samples. Default: none, no port is opened.
+#- statsd:
+#    listen: 127.0.0.1:8125      # UDP address and port
+#    flush: 1s                   # how often the aggregates are written
+#    prefix: app                 # put before every metric's uri
+#- line_protocol:
+#    listen: 127.0.0.1:8186      # HTTP address and port
+#    prefix: influx              # put before every point's uri
+
+# ------------------------------------------------------------------ sinks
+# Forward the samples the agent stores to other systems, at least once, in
+# batches. uris are patterns: `*` is one level, `**` any number. Default: none.
+#- sink:
+#    name: archive               # default: the type
+#    type: file
+#    path: sinks/samples.jsonl   # default: sinks/<name>.jsonl
+#    format: jsonl               # jsonl or csv
+#    rotate: {size: 10MB, keep: 5}
+#    uris: ["host.**"]           # default: every local uri
+#    kinds: [datapoint, datasource]
+#    batch: {size: 5000, age: 1s}
+#    max_lag: 1000000            # samples behind before the oldest are dropped
+#- sink:
+#    type: webhook
+#    url: http://127.0.0.1:8080/samples   # POST {"samples": [...]}
+#- sink:
+#    type: postgres
+#    url: postgres://postgres@127.0.0.1:5432/metrics
+#    table: komlog_samples       # created if missing
+#- sink:
+#    type: influxdb
+#    url: http://127.0.0.1:8086
+#    database: komlog
+#    measurement: komlog         # default: the uri's first level
+#- sink:
+#    type: redis
+#    url: redis://127.0.0.1:6379
+#    stream: komlog_samples      # XADD'ed to
 
 # ------------------------------------------------------------------ jobs
 # A job runs a command on a cron schedule and sends what it prints, if anything,

@@ -147,8 +147,8 @@ fn unknown_keys_are_errors_with_their_line() {
     assert_eq!(
         errs("- username: bob\n\n- impluses:\n    filename: a.wasm\n- colour: blue\n"),
         [
-            "komlogd.yaml:3: unknown key `impluses` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics; did you mean `impulses`?",
-            "komlogd.yaml:5: unknown key `colour` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics",
+            "komlogd.yaml:3: unknown key `impluses` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics, statsd, line_protocol, sink; did you mean `impulses`?",
+            "komlogd.yaml:5: unknown key `colour` at the top level; known keys: username, keyfile, server, logging, job, allow_external_jobs, external_job_file, impulses, package, limits, max_chain_depth, metrics, statsd, line_protocol, sink",
         ]
     );
     // The singular is the usual slip: it must not drop the impulse silently.
@@ -244,10 +244,11 @@ fn unknown_keys_are_errors_with_their_line() {
 
 #[test]
 fn username() {
+    // Usernames compare case-insensitively: the agent keeps them lowercased, as the server does.
     let cfg = ok("- username: Alice.Smith-1\n");
     assert_eq!(
         cfg.username.map(|u| u.as_str().to_owned()).as_deref(),
-        Some("Alice.Smith-1")
+        Some("alice.smith-1")
     );
     assert_eq!(
         errs("- username: bad user\n"),
@@ -337,7 +338,16 @@ fn logging_values() {
             backup_count: 0,
             dir: PathBuf::from("/var/log/komlogd"),
             filename: "agent.log".into(),
+            format: LogFormat::Text,
         }
+    );
+    assert_eq!(
+        ok("- logging:\n    format: json\n").logging.format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        ok("- logging:\n    format: TEXT\n").logging.format,
+        LogFormat::Text
     );
     assert_eq!(
         ok("- logging:\n    level: CRITICAL\n").logging.level,
@@ -381,10 +391,8 @@ fn logging_errors() {
         ["komlogd.yaml:4: More than one logging block found (lines 1 and 4). Keep only one."]
     );
     assert_eq!(
-        warns("- logging:\n    format: '%(message)s'\n"),
-        [
-            "komlogd.yaml:2: logging.format is ignored: komlogd writes its own line format (time, level, target, message)"
-        ]
+        errs("- logging:\n    level: info\n    format: '%(message)s'\n"),
+        ["komlogd.yaml:3: logging.format: expected text or json, found \"%(message)s\""]
     );
 }
 
@@ -637,12 +645,11 @@ fn a_uri_repeated_in_an_impulse_is_subscribed_once_with_a_warning() {
         warns(src),
         [
             format!("komlogd.yaml:4: impulses.uris: `e.a` is listed more than once; {note}"),
+            // Owners compare case-insensitively and are shown lowercased.
             format!(
-                "komlogd.yaml:9: impulses.uris: `ME:e.a` is the same uri as `e.a` (line 8); {note}"
+                "komlogd.yaml:9: impulses.uris: `me:e.a` is the same uri as `e.a` (line 8); {note}"
             ),
-            format!(
-                "komlogd.yaml:11: impulses.uris: `Bob:x` is the same uri as `bob:x` (line 10); {note}"
-            ),
+            format!("komlogd.yaml:11: impulses.uris: `bob:x` is listed more than once; {note}"),
             format!("komlogd.yaml:13: impulses.uris: `e.a` is listed more than once; {note}"),
         ]
     );

@@ -456,7 +456,7 @@ impl<'s> Ctx<'s> {
         &mut self,
         path: &str,
         node: &'n Node,
-        known: &[&str],
+        known: &'static [&'static str],
     ) -> Option<Block<'n>> {
         let pairs = match view(node) {
             View::Map(pairs) => pairs,
@@ -472,6 +472,8 @@ impl<'s> Ctx<'s> {
                 continue;
             };
             if known.contains(&name.as_str()) {
+                #[cfg(test)]
+                reads::record_present(path, &name);
                 fields.push((name, line(key), value));
             } else {
                 self.error(
@@ -480,12 +482,20 @@ impl<'s> Ctx<'s> {
                 );
             }
         }
-        Some(Block { fields })
+        Some(Block {
+            path: path.to_owned(),
+            known,
+            fields,
+        })
     }
 }
 
 /// A map of settings whose keys were checked against a known list.
 pub(super) struct Block<'n> {
+    /// The block as named in messages (`impulses.limits`).
+    path: String,
+    /// The keys it may hold; reading any other is a bug of the parser.
+    known: &'static [&'static str],
     fields: Vec<(String, usize, &'n Node)>,
 }
 
@@ -497,18 +507,17 @@ impl<'n> Block<'n> {
 
     /// The value of `key` even if null, or `None` if absent.
     pub(super) fn raw(&self, key: &str) -> Option<&'n Node> {
+        debug_assert!(
+            self.known.contains(&key),
+            "the parser reads `{key}` in {}, which is not in its key table",
+            self.path
+        );
+        #[cfg(test)]
+        reads::record(&self.path, key);
         self.fields
             .iter()
             .find(|(name, _, _)| name == key)
             .map(|(_, _, node)| *node)
-    }
-
-    /// The line of `key`, if present.
-    pub(super) fn key_line(&self, key: &str) -> Option<usize> {
-        self.fields
-            .iter()
-            .find(|(name, _, _)| name == key)
-            .map(|(_, line, _)| *line)
     }
 }
 
@@ -541,6 +550,39 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// The keys the parser has looked up in blocks, and the keys it found, on this
+/// thread, as `(block, key)`: the tests compare them with the key table.
+#[cfg(test)]
+pub(super) mod reads {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static READS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+        static PRESENT: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Note that `block` holds the known key `key`.
+    pub(in crate::config) fn record_present(block: &str, key: &str) {
+        PRESENT.with(|r| r.borrow_mut().push((block.to_owned(), key.to_owned())));
+    }
+
+    /// The known keys found in blocks on this thread since the last call, and
+    /// forget them.
+    pub(in crate::config) fn take_present() -> Vec<(String, String)> {
+        PRESENT.with(|r| std::mem::take(&mut *r.borrow_mut()))
+    }
+
+    /// Note that the parser looked up `key` in `block`.
+    pub(in crate::config) fn record(block: &str, key: &str) {
+        READS.with(|r| r.borrow_mut().push((block.to_owned(), key.to_owned())));
+    }
+
+    /// The lookups noted on this thread since the last call, and forget them.
+    pub(in crate::config) fn take() -> Vec<(String, String)> {
+        READS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+    }
 }
 
 /// A float in YAML's spelling when its source text is not at hand.

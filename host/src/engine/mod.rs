@@ -27,4 +27,6 @@ pub mod runtime;
 pub use instance::{
     CallError, FailureKind, Instance, Limits, error_reason, one_line, wasm_backtrace,
 };
-pub use runtime::{Engine, EngineConfig, LoadError, Module};
+pub use runtime::{
+    COMPILE_NOTICE_PERIOD, CompileNotice, CompileProgress, Engine, EngineConfig, LoadError, Module,
+};

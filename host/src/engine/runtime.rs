@@ -34,6 +34,67 @@ pub struct EngineConfig {
     /// endless loop in a guest is never stopped: it exists only to measure what
     /// the deadlines cost.
     pub epoch_deadlines: bool,
+    /// Told when a module is compiled (not found in the compiled cache), while
+    /// it compiles and when it is done: a large guest takes seconds to a
+    /// minute the first time, which a command should not spend in silence.
+    pub compile_notice: Option<CompileNotice>,
+    /// Compile a module's functions on several threads (default on). Off and
+    /// `optimize` off exist to measure what they buy (`--bench languages`).
+    pub parallel_compilation: bool,
+    /// Let Cranelift optimise the code it generates (default on).
+    pub optimize: bool,
+}
+
+/// What a [`CompileNotice`] is told about one compilation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CompileProgress {
+    /// The module is not in the compiled cache: compiling starts.
+    Started,
+    /// Still compiling after this long (every [`COMPILE_NOTICE_PERIOD`]).
+    Running(Duration),
+    /// Compiled (or refused) after this long.
+    Finished(Duration),
+}
+
+/// How often a [`CompileNotice`] hears that a compilation is still running.
+pub const COMPILE_NOTICE_PERIOD: Duration = Duration::from_secs(5);
+
+/// The function a [`CompileNotice`] calls: the module's path and the progress.
+pub type CompileCallback = dyn Fn(&Path, CompileProgress) + Send + Sync;
+
+/// A callback told about compilations.
+#[derive(Clone)]
+pub struct CompileNotice(pub Arc<CompileCallback>);
+
+impl std::fmt::Debug for CompileNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompileNotice")
+    }
+}
+
+impl CompileNotice {
+    /// Run `compile`, telling this notice when it starts, every
+    /// [`COMPILE_NOTICE_PERIOD`] while it runs, and when it ends.
+    fn around<T>(&self, path: &Path, compile: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        (self.0)(path, CompileProgress::Started);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let out = std::thread::scope(|scope| {
+            let notice = &self.0;
+            scope.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    done_rx.recv_timeout(COMPILE_NOTICE_PERIOD)
+                {
+                    notice(path, CompileProgress::Running(started.elapsed()));
+                }
+            });
+            let out = compile();
+            drop(done_tx);
+            out
+        });
+        (self.0)(path, CompileProgress::Finished(started.elapsed()));
+        out
+    }
 }
 
 impl Default for EngineConfig {
@@ -45,6 +106,9 @@ impl Default for EngineConfig {
             max_memory_bytes: 1 << 30,
             max_instances: 256,
             epoch_deadlines: true,
+            compile_notice: None,
+            parallel_compilation: true,
+            optimize: true,
         }
     }
 }
@@ -137,6 +201,7 @@ struct EngineInner {
     loaded: Mutex<HashMap<(String, PathBuf), Weak<ModuleInner>>>,
     /// The host-kept counters of this agent's impulses.
     counters: ImpulseCounters,
+    compile_notice: Option<CompileNotice>,
     _ticker: EpochTicker,
 }
 
@@ -165,6 +230,12 @@ impl Engine {
         wasm_config
             .epoch_interruption(config.epoch_deadlines)
             .consume_fuel(config.fuel)
+            .parallel_compilation(config.parallel_compilation)
+            .cranelift_opt_level(if config.optimize {
+                wasmtime::OptLevel::Speed
+            } else {
+                wasmtime::OptLevel::None
+            })
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&wasm_config).map_err(engine_err)?;
         let mut linker = Linker::new(&engine);
@@ -187,6 +258,7 @@ impl Engine {
                 max_memory_bytes: config.max_memory_bytes,
                 loaded: Mutex::new(HashMap::new()),
                 counters: ImpulseCounters::default(),
+                compile_notice: config.compile_notice.clone(),
                 _ticker: ticker,
             }),
         })
@@ -283,7 +355,12 @@ impl Engine {
                 reason: "the file does not start with the WebAssembly magic bytes \\0asm".into(),
             });
         }
-        let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+        let compile = || Component::new(engine, bytes);
+        let compiled = match &self.inner.compile_notice {
+            Some(notice) => notice.around(path, compile),
+            None => compile(),
+        };
+        let component = compiled.map_err(|e| LoadError::Invalid {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         })?;

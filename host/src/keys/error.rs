@@ -94,10 +94,4 @@ pub enum KeyError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// An OpenSSH public key line could not be parsed.
-    #[error("invalid OpenSSH RSA public key: {reason}")]
-    BadPublicKey {
-        /// What is wrong with it.
-        reason: String,
-    },
 }

@@ -17,12 +17,11 @@
 //! private key last, so a crash or an error never leaves a private key without its
 //! public key; on failure everything written is removed.
 //!
-//! **Tests:** `tests.rs` (files, modes, formats, refusals, failure clean-up) and
-//! `openssh.rs` (the line format).
+//! **Tests:** `tests.rs` (files, modes, formats, refusals, failure clean-up); the
+//! line format itself is `komlog_protocol::openssh`, tested there.
 
 mod error;
 mod files;
-mod openssh;
 mod private;
 
 #[cfg(test)]
@@ -36,7 +35,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 
 pub use error::KeyError;
-pub use openssh::{openssh_public_line, parse_openssh_public};
+pub use komlog_protocol::openssh::{openssh_public_line, parse_openssh_public};
 
 /// The smallest RSA modulus, in bits, that komlogd (and the Komlog server) accepts.
 pub const MIN_BITS: usize = 4096;
@@ -172,8 +171,10 @@ fn ensure_public_file(private_path: &Path, private: &PrivateKey, public_line: &s
     let public_path = public_key_path(private_path);
     let why = match std::fs::read_to_string(&public_path) {
         Ok(text) => match parse_openssh_public(&text) {
-            Ok(public) if &public == private.as_public_key() => return,
-            Ok(_) => "it holds a different key",
+            Ok(public) if &public != private.as_public_key() => "it holds a different key",
+            // The server compares the line byte for byte and stores it without one.
+            Ok(_) if text.split_ascii_whitespace().count() > 2 => "it has a comment after the key",
+            Ok(_) => return,
             Err(_) => "it is not an OpenSSH RSA public key",
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it was missing",

@@ -154,6 +154,26 @@ fn rewrites_a_public_key_that_does_not_match() {
 }
 
 #[test]
+fn rewrites_a_public_key_with_a_comment() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let priv_path = tmp.path().join("key.priv");
+    let pub_path = tmp.path().join("key.pub");
+    fs::write(&priv_path, pkcs8_pem(shared_key())).expect("write");
+    let line = openssh_public_line(shared_key().as_public_key());
+    fs::write(&pub_path, format!("{line} user@host\n")).expect("write commented");
+    let key = load_or_create(&priv_path).expect("load");
+    assert_eq!(key.public_line, line);
+    assert_eq!(fs::read_to_string(&pub_path).expect("key.pub"), line);
+    // The canonical line with a final newline is left alone.
+    fs::write(&pub_path, format!("{line}\n")).expect("write canonical");
+    load_or_create(&priv_path).expect("load");
+    assert_eq!(
+        fs::read_to_string(&pub_path).expect("key.pub"),
+        format!("{line}\n")
+    );
+}
+
+#[test]
 fn a_public_key_that_cannot_be_written_does_not_stop_loading() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let priv_path = tmp.path().join("key.priv");

@@ -2,7 +2,8 @@
 //!
 //! **Owns:** the global `tracing` subscriber ([`init`]), the line format
 //! (`2026-11-23T16:05:48.123456Z INFO impulse=df module=komlogd::engine: message`,
-//! see `format.rs`), the log file and its rotation (`rotate.rs`: `komlogd.log` →
+//! see `format.rs`; or, with `logging.format: json`, tracing-subscriber's JSON
+//! lines with the event's fields at the top level), the log file and its rotation (`rotate.rs`: `komlogd.log` →
 //! `komlogd.log.1` → … keeping `backup_count` backups, Python's
 //! `RotatingFileHandler` scheme), and the log levels' names.
 //!
@@ -28,13 +29,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tracing::Metadata;
-use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterFn, LevelFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
-use crate::config::LoggingConfig;
+use crate::config::{LogFormat, LoggingConfig};
 
 pub use format::{KeyValueFields, LineFormat};
 pub use rotate::RotatingFile;
@@ -111,27 +112,48 @@ pub fn init(config: &LoggingConfig, stderr_level: &str) -> Result<LogGuard, Logg
     // Spans are kept at the more verbose of the two levels for both outputs, so a
     // warning on stderr still shows the context (e.g. `impulse=df`) of info spans.
     let spans = file_level.max(stderr_filter);
-    let file_layer = tracing_subscriber::fmt::layer()
-        .event_format(LineFormat)
-        .fmt_fields(KeyValueFields)
-        .with_ansi(false)
-        .with_writer(shared.clone())
-        .with_filter(level_filter(file_level, spans));
-    let stderr_layer = tracing_subscriber::fmt::layer()
-        .event_format(LineFormat)
-        .fmt_fields(KeyValueFields)
-        .with_ansi(false)
-        .with_writer(io::stderr)
-        .with_filter(level_filter(stderr_filter, spans));
+    let file_layer = output(
+        config.format,
+        shared.clone(),
+        level_filter(file_level, spans),
+    );
+    let stderr_layer = output(
+        config.format,
+        io::stderr,
+        level_filter(stderr_filter, spans),
+    );
     tracing_subscriber::registry()
-        .with(file_layer)
-        .with(stderr_layer)
+        .with(vec![file_layer, stderr_layer])
         .try_init()
         .map_err(|_| LoggingError::AlreadyInitialized)?;
     Ok(LogGuard {
         writer: shared,
         path,
     })
+}
+
+/// One output (the file or stderr) in the configured line format, behind its filter.
+fn output<W>(
+    format: LogFormat,
+    writer: W,
+    filter: FilterFn<impl Fn(&Metadata<'_>) -> bool + Send + Sync + 'static>,
+) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => layer
+            .event_format(LineFormat)
+            .fmt_fields(KeyValueFields)
+            .with_filter(filter)
+            .boxed(),
+        // `timestamp`, `level`, `message` and the event's other fields at the top
+        // level, then `target` and the enclosing spans (`span`, `spans`).
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+    }
 }
 
 /// A per-output filter: events at `events` and above, spans at `spans` and above.

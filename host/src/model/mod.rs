@@ -5,8 +5,9 @@
 
 pub mod quantity;
 pub mod sample;
-pub mod uri;
 
+/// Uris and usernames: the protocol crate's rules, shared with the hub.
+pub use komlog_protocol::uri;
 pub use quantity::{QuantityError, parse_bytes, parse_duration_us};
 pub use sample::{
     Kind, MAX_DATASOURCE_BYTES, MAX_TS, MIN_TS, Sample, SampleError, TIME_RANGE, Timestamp, Value,

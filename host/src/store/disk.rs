@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
+use super::sample_log::{SAMPLE_LOG, SINK_CURSORS, Shared, encode_entry};
 use super::{Outgoing, StoreError, StoreOptions};
 use crate::model::{Kind, Sample, Value};
 
@@ -23,6 +24,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// `meta`: `b"format_version"` → u32 little-endian.
 pub(super) const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 const VERSION_KEY: &[u8] = b"format_version";
+/// `meta`: the next sample log sequence number, u64 LE (kept so numbering goes on
+/// after the log is pruned empty).
+const LOG_HEAD_KEY: &[u8] = b"sample_log_head";
 
 /// `samples`: (uri UTF-8 bytes, ts µs) → tagged value (see [`encode_value`]).
 pub(super) const SAMPLES: TableDefinition<(&[u8], i64), &[u8]> = TableDefinition::new("samples");
@@ -157,6 +161,8 @@ pub(super) struct Disk {
     path: PathBuf,
     /// Reused encoding buffer.
     buf: Vec<u8>,
+    /// The sample log's switch, head and signal (see [`super::sample_log`]).
+    log: Arc<Shared>,
 }
 
 impl Disk {
@@ -184,6 +190,7 @@ impl Disk {
             db: Arc::new(db),
             path: path.to_path_buf(),
             buf: Vec::with_capacity(64),
+            log: Shared::new(0),
         };
         let stats = disk.check_or_init()?;
         Ok((disk, stats))
@@ -204,6 +211,51 @@ impl Disk {
     /// The database, shared with the outbox reader.
     pub fn database(&self) -> Arc<Database> {
         Arc::clone(&self.db)
+    }
+
+    /// The sample log's shared state, its tables created and its head read on the
+    /// first call (a store that never has a sink never touches them).
+    pub fn log_shared(&self) -> Result<Arc<Shared>, StoreError> {
+        if self.log.head.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            let head = no_panic(&self.path, "opening the sample log", || self.open_log())?;
+            self.log
+                .head
+                .store(head, std::sync::atomic::Ordering::Release);
+        }
+        Ok(Arc::clone(&self.log))
+    }
+
+    /// Create the sample log tables if missing; the next sequence number.
+    fn open_log(&self) -> Result<u64, StoreError> {
+        let err = self.err("opening the sample log");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let exists = |r: Result<_, TableError>| match r {
+            Ok(_) => Ok(true),
+            Err(TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(err(e.into())),
+        };
+        let has_log = exists(rtxn.open_table(SAMPLE_LOG).map(|_| ()))?;
+        let has_cursors = exists(rtxn.open_table(SINK_CURSORS).map(|_| ()))?;
+        if !(has_log && has_cursors) {
+            drop(rtxn);
+            let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+            txn.open_table(SAMPLE_LOG).map_err(|e| err(e.into()))?;
+            txn.open_table(SINK_CURSORS).map_err(|e| err(e.into()))?;
+            txn.commit().map_err(|e| err(e.into()))?;
+            return self.open_log();
+        }
+        let log = rtxn.open_table(SAMPLE_LOG).map_err(|e| err(e.into()))?;
+        let meta = rtxn.open_table(META).map_err(|e| err(e.into()))?;
+        let kept = meta
+            .get(LOG_HEAD_KEY)
+            .map_err(|e| err(e.into()))?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map_or(1, u64::from_le_bytes);
+        let last = log
+            .last()
+            .map_err(|e| err(e.into()))?
+            .map_or(0, |(k, _)| k.value());
+        Ok(kept.max(last + 1).max(1))
     }
 
     fn err(&self, op: &'static str) -> impl Fn(redb::Error) -> StoreError + '_ {
@@ -346,13 +398,10 @@ impl Disk {
         let path = &self.path;
         let err = |e: redb::Error| StoreError::from_redb(path, "writing samples", e);
         let mut touched: HashMap<&'s str, UriStats> = HashMap::new();
-        let mut txn = self.db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })
-        .map_err(|e| err(e.into()))?;
+        let logging = self.log.enabled.load(std::sync::atomic::Ordering::Acquire);
+        let head = self.log.head.load(std::sync::atomic::Ordering::Acquire);
+        let next_head = head + accepted.len() as u64;
+        let txn = begin_write(&self.db, durable).map_err(err)?;
         {
             let mut samples = txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
             let mut outbox = txn.open_table(OUTBOX).map_err(|e| err(e.into()))?;
@@ -388,7 +437,28 @@ impl Disk {
                     .map_err(|e| err(e.into()))?;
             }
         }
+        if logging {
+            let mut log = txn.open_table(SAMPLE_LOG).map_err(|e| err(e.into()))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            let mut entry = Vec::with_capacity(64);
+            for (i, &(s, _)) in accepted.iter().enumerate() {
+                encode_entry(now, s, &mut entry, &mut self.buf);
+                log.insert(head + i as u64, entry.as_slice())
+                    .map_err(|e| err(e.into()))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            meta.insert(LOG_HEAD_KEY, next_head.to_le_bytes().as_slice())
+                .map_err(|e| err(e.into()))?;
+        }
         txn.commit().map_err(|e| err(e.into()))?;
+        if logging {
+            self.log
+                .head
+                .store(next_head, std::sync::atomic::Ordering::Release);
+            self.log.signal.notify_waiters();
+        }
         Ok(touched)
     }
 
@@ -451,6 +521,21 @@ impl Disk {
 /// range in its tuple decoder after 64 flipped bytes) unless it was opened with the
 /// integrity check; a damaged store must not take the agent down. Needs `panic = "unwind"`
 /// (the default); the panic message still reaches the panic hook (stderr).
+/// A write transaction that is fsynced at commit when `durable`, and not
+/// when not (a later durable commit makes it durable).
+pub(super) fn begin_write(
+    db: &Database,
+    durable: bool,
+) -> Result<redb::WriteTransaction, redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
+    Ok(txn)
+}
+
 pub(super) fn no_panic<T>(
     path: &Path,
     op: &'static str,

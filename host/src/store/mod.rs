@@ -44,6 +44,7 @@
 //! | `samples` | `(&[u8], i64)`: (uri as UTF-8 bytes, ts in µs UTC) | `&[u8]`: tag `0` + f64 LE (datapoint), or tag `1` + UTF-8 text (datasource) |
 //! | `uris` | `&[u8]`: uri as UTF-8 bytes | `&[u8]`, 25 bytes: kind tag u8 (`0` datapoint, `1` datasource), count u64 LE, first ts i64 LE, last ts i64 LE |
 //! | `outbox` | `(i64, &[u8])`: (ts, uri) | `&[u8]`: generation u64 LE, then the value as in `samples` |
+//! | `sample_log`, `sink_cursors` | see [`SampleLog`] | the accepted samples in commit order, for the sinks |
 //!
 //! `outbox` holds the samples bound for the server and not yet acknowledged (see
 //! [`Outbox`]); [`Store::append_queued`] writes them in the same commit as the samples.
@@ -82,6 +83,7 @@ mod error;
 mod last_run;
 mod outbox;
 pub mod read;
+mod sample_log;
 mod window;
 
 #[cfg(test)]
@@ -97,6 +99,7 @@ pub use cache::Entry;
 pub use disk::FORMAT_VERSION;
 pub use error::StoreError;
 pub use outbox::{Cursor, Outbox, Outgoing, Queued};
+pub use sample_log::{LogEntry, SampleLog};
 
 use crate::model::{Kind, Sample, SampleError, Uri, Value};
 use cache::Series;
@@ -420,6 +423,15 @@ impl Store {
             self.path.clone(),
             self.low_water.clone(),
         )
+    }
+
+    /// A handle on the sample log and the sink cursors, for the sinks' threads.
+    pub fn sample_log(&self) -> Result<SampleLog, StoreError> {
+        Ok(SampleLog::new(
+            self.disk.database(),
+            self.path.clone(),
+            self.disk.log_shared()?,
+        ))
     }
 
     /// True when `uri` already holds exactly `value` at `ts` (a notification of a

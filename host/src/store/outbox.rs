@@ -296,20 +296,13 @@ impl Outbox {
 mod tests {
     use super::super::Store;
     use super::{Cursor, Outgoing};
-    use crate::model::{Sample, Value};
+    use crate::model::Value;
+    use crate::test_util::dp;
 
     const QUEUE: Option<Outgoing> = Some(Outgoing { answers: None });
 
     fn no_skip(_: i64, _: &str, _: u64) -> bool {
         false
-    }
-
-    fn dp(uri: &str, ts: i64, v: f64) -> Sample {
-        Sample {
-            uri: uri.into(),
-            ts,
-            value: Value::Datapoint(v),
-        }
     }
 
     #[test]

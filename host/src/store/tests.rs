@@ -10,17 +10,10 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::model::Value;
+use crate::test_util::dp;
 
 /// Set in a re-executed test binary to make one of the `child_*` tests do its job.
 const CHILD_ENV: &str = "KOMLOGD_STORE_TEST_CHILD";
-
-fn dp(uri: &str, ts: i64, v: f64) -> Sample {
-    Sample {
-        uri: uri.into(),
-        ts,
-        value: Value::Datapoint(v),
-    }
-}
 
 fn ds(uri: &str, ts: i64, s: &str) -> Sample {
     Sample {

@@ -10,6 +10,12 @@ mod rust_guests;
 #[path = "../../../tests/support/child.rs"]
 pub mod child;
 
+#[path = "../../../tests/support/part.rs"]
+pub mod part;
+
+#[path = "../../../tests/support/units.rs"]
+pub mod units;
+
 /// The cargo running these tests (cargo sets `CARGO` for test processes).
 pub fn cargo() -> PathBuf {
     std::env::var_os("CARGO")

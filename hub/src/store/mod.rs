@@ -42,6 +42,29 @@ pub struct Share {
     pub with: Username,
 }
 
+impl Share {
+    /// Does this share let `reader` read `id`? (`id` is at or below the
+    /// shared prefix of its owner, and the share is with `reader`.)
+    pub fn lets_read(&self, reader: &Username, id: &MetricId) -> bool {
+        &self.with == reader && id.is_under(&self.owner, &self.prefix)
+    }
+}
+
+/// What [`HubStore::remove_user`] removed, besides the user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserRemoval {
+    /// Agent keys of the user.
+    pub agents: usize,
+    /// Shares the user granted.
+    pub shares_given: usize,
+    /// Shares granted to the user.
+    pub shares_received: usize,
+    /// Metrics of the user.
+    pub metrics: usize,
+    /// Samples of those metrics.
+    pub samples: u64,
+}
+
 /// One sample to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSample {
@@ -53,6 +76,81 @@ pub struct NewSample {
     pub t: TimeUuid,
     /// The value as text (datapoints in canonical decimal form).
     pub content: String,
+}
+
+/// A metric with its sample count and time span, for listings
+/// ([`HubStore::summaries_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricSummary {
+    /// The local uri.
+    pub uri: String,
+    /// Datasource or datapoint.
+    pub kind: Kind,
+    /// Samples stored (a rewrite of a stored TimeUUID does not count again).
+    pub count: u64,
+    /// The oldest sample's time, if any.
+    pub first: Option<TimeUuid>,
+    /// The newest sample's time, if any.
+    pub last: Option<TimeUuid>,
+}
+
+/// A sample of a reduced range: a time and a datapoint value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// When.
+    pub t: TimeUuid,
+    /// The value.
+    pub v: f64,
+}
+
+/// The values of a datapoint column ([`Column::values`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColumnValues {
+    /// The column's oldest sample.
+    pub first: Point,
+    /// The column's newest sample.
+    pub last: Point,
+    /// Its smallest value (the oldest of equals).
+    pub min: Point,
+    /// Its largest value (the oldest of equals).
+    pub max: Point,
+}
+
+/// One non-empty column of a reduced range ([`HubStore::reduce`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// Which column, 0 ..= columns − 1, oldest first.
+    pub index: u32,
+    /// Samples in it.
+    pub count: u64,
+    /// The oldest sample's time.
+    pub first: TimeUuid,
+    /// The newest sample's time.
+    pub last: TimeUuid,
+    /// For a datapoint: first, last, min and max (M4); for a datasource none
+    /// (its columns are a timeline of when samples came).
+    pub values: Option<ColumnValues>,
+}
+
+/// A time range reduced to at most a given number of equal columns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reduced {
+    /// The non-empty columns, oldest first.
+    pub columns: Vec<Column>,
+    /// Samples in the range.
+    pub rows: u64,
+}
+
+/// A web API token ([`HubStore::tokens_of`]); the token itself is not kept,
+/// only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRecord {
+    /// The user it acts as.
+    pub owner: Username,
+    /// Its name, unique per user.
+    pub name: String,
+    /// When it was made, µs since the Unix epoch.
+    pub created_us: i64,
 }
 
 /// What a successful write did.
@@ -79,6 +177,28 @@ pub enum StoreError {
         /// Its agent id.
         id: String,
     },
+    /// The user has no agent with this key.
+    #[error("user {owner} has no agent {key}")]
+    NoSuchAgent {
+        /// The user.
+        owner: Username,
+        /// The key as it was asked for (line, fingerprint or agent id).
+        key: String,
+    },
+    /// The user already has a token of this name.
+    #[error("user {owner} already has a token named {name:?}")]
+    TokenExists {
+        /// The user.
+        owner: Username,
+        /// The name.
+        name: String,
+    },
+    /// No such share was granted.
+    #[error("{} does not share {} with {}", .0.owner, .0.prefix, .0.with)]
+    NoSuchShare(Share),
+    /// This store cannot do the operation.
+    #[error("this store cannot {0}")]
+    Unsupported(&'static str),
     /// A write to a uri of the other kind; nothing was written.
     #[error("uri {uri} is a {existing}; a {written} cannot be written to it")]
     KindMismatch {
@@ -149,6 +269,39 @@ pub trait HubStore: Send + Sync + 'static {
     /// Every share granted by `owner`.
     fn shares_of(&self, owner: &Username) -> Result<Vec<Share>, StoreError>;
 
+    /// Every share, sorted by owner, prefix, then the user it is shared with.
+    fn all_shares(&self) -> Result<Vec<Share>, StoreError> {
+        let mut out = Vec::new();
+        for owner in self.users()? {
+            out.extend(self.shares_of(&owner)?);
+        }
+        Ok(out)
+    }
+
+    /// Withdraw a share granted with [`HubStore::add_share`]: exactly this
+    /// owner, prefix and user, or [`StoreError::NoSuchShare`].
+    fn remove_share(&self, share: &Share) -> Result<(), StoreError> {
+        let _ = share;
+        Err(StoreError::Unsupported("remove a share"))
+    }
+
+    /// Unregister the agent key `public_line` of `owner`; returns the record
+    /// removed, or [`StoreError::NoSuchAgent`].
+    fn remove_agent(&self, owner: &Username, public_line: &str) -> Result<AgentRecord, StoreError> {
+        let _ = (owner, public_line);
+        Err(StoreError::Unsupported("remove an agent"))
+    }
+
+    /// Remove a user and everything of theirs in one transaction: their agent
+    /// keys, the shares they granted and those granted to them, their metrics,
+    /// supplies and samples. A user added again later under the same name
+    /// starts empty. Writes for a user that does not exist are refused, so a
+    /// write racing the removal leaves nothing behind.
+    fn remove_user(&self, name: &Username) -> Result<UserRemoval, StoreError> {
+        let _ = name;
+        Err(StoreError::Unsupported("remove a user"))
+    }
+
     /// The kind of a metric, or none when it does not exist.
     fn metric_kind(&self, id: &MetricId) -> Result<Option<Kind>, StoreError>;
 
@@ -157,7 +310,8 @@ pub trait HubStore: Send + Sync + 'static {
 
     /// Write samples of `owner` in one transaction, creating missing metrics with
     /// the sample's kind. A sample of the other kind than its metric's refuses the
-    /// whole write with [`StoreError::KindMismatch`].
+    /// whole write with [`StoreError::KindMismatch`]; a write for a user that does
+    /// not exist is refused with [`StoreError::NoSuchUser`].
     fn write(&self, owner: &Username, samples: &[NewSample]) -> Result<WriteOutcome, StoreError>;
 
     /// Several independent writes committed together (a group commit): each is
@@ -180,6 +334,69 @@ pub trait HubStore: Send + Sync + 'static {
 
     /// The datapoints a datasource supplies, if ever set.
     fn supplies(&self, id: &MetricId) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Up to `limit` rows of a metric with `start <= t <= end`, oldest first.
+    fn read_oldest(
+        &self,
+        id: &MetricId,
+        start: TimeUuid,
+        end: TimeUuid,
+        limit: usize,
+    ) -> Result<Vec<(TimeUuid, String)>, StoreError>;
+
+    /// Every metric of `owner` with its sample count and time span.
+    fn summaries_of(&self, owner: &Username) -> Result<Vec<MetricSummary>, StoreError> {
+        let _ = owner;
+        Err(StoreError::Unsupported("summarise metrics"))
+    }
+
+    /// The samples of a metric with `start <= t <= end` reduced to at most
+    /// `columns` columns of equal time span, for plotting: per column its count
+    /// and, for a datapoint, its first, last, smallest and largest sample (M4).
+    fn reduce(
+        &self,
+        id: &MetricId,
+        start: TimeUuid,
+        end: TimeUuid,
+        columns: u32,
+    ) -> Result<Reduced, StoreError> {
+        let _ = (id, start, end, columns);
+        Err(StoreError::Unsupported("reduce a range"))
+    }
+
+    /// Set (or with `None` clear) the web password of a user, as a PHC string
+    /// (argon2id).
+    fn set_password(&self, user: &Username, phc: Option<&str>) -> Result<(), StoreError>;
+
+    /// The web password hash of a user, if set.
+    fn password(&self, user: &Username) -> Result<Option<String>, StoreError>;
+
+    /// Keep a web API token's SHA-256 for `owner` under `name`.
+    fn add_token(
+        &self,
+        owner: &Username,
+        name: &str,
+        digest: [u8; 32],
+    ) -> Result<TokenRecord, StoreError>;
+
+    /// Who a token (by its SHA-256) acts as.
+    fn find_token(&self, digest: [u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// The tokens of `owner`.
+    fn tokens_of(&self, owner: &Username) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Forget a token; false when `owner` has none of that name.
+    fn remove_token(&self, owner: &Username, name: &str) -> Result<bool, StoreError>;
+
+    /// Record that agent `agent_id` logged in at `at_us` (µs since the epoch).
+    fn note_login(&self, agent_id: &str, at_us: i64) -> Result<(), StoreError>;
+
+    /// The last login (µs since the epoch) of each agent of `owner` that ever
+    /// logged in, by agent id.
+    fn last_logins(
+        &self,
+        owner: &Username,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError>;
 
     /// Up to `limit` rows of a metric with `start <= t <= end`, newest first.
     fn read_newest(

@@ -11,6 +11,12 @@
 //! | `metrics` | (owner, local uri) | (metric id, kind letter) |
 //! | `supplies` | metric id | JSON list of local uris |
 //! | `samples` | (metric id, [`TimeUuid::sort_key`]) | content |
+//! | `metric_stats` | metric id | (count, first and last sort key) |
+//! | `rollups` | (metric id, tier, bucket) | count, first, last, min, max |
+//!
+//! `metric_stats` and `rollups` are kept in the samples' write transaction and
+//! built at open for a store written before them (see [`rollup`]'s doc for the
+//! tiers); the web tables are described in `web`.
 //!
 //! The sort key makes a range scan of one metric come out in TimeUUID order,
 //! and is turned back into the TimeUUID on reading, so the uuid is not stored
@@ -24,7 +30,13 @@ use std::path::{Path, PathBuf};
 use komlog_protocol::{Kind, MetricId, TimeUuid, Username};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
-use super::{AgentRecord, HubStore, NewSample, Share, StoreError, WriteOutcome};
+use super::{
+    AgentRecord, HubStore, MetricSummary, NewSample, Reduced, Share, StoreError, TokenRecord,
+    UserRemoval, WriteOutcome,
+};
+
+mod rollup;
+mod web;
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "hub.redb";
@@ -58,6 +70,8 @@ impl RedbStore {
         let db = Database::create(&path).map_err(|e| from_redb(&path, "opening", e))?;
         let store = RedbStore { db, path };
         store.check_or_init()?;
+        store.web_init()?;
+        store.rollup_init()?;
         Ok(store)
     }
 
@@ -137,6 +151,66 @@ impl RedbStore {
                 Ok(Some((mid, self.kind_of(letter)?)))
             }
         }
+    }
+
+    /// Refuse with [`StoreError::NoSuchUser`] unless `name` is a user, inside `txn`.
+    fn require_user(
+        &self,
+        txn: &redb::WriteTransaction,
+        name: &Username,
+    ) -> Result<(), StoreError> {
+        let err = self.err("reading users");
+        let users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
+        match users.get(name.as_str()).map_err(|e| err(e.into()))? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NoSuchUser(name.clone())),
+        }
+    }
+
+    fn username(&self, name: &str) -> Result<Username, StoreError> {
+        Username::parse(name).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Up to `limit` rows of a metric with `start <= t <= end`, newest or
+    /// oldest first.
+    fn read_rows(
+        &self,
+        id: &MetricId,
+        start: TimeUuid,
+        end: TimeUuid,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(TimeUuid, String)>, StoreError> {
+        if start > end {
+            return Ok(Vec::new());
+        }
+        let Some((mid, _)) = self.metric_row(id)? else {
+            return Ok(Vec::new());
+        };
+        let err = self.err("reading samples");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let rows = rtxn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
+        let range = rows
+            .range((mid, start.sort_key())..=(mid, end.sort_key()))
+            .map_err(|e| err(e.into()))?;
+        let ordered: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut out = Vec::new();
+        for row in ordered.take(limit) {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            let t = TimeUuid::from_sort_key(k.value().1).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("a sample key of {id} is not a TimeUUID"),
+            })?;
+            out.push((t, v.value().to_owned()));
+        }
+        Ok(out)
     }
 
     fn kind_of(&self, letter: &str) -> Result<Kind, StoreError> {
@@ -236,14 +310,7 @@ impl HubStore for RedbStore {
         let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
         let id = random_id();
         {
-            let users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
-            if users
-                .get(owner.as_str())
-                .map_err(|e| err(e.into()))?
-                .is_none()
-            {
-                return Err(StoreError::NoSuchUser(owner.clone()));
-            }
+            self.require_user(&txn, owner)?;
             let mut agents = txn.open_table(AGENTS).map_err(|e| err(e.into()))?;
             // One key identifies one agent across all users.
             for row in agents.iter().map_err(|e| err(e.into()))? {
@@ -314,12 +381,8 @@ impl HubStore for RedbStore {
         let err = self.err("adding a share");
         let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
         {
-            let users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
-            for u in [&share.owner, &share.with] {
-                if users.get(u.as_str()).map_err(|e| err(e.into()))?.is_none() {
-                    return Err(StoreError::NoSuchUser(u.clone()));
-                }
-            }
+            self.require_user(&txn, &share.owner)?;
+            self.require_user(&txn, &share.with)?;
             let mut shares = txn.open_table(SHARES).map_err(|e| err(e.into()))?;
             shares
                 .insert(
@@ -360,6 +423,131 @@ impl HubStore for RedbStore {
             });
         }
         Ok(out)
+    }
+
+    fn all_shares(&self) -> Result<Vec<Share>, StoreError> {
+        let err = self.err("reading shares");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let shares = rtxn.open_table(SHARES).map_err(|e| err(e.into()))?;
+        let mut out = Vec::new();
+        for row in shares.iter().map_err(|e| err(e.into()))? {
+            let (k, _) = row.map_err(|e| err(e.into()))?;
+            let (owner, prefix, with) = k.value();
+            out.push(Share {
+                owner: self.username(owner)?,
+                prefix: prefix.to_owned(),
+                with: self.username(with)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn remove_share(&self, share: &Share) -> Result<(), StoreError> {
+        let err = self.err("removing a share");
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut shares = txn.open_table(SHARES).map_err(|e| err(e.into()))?;
+            let key = (
+                share.owner.as_str(),
+                share.prefix.as_str(),
+                share.with.as_str(),
+            );
+            if shares.remove(key).map_err(|e| err(e.into()))?.is_none() {
+                return Err(StoreError::NoSuchShare(share.clone()));
+            }
+        }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
+    fn remove_agent(&self, owner: &Username, public_line: &str) -> Result<AgentRecord, StoreError> {
+        let err = self.err("removing an agent");
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        let id = {
+            self.require_user(&txn, owner)?;
+            let mut agents = txn.open_table(AGENTS).map_err(|e| err(e.into()))?;
+            let removed = agents
+                .remove((owner.as_str(), public_line))
+                .map_err(|e| err(e.into()))?;
+            match removed {
+                Some(id) => id.value().to_owned(),
+                None => {
+                    return Err(StoreError::NoSuchAgent {
+                        owner: owner.clone(),
+                        key: public_line.to_owned(),
+                    });
+                }
+            }
+        };
+        txn.commit().map_err(|e| err(e.into()))?;
+        Ok(AgentRecord {
+            id,
+            owner: owner.clone(),
+            public_line: public_line.to_owned(),
+        })
+    }
+
+    fn remove_user(&self, name: &Username) -> Result<UserRemoval, StoreError> {
+        let err = self.err("removing a user");
+        let me = name.as_str();
+        // The smallest string after every key part equal to `me`.
+        let after = format!("{me}\0");
+        let mut removed = UserRemoval::default();
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
+            if users.remove(me).map_err(|e| err(e.into()))?.is_none() {
+                return Err(StoreError::NoSuchUser(name.clone()));
+            }
+            let mut agents = txn.open_table(AGENTS).map_err(|e| err(e.into()))?;
+            let mut agent_ids = Vec::new();
+            for row in agents
+                .extract_from_if((me, "")..(after.as_str(), ""), |_, _| true)
+                .map_err(|e| err(e.into()))?
+            {
+                let (_, id) = row.map_err(|e| err(e.into()))?;
+                agent_ids.push(id.value().to_owned());
+                removed.agents += 1;
+            }
+            self.web_remove_user(&txn, name, &agent_ids)?;
+            let mut shares = txn.open_table(SHARES).map_err(|e| err(e.into()))?;
+            for row in shares
+                .extract_if(|(owner, _, with), _| owner == me || with == me)
+                .map_err(|e| err(e.into()))?
+            {
+                let (k, _) = row.map_err(|e| err(e.into()))?;
+                if k.value().0 == me {
+                    removed.shares_given += 1;
+                } else {
+                    removed.shares_received += 1;
+                }
+            }
+            let mut metrics = txn.open_table(METRICS).map_err(|e| err(e.into()))?;
+            let mut ids = Vec::new();
+            for row in metrics
+                .extract_from_if((me, "")..(after.as_str(), ""), |_, _| true)
+                .map_err(|e| err(e.into()))?
+            {
+                let (_, v) = row.map_err(|e| err(e.into()))?;
+                ids.push(v.value().0);
+            }
+            removed.metrics = ids.len();
+            self.rollup_remove(&txn, &ids)?;
+            let mut supplies = txn.open_table(SUPPLIES).map_err(|e| err(e.into()))?;
+            let mut samples = txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
+            for mid in ids {
+                supplies.remove(mid).map_err(|e| err(e.into()))?;
+                let range = (mid, [0u8; 16])..=(mid, [0xffu8; 16]);
+                for row in samples
+                    .extract_from_if(range, |_, _| true)
+                    .map_err(|e| err(e.into()))?
+                {
+                    row.map_err(|e| err(e.into()))?;
+                    removed.samples += 1;
+                }
+            }
+        }
+        txn.commit().map_err(|e| err(e.into()))?;
+        Ok(removed)
     }
 
     fn metric_kind(&self, id: &MetricId) -> Result<Option<Kind>, StoreError> {
@@ -403,17 +591,29 @@ impl HubStore for RedbStore {
             let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
             let mut metrics = txn.open_table(METRICS).map_err(|e| err(e.into()))?;
             let mut rows = txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
+            let mut changes = rollup::Changes::default();
             let mut next = meta
                 .get("next_metric_id")
                 .map_err(|e| err(e.into()))?
                 .map(|v| v.value())
                 .unwrap_or(1);
+            let users = txn.open_table(USERS).map_err(|e| err(e.into()))?;
             for (owner, samples) in writes {
+                // A user removed while one of their writes was queued gets nothing back.
+                if users
+                    .get(owner.as_str())
+                    .map_err(|e| err(e.into()))?
+                    .is_none()
+                {
+                    results.push(Err(StoreError::NoSuchUser(owner.clone())));
+                    continue;
+                }
                 // Check the whole write first: a refused write leaves nothing behind,
                 // and the other writes of the group go on.
                 let mut ids: Vec<Option<u64>> = Vec::with_capacity(samples.len());
                 let mut fresh: Vec<(&str, Kind)> = Vec::new();
                 let mut refused = None;
+                let mut values: Vec<Option<f64>> = Vec::with_capacity(samples.len());
                 for s in samples {
                     let key = (owner.as_str(), s.uri.as_str());
                     let row = metrics.get(key).map_err(|e| err(e.into()))?.map(|v| {
@@ -442,13 +642,26 @@ impl HubStore for RedbStore {
                             ids.push(None);
                         }
                     }
+                    let value = match s.kind {
+                        Kind::Datapoint => match rollup::datapoint_value(&s.content) {
+                            Some(v) => Some(v),
+                            None => {
+                                refused = Some(StoreError::Unsupported(
+                                    "store a datapoint that is not a finite number",
+                                ));
+                                break;
+                            }
+                        },
+                        Kind::Datasource => None,
+                    };
+                    values.push(value);
                 }
                 if let Some(e) = refused {
                     results.push(Err(e));
                     continue;
                 }
                 let mut outcome = WriteOutcome::default();
-                for (s, id) in samples.iter().zip(ids) {
+                for ((s, id), value) in samples.iter().zip(ids).zip(values) {
                     let key = (owner.as_str(), s.uri.as_str());
                     // A new uri may have been created by an earlier sample of this write.
                     let earlier = match id {
@@ -470,13 +683,21 @@ impl HubStore for RedbStore {
                             mid
                         }
                     };
-                    rows.insert((metric_id, s.t.sort_key()), s.content.as_str())
-                        .map_err(|e| err(e.into()))?;
+                    let prior = match rows
+                        .insert((metric_id, s.t.sort_key()), s.content.as_str())
+                        .map_err(|e| err(e.into()))?
+                    {
+                        None => rollup::Prior::New,
+                        Some(old) if old.value() == s.content => rollup::Prior::Same,
+                        Some(_) => rollup::Prior::Changed,
+                    };
+                    changes.note(metric_id, s.t, value, prior);
                 }
                 results.push(Ok(outcome));
             }
             meta.insert("next_metric_id", next)
                 .map_err(|e| err(e.into()))?;
+            changes.flush(self, &txn, &rows)?;
         }
         txn.commit().map_err(|e| err(e.into()))?;
         Ok(results)
@@ -520,6 +741,70 @@ impl HubStore for RedbStore {
             })
     }
 
+    fn read_oldest(
+        &self,
+        id: &MetricId,
+        start: TimeUuid,
+        end: TimeUuid,
+        limit: usize,
+    ) -> Result<Vec<(TimeUuid, String)>, StoreError> {
+        self.read_rows(id, start, end, limit, false)
+    }
+
+    fn summaries_of(&self, owner: &Username) -> Result<Vec<MetricSummary>, StoreError> {
+        self.rollup_summaries(owner)
+    }
+
+    fn reduce(
+        &self,
+        id: &MetricId,
+        start: TimeUuid,
+        end: TimeUuid,
+        columns: u32,
+    ) -> Result<Reduced, StoreError> {
+        self.rollup_reduce(id, start, end, columns)
+    }
+
+    fn set_password(&self, user: &Username, phc: Option<&str>) -> Result<(), StoreError> {
+        self.web_set_password(user, phc)
+    }
+
+    fn password(&self, user: &Username) -> Result<Option<String>, StoreError> {
+        self.web_password(user)
+    }
+
+    fn add_token(
+        &self,
+        owner: &Username,
+        name: &str,
+        digest: [u8; 32],
+    ) -> Result<TokenRecord, StoreError> {
+        self.web_add_token(owner, name, digest)
+    }
+
+    fn find_token(&self, digest: [u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        self.web_find_token(digest)
+    }
+
+    fn tokens_of(&self, owner: &Username) -> Result<Vec<TokenRecord>, StoreError> {
+        self.web_tokens_of(owner)
+    }
+
+    fn remove_token(&self, owner: &Username, name: &str) -> Result<bool, StoreError> {
+        self.web_remove_token(owner, name)
+    }
+
+    fn note_login(&self, agent_id: &str, at_us: i64) -> Result<(), StoreError> {
+        self.web_note_login(agent_id, at_us)
+    }
+
+    fn last_logins(
+        &self,
+        owner: &Username,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        self.web_last_logins(owner)
+    }
+
     fn read_newest(
         &self,
         id: &MetricId,
@@ -527,28 +812,6 @@ impl HubStore for RedbStore {
         end: TimeUuid,
         limit: usize,
     ) -> Result<Vec<(TimeUuid, String)>, StoreError> {
-        if start > end {
-            return Ok(Vec::new());
-        }
-        let Some((mid, _)) = self.metric_row(id)? else {
-            return Ok(Vec::new());
-        };
-        let err = self.err("reading samples");
-        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
-        let rows = rtxn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
-        let range = (mid, start.sort_key())..=(mid, end.sort_key());
-        let mut out = Vec::new();
-        for row in rows.range(range).map_err(|e| err(e.into()))?.rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = row.map_err(|e| err(e.into()))?;
-            let t = TimeUuid::from_sort_key(k.value().1).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                reason: format!("a sample key of {id} is not a TimeUUID"),
-            })?;
-            out.push((t, v.value().to_owned()));
-        }
-        Ok(out)
+        self.read_rows(id, start, end, limit, true)
     }
 }

@@ -236,3 +236,493 @@ fn persists_and_refuses_a_second_opener_and_foreign_files() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("hub.redb"), "{err}");
 }
+
+#[test]
+fn removing_a_user_takes_everything_of_theirs_and_only_that() {
+    let (_dir, store) = open();
+    let (alice, bob, al) = (user("alice"), user("bob"), user("alice.b"));
+    for u in [&alice, &bob, &al] {
+        store.add_user(u).unwrap();
+    }
+    store.add_agent(&alice, "ssh-rsa AAAA").unwrap();
+    store.add_agent(&al, "ssh-rsa AAAB").unwrap();
+    let share = |o: &Username, p: &str, w: &Username| Share {
+        owner: o.clone(),
+        prefix: p.into(),
+        with: w.clone(),
+    };
+    store.add_share(&share(&alice, "x", &bob)).unwrap();
+    store.add_share(&share(&bob, "y", &alice)).unwrap();
+    store.add_share(&share(&bob, "y", &al)).unwrap();
+    let ds = |us| sample("ds", Kind::Datasource, us, "t");
+    store.write(&alice, &[ds(1), ds(2)]).unwrap();
+    store
+        .write(&alice, &[sample("x.p", Kind::Datapoint, 1, "1")])
+        .unwrap();
+    store.write(&al, &[ds(1)]).unwrap();
+    let alice_ds = MetricId {
+        owner: alice.clone(),
+        local: "ds".into(),
+    };
+    store.set_supplies(&alice_ds, &["x.p".into()]).unwrap();
+
+    let removed = store.remove_user(&alice).unwrap();
+    assert_eq!(
+        removed,
+        UserRemoval {
+            agents: 1,
+            shares_given: 1,
+            shares_received: 1,
+            metrics: 2,
+            samples: 3,
+        }
+    );
+    assert!(matches!(
+        store.remove_user(&alice),
+        Err(StoreError::NoSuchUser(_))
+    ));
+    assert_eq!(store.users().unwrap(), vec![al.clone(), bob.clone()]);
+    assert_eq!(store.all_shares().unwrap(), vec![share(&bob, "y", &al)]);
+    // "alice.b" sorts right after "alice": untouched.
+    assert_eq!(store.agents_of(&al).unwrap().len(), 1);
+    assert_eq!(store.metrics_of(&al).unwrap().len(), 1);
+    // A write for the removed user is refused and leaves nothing.
+    assert!(matches!(
+        store.write(&alice, &[ds(3)]),
+        Err(StoreError::NoSuchUser(_))
+    ));
+    store.add_user(&alice).unwrap();
+    assert!(store.metrics_of(&alice).unwrap().is_empty());
+    assert!(store.agents_of(&alice).unwrap().is_empty());
+    assert_eq!(store.supplies(&alice_ds).unwrap(), None);
+    // The key is free again, and agent and share removals name what is missing.
+    let a = store.add_agent(&alice, "ssh-rsa AAAA").unwrap();
+    assert_eq!(store.remove_agent(&alice, "ssh-rsa AAAA").unwrap(), a);
+    assert!(matches!(
+        store.remove_agent(&alice, "ssh-rsa AAAA"),
+        Err(StoreError::NoSuchAgent { .. })
+    ));
+    assert!(matches!(
+        store.remove_share(&share(&alice, "x", &bob)),
+        Err(StoreError::NoSuchShare(_))
+    ));
+}
+
+/// A seeded generator (splitmix64), so a failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The column of `t` as `reduce` defines it: equal spans of µs from `start`.
+fn column_of(t: TimeUuid, start: TimeUuid, end: TimeUuid, columns: u32) -> u32 {
+    let total = i128::from(end.micros()) - i128::from(start.micros()) + 1;
+    let span = (total + i128::from(columns) - 1) / i128::from(columns);
+    ((i128::from(t.micros()) - i128::from(start.micros())) / span) as u32
+}
+
+/// `reduce` computed the obvious way from the rows `read_oldest` returns.
+fn naive_reduce(
+    rows: &[(TimeUuid, String)],
+    start: TimeUuid,
+    end: TimeUuid,
+    columns: u32,
+    datapoint: bool,
+) -> Reduced {
+    let mut out = Reduced::default();
+    for (t, content) in rows {
+        let index = column_of(*t, start, end, columns);
+        let p = Point {
+            t: *t,
+            v: if datapoint {
+                content.parse().unwrap()
+            } else {
+                0.0
+            },
+        };
+        out.rows += 1;
+        match out.columns.last_mut() {
+            Some(c) if c.index == index => {
+                c.count += 1;
+                c.last = *t;
+                if let Some(v) = &mut c.values {
+                    v.last = p;
+                    if p.v < v.min.v {
+                        v.min = p;
+                    }
+                    if p.v > v.max.v {
+                        v.max = p;
+                    }
+                }
+            }
+            _ => out.columns.push(Column {
+                index,
+                count: 1,
+                first: *t,
+                last: *t,
+                values: datapoint.then_some(ColumnValues {
+                    first: p,
+                    last: p,
+                    min: p,
+                    max: p,
+                }),
+            }),
+        }
+    }
+    out
+}
+
+/// The smallest and largest points of a reduction (the oldest of equals).
+fn extremes(r: &Reduced) -> Option<(Point, Point)> {
+    let mut out: Option<(Point, Point)> = None;
+    for v in r.columns.iter().filter_map(|c| c.values) {
+        out = Some(match out {
+            None => (v.min, v.max),
+            Some((lo, hi)) => (
+                if v.min.v < lo.v { v.min } else { lo },
+                if v.max.v > hi.v { v.max } else { hi },
+            ),
+        });
+    }
+    out
+}
+
+/// Check `got` against the naive reduction of the same range; returns whether
+/// the range was large enough to be served from rollups.
+fn check_reduction(
+    store: &RedbStore,
+    id: &MetricId,
+    start: TimeUuid,
+    end: TimeUuid,
+    columns: u32,
+    datapoint: bool,
+) -> bool {
+    let got = store.reduce(id, start, end, columns).unwrap();
+    let rows = store.read_oldest(id, start, end, usize::MAX).unwrap();
+    let want = naive_reduce(&rows, start, end, columns, datapoint);
+    let what = format!("{id} {start}..={end} in {columns} columns");
+    assert_eq!(got.rows, want.rows, "{what}");
+    assert_eq!(
+        got.columns.iter().map(|c| c.count).sum::<u64>(),
+        got.rows,
+        "{what}"
+    );
+    if rows.len() as u64 <= 4 * u64::from(columns) {
+        assert_eq!(got, want, "{what}");
+        return false;
+    }
+    let stored: std::collections::HashMap<TimeUuid, f64> = rows
+        .iter()
+        .filter(|_| datapoint)
+        .map(|(t, c)| (*t, c.parse().unwrap()))
+        .collect();
+    let (first, last) = (&got.columns[0], &got.columns[got.columns.len() - 1]);
+    assert_eq!(first.first, want.columns[0].first, "{what}");
+    assert_eq!(last.last, rows[rows.len() - 1].0, "{what}");
+    let mut previous = None;
+    for c in &got.columns {
+        assert!(
+            c.index < columns && Some(c.index) > previous,
+            "{what}: {c:?}"
+        );
+        previous = Some(c.index);
+        assert!(c.count > 0 && c.first <= c.last, "{what}: {c:?}");
+        // A bucket sits in the column of its first sample and is no wider than a column.
+        assert_eq!(
+            column_of(c.first, start, end, columns),
+            c.index,
+            "{what}: {c:?}"
+        );
+        assert!(
+            column_of(c.last, start, end, columns) <= c.index + 1,
+            "{what}: {c:?}"
+        );
+        assert_eq!(c.values.is_some(), datapoint, "{what}: {c:?}");
+        if let Some(v) = c.values {
+            // Every point is a stored sample with its current value.
+            for p in [v.first, v.last, v.min, v.max] {
+                assert_eq!(stored.get(&p.t), Some(&p.v), "{what}: {c:?}");
+                assert!(c.first <= p.t && p.t <= c.last, "{what}: {c:?}");
+                assert!(v.min.v <= p.v && p.v <= v.max.v, "{what}: {c:?}");
+            }
+            assert_eq!((v.first.t, v.last.t), (c.first, c.last), "{what}: {c:?}");
+        }
+    }
+    if datapoint {
+        let got_values = (first.values.unwrap().first, last.values.unwrap().last);
+        let want_values = (
+            want.columns[0].values.unwrap().first,
+            want.columns[want.columns.len() - 1].values.unwrap().last,
+        );
+        assert_eq!(got_values, want_values, "{what}");
+        assert_eq!(extremes(&got), extremes(&want), "{what}");
+    }
+    // Columns at least as wide as the finest rollup tier's buckets.
+    let total = i128::from(end.micros()) - i128::from(start.micros()) + 1;
+    (total + i128::from(columns) - 1) / i128::from(columns) >= 10_000_000
+}
+
+#[test]
+fn reduce_matches_a_naive_reduction_of_the_rows() {
+    let (dir, store) = open();
+    let (alice, bob) = (user("alice"), user("bob"));
+    store.add_user(&alice).unwrap();
+    store.add_user(&bob).unwrap();
+    let mut rng = Rng(0x5eed_2026_1206);
+    let base: i64 = 1_700_000_000_000_000;
+    // (owner, uri, kind, centre µs): one metric straddles the Unix epoch.
+    let metrics = [
+        (&alice, "a.dp", Kind::Datapoint, base),
+        (&alice, "b.dp", Kind::Datapoint, base),
+        (&alice, "c.ds", Kind::Datasource, base),
+        (&alice, "e.dp", Kind::Datapoint, 0),
+        (&bob, "a.dp", Kind::Datapoint, base),
+    ];
+    let mut written: Vec<Vec<TimeUuid>> = vec![Vec::new(); metrics.len()];
+    let value = |rng: &mut Rng, kind: Kind| match kind {
+        Kind::Datapoint if rng.below(4) == 0 => format!("{}.5", rng.below(41) as i64 - 20),
+        Kind::Datapoint => format!("{}", rng.below(41) as i64 - 20),
+        Kind::Datasource => format!("line {}", rng.below(100)),
+    };
+    for _ in 0..80 {
+        let mut group: Vec<(Username, Vec<NewSample>)> = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            let mut samples = Vec::new();
+            let mut this_write: Vec<(usize, TimeUuid)> = Vec::new();
+            for _ in 0..1 + rng.below(120) {
+                let m = rng.below(metrics.len() as u64) as usize;
+                let (_, uri, kind, centre) = metrics[m];
+                let t = match rng.below(10) {
+                    // A rewrite of a stored sample, or of one earlier in this write.
+                    0 | 1 if !written[m].is_empty() => {
+                        written[m][rng.below(written[m].len() as u64) as usize]
+                    }
+                    2 if this_write.iter().any(|(i, _)| *i == m) => {
+                        let mine: Vec<_> = this_write.iter().filter(|(i, _)| *i == m).collect();
+                        mine[rng.below(mine.len() as u64) as usize].1
+                    }
+                    // Another TimeUUID of a stored sample's microsecond.
+                    3 if !written[m].is_empty() => {
+                        let us = written[m][rng.below(written[m].len() as u64) as usize].micros();
+                        TimeUuid::build(us, rng.below(1 << 14) as u16, rng.next()).unwrap()
+                    }
+                    spread => {
+                        let offset = match spread % 3 {
+                            // Four days, sparse.
+                            0 => rng.below(345_600_000_000) as i64 - 172_800_000_000,
+                            // Half an hour, about a sample a second.
+                            1 => rng.below(1_800_000_000) as i64,
+                            // A minute, dense.
+                            _ => rng.below(60_000_000) as i64 + 600_000_000,
+                        };
+                        let us = centre + offset;
+                        TimeUuid::build(us, rng.below(1 << 14) as u16, rng.next()).unwrap()
+                    }
+                };
+                this_write.push((m, t));
+                samples.push((
+                    metrics[m].0.clone(),
+                    sample_at(uri, kind, t, value(&mut rng, kind)),
+                ));
+            }
+            // One write per owner, out of time order.
+            for owner in [&alice, &bob] {
+                let mine: Vec<NewSample> = samples
+                    .iter()
+                    .filter(|(o, _)| o == owner)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                if !mine.is_empty() {
+                    group.push((owner.clone(), mine));
+                }
+            }
+            for (m, t) in this_write {
+                written[m].push(t);
+            }
+        }
+        for result in store.write_group(&group).unwrap() {
+            result.unwrap();
+        }
+    }
+    let total: usize = written.iter().map(Vec::len).sum();
+    assert!(total > 8_000, "{total}");
+
+    let mut rollup_served = 0;
+    let mut check_all = |store: &RedbStore, rng: &mut Rng, queries: usize| {
+        for _ in 0..queries {
+            let m = rng.below(metrics.len() as u64) as usize;
+            let (owner, uri, kind, centre) = metrics[m];
+            let id = MetricId {
+                owner: owner.clone(),
+                local: uri.into(),
+            };
+            let bound = |rng: &mut Rng| match rng.below(8) {
+                0 => TimeUuid::MIN,
+                1 => TimeUuid::MAX,
+                2 | 3 => written[m][rng.below(written[m].len() as u64) as usize],
+                4 => {
+                    let us = centre + rng.below(1_800_000_000) as i64;
+                    TimeUuid::lowest_at(us).unwrap()
+                }
+                _ => {
+                    let us = centre + rng.below(345_600_000_000) as i64 - 172_800_000_000;
+                    TimeUuid::build(us, rng.below(1 << 14) as u16, rng.next()).unwrap()
+                }
+            };
+            let (a, b) = (bound(rng), bound(rng));
+            let (start, end) = if rng.below(20) == 0 {
+                (a, b)
+            } else {
+                (a.min(b), a.max(b))
+            };
+            let columns = [1, 2, 3, 5, 8, 13, 64, 500, 2000][rng.below(9) as usize];
+            if check_reduction(store, &id, start, end, columns, kind == Kind::Datapoint) {
+                rollup_served += 1;
+            }
+        }
+    };
+    check_all(&store, &mut rng, 400);
+    drop(store);
+    let store = RedbStore::open(&dir.path().join("data")).unwrap();
+    check_all(&store, &mut rng, 100);
+    assert!(
+        rollup_served > 100,
+        "only {rollup_served} ranges used the rollups"
+    );
+    // A reduction of nothing, and of a metric that does not exist.
+    let id = MetricId {
+        owner: alice.clone(),
+        local: "a.dp".into(),
+    };
+    assert_eq!(
+        store.reduce(&id, TimeUuid::MAX, TimeUuid::MIN, 10).unwrap(),
+        Reduced::default()
+    );
+    let none = MetricId {
+        owner: alice,
+        local: "nothing".into(),
+    };
+    assert_eq!(
+        store
+            .reduce(&none, TimeUuid::MIN, TimeUuid::MAX, 10)
+            .unwrap(),
+        Reduced::default()
+    );
+}
+
+fn sample_at(uri: &str, kind: Kind, t: TimeUuid, content: String) -> NewSample {
+    NewSample {
+        uri: uri.into(),
+        kind,
+        t,
+        content,
+    }
+}
+
+#[test]
+fn summaries_count_once_follow_removals_and_survive_reopening_and_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = RedbStore::open(&data).unwrap();
+    let (alice, bob) = (user("alice"), user("bob"));
+    store.add_user(&alice).unwrap();
+    store.add_user(&bob).unwrap();
+    let t = |us: i64| TimeUuid::build(us, 7, 7).unwrap();
+    let dp = |us, v: &str| sample_at("a.dp", Kind::Datapoint, t(us), v.into());
+    store
+        .write(&alice, &[dp(20, "2"), dp(10, "1"), dp(30, "3")])
+        .unwrap();
+    store
+        .write(
+            &alice,
+            &[sample_at("a.ds", Kind::Datasource, t(5), "x".into())],
+        )
+        .unwrap();
+    // Rewrites, with a new value and with the same one, count nothing.
+    store.write(&alice, &[dp(20, "9"), dp(10, "1")]).unwrap();
+    store.write(&bob, &[dp(1_000, "4")]).unwrap();
+    // A datapoint that is not a number is refused, and nothing of its write kept.
+    assert!(matches!(
+        store.write(&alice, &[dp(40, "4"), dp(50, "nan")]),
+        Err(StoreError::Unsupported(_))
+    ));
+    let summary = |uri: &str, kind, count, first: i64, last: i64| MetricSummary {
+        uri: uri.into(),
+        kind,
+        count,
+        first: Some(t(first)),
+        last: Some(t(last)),
+    };
+    let alices = vec![
+        summary("a.dp", Kind::Datapoint, 3, 10, 30),
+        summary("a.ds", Kind::Datasource, 1, 5, 5),
+    ];
+    assert_eq!(store.summaries_of(&alice).unwrap(), alices);
+    assert_eq!(
+        store.summaries_of(&bob).unwrap(),
+        vec![summary("a.dp", Kind::Datapoint, 1, 1_000, 1_000)]
+    );
+    assert!(store.summaries_of(&user("carol")).unwrap().is_empty());
+    let id = MetricId {
+        owner: alice.clone(),
+        local: "a.dp".into(),
+    };
+    let reduced = store.reduce(&id, TimeUuid::MIN, TimeUuid::MAX, 1).unwrap();
+    assert_eq!(reduced.rows, 3);
+    let values = reduced.columns[0].values.unwrap();
+    assert_eq!(values.max, Point { t: t(20), v: 9.0 });
+    assert_eq!(values.min, Point { t: t(10), v: 1.0 });
+
+    // Three metrics, one bucket per tier each.
+    assert_eq!(store.rollup_table_sizes().unwrap(), (3, 18));
+    store.remove_user(&bob).unwrap();
+    assert!(store.summaries_of(&bob).unwrap().is_empty());
+    assert_eq!(store.rollup_table_sizes().unwrap(), (2, 12));
+    store.add_user(&bob).unwrap();
+    assert!(store.summaries_of(&bob).unwrap().is_empty());
+
+    drop(store);
+    let store = RedbStore::open(&data).unwrap();
+    assert_eq!(store.summaries_of(&alice).unwrap(), alices);
+    assert_eq!(
+        store.reduce(&id, TimeUuid::MIN, TimeUuid::MAX, 1).unwrap(),
+        reduced
+    );
+    drop(store);
+
+    // A store written before the stats and rollups existed: format version 1
+    // without their tables.
+    {
+        let db = ::redb::Database::create(data.join(super::redb::DATABASE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        for name in ["metric_stats", "rollups"] {
+            let table: ::redb::TableDefinition<u64, u64> = ::redb::TableDefinition::new(name);
+            assert!(txn.delete_table(table).unwrap(), "{name}");
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&data).unwrap();
+    assert_eq!(store.rollup_table_sizes().unwrap(), (2, 12));
+    assert_eq!(store.summaries_of(&alice).unwrap(), alices);
+    assert_eq!(
+        store.reduce(&id, TimeUuid::MIN, TimeUuid::MAX, 1).unwrap(),
+        reduced
+    );
+    // Writes after the backfill go on from it.
+    store.write(&alice, &[dp(40, "-1")]).unwrap();
+    assert_eq!(
+        store.summaries_of(&alice).unwrap()[0],
+        summary("a.dp", Kind::Datapoint, 4, 10, 40)
+    );
+}

@@ -9,8 +9,10 @@ pub mod certs;
 pub mod child;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use komlog_hub::http_client::{self, HttpResponse};
@@ -390,4 +392,123 @@ pub fn new_sample(uri: &str, kind: Kind, us: i64, content: &str) -> NewSample {
         t: TimeUuid::random_at(us).unwrap(),
         content: content.into(),
     }
+}
+
+/// A `komlog-hub serve` child, stopped (SIGTERM) when dropped.
+pub struct Served {
+    pub child: Child,
+    data: PathBuf,
+}
+
+impl Served {
+    pub fn start(data: &Path) -> Served {
+        Served::start_with(data, &[])
+    }
+
+    /// `serve` with `extra` arguments.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Served {
+        Served::start_logging(data, extra, Stdio::inherit())
+    }
+
+    /// `serve` with `extra` arguments and its stderr (its log) to `stderr`.
+    pub fn start_logging(data: &Path, extra: &[&str], stderr: Stdio) -> Served {
+        let child = Command::new(env!("CARGO_BIN_EXE_komlog-hub"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env_remove("KOMLOG_HUB_LOG")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn komlog-hub serve");
+        Served {
+            child,
+            data: data.to_owned(),
+        }
+    }
+
+    pub fn addr(&mut self) -> std::net::SocketAddr {
+        let run_file = self.data.join("hub.json");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&run_file)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                return v["listen"].as_str().unwrap().parse().unwrap();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("komlog-hub serve exited early: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {} in time",
+                run_file.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        child::terminate(&mut self.child, WAIT).expect("komlog-hub stops on SIGTERM")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the komlog-hub binary on `data` with `args`.
+pub fn hub_cmd(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_komlog-hub"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("KOMLOG_HUB_DATA")
+        .output()
+        .expect("run komlog-hub")
+}
+
+/// Bytes as text, lossily.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Its stdout, asserting it exited 0.
+#[track_caller]
+pub fn ok(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {} stderr: {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// Asserting it exited with `code` and said `needle` on stderr.
+#[track_caller]
+pub fn fails(o: &Output, code: i32, needle: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {} stderr: {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains(needle),
+        "stderr lacks {needle:?}: {}",
+        text(&o.stderr)
+    );
+}
+
+/// Write `key`'s public line to `dir/name`.
+pub fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, public_line(key)).unwrap();
+    path
 }

@@ -10,7 +10,7 @@
 //! characters, dots included, become `_`; an invalid first one is dropped).
 //!
 //! The uris under the root, the units and the anomaly rules are listed in
-//! the README's "Packages" section.
+//! the manual's Packages page (docs/src/packages.md).
 
 mod proc;
 

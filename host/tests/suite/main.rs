@@ -1,0 +1,20 @@
+//! The agent's integration tests with real processes, one module per topic,
+//! in one test binary: each binary that links the agent (and so wasmtime)
+//! costs a long link, so the topics share one. `outbox_window` stays a binary
+//! of its own because it installs a process-wide log subscriber.
+//! Run one topic with `cargo nextest run -p komlogd -E 'test(/^daemon::/)'`
+//! or `cargo test -p komlogd --test suite daemon::`.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../common/inproc.rs"]
+mod inproc;
+
+mod cli;
+mod connected;
+mod daemon;
+mod install;
+mod operator;
+mod outbox;
+mod sinks;
+mod web;
