@@ -98,6 +98,15 @@ impl Client {
         let mut rest = String::new();
         matches!(self.reader.read_line(&mut rest), Ok(0))
     }
+
+    /// True when the agent has closed the connection, cleanly or by a reset.
+    fn closed_or_reset(&mut self) -> bool {
+        let mut rest = String::new();
+        match self.reader.read_line(&mut rest) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
 }
 
 #[test]
@@ -202,7 +211,9 @@ fn samples_request_takes_batches_on_one_connection() {
         answer.contains("samples request longer than 16") && answer.contains("smaller batches"),
         "{answer}"
     );
-    assert!(client.closed());
+    // The agent closes with the rest of the request unread, so the end may
+    // come as a reset rather than an end of stream.
+    assert!(client.closed_or_reset());
     sender.join().unwrap();
 }
 
