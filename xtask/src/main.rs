@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the README's test command. It checks what the test
 //! suite needs, installs what it can (the wasm32-wasip2 target, clang and
 //! wasi-libc from Debian when running as root, cargo-nextest from crates.io),
-//! names what it cannot, then runs the whole suite with cargo-nextest and
+//! starts the local services the sink tests write to when they are down
+//! (PostgreSQL, Redis, Mosquitto, NATS), names what it cannot, then runs the whole suite with cargo-nextest and
 //! prints the ten slowest tests. Each step prints its name and how long it
 //! took. Arguments after `test` go to `cargo nextest run`.
 //!
@@ -146,6 +147,10 @@ fn check_tools(root: &Path) -> Result<(), String> {
             Err("node and npm are needed for the JavaScript guests (Debian: apt-get install nodejs npm)".into())
         }
     })?;
+    step(
+        "local services (PostgreSQL, Redis, Mosquitto, NATS)",
+        services,
+    )?;
     step(&format!("pyenv Python {PYTHON36}"), || python36(root))?;
     step("cargo-nextest", || {
         if succeeds(Command::new("cargo").args(["nextest", "--version"])) {
@@ -153,6 +158,69 @@ fn check_tools(root: &Path) -> Result<(), String> {
         }
         run(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))
     })
+}
+
+/// The services the sink tests write to, on their standard loopback ports, with
+/// the command that starts each one when it is installed but down.
+const SERVICES: &[(&str, u16, &str, &str)] = &[
+    (
+        "PostgreSQL",
+        5432,
+        "pg_ctlcluster",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    ),
+    (
+        "Redis",
+        6379,
+        "redis-server",
+        "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
+    ),
+    (
+        "Mosquitto",
+        1883,
+        "mosquitto",
+        "mosquitto -d -c /etc/mosquitto/mosquitto.conf",
+    ),
+    (
+        "NATS",
+        4222,
+        "nats-server",
+        "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log",
+    ),
+];
+
+/// Start each of [`SERVICES`] that is installed and not listening; one that is
+/// not installed is left to its tests (they say SKIPPED, or fail in CI).
+fn services() -> Result<(), String> {
+    let listening = |port: u16| {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            std::time::Duration::from_secs(1),
+        )
+        .is_ok()
+    };
+    for &(name, port, program, start) in SERVICES {
+        if listening(port) {
+            println!("{name}: listening on 127.0.0.1:{port}");
+            continue;
+        }
+        if !which(program) && !Path::new("/usr/sbin").join(program).exists() {
+            println!("{name}: not installed ({program}); its tests cannot run here");
+            continue;
+        }
+        println!("{name}: not listening on 127.0.0.1:{port}; starting it: {start}");
+        run(Command::new("sh").args(["-c", start]))?;
+        let t0 = Instant::now();
+        while !listening(port) {
+            if t0.elapsed() > std::time::Duration::from_secs(30) {
+                return Err(format!(
+                    "{name} started but does not listen on 127.0.0.1:{port} after 30 s"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    Ok(())
 }
 
 fn c_toolchain() -> Result<(), String> {

@@ -668,7 +668,7 @@ pub const GRANTS: Section = Section {
 /// `- sink:`.
 pub const SINK: Section = Section {
     path: "sink",
-    about: "Forward the samples the agent stores whose uris match `uris` to one destination (a file, a webhook, PostgreSQL, InfluxDB 1.x or a Redis stream), in batches, at least once (see [Sinks](sinks.md)). Keys of another type than the block's are errors. Added, changed and removed sinks take effect without a restart.",
+    about: "Forward the samples the agent stores whose uris match `uris` to one destination (a file, a webhook, PostgreSQL, InfluxDB 1.x, a Redis stream, an MQTT broker or NATS), in batches, at least once (see [Sinks](sinks.md)). Keys of another type than the block's are errors. Added, changed and removed sinks take effect without a restart.",
     keys: &[
         key(
             "name",
@@ -681,7 +681,7 @@ pub const SINK: Section = Section {
         key(
             "type",
             Once,
-            "`file`, `webhook`, `postgres`, `influxdb` or `redis`",
+            "`file`, `webhook`, `postgres`, `influxdb`, `redis`, `mqtt` or `nats`",
             Required,
             "file",
             "The destination.",
@@ -730,9 +730,9 @@ pub const SINK: Section = Section {
             "url",
             Once,
             "URL",
-            Means("required for `webhook`, `postgres`, `influxdb` and `redis`"),
+            Means("required for every type but `file`"),
             "",
-            "`webhook`: the `http://` URL batches are POSTed to. `influxdb`: the `http://` base URL of InfluxDB 1.x. `postgres`: a connection string, `postgres://user@host:5432/db` or `host=… dbname=…`. `redis`: `redis://[[user]:password@]host[:port][/db]`.",
+            "`webhook`: the `http://` URL batches are POSTed to. `influxdb`: the `http://` base URL of InfluxDB 1.x. `postgres`: a connection string, `postgres://user@host:5432/db` or `host=… dbname=…`. `redis`: `redis://[[user]:password@]host[:port][/db]`. `mqtt`: `mqtt://[user[:password]@]host[:port]` (port 1883 by default). `nats`: `nats://[user[:password]@]host[:port]` (port 4222 by default).",
         ),
         key(
             "table",
@@ -765,6 +765,30 @@ pub const SINK: Section = Section {
             Means("`komlog_samples`"),
             "",
             "`redis` only: the stream samples are appended to (`XADD`).",
+        ),
+        key(
+            "topic",
+            Once,
+            "MQTT topic levels",
+            Means("`komlog`"),
+            "",
+            "`mqtt` only: the topic prefix; a sample of `host.cpu` goes to `<topic>/host/cpu` at QoS 1.",
+        ),
+        key(
+            "subject",
+            Once,
+            "NATS subject tokens",
+            Means("`komlog`"),
+            "",
+            "`nats` only: the subject prefix; a sample of `host.cpu` goes to `<subject>.host.cpu`.",
+        ),
+        key(
+            "jetstream",
+            Once,
+            "stream name",
+            Means("core NATS, no stream"),
+            "",
+            "`nats` only: publish into this JetStream stream (created with the subjects `<subject>.>` when missing), each message acknowledged and deduplicated by the server.",
         ),
         key(
             "batch",

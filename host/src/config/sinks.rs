@@ -85,6 +85,22 @@ pub enum Destination {
         /// The stream appended to.
         stream: String,
     },
+    /// `type: mqtt`.
+    Mqtt {
+        /// `mqtt://[user[:password]@]host[:port]`.
+        url: String,
+        /// The topic prefix.
+        topic: String,
+    },
+    /// `type: nats`.
+    Nats {
+        /// `nats://[user[:password]@]host[:port]`.
+        url: String,
+        /// The subject prefix.
+        subject: String,
+        /// The JetStream stream published into, if any.
+        jetstream: Option<String>,
+    },
     /// `type: influxdb`.
     Influxdb {
         /// The `http://` base URL of InfluxDB 1.x.
@@ -97,7 +113,7 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// `file`, `webhook`, `postgres` or `influxdb`.
+    /// `file`, `webhook`, `postgres`, `influxdb`, `redis`, `mqtt` or `nats`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Destination::File { .. } => "file",
@@ -105,13 +121,19 @@ impl Destination {
             Destination::Postgres { .. } => "postgres",
             Destination::Influxdb { .. } => "influxdb",
             Destination::Redis { .. } => "redis",
+            Destination::Mqtt { .. } => "mqtt",
+            Destination::Nats { .. } => "nats",
         }
     }
 }
 
-const TYPES: &[&str] = &["file", "webhook", "postgres", "influxdb", "redis"];
+const TYPES: &[&str] = &[
+    "file", "webhook", "postgres", "influxdb", "redis", "mqtt", "nats",
+];
 /// The default Redis stream.
 pub const DEFAULT_SINK_STREAM: &str = "komlog_samples";
+/// The default MQTT topic prefix and NATS subject prefix.
+pub const DEFAULT_SINK_PREFIX: &str = "komlog";
 
 /// Read one `sink` entry.
 pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Option<SinkConfig> {
@@ -129,6 +151,9 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
     let database_n = block.get("database");
     let measurement_n = block.get("measurement");
     let stream_n = block.get("stream");
+    let topic_n = block.get("topic");
+    let subject_n = block.get("subject");
+    let jetstream_n = block.get("jetstream");
     let batch_n = block.get("batch");
     let max_lag_n = block.get("max_lag");
 
@@ -152,15 +177,22 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
     }
     let mut ok = true;
     // Keys that belong to other types.
-    let owners: [(&str, Option<&Node>, &[&str]); 8] = [
+    let owners: [(&str, Option<&Node>, &[&str]); 11] = [
         ("path", path_n, &["file"]),
         ("format", format_n, &["file"]),
         ("rotate", rotate_n, &["file"]),
-        ("url", url_n, &["webhook", "postgres", "influxdb", "redis"]),
+        (
+            "url",
+            url_n,
+            &["webhook", "postgres", "influxdb", "redis", "mqtt", "nats"],
+        ),
         ("table", table_n, &["postgres"]),
         ("database", database_n, &["influxdb"]),
         ("measurement", measurement_n, &["influxdb"]),
         ("stream", stream_n, &["redis"]),
+        ("topic", topic_n, &["mqtt"]),
+        ("subject", subject_n, &["nats"]),
+        ("jetstream", jetstream_n, &["nats"]),
     ];
     for (key, n, types) in owners {
         if let Some(n) = n
@@ -297,6 +329,10 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
         let checked = match scheme {
             "http" => crate::sinks::http::HttpUrl::parse(&url).map(|_| ()),
             "redis" => crate::sinks::redis::RedisUrl::parse(&url).map(|_| ()),
+            "mqtt" => crate::sinks::NetUrl::parse(&url, "mqtt", crate::sinks::mqtt::DEFAULT_PORT)
+                .map(|_| ()),
+            "nats" => crate::sinks::NetUrl::parse(&url, "nats", crate::sinks::nats::DEFAULT_PORT)
+                .map(|_| ()),
             _ => Ok(()),
         };
         if let Err(why) = checked {
@@ -396,6 +432,68 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
                 None => DEFAULT_SINK_STREAM.to_owned(),
             };
             Destination::Redis { url, stream }
+        }
+        "mqtt" => {
+            let url = need_url(ctx, "mqtt")?;
+            let topic = match topic_n {
+                Some(n) => {
+                    let t = ctx.string("sink.topic", n)?;
+                    if t.is_empty() || t.contains(['+', '#', '\0']) {
+                        ctx.error(
+                            line(n),
+                            format!("sink.topic: {t:?} is not a topic prefix (not empty, no `+`, `#` or NUL)"),
+                        );
+                        return None;
+                    }
+                    t
+                }
+                None => DEFAULT_SINK_PREFIX.to_owned(),
+            };
+            Destination::Mqtt { url, topic }
+        }
+        "nats" => {
+            let url = need_url(ctx, "nats")?;
+            let subject = match subject_n {
+                Some(n) => {
+                    let s = ctx.string("sink.subject", n)?;
+                    let bad = s.is_empty()
+                        || s.split('.').any(|t| {
+                            t.is_empty() || t == "*" || t == ">" || t.contains(char::is_whitespace)
+                        });
+                    if bad {
+                        ctx.error(
+                            line(n),
+                            format!("sink.subject: {s:?} is not a subject prefix (tokens between dots, no spaces, no `*` or `>`)"),
+                        );
+                        return None;
+                    }
+                    s
+                }
+                None => DEFAULT_SINK_PREFIX.to_owned(),
+            };
+            let jetstream = match jetstream_n {
+                Some(n) => {
+                    let s = ctx.string("sink.jetstream", n)?;
+                    if s.is_empty()
+                        || !s
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        ctx.error(
+                            line(n),
+                            format!("sink.jetstream: {s:?} is not a stream name (letters, digits, `_` and `-`)"),
+                        );
+                        return None;
+                    }
+                    Some(s)
+                }
+                None => None,
+            };
+            Destination::Nats {
+                url,
+                subject,
+                jetstream,
+            }
         }
         _ => {
             let url = need_url(ctx, "http")?;
@@ -517,6 +615,48 @@ mod tests {
     }
 
     #[test]
+    fn broker_sinks_parse_with_their_defaults() {
+        let cfg = Config::parse(
+            "- sink:\n    type: mqtt\n    url: mqtt://me:pw@127.0.0.1\n\
+             - sink:\n    type: nats\n    url: nats://127.0.0.1:4222\n\
+             - sink:\n    name: js\n    type: nats\n    url: nats://127.0.0.1\n    subject: a.b\n    jetstream: KOMLOG\n",
+            Path::new(FILE),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.sinks[0].destination,
+            Destination::Mqtt {
+                url: "mqtt://me:pw@127.0.0.1".into(),
+                topic: "komlog".into()
+            }
+        );
+        assert_eq!(
+            cfg.sinks[1].destination,
+            Destination::Nats {
+                url: "nats://127.0.0.1:4222".into(),
+                subject: "komlog".into(),
+                jetstream: None
+            }
+        );
+        assert_eq!(
+            cfg.sinks[2].destination,
+            Destination::Nats {
+                url: "nats://127.0.0.1".into(),
+                subject: "a.b".into(),
+                jetstream: Some("KOMLOG".into())
+            }
+        );
+        assert_eq!(
+            crate::sinks::describe(&cfg.sinks[0]),
+            "mqtt://me@127.0.0.1:1883 topic komlog/…"
+        );
+        assert_eq!(
+            crate::sinks::describe(&cfg.sinks[2]),
+            "nats://127.0.0.1:4222 subject a.b.… stream KOMLOG"
+        );
+    }
+
+    #[test]
     fn sink_errors_name_the_line_and_the_problem() {
         for (text, want) in [
             (
@@ -590,6 +730,34 @@ mod tests {
             (
                 "- sink:\n    type: file\n    stream: s\n",
                 ":3: sink.stream: not a key of a file sink (only of type redis)",
+            ),
+            (
+                "- sink:\n    type: mqtt\n    url: mqtt://h:x\n",
+                ":3: sink.url: \"mqtt://h:x\": the port \"x\"",
+            ),
+            (
+                "- sink:\n    type: mqtt\n    url: nats://h\n",
+                ":3: sink.url: \"nats://h\" is not a mqtt:// URL",
+            ),
+            (
+                "- sink:\n    type: mqtt\n    url: mqtt://h\n    topic: a/#\n",
+                ":4: sink.topic: \"a/#\" is not a topic prefix",
+            ),
+            (
+                "- sink:\n    type: mqtt\n    url: mqtt://h\n    subject: a\n",
+                ":4: sink.subject: not a key of a mqtt sink (only of type nats)",
+            ),
+            (
+                "- sink:\n    type: nats\n    url: nats://h\n    subject: a..b\n",
+                ":4: sink.subject: \"a..b\" is not a subject prefix",
+            ),
+            (
+                "- sink:\n    type: nats\n    url: nats://h\n    jetstream: a.b\n",
+                ":4: sink.jetstream: \"a.b\" is not a stream name",
+            ),
+            (
+                "- sink:\n    type: nats\n",
+                ":1: sink: a nats sink needs `url`",
             ),
         ] {
             let e = err(text);

@@ -87,6 +87,15 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    type: redis
 #    url: redis://127.0.0.1:6379
 #    stream: komlog_samples      # XADD'ed to
+#- sink:
+#    type: mqtt
+#    url: mqtt://127.0.0.1:1883
+#    topic: komlog               # host.cpu goes to komlog/host/cpu, QoS 1
+#- sink:
+#    type: nats
+#    url: nats://127.0.0.1:4222
+#    subject: komlog             # host.cpu goes to komlog.host.cpu
+#    jetstream: KOMLOG           # optional: a stream, created when missing
 
 # ------------------------------------------------------------------ jobs
 # A job runs a command on a cron schedule and sends what it prints, if anything,

@@ -1,5 +1,6 @@
 //! Sinks: forwarding the samples the agent stores to other systems (files, a
-//! webhook, PostgreSQL, InfluxDB 1.x), one `- sink:` block each.
+//! webhook, PostgreSQL, InfluxDB 1.x, Redis Streams, MQTT, NATS), one `- sink:`
+//! block each.
 //!
 //! **Owns:** the [`Sink`] trait every destination implements, and the one delivery
 //! loop they all share: reading the store's sample log
@@ -21,6 +22,9 @@
 pub mod file;
 pub mod http;
 pub mod influxdb;
+pub mod mqtt;
+pub mod nats;
+mod net_url;
 mod pattern;
 pub mod postgres;
 pub mod redis;
@@ -35,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+pub use net_url::NetUrl;
 pub use pattern::{PatternError, UriPattern};
 
 use crate::config::{Destination, SinkConfig};
@@ -113,6 +118,17 @@ pub fn open(config: &SinkConfig) -> Box<dyn Sink> {
             measurement.clone(),
         )),
         Destination::Redis { url, stream } => Box::new(redis::RedisSink::new(url, stream)),
+        Destination::Mqtt { url, topic } => Box::new(mqtt::MqttSink::new(url, topic, &config.name)),
+        Destination::Nats {
+            url,
+            subject,
+            jetstream,
+        } => Box::new(nats::NatsSink::new(
+            url,
+            subject,
+            jetstream.as_deref(),
+            &config.name,
+        )),
     }
 }
 
@@ -125,6 +141,23 @@ pub fn describe(config: &SinkConfig) -> String {
         Destination::Influxdb { url, database, .. } => format!("{url} database {database}"),
         Destination::Redis { url, stream } => {
             format!("{} stream {stream}", postgres::redact(url))
+        }
+        Destination::Mqtt { url, topic } => {
+            let url = NetUrl::parse(url, "mqtt", mqtt::DEFAULT_PORT)
+                .map_or_else(|_| url.clone(), |u| u.redacted("mqtt"));
+            format!("{url} topic {topic}/…")
+        }
+        Destination::Nats {
+            url,
+            subject,
+            jetstream,
+        } => {
+            let url = NetUrl::parse(url, "nats", nats::DEFAULT_PORT)
+                .map_or_else(|_| url.clone(), |u| u.redacted("nats"));
+            match jetstream {
+                Some(stream) => format!("{url} subject {subject}.… stream {stream}"),
+                None => format!("{url} subject {subject}.…"),
+            }
         }
     }
 }
@@ -161,7 +194,7 @@ pub fn sample_json(s: &Sample) -> serde_json::Value {
 pub struct SinkReport {
     /// Its name.
     pub name: String,
-    /// Its type: `file`, `webhook`, `postgres`, `influxdb`.
+    /// Its type: `file`, `webhook`, `postgres`, `influxdb`, `redis`, `mqtt`, `nats`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Where it writes.

@@ -17,4 +17,5 @@ mod install;
 mod operator;
 mod outbox;
 mod sinks;
+mod sinks_brokers;
 mod web;

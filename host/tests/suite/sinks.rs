@@ -20,7 +20,7 @@ use crate::common;
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
 
 /// Skip (or fail, with `KOMLOGD_TESTS_NO_SKIP` set) when a tool is missing.
-fn skip(reason: &str) {
+pub(crate) fn skip(reason: &str) {
     assert!(
         std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
         "cannot run here, and KOMLOGD_TESTS_NO_SKIP is set: {reason}"
@@ -29,7 +29,7 @@ fn skip(reason: &str) {
 }
 
 /// A komlogd child with its own directory.
-struct Agent {
+pub(crate) struct Agent {
     home: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -44,7 +44,7 @@ impl Agent {
     }
 
     /// Write komlogd.yaml with `sinks` (YAML `- sink:` blocks) and start the agent.
-    fn start(sinks: &str) -> Agent {
+    pub(crate) fn start(sinks: &str) -> Agent {
         let home = tempfile::tempdir().unwrap();
         let agent = Agent { home, child: None };
         std::fs::create_dir_all(agent.dir()).unwrap();
@@ -54,7 +54,7 @@ impl Agent {
         agent
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let socket = self.dir().join("komlogd.sock");
         let _ = std::fs::remove_file(&socket);
         let mut child = Command::new(KOMLOGD)
@@ -71,7 +71,7 @@ impl Agent {
     }
 
     /// Store `samples` through the control socket; panics unless all are accepted.
-    fn feed(&self, samples: &[(String, i64, Val)]) {
+    pub(crate) fn feed(&self, samples: &[(String, i64, Val)]) {
         let body: Vec<serde_json::Value> = samples
             .iter()
             .map(|(uri, ts, v)| match v {
@@ -106,7 +106,7 @@ impl Agent {
     }
 
     /// Poll the sink's status until `pred` holds (at most 60 s).
-    fn sink_until(
+    pub(crate) fn sink_until(
         &self,
         name: &str,
         what: &str,
@@ -142,14 +142,14 @@ impl Agent {
         (status.code().unwrap_or(-1), out, err)
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             common::child::signal(&c, libc::SIGKILL);
             let _ = c.wait();
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let status = common::child::terminate(&mut c, Duration::from_secs(30));
             assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -164,18 +164,18 @@ impl Drop for Agent {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Val {
+pub(crate) enum Val {
     D(f64),
     T(String),
 }
 
 /// A sample: (uri, ts µs, value).
-type S = (String, i64, Val);
+pub(crate) type S = (String, i64, Val);
 
 /// A row of the PostgreSQL sink's table: (uri, ts µs, kind, value, text).
 type Row = (String, i64, String, Option<f64>, Option<String>);
 
-fn dp(uri: &str, ts: i64, v: f64) -> (String, i64, Val) {
+pub(crate) fn dp(uri: &str, ts: i64, v: f64) -> (String, i64, Val) {
     (uri.to_owned(), ts, Val::D(v))
 }
 
@@ -184,7 +184,7 @@ fn ds(uri: &str, ts: i64, t: &str) -> (String, i64, Val) {
 }
 
 /// Wait (at most 60 s) until `read` returns `want` entries or more; the last read.
-fn until_count<T>(what: &str, want: usize, mut read: impl FnMut() -> Vec<T>) -> Vec<T> {
+pub(crate) fn until_count<T>(what: &str, want: usize, mut read: impl FnMut() -> Vec<T>) -> Vec<T> {
     let start = Instant::now();
     loop {
         let got = read();
@@ -202,7 +202,7 @@ fn until_count<T>(what: &str, want: usize, mut read: impl FnMut() -> Vec<T>) -> 
 
 /// A mixed set of samples: which ones match `uris: ["host.*"]` with
 /// `kinds: [datapoint]` is known.
-fn mixed(base: i64) -> (Vec<S>, Vec<S>) {
+pub(crate) fn mixed(base: i64) -> (Vec<S>, Vec<S>) {
     let all = vec![
         dp("host.cpu", base + 1, 0.25),
         dp("host.mem", base + 2, 1e9),
@@ -235,7 +235,7 @@ fn jsonl(path: &Path) -> Vec<(String, i64, Val)> {
         .collect()
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -549,14 +549,14 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 /// A TCP relay from a port of its own to `target`, started and stopped at will.
-struct Relay {
-    port: u16,
+pub(crate) struct Relay {
+    pub(crate) port: u16,
     target: String,
     running: Option<Arc<AtomicBool>>,
 }
 
 impl Relay {
-    fn new(target: &str) -> Relay {
+    pub(crate) fn new(target: &str) -> Relay {
         // A port that is free now; nothing listens on it until `start`.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -570,7 +570,7 @@ impl Relay {
         }
     }
 
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let on = Arc::new(AtomicBool::new(true));
@@ -620,7 +620,7 @@ impl Relay {
     }
 
     /// Stop accepting and cut every connection.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(on) = self.running.take() {
             on.store(false, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(200));
@@ -985,13 +985,35 @@ fn a_sink_added_to_the_running_agents_configuration_starts_and_a_removed_one_sto
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    agent.feed(&[dp("host.cpu", base + 10, 10.0)]);
-    std::thread::sleep(Duration::from_millis(300));
+    // A witness sink added now takes what is stored next; once it has written
+    // it, a removed sink still running (same batch age) would have too.
+    let witness = agent.dir().join("witness.jsonl");
+    std::fs::write(
+        agent.config(),
+        "- username: me\n- sink:\n    name: witness\n    type: file\n    path: witness.jsonl\n    batch: {size: 10, age: 20ms}\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    while agent.request("status\n")["sinks"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the witness sink did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let later = [
+        dp("host.cpu", base + 10, 10.0),
+        dp("host.cpu", base + 11, 11.0),
+    ];
+    agent.feed(&later);
     assert_eq!(
-        jsonl(&path).len(),
-        batch.len(),
-        "a removed sink writes nothing"
+        until_count("witness.jsonl", later.len(), || jsonl(&witness)),
+        later
     );
+    assert_eq!(jsonl(&path), batch, "a removed sink writes nothing");
 }
 
 /// Every entry of a Redis stream as (uri, ts, value), through the sink's own client.
