@@ -120,12 +120,20 @@ fn check_tools(root: &Path) -> Result<(), String> {
         }
         apt_install(&missing)
     })?;
-    step("influxd (influxdb)", || {
-        // The InfluxDB sink's test starts its own influxd (Debian's 1.x package).
-        if which("influxd") {
+    step("influxd (influxdb) and prometheus", || {
+        // The InfluxDB and Prometheus sinks' tests start their own influxd
+        // (Debian's 1.x package) and prometheus.
+        let mut missing = Vec::new();
+        if !which("influxd") {
+            missing.push("influxdb");
+        }
+        if !which("prometheus") {
+            missing.push("prometheus");
+        }
+        if missing.is_empty() {
             return Ok(());
         }
-        apt_install(&["influxdb"])
+        apt_install(&missing)
     })?;
     step("python3 with venv", || {
         if succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"])) {

@@ -13,7 +13,7 @@ use super::metrics::{MetricsConfig, parse_metrics};
 use super::packages::{PackageConfig, parse_package};
 use super::schema::TOP_KEYS;
 use super::server::{ServerConfig, parse_server};
-use super::sinks::{SinkConfig, check_unique_names, parse_sink};
+use super::sinks::{SinkConfig, check_exporters_have_a_listener, check_unique_names, parse_sink};
 use super::yaml::{Ctx, line, unknown_key_message};
 use crate::model::Username;
 
@@ -245,6 +245,7 @@ impl Config {
         drop_repeated_uris(&mut ctx, &mut impulses, cfg.username.as_ref());
         cfg.impulses = assign_unique_names(&mut ctx, impulses);
         check_unique_names(&mut ctx, &sinks);
+        check_exporters_have_a_listener(&mut ctx, &sinks, cfg.metrics.is_some());
         cfg.sinks = sinks.into_iter().map(|(_, s)| s).collect();
 
         if ctx.errors.is_empty() {

@@ -668,7 +668,7 @@ pub const GRANTS: Section = Section {
 /// `- sink:`.
 pub const SINK: Section = Section {
     path: "sink",
-    about: "Forward the samples the agent stores whose uris match `uris` to one destination (a file, a webhook, PostgreSQL, InfluxDB 1.x, a Redis stream, an MQTT broker or NATS), in batches, at least once (see [Sinks](sinks.md)). Keys of another type than the block's are errors. Added, changed and removed sinks take effect without a restart.",
+    about: "Forward the samples the agent stores whose uris match `uris` to one destination (a file, a webhook, PostgreSQL, InfluxDB 1.x, a Redis stream, an MQTT broker, NATS, or Prometheus by scrape or remote write), in batches, at least once (see [Sinks](sinks.md)). Keys of another type than the block's are errors. Added, changed and removed sinks take effect without a restart.",
     keys: &[
         key(
             "name",
@@ -681,7 +681,7 @@ pub const SINK: Section = Section {
         key(
             "type",
             Once,
-            "`file`, `webhook`, `postgres`, `influxdb`, `redis`, `mqtt` or `nats`",
+            "`file`, `webhook`, `postgres`, `influxdb`, `redis`, `mqtt`, `nats`, `prometheus_exporter` or `prometheus_remote_write`",
             Required,
             "file",
             "The destination.",
@@ -700,7 +700,7 @@ pub const SINK: Section = Section {
             "list of `datapoint`, `datasource`",
             Is("[datapoint, datasource]"),
             "[datapoint]",
-            "Which kinds of samples go.",
+            "Which kinds of samples go (`prometheus_exporter` and `prometheus_remote_write` take datapoints only).",
         ),
         key(
             "path",
@@ -730,9 +730,9 @@ pub const SINK: Section = Section {
             "url",
             Once,
             "URL",
-            Means("required for every type but `file`"),
+            Means("required for every type but `file` and `prometheus_exporter`"),
             "",
-            "`webhook`: the `http://` URL batches are POSTed to. `influxdb`: the `http://` base URL of InfluxDB 1.x. `postgres`: a connection string, `postgres://user@host:5432/db` or `host=… dbname=…`. `redis`: `redis://[[user]:password@]host[:port][/db]`. `mqtt`: `mqtt://[user[:password]@]host[:port]` (port 1883 by default). `nats`: `nats://[user[:password]@]host[:port]` (port 4222 by default).",
+            "`webhook`: the `http://` URL batches are POSTed to. `influxdb`: the `http://` base URL of InfluxDB 1.x. `postgres`: a connection string, `postgres://user@host:5432/db` or `host=… dbname=…`. `redis`: `redis://[[user]:password@]host[:port][/db]`. `mqtt`: `mqtt://[user[:password]@]host[:port]` (port 1883 by default). `nats`: `nats://[user[:password]@]host[:port]` (port 4222 by default). `prometheus_remote_write`: the receiver's `http://` URL, such as `http://127.0.0.1:9090/api/v1/write`.",
         ),
         key(
             "table",

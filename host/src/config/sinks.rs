@@ -101,6 +101,13 @@ pub enum Destination {
         /// The JetStream stream published into, if any.
         jetstream: Option<String>,
     },
+    /// `type: prometheus_exporter`: the latest datapoints on the agent's `/metrics`.
+    PrometheusExporter,
+    /// `type: prometheus_remote_write`.
+    PrometheusRemoteWrite {
+        /// The receiver's `http://` URL (`…/api/v1/write`).
+        url: String,
+    },
     /// `type: influxdb`.
     Influxdb {
         /// The `http://` base URL of InfluxDB 1.x.
@@ -113,7 +120,7 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// `file`, `webhook`, `postgres`, `influxdb`, `redis`, `mqtt` or `nats`.
+    /// The block's `type`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Destination::File { .. } => "file",
@@ -123,12 +130,22 @@ impl Destination {
             Destination::Redis { .. } => "redis",
             Destination::Mqtt { .. } => "mqtt",
             Destination::Nats { .. } => "nats",
+            Destination::PrometheusExporter => "prometheus_exporter",
+            Destination::PrometheusRemoteWrite { .. } => "prometheus_remote_write",
         }
     }
 }
 
 const TYPES: &[&str] = &[
-    "file", "webhook", "postgres", "influxdb", "redis", "mqtt", "nats",
+    "file",
+    "webhook",
+    "postgres",
+    "influxdb",
+    "redis",
+    "mqtt",
+    "nats",
+    "prometheus_exporter",
+    "prometheus_remote_write",
 ];
 /// The default Redis stream.
 pub const DEFAULT_SINK_STREAM: &str = "komlog_samples";
@@ -184,7 +201,15 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
         (
             "url",
             url_n,
-            &["webhook", "postgres", "influxdb", "redis", "mqtt", "nats"],
+            &[
+                "webhook",
+                "postgres",
+                "influxdb",
+                "redis",
+                "mqtt",
+                "nats",
+                "prometheus_remote_write",
+            ],
         ),
         ("table", table_n, &["postgres"]),
         ("database", database_n, &["influxdb"]),
@@ -253,7 +278,9 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
         }
     }
 
-    let (mut datapoints, mut datasources) = (true, true);
+    // Prometheus holds numbers only.
+    let numbers_only = kind.starts_with("prometheus_");
+    let (mut datapoints, mut datasources) = (true, !numbers_only);
     if let Some(n) = kinds_n {
         datapoints = false;
         datasources = false;
@@ -275,6 +302,15 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
         }
         if !(datapoints || datasources) && ok {
             ctx.error(line(n), "sink.kinds: the list is empty");
+            ok = false;
+        }
+        if numbers_only && datasources {
+            ctx.error(
+                line(n),
+                format!(
+                    "sink.kinds: a {kind} sink takes datapoints only (Prometheus holds numbers)"
+                ),
+            );
             ok = false;
         }
     }
@@ -451,6 +487,10 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
             };
             Destination::Mqtt { url, topic }
         }
+        "prometheus_exporter" => Destination::PrometheusExporter,
+        "prometheus_remote_write" => Destination::PrometheusRemoteWrite {
+            url: need_url(ctx, "http")?,
+        },
         "nats" => {
             let url = need_url(ctx, "nats")?;
             let subject = match subject_n {
@@ -535,6 +575,28 @@ fn valid_table(t: &str) -> bool {
     match t.split_once('.') {
         Some((s, n)) => part(s) && part(n),
         None => part(t),
+    }
+}
+
+/// Refuse a `prometheus_exporter` sink when the agent serves no `/metrics`.
+pub(super) fn check_exporters_have_a_listener(
+    ctx: &mut Ctx<'_>,
+    sinks: &[(usize, SinkConfig)],
+    metrics_configured: bool,
+) {
+    if metrics_configured {
+        return;
+    }
+    for (at, s) in sinks {
+        if s.destination == Destination::PrometheusExporter {
+            ctx.error(
+                *at,
+                format!(
+                    "sink: {:?} exposes its datapoints on the agent's /metrics, which is off: add `- metrics:` with `listen: 127.0.0.1:9108` (or another address)",
+                    s.name
+                ),
+            );
+        }
     }
 }
 
@@ -654,6 +716,16 @@ mod tests {
             crate::sinks::describe(&cfg.sinks[2]),
             "nats://127.0.0.1:4222 subject a.b.… stream KOMLOG"
         );
+        let cfg = Config::parse(
+            "- metrics: {listen: 127.0.0.1:9108}\n\
+             - sink:\n    type: prometheus_exporter\n\
+             - sink:\n    type: prometheus_remote_write\n    url: http://127.0.0.1:9090/api/v1/write\n",
+            Path::new(FILE),
+        )
+        .unwrap();
+        assert_eq!(cfg.sinks[0].destination, Destination::PrometheusExporter);
+        assert!(cfg.sinks[0].datapoints && !cfg.sinks[0].datasources);
+        assert!(!cfg.sinks[1].datasources, "numbers only");
     }
 
     #[test]
@@ -758,6 +830,22 @@ mod tests {
             (
                 "- sink:\n    type: nats\n",
                 ":1: sink: a nats sink needs `url`",
+            ),
+            (
+                "- sink:\n    type: prometheus_exporter\n",
+                ":1: sink: \"prometheus_exporter\" exposes its datapoints on the agent's /metrics, which is off",
+            ),
+            (
+                "- metrics:\n    listen: 127.0.0.1:9108\n- sink:\n    type: prometheus_exporter\n    kinds: [datasource]\n",
+                ":5: sink.kinds: a prometheus_exporter sink takes datapoints only",
+            ),
+            (
+                "- sink:\n    type: prometheus_remote_write\n",
+                ":1: sink: a prometheus_remote_write sink needs `url`",
+            ),
+            (
+                "- sink:\n    type: prometheus_exporter\n    url: http://x/\n",
+                ":3: sink.url: not a key of a prometheus_exporter sink",
             ),
         ] {
             let e = err(text);

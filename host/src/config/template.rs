@@ -96,6 +96,11 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    url: nats://127.0.0.1:4222
 #    subject: komlog             # host.cpu goes to komlog.host.cpu
 #    jetstream: KOMLOG           # optional: a stream, created when missing
+#- sink:
+#    type: prometheus_exporter   # latest datapoints on GET /metrics (needs - metrics:)
+#- sink:
+#    type: prometheus_remote_write
+#    url: http://127.0.0.1:9090/api/v1/write
 
 # ------------------------------------------------------------------ jobs
 # A job runs a command on a cron schedule and sends what it prints, if anything,

@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 client for the webhook and InfluxDB sinks: `http://` URLs, one
+//! A small HTTP/1.1 client for the webhook, InfluxDB and Prometheus remote-write sinks: `http://` URLs, one
 //! POST at a time over a kept-alive connection (hyper's connection-level client, so
 //! no connection pool or TLS stack is pulled in).
 //!
@@ -110,7 +110,20 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(), SinkError> {
-        let (status, text) = self.request(url, "POST", content_type, body).await?;
+        self.post_with(url, content_type, &[], body).await
+    }
+
+    /// POST `body` to `url` with `content_type` and `headers`; `Ok` on a 2xx answer.
+    pub async fn post_with(
+        &mut self,
+        url: &HttpUrl,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(), SinkError> {
+        let (status, text) = self
+            .request_with(url, "POST", content_type, headers, body)
+            .await?;
         classify(url, status, &text)
     }
 
@@ -122,16 +135,31 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(StatusCode, String), SinkError> {
-        let result =
-            tokio::time::timeout(TIMEOUT, self.request_inner(url, method, content_type, body))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SinkError::Retryable(format!(
-                        "{}: no answer within {}s",
-                        url.authority,
-                        TIMEOUT.as_secs()
-                    )))
-                });
+        self.request_with(url, method, content_type, &[], body)
+            .await
+    }
+
+    /// [`Client::request`] with more headers.
+    pub async fn request_with(
+        &mut self,
+        url: &HttpUrl,
+        method: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, String), SinkError> {
+        let result = tokio::time::timeout(
+            TIMEOUT,
+            self.request_inner(url, method, content_type, headers, body),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(SinkError::Retryable(format!(
+                "{}: no answer within {}s",
+                url.authority,
+                TIMEOUT.as_secs()
+            )))
+        });
         if result.is_err() {
             self.conn = None;
         }
@@ -143,6 +171,7 @@ impl Client {
         url: &HttpUrl,
         method: &str,
         content_type: &str,
+        headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<(StatusCode, String), SinkError> {
         let mut conn = match self.conn.take() {
@@ -152,7 +181,7 @@ impl Client {
         conn.ready()
             .await
             .map_err(|e| SinkError::Retryable(format!("{}: {e}", url.authority)))?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(&url.path)
             .header(hyper::header::HOST, &url.host)
@@ -160,7 +189,11 @@ impl Client {
             .header(
                 hyper::header::USER_AGENT,
                 concat!("komlogd/", env!("CARGO_PKG_VERSION")),
-            )
+            );
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| SinkError::Permanent(format!("cannot build the request: {e}")))?;
         let answer = conn

@@ -27,6 +27,7 @@ pub mod nats;
 mod net_url;
 mod pattern;
 pub mod postgres;
+pub mod prometheus;
 pub mod redis;
 pub mod webhook;
 
@@ -92,8 +93,9 @@ pub trait Sink: Send {
     fn send<'a>(&'a mut self, batch: &'a [Sample]) -> BoxFuture<'a, Result<(), SinkError>>;
 }
 
-/// The destination of `config`, not yet connected.
-pub fn open(config: &SinkConfig) -> Box<dyn Sink> {
+/// The destination of `config`, not yet connected (an exporter sink exposes
+/// into `exposition`).
+pub fn open(config: &SinkConfig, exposition: &prometheus::Exposition) -> Box<dyn Sink> {
     match &config.destination {
         Destination::File {
             path,
@@ -129,6 +131,13 @@ pub fn open(config: &SinkConfig) -> Box<dyn Sink> {
             jetstream.as_deref(),
             &config.name,
         )),
+        Destination::PrometheusExporter => Box::new(prometheus::ExporterSink::new(
+            &config.name,
+            exposition.clone(),
+        )),
+        Destination::PrometheusRemoteWrite { url } => {
+            Box::new(prometheus::RemoteWriteSink::new(url))
+        }
     }
 }
 
@@ -159,6 +168,8 @@ pub fn describe(config: &SinkConfig) -> String {
                 None => format!("{url} subject {subject}.…"),
             }
         }
+        Destination::PrometheusExporter => "GET /metrics of the agent".into(),
+        Destination::PrometheusRemoteWrite { url } => url.clone(),
     }
 }
 
@@ -169,7 +180,7 @@ pub fn check(config: &SinkConfig) -> Result<(), SinkError> {
         .build()
         .map_err(|e| SinkError::Retryable(format!("cannot start a runtime: {e}")))?;
     rt.block_on(async {
-        let mut sink = open(config);
+        let mut sink = open(config, &prometheus::Exposition::default());
         match tokio::time::timeout(CHECK_TIMEOUT, sink.check()).await {
             Ok(r) => r,
             Err(_) => Err(SinkError::Retryable(format!(
@@ -221,18 +232,30 @@ pub struct SinkReport {
     pub last_error: Option<String>,
 }
 
-/// The sinks' counters, shared by their threads, status and metrics.
+/// The sinks' counters, shared by their threads, status and metrics; and what
+/// the exporter sinks expose on `/metrics`.
 #[derive(Debug, Clone, Default)]
-pub struct SinkBoard(Arc<Mutex<Vec<SinkReport>>>);
+pub struct SinkBoard {
+    reports: Arc<Mutex<Vec<SinkReport>>>,
+    exposition: prometheus::Exposition,
+}
 
 impl SinkBoard {
+    /// The latest datapoints the `prometheus_exporter` sinks expose.
+    pub fn exposition(&self) -> &prometheus::Exposition {
+        &self.exposition
+    }
+
     /// Every sink, in configuration order.
     pub fn snapshot(&self) -> Vec<SinkReport> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut SinkReport)) {
-        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = all.iter_mut().find(|r| r.name == name) {
             f(r);
         }
@@ -241,7 +264,7 @@ impl SinkBoard {
     /// Keep (in this order) the reports of `configs`, new ones zeroed; counters of a
     /// sink that stays (even reconfigured) go on.
     fn arrange(&self, configs: &[SinkConfig]) {
-        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(configs.len());
         for c in configs {
             let mut r = all
@@ -258,6 +281,8 @@ impl SinkBoard {
             out.push(r);
         }
         *all = out;
+        let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+        self.exposition.retain(&names);
     }
 }
 
@@ -568,7 +593,7 @@ impl Worker {
     }
 
     async fn deliver(&mut self) {
-        let mut sink = open(&self.config);
+        let mut sink = open(&self.config, self.board.exposition());
         let head = self.log.head();
         let (cursor, sending) = match self.log.cursor(self.name()) {
             Ok(Some(c)) => c,

@@ -18,4 +18,5 @@ mod operator;
 mod outbox;
 mod sinks;
 mod sinks_brokers;
+mod sinks_prometheus;
 mod web;

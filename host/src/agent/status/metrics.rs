@@ -124,18 +124,30 @@ impl StatusCollector {
     /// call-duration summary. In connected mode this reads the outbox from the
     /// store: call it off the async runtime.
     pub fn text(&self) -> String {
-        text_of(&self.clone().registry(), self.impulses.as_ref())
+        text_of(
+            &self.clone().registry(),
+            self.impulses.as_ref(),
+            self.sinks.as_ref(),
+        )
     }
 }
 
-/// `registry` in the text format, then the duration summary of `impulses`.
-fn text_of(registry: &Registry, impulses: Option<&StatsBoard>) -> String {
+/// `registry` in the text format, then the duration summary of `impulses`, then
+/// the datapoints the exporter sinks of `sinks` expose.
+fn text_of(
+    registry: &Registry,
+    impulses: Option<&StatsBoard>,
+    sinks: Option<&crate::sinks::SinkBoard>,
+) -> String {
     let mut out = String::new();
     if let Err(e) = prometheus_text::encode(&mut out, registry) {
         tracing::warn!("cannot encode the metrics: {e}");
     }
     if let Some(board) = impulses {
         out.push_str(&duration_summary_text(board));
+    }
+    if let Some(board) = sinks {
+        out.push_str(&board.exposition().text());
     }
     out
 }
@@ -764,6 +776,7 @@ pub async fn serve_metrics(
     let collector = StatusCollector::from(boards);
     let registry = Arc::new(collector.clone().registry());
     let impulses = collector.impulses;
+    let sinks = collector.sinks;
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
@@ -771,8 +784,9 @@ pub async fn serve_metrics(
                 let Ok((stream, _)) = accepted else { continue };
                 let registry = registry.clone();
                 let impulses = impulses.clone();
+                let sinks = sinks.clone();
                 let service = hyper::service::service_fn(move |request| {
-                    answer_http(request, registry.clone(), impulses.clone())
+                    answer_http(request, registry.clone(), impulses.clone(), sinks.clone())
                 });
                 tokio::spawn(async move {
                     let served = hyper::server::conn::http1::Builder::new()
@@ -795,11 +809,13 @@ async fn answer_http(
     request: Request<Incoming>,
     registry: Arc<Registry>,
     impulses: Option<StatsBoard>,
+    sinks: Option<crate::sinks::SinkBoard>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
             // Counting the outbox reads the store.
-            match tokio::task::spawn_blocking(move || text_of(&registry, impulses.as_ref())).await {
+            let collect = move || text_of(&registry, impulses.as_ref(), sinks.as_ref());
+            match tokio::task::spawn_blocking(collect).await {
                 Ok(text) => (StatusCode::OK, prometheus_text::CONTENT_TYPE, text),
                 Err(e) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
