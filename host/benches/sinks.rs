@@ -10,6 +10,10 @@
 //! 3. The sample log's cost: the same appends into a store with a sink
 //!    configured (the log written in each commit) against one without.
 //!
+//! Each destination is measured twice: end to end (the appends run beside the
+//! sink, on the same cores) and draining a backlog (the samples appended while
+//! the destination was unreachable, then the sink pointed at it: its own cost).
+//!
 //! Run with `cargo bench -p komlogd --bench sinks`; `KOMLOGD_BENCH_QUICK=1`
 //! gives a short run. A destination that is not there is skipped, named.
 
@@ -85,6 +89,55 @@ fn through_sink(config: SinkConfig, data: &[Sample]) -> Duration {
     let took = t0.elapsed();
     sinks.stop();
     took
+}
+
+/// Append `data` while `config`'s destination is unreachable (`unreachable`: the
+/// same sink pointed at a closed port), then point the sink at its destination
+/// (a changed sink keeps its cursor): the time until the sink has delivered the
+/// backlog. The sink's own cost, without ingestion running beside it.
+fn drain(unreachable: SinkConfig, config: SinkConfig, data: &[Sample]) -> Duration {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("store.redb")).expect("store");
+    let board = SinkBoard::default();
+    let name = config.name.clone();
+    let sinks = Sinks::start(
+        store.sample_log().expect("log"),
+        &[unreachable],
+        None,
+        board.clone(),
+    );
+    for chunk in data.chunks(BATCH) {
+        store.append(chunk).expect("append");
+    }
+    let t0 = Instant::now();
+    sinks.apply(&[config]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let report = board
+            .snapshot()
+            .into_iter()
+            .find(|r| r.name == name)
+            .expect("the sink's report");
+        if report.sent >= data.len() as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not drain within 600 s: {report:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = t0.elapsed();
+    sinks.stop();
+    took
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9)
 }
 
 fn per_second(n: usize, d: Duration) -> f64 {
@@ -176,7 +229,31 @@ fn postgres(data: &[Sample]) {
         data.len(),
         "every sample in the sink's table"
     );
-    print("postgres", data.len(), sink_time, direct, "COPY FROM file");
+    print(
+        "postgres, end to end",
+        data.len(),
+        sink_time,
+        direct,
+        "COPY FROM file",
+    );
+    exec(&format!("DROP TABLE IF EXISTS {sink_table}"));
+    let pg = |port: u16| {
+        sink(
+            "pg",
+            Destination::Postgres {
+                url: format!("postgres://postgres@127.0.0.1:{port}/test"),
+                table: sink_table.clone(),
+            },
+        )
+    };
+    let drained = drain(pg(closed_port()), pg(5432), data);
+    print(
+        "postgres, backlog drained",
+        data.len(),
+        drained,
+        direct,
+        "COPY FROM file",
+    );
     exec(&format!(
         "DROP TABLE IF EXISTS {direct_table}; DROP TABLE IF EXISTS {sink_table}"
     ));
@@ -329,7 +406,37 @@ fn influxdb(data: &[Sample]) {
     );
     assert_eq!(influx.count("direct"), data.len() as u64, "direct points");
     assert_eq!(influx.count("sink"), data.len() as u64, "the sink's points");
-    print("influxdb", data.len(), sink_time, direct, "direct POST");
+    print(
+        "influxdb, end to end",
+        data.len(),
+        sink_time,
+        direct,
+        "direct POST",
+    );
+    influx.http("POST", "/query?q=CREATE%20DATABASE%20drain", "");
+    let to = |port: u16| {
+        sink(
+            "influx",
+            Destination::Influxdb {
+                url: format!("http://127.0.0.1:{port}"),
+                database: "drain".into(),
+                measurement: None,
+            },
+        )
+    };
+    let drained = drain(to(closed_port()), to(influx.port), data);
+    assert_eq!(
+        influx.count("drain"),
+        data.len() as u64,
+        "the drained points"
+    );
+    print(
+        "influxdb, backlog drained",
+        data.len(),
+        drained,
+        direct,
+        "direct POST",
+    );
 }
 
 /// Read one HTTP/1.1 response with a content-length (or none) and check it is a 2xx.
