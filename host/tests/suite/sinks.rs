@@ -3,7 +3,8 @@
 //! PostgreSQL (127.0.0.1:5432, through a TCP relay the test starts and stops) and
 //! InfluxDB 1.x (an `influxd` the test starts). Each test checks that exactly the
 //! matching samples arrive with their values and times, that a destination down
-//! for a while loses nothing, and that a kill -9 loses nothing either.
+//! for a while loses nothing, and that a kill -9 loses nothing either (and
+//! doubles nothing where the destination dedupes; elsewhere at most `resent`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -198,6 +199,38 @@ pub(crate) fn until_count<T>(what: &str, want: usize, mut read: impl FnMut() -> 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Feed 20 rounds of 100 datapoints of `uri` (1 ms apart, from `base` + 1 s),
+/// with a kill -9 of the agent and a restart after the 15th round: what was fed.
+pub(crate) fn feed_through_a_kill(agent: &mut Agent, uri: &str, base: i64) -> Vec<S> {
+    let mut sent = Vec::new();
+    for round in 0..20i64 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| dp(uri, base + (1000 + round * 100 + i) * 1000, i as f64))
+            .collect();
+        agent.feed(&batch);
+        sent.extend(batch);
+        if round == 14 {
+            agent.kill9();
+            agent.spawn();
+        }
+    }
+    sent
+}
+
+/// Each sample of `got` once, in time order; and how many more there were.
+pub(crate) fn distinct(got: &[S]) -> (Vec<S>, usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for s in got {
+        if seen.insert((s.1, s.0.clone(), format!("{:?}", s.2))) {
+            out.push(s.clone());
+        }
+    }
+    out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let doubled = got.len() - out.len();
+    (out, doubled)
 }
 
 /// A mixed set of samples: which ones match `uris: ["host.*"]` with
@@ -445,7 +478,7 @@ fn serve(
 }
 
 #[test]
-fn a_webhook_gets_exactly_the_matching_samples_and_everything_after_refusing_for_a_while() {
+fn a_webhook_gets_exactly_the_matching_samples_and_everything_after_refusing_for_a_while_and_a_kill() {
     let hook = Hook::start();
     let base = now_us();
     let metrics = TcpListener::bind("127.0.0.1:0")
@@ -537,6 +570,26 @@ fn a_webhook_gets_exactly_the_matching_samples_and_everything_after_refusing_for
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("sink hook cannot write"), "{err}");
     assert!(err.contains("503"), "{err}");
+
+    // A kill -9 mid-stream: nothing missing after the restart. A webhook cannot
+    // dedupe: what was sent again arrives again, at most as many as `resent`.
+    hook.refuse.store(false, Ordering::SeqCst);
+    agent.spawn();
+    let before = hook.got.lock().unwrap().len();
+    let sent = feed_through_a_kill(&mut agent, "host.net", base);
+    let got = until_count("webhook after the kill", sent.len(), || {
+        distinct(&as_tuples(&hook.got.lock().unwrap()[before..])).0
+    });
+    assert_eq!(got, sent, "every sample after the kill");
+    let s = agent.sink_until("hook", "caught up after the kill", |s| {
+        s["lag_samples"] == 0
+    });
+    let (_, doubled) = distinct(&as_tuples(&hook.got.lock().unwrap()[before..]));
+    assert!(
+        doubled as u64 <= s["resent"].as_u64().unwrap_or(0),
+        "{doubled} doubled: {s}"
+    );
+    agent.stop();
 }
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -901,7 +954,7 @@ fn which(name: &str) -> Result<PathBuf, ()> {
 }
 
 #[test]
-fn influxdb_gets_the_matching_points_through_an_outage() {
+fn influxdb_gets_the_matching_points_through_an_outage_and_a_kill() {
     let Some(mut influx) = Influx::start() else {
         return skip(
             "influxd is not installed (apt-get install influxdb; cargo xtask check-tools)",
@@ -940,6 +993,17 @@ fn influxdb_gets_the_matching_points_through_an_outage() {
         influx.points("host")
     });
     assert_eq!(got, sorted);
+
+    // A kill -9 mid-stream: nothing missing, nothing doubled (a point sent
+    // again overwrites itself).
+    let mut agent = agent;
+    sorted.extend(feed_through_a_kill(&mut agent, "host.net", base));
+    sorted.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let got = until_count("points after the kill", sorted.len(), || {
+        influx.points("host")
+    });
+    assert_eq!(got, sorted, "every point once");
+    agent.stop();
 }
 
 #[test]
@@ -1069,7 +1133,7 @@ fn redis_del(stream: &str) {
 }
 
 #[test]
-fn a_redis_stream_gets_the_matching_samples_through_an_outage() {
+fn a_redis_stream_gets_the_matching_samples_through_an_outage_and_a_kill() {
     if TcpStream::connect_timeout(&"127.0.0.1:6379".parse().unwrap(), Duration::from_secs(2))
         .is_err()
     {
@@ -1117,4 +1181,23 @@ fn a_redis_stream_gets_the_matching_samples_through_an_outage() {
         want,
         "nothing lost, nothing doubled (a batch is one MULTI/EXEC)"
     );
+
+    // A kill -9 mid-stream: nothing missing after the restart. A stream cannot
+    // dedupe: what was sent again is appended again, at most as many as `resent`.
+    let mut agent = agent;
+    let before = want.len();
+    let sent = feed_through_a_kill(&mut agent, "host.net", base);
+    let got = until_count("entries after the kill", sent.len(), || {
+        distinct(&redis_entries(&stream)[before..]).0
+    });
+    assert_eq!(got, sent, "every sample after the kill");
+    let s = agent.sink_until("redis", "caught up after the kill", |s| {
+        s["lag_samples"] == 0
+    });
+    let (_, doubled) = distinct(&redis_entries(&stream)[before..]);
+    assert!(
+        doubled as u64 <= s["resent"].as_u64().unwrap_or(0),
+        "{doubled} doubled: {s}"
+    );
+    agent.stop();
 }

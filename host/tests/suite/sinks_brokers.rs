@@ -4,12 +4,11 @@
 //! (or the JetStream stream itself) is read back: exactly the matching samples
 //! arrive, with their values and times, through an outage and a kill -9.
 
-use std::collections::BTreeSet;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::sinks::{Agent, Relay, S, Val, dp, mixed, now_us, skip, until_count};
+use super::sinks::{Agent, Relay, S, Val, distinct, dp, mixed, now_us, skip, until_count};
 
 /// A sample as the broker sinks' JSON payload carries it.
 fn from_json(payload: &[u8]) -> S {
@@ -29,21 +28,6 @@ fn from_json(payload: &[u8]) -> S {
 
 fn up(addr: &str) -> bool {
     TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok()
-}
-
-/// Every sample `got` holds, once, in time order; and how many were doubled.
-fn distinct(got: &[S]) -> (Vec<S>, usize) {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for s in got {
-        let key = (s.1, s.0.clone(), format!("{:?}", s.2));
-        if seen.insert(key) {
-            out.push(s.clone());
-        }
-    }
-    out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    let doubled = got.len() - out.len();
-    (out, doubled)
 }
 
 /// A QoS 1 subscriber to `filter` on 127.0.0.1:1883, collecting (topic, sample).
