@@ -50,6 +50,7 @@ fn sink(name: &str, destination: Destination) -> SinkConfig {
         batch_size: BATCH,
         batch_age: Duration::from_millis(50),
         max_lag: 10_000_000,
+        ca: None,
     }
 }
 

@@ -732,7 +732,7 @@ pub const SINK: Section = Section {
             "URL",
             Means("required for every type but `file` and `prometheus_exporter`"),
             "",
-            "`webhook`: the `http://` URL batches are POSTed to. `influxdb`: the `http://` base URL of InfluxDB 1.x. `postgres`: a connection string, `postgres://user@host:5432/db` or `host=… dbname=…`. `redis`: `redis://[[user]:password@]host[:port][/db]`. `mqtt`: `mqtt://[user[:password]@]host[:port]` (port 1883 by default). `nats`: `nats://[user[:password]@]host[:port]` (port 4222 by default). `prometheus_remote_write`: the receiver's `http://` URL, such as `http://127.0.0.1:9090/api/v1/write`.",
+            "`webhook`: the `http://` or `https://` URL batches are POSTed to. `influxdb`: the `http://` or `https://` base URL of InfluxDB 1.x. `postgres`: a connection string, `postgres://user@host:5432/db` or `host=… dbname=…`. `redis`: `redis://[[user]:password@]host[:port][/db]`. `mqtt`: `mqtt://[user[:password]@]host[:port]` (port 1883 by default). `nats`: `nats://[user[:password]@]host[:port]` (port 4222 by default). `prometheus_remote_write`: the receiver's `http://` or `https://` URL, such as `http://127.0.0.1:9090/api/v1/write`.",
         ),
         key(
             "table",
@@ -789,6 +789,14 @@ pub const SINK: Section = Section {
             Means("core NATS, no stream"),
             "",
             "`nats` only: publish into this JetStream stream (created with the subjects `<subject>.>` when missing), each message acknowledged and deduplicated by the server.",
+        ),
+        key(
+            "ca",
+            Once,
+            "path to a PEM file",
+            Means("the Mozilla roots only"),
+            "",
+            "`webhook`, `influxdb` and `prometheus_remote_write` with an `https://` url: CA certificates to trust besides the Mozilla roots (for a private CA or a self-signed server).",
         ),
         key(
             "batch",

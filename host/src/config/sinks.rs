@@ -41,6 +41,8 @@ pub struct SinkConfig {
     pub batch_age: Duration,
     /// How many samples the sink may fall behind before the oldest are dropped.
     pub max_lag: u64,
+    /// More CA certificates (PEM) to trust for an `https://` URL.
+    pub ca: Option<PathBuf>,
 }
 
 /// The format of a file sink.
@@ -171,6 +173,7 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
     let topic_n = block.get("topic");
     let subject_n = block.get("subject");
     let jetstream_n = block.get("jetstream");
+    let ca_n = block.get("ca");
     let batch_n = block.get("batch");
     let max_lag_n = block.get("max_lag");
 
@@ -194,7 +197,7 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
     }
     let mut ok = true;
     // Keys that belong to other types.
-    let owners: [(&str, Option<&Node>, &[&str]); 11] = [
+    let owners: [(&str, Option<&Node>, &[&str]); 12] = [
         ("path", path_n, &["file"]),
         ("format", format_n, &["file"]),
         ("rotate", rotate_n, &["file"]),
@@ -218,6 +221,11 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
         ("topic", topic_n, &["mqtt"]),
         ("subject", subject_n, &["nats"]),
         ("jetstream", jetstream_n, &["nats"]),
+        (
+            "ca",
+            ca_n,
+            &["webhook", "influxdb", "prometheus_remote_write"],
+        ),
     ];
     for (key, n, types) in owners {
         if let Some(n) = n
@@ -553,6 +561,23 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
             }
         }
     };
+    let ca = match ca_n {
+        Some(n) if ok => {
+            let ca = ctx.path("sink.ca", n)?;
+            let https = url_n
+                .and_then(|u| ctx.scalar_text(u))
+                .is_some_and(|u| u.starts_with("https://"));
+            if !https {
+                ctx.error(
+                    line(n),
+                    "sink.ca: the sink's url is not https://, so no certificate is checked",
+                );
+                return None;
+            }
+            Some(ca)
+        }
+        _ => None,
+    };
     ok.then_some(SinkConfig {
         name,
         destination,
@@ -562,6 +587,7 @@ pub(super) fn parse_sink(ctx: &mut Ctx<'_>, key_line: usize, node: &Node) -> Opt
         batch_size,
         batch_age,
         max_lag,
+        ca,
     })
 }
 
@@ -748,8 +774,12 @@ mod tests {
                 ":1: sink: a webhook sink needs `url`",
             ),
             (
-                "- sink:\n    type: webhook\n    url: https://x/\n",
-                ":3: sink.url: \"https://x/\": https is not supported",
+                "- sink:\n    type: webhook\n    url: http://x/\n    ca: ca.pem\n",
+                ":4: sink.ca: the sink's url is not https://",
+            ),
+            (
+                "- sink:\n    type: redis\n    url: redis://x\n    ca: ca.pem\n",
+                ":4: sink.ca: not a key of a redis sink",
             ),
             (
                 "- sink:\n    type: influxdb\n    url: http://x/\n",

@@ -73,7 +73,8 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #    max_lag: 1000000            # samples behind before the oldest are dropped
 #- sink:
 #    type: webhook
-#    url: http://127.0.0.1:8080/samples   # POST {"samples": [...]}
+#    url: https://hooks.example.org/komlog  # POST {"samples": [...]}; http:// too
+#    ca: /etc/komlogd/ca.pem     # https only: a private CA to trust too
 #- sink:
 #    type: postgres
 #    url: postgres://postgres@127.0.0.1:5432/metrics

@@ -1,11 +1,15 @@
-//! A small HTTP/1.1 client for the webhook, InfluxDB and Prometheus remote-write sinks: `http://` URLs, one
-//! POST at a time over a kept-alive connection (hyper's connection-level client, so
-//! no connection pool or TLS stack is pulled in).
+//! A small HTTP/1.1 client for the webhook, InfluxDB and Prometheus remote-write
+//! sinks: `http://` and `https://` URLs, one POST at a time over a kept-alive
+//! connection (hyper's connection-level client; no connection pool).
 //!
-//! **Owns:** URL parsing for these sinks, connecting with a timeout, and mapping
-//! answers to [`SinkError`]s: connection failures, timeouts, 5xx and 429 are
-//! retryable; other 4xx are permanent.
+//! **Owns:** URL parsing for these sinks, connecting with a timeout, TLS for
+//! `https://` (rustls; the server's certificate checked against the Mozilla roots
+//! plus the sink's `ca` file, for the URL's host, as komlogd's server link does),
+//! and mapping answers to [`SinkError`]s: connection failures, TLS failures,
+//! timeouts, 5xx and 429 are retryable; other 4xx are permanent.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -21,29 +25,28 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of an error answer's body kept for the message.
 const MAX_ERROR_BODY: usize = 512;
 
-/// An `http://host[:port]/path?query` URL.
+/// An `http://` or `https://host[:port]/path?query` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     /// `host:port`, as connected to.
     pub authority: String,
-    /// The host, for the `Host` header.
+    /// The host, for the `Host` header and the TLS server name.
     pub host: String,
     /// Path and query, at least `/`.
     pub path: String,
+    /// `https://`.
+    pub tls: bool,
 }
 
 impl HttpUrl {
-    /// Parse `text`; only `http://` is accepted.
+    /// Parse `text`, an `http://` or `https://` URL (port 80 or 443 by default).
     pub fn parse(text: &str) -> Result<HttpUrl, String> {
-        let rest = match text.split_once("://") {
-            Some(("http", rest)) => rest,
-            Some(("https", _)) => {
-                return Err(format!(
-                    "{text:?}: https is not supported by this sink yet; use http:// (on a trusted network or through a local TLS proxy)"
-                ));
-            }
-            _ => return Err(format!("{text:?} is not an http:// URL")),
+        let (rest, tls) = match text.split_once("://") {
+            Some(("http", rest)) => (rest, false),
+            Some(("https", rest)) => (rest, true),
+            _ => return Err(format!("{text:?} is not an http:// or https:// URL")),
         };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -54,7 +57,7 @@ impl HttpUrl {
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
                 if h.contains(':') && !h.starts_with('[') {
-                    (authority, 80)
+                    (authority, default_port)
                 } else {
                     let port: u16 = p
                         .parse()
@@ -62,7 +65,7 @@ impl HttpUrl {
                     (h, port)
                 }
             }
-            _ => (authority, 80),
+            _ => (authority, default_port),
         };
         let path = if path.starts_with('?') {
             format!("/{path}")
@@ -73,6 +76,7 @@ impl HttpUrl {
             authority: format!("{host}:{port}"),
             host: host.to_owned(),
             path,
+            tls,
         })
     }
 
@@ -89,14 +93,60 @@ impl HttpUrl {
 #[derive(Default)]
 pub struct Client {
     conn: Option<SendRequest<Full<Bytes>>>,
+    /// Extra CA certificates (PEM) for `https://`.
+    ca: Option<PathBuf>,
+    /// The TLS configuration, made on the first `https://` connection.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
-    async fn connect(url: &HttpUrl) -> Result<SendRequest<Full<Bytes>>, SinkError> {
+    /// A client that also trusts the CA certificates of `ca` (PEM) for `https://`.
+    pub fn with_ca(ca: Option<PathBuf>) -> Client {
+        Client {
+            ca,
+            ..Client::default()
+        }
+    }
+
+    async fn connect(&mut self, url: &HttpUrl) -> Result<SendRequest<Full<Bytes>>, SinkError> {
         let stream = super::connect_tcp(&url.authority, TIMEOUT).await?;
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let failed = |e: hyper::Error| SinkError::Retryable(format!("{}: {e}", url.authority));
+        if !url.tls {
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(failed)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return Ok(send);
+        }
+        let config = match &self.tls {
+            Some(c) => Arc::clone(c),
+            None => {
+                let c = komlog_session::tls::client_config(self.ca.as_deref())
+                    .map_err(|e| SinkError::Retryable(e.to_string()))?;
+                self.tls = Some(Arc::clone(&c));
+                c
+            }
+        };
+        let host = url.host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+            SinkError::Permanent(format!("{host:?} is not a valid TLS server name"))
+        })?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
             .await
-            .map_err(|e| SinkError::Retryable(format!("{}: {e}", url.authority)))?;
+            .map_err(|e| {
+                let hint = if e.to_string().contains("UnknownIssuer") {
+                    " (the certificate is not signed by a trusted CA: name the CA's certificate in the sink's `ca`)"
+                } else {
+                    ""
+                };
+                SinkError::Retryable(format!("{}: TLS handshake failed: {e}{hint}", url.authority))
+            })?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(failed)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -176,7 +226,7 @@ impl Client {
     ) -> Result<(StatusCode, String), SinkError> {
         let mut conn = match self.conn.take() {
             Some(c) if !c.is_closed() => c,
-            _ => Client::connect(url).await?,
+            _ => self.connect(url).await?,
         };
         conn.ready()
             .await
@@ -249,10 +299,11 @@ mod tests {
         );
         let u = HttpUrl::parse("http://[::1]:9000/a").unwrap();
         assert_eq!(u.authority, "[::1]:9000");
-        assert!(
-            HttpUrl::parse("https://x/")
-                .unwrap_err()
-                .contains("https is not supported")
+        assert!(!u.tls);
+        let u = HttpUrl::parse("https://hooks.example.org/x").unwrap();
+        assert_eq!(
+            (u.authority.as_str(), u.host.as_str(), u.tls),
+            ("hooks.example.org:443", "hooks.example.org", true)
         );
         assert!(HttpUrl::parse("ftp://x/").is_err());
         assert!(HttpUrl::parse("http://x:port/").is_err());

@@ -30,13 +30,19 @@ pub struct InfluxSink {
 }
 
 impl InfluxSink {
-    /// A sink writing to `database` at `url`.
-    pub fn new(url: &str, database: &str, measurement: Option<String>) -> InfluxSink {
+    /// A sink writing to `database` at `url`, trusting the CA certificates of
+    /// `ca` too for `https://`.
+    pub fn new(
+        url: &str,
+        database: &str,
+        measurement: Option<String>,
+        ca: Option<std::path::PathBuf>,
+    ) -> InfluxSink {
         InfluxSink {
             base: HttpUrl::parse(url),
             database: database.to_owned(),
             measurement,
-            client: Client::default(),
+            client: Client::with_ca(ca),
         }
     }
 

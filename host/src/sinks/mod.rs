@@ -108,7 +108,7 @@ pub fn open(config: &SinkConfig, exposition: &prometheus::Exposition) -> Box<dyn
             *rotate_bytes,
             *keep,
         )),
-        Destination::Webhook { url } => Box::new(webhook::WebhookSink::new(url)),
+        Destination::Webhook { url } => Box::new(webhook::WebhookSink::new(url, config.ca.clone())),
         Destination::Postgres { url, table } => Box::new(postgres::PostgresSink::new(url, table)),
         Destination::Influxdb {
             url,
@@ -118,6 +118,7 @@ pub fn open(config: &SinkConfig, exposition: &prometheus::Exposition) -> Box<dyn
             url,
             database,
             measurement.clone(),
+            config.ca.clone(),
         )),
         Destination::Redis { url, stream } => Box::new(redis::RedisSink::new(url, stream)),
         Destination::Mqtt { url, topic } => Box::new(mqtt::MqttSink::new(url, topic, &config.name)),
@@ -136,7 +137,7 @@ pub fn open(config: &SinkConfig, exposition: &prometheus::Exposition) -> Box<dyn
             exposition.clone(),
         )),
         Destination::PrometheusRemoteWrite { url } => {
-            Box::new(prometheus::RemoteWriteSink::new(url))
+            Box::new(prometheus::RemoteWriteSink::new(url, config.ca.clone()))
         }
     }
 }

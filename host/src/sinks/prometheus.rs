@@ -158,11 +158,12 @@ pub struct RemoteWriteSink {
 }
 
 impl RemoteWriteSink {
-    /// A sink writing to `url`.
-    pub fn new(url: &str) -> RemoteWriteSink {
+    /// A sink writing to `url`, trusting the CA certificates of `ca` too for
+    /// `https://`.
+    pub fn new(url: &str, ca: Option<std::path::PathBuf>) -> RemoteWriteSink {
         RemoteWriteSink {
             url: HttpUrl::parse(url),
-            client: Client::default(),
+            client: Client::with_ca(ca),
         }
     }
 }

@@ -24,6 +24,7 @@ fn file_sink(name: &str, path: PathBuf, max_lag: u64) -> SinkConfig {
         batch_size: 5,
         batch_age: Duration::from_millis(10),
         max_lag,
+        ca: None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The webhook sink (`type: webhook`): each batch POSTed as JSON,
 //! `{"samples": [{"uri", "ts", "kind", "value"}, …]}` (`ts` in µs since the Unix
-//! epoch, `value` a number or a string), to an `http://` URL.
+//! epoch, `value` a number or a string), to an `http://` or `https://` URL.
 //!
 //! **Owns:** the request body. A 2xx answer delivers the batch; 5xx, 429, 408 and
 //! connection errors are retried; any other 4xx refuses it for good.
@@ -16,11 +16,12 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    /// A sink posting to `url` (checked when the configuration was read).
-    pub fn new(url: &str) -> WebhookSink {
+    /// A sink posting to `url` (checked when the configuration was read),
+    /// trusting the CA certificates of `ca` too for `https://`.
+    pub fn new(url: &str, ca: Option<std::path::PathBuf>) -> WebhookSink {
         WebhookSink {
             url: HttpUrl::parse(url),
-            client: Client::default(),
+            client: Client::with_ca(ca),
         }
     }
 

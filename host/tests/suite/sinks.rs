@@ -390,6 +390,11 @@ struct Hook {
 
 impl Hook {
     fn start() -> Hook {
+        Hook::start_tls(None)
+    }
+
+    /// A webhook server, over TLS with `tls`.
+    fn start_tls(tls: Option<Arc<rustls::ServerConfig>>) -> Hook {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let hook = Hook {
@@ -411,7 +416,19 @@ impl Hook {
                     Ok((s, _)) => {
                         let (refuse, got, stop, refused) =
                             (refuse.clone(), got.clone(), stop.clone(), refused.clone());
-                        std::thread::spawn(move || serve(s, &refuse, &got, &stop, &refused));
+                        let _ = s.set_nonblocking(false);
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let tls = tls.clone();
+                        std::thread::spawn(move || match tls {
+                            None => serve(s, &refuse, &got, &stop, &refused),
+                            Some(config) => {
+                                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                    return;
+                                };
+                                let s = rustls::StreamOwned::new(conn, s);
+                                serve(s, &refuse, &got, &stop, &refused)
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -429,14 +446,12 @@ impl Drop for Hook {
 
 /// Serve one keep-alive connection.
 fn serve(
-    s: TcpStream,
+    s: impl Read + Write,
     refuse: &AtomicBool,
     got: &Mutex<Vec<serde_json::Value>>,
     stop: &AtomicBool,
     refused: &AtomicU16,
 ) {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     while !stop.load(Ordering::SeqCst) {
         let mut len = 0usize;
@@ -471,14 +486,15 @@ fn serve(
             "200 OK"
         };
         let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
-        if w.write_all(answer.as_bytes()).is_err() {
+        if r.get_mut().write_all(answer.as_bytes()).is_err() || r.get_mut().flush().is_err() {
             return;
         }
     }
 }
 
 #[test]
-fn a_webhook_gets_exactly_the_matching_samples_and_everything_after_refusing_for_a_while_and_a_kill() {
+fn a_webhook_gets_exactly_the_matching_samples_and_everything_after_refusing_for_a_while_and_a_kill()
+ {
     let hook = Hook::start();
     let base = now_us();
     let metrics = TcpListener::bind("127.0.0.1:0")
@@ -590,6 +606,44 @@ fn a_webhook_gets_exactly_the_matching_samples_and_everything_after_refusing_for
         "{doubled} doubled: {s}"
     );
     agent.stop();
+}
+
+#[path = "../../../hub/tests/common/certs.rs"]
+mod certs;
+
+#[test]
+fn a_webhook_over_https_trusts_the_ca_its_block_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs::write_test_certs(dir.path());
+    let tls = komlog_hub::tls::HubTls::load(&certs.cert, &certs.key).unwrap();
+    let hook = Hook::start_tls(Some(tls.config));
+    let block = |ca: &str| {
+        format!(
+            "- sink:\n    name: hook\n    type: webhook\n    url: https://localhost:{}/samples\n    batch: {{size: 10, age: 20ms}}\n{ca}",
+            hook.port
+        )
+    };
+    // Without `ca` the test CA is unknown: the handshake fails and is retried.
+    let agent = Agent::start(&block(""));
+    let base = now_us();
+    agent.feed(&[dp("host.cpu", base, 0.5)]);
+    let s = agent.sink_until("hook", "a failed handshake", |s| {
+        s["retried"].as_u64() > Some(0)
+    });
+    let error = s["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("TLS handshake failed")
+            && error.contains("name the CA's certificate in the sink's `ca`"),
+        "{s}"
+    );
+    assert!(hook.got.lock().unwrap().is_empty());
+    // With the CA named the same sink (its cursor kept) delivers over https.
+    let with_ca = block(&format!("    ca: {}\n", certs.ca.display()));
+    std::fs::write(agent.config(), format!("- username: me\n{with_ca}")).unwrap();
+    let got = until_count("samples over https", 1, || hook.got.lock().unwrap().clone());
+    assert_eq!(got[0]["uri"], "host.cpu");
+    assert_eq!(got[0]["ts"], base);
+    assert_eq!(got[0]["value"], 0.5);
 }
 
 fn http_get(addr: &str, path: &str) -> String {
