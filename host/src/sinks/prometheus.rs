@@ -48,9 +48,12 @@ pub fn metric_name(uri: &str) -> String {
     name
 }
 
-/// Exposed values: uri → (value, ts µs), one map for each exporter sink by name.
+/// One exporter sink's values: uri → (value, ts µs).
+type Latest = BTreeMap<String, (f64, i64)>;
+
+/// Exposed values, one map for each exporter sink by name.
 #[derive(Debug, Clone, Default)]
-pub struct Exposition(Arc<Mutex<BTreeMap<String, BTreeMap<String, (f64, i64)>>>>);
+pub struct Exposition(Arc<Mutex<BTreeMap<String, Latest>>>);
 
 impl Exposition {
     /// Keep the values of the sinks named in `names` only.

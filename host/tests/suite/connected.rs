@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 use komlogd::agent::status::{self, UploadRequest};
 use serde_json::Value as Json;
 
-#[path = "../../../hub/tests/common/certs.rs"]
-mod certs;
+use crate::certs;
 
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
 

@@ -5,6 +5,9 @@
 //! Run one topic with `cargo nextest run -p komlogd -E 'test(/^daemon::/)'`
 //! or `cargo test -p komlogd --test suite daemon::`.
 
+/// Test certificates, shared with the hub's tests.
+#[path = "../../../hub/tests/common/certs.rs"]
+mod certs;
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../common/inproc.rs"]

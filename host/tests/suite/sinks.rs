@@ -608,8 +608,7 @@ fn a_webhook_gets_exactly_the_matching_samples_and_everything_after_refusing_for
     agent.stop();
 }
 
-#[path = "../../../hub/tests/common/certs.rs"]
-mod certs;
+use crate::certs;
 
 #[test]
 fn a_webhook_over_https_trusts_the_ca_its_block_names() {
