@@ -54,6 +54,26 @@ fn sink(name: &str, destination: Destination) -> SinkConfig {
     }
 }
 
+/// Wait (at most 600 s) until the sink `name` has sent `n` samples.
+fn wait_until_sent(board: &SinkBoard, name: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let report = board
+            .snapshot()
+            .into_iter()
+            .find(|r| r.name == name)
+            .expect("the sink's report");
+        if report.sent >= n as u64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not deliver within 600 s: {report:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Append `data` in commits of [`BATCH`] to a fresh store running `config` as its
 /// one sink; the time until the sink has delivered every sample.
 fn through_sink(config: SinkConfig, data: &[Sample]) -> Duration {
@@ -71,22 +91,7 @@ fn through_sink(config: SinkConfig, data: &[Sample]) -> Duration {
     for chunk in data.chunks(BATCH) {
         store.append(chunk).expect("append");
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let report = board
-            .snapshot()
-            .into_iter()
-            .find(|r| r.name == name)
-            .expect("the sink's report");
-        if report.sent >= data.len() as u64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sink did not deliver within 600 s: {report:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until_sent(&board, &name, data.len());
     let took = t0.elapsed();
     sinks.stop();
     took
@@ -112,22 +117,7 @@ fn drain(unreachable: SinkConfig, config: SinkConfig, data: &[Sample]) -> Durati
     }
     let t0 = Instant::now();
     sinks.apply(&[config]);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let report = board
-            .snapshot()
-            .into_iter()
-            .find(|r| r.name == name)
-            .expect("the sink's report");
-        if report.sent >= data.len() as u64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sink did not drain within 600 s: {report:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until_sent(&board, &name, data.len());
     let took = t0.elapsed();
     sinks.stop();
     took

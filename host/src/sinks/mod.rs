@@ -84,6 +84,23 @@ pub(crate) async fn connect_tcp(
     Ok(stream)
 }
 
+/// `write`, given at most `timeout`: past it, a retryable error saying that
+/// `what` did not happen within the time.
+pub(crate) async fn within(
+    timeout: Duration,
+    what: &str,
+    write: impl Future<Output = Result<(), SinkError>>,
+) -> Result<(), SinkError> {
+    tokio::time::timeout(timeout, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SinkError::Retryable(format!(
+                "{what} within {}s",
+                timeout.as_secs()
+            )))
+        })
+}
+
 /// A destination.
 pub trait Sink: Send {
     /// Connect (or open) and check that batches can be written, preparing what is

@@ -151,14 +151,8 @@ impl Sink for MqttSink {
 
     fn send<'a>(&'a mut self, batch: &'a [Sample]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let result = tokio::time::timeout(TIMEOUT, self.write(batch))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SinkError::Retryable(format!(
-                        "mqtt: not every message acknowledged within {}s",
-                        TIMEOUT.as_secs()
-                    )))
-                });
+            let what = "mqtt: not every message acknowledged";
+            let result = super::within(TIMEOUT, what, self.write(batch)).await;
             if result.is_err() {
                 // Queued requests and the session's state are unknown: start afresh.
                 self.conn = None;

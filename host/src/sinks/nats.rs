@@ -199,14 +199,8 @@ impl Sink for NatsSink {
 
     fn send<'a>(&'a mut self, batch: &'a [Sample]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let result = tokio::time::timeout(TIMEOUT, self.write(batch))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SinkError::Retryable(format!(
-                        "nats: the batch was not acknowledged within {}s",
-                        TIMEOUT.as_secs()
-                    )))
-                });
+            let what = "nats: the batch was not acknowledged";
+            let result = super::within(TIMEOUT, what, self.write(batch)).await;
             if result.is_err() {
                 // Start afresh: async-nats would otherwise buffer while it reconnects.
                 self.conn = None;

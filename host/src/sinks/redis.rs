@@ -323,14 +323,7 @@ impl Sink for RedisSink {
 
     fn send<'a>(&'a mut self, batch: &'a [Sample]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let result = tokio::time::timeout(TIMEOUT, self.write(batch))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SinkError::Retryable(format!(
-                        "redis: no answer within {}s",
-                        TIMEOUT.as_secs()
-                    )))
-                });
+            let result = super::within(TIMEOUT, "redis: no answer", self.write(batch)).await;
             if result.is_err() {
                 // The connection's state is unknown: start afresh.
                 self.conn = None;

@@ -204,6 +204,17 @@ pub(crate) fn until_count<T>(what: &str, want: usize, mut read: impl FnMut() -> 
 /// Feed 20 rounds of 100 datapoints of `uri` (1 ms apart, from `base` + 1 s),
 /// with a kill -9 of the agent and a restart after the 15th round: what was fed.
 pub(crate) fn feed_through_a_kill(agent: &mut Agent, uri: &str, base: i64) -> Vec<S> {
+    feed_through_an_outage_and_a_kill(agent, None, uri, base)
+}
+
+/// [`feed_through_a_kill`], with `relay` (the way to the destination) cut after
+/// the 6th round and back after the 10th.
+pub(crate) fn feed_through_an_outage_and_a_kill(
+    agent: &mut Agent,
+    mut relay: Option<&mut Relay>,
+    uri: &str,
+    base: i64,
+) -> Vec<S> {
     let mut sent = Vec::new();
     for round in 0..20i64 {
         let batch: Vec<_> = (0..100)
@@ -211,9 +222,14 @@ pub(crate) fn feed_through_a_kill(agent: &mut Agent, uri: &str, base: i64) -> Ve
             .collect();
         agent.feed(&batch);
         sent.extend(batch);
-        if round == 14 {
-            agent.kill9();
-            agent.spawn();
+        match (round, relay.as_deref_mut()) {
+            (5, Some(r)) => r.stop(),
+            (9, Some(r)) => r.start(),
+            (14, _) => {
+                agent.kill9();
+                agent.spawn();
+            }
+            _ => {}
         }
     }
     sent
@@ -846,22 +862,12 @@ fn postgres_gets_the_matching_samples_once_through_outages_and_a_kill() {
     // The database goes away mid-stream (every connection cut) and comes back;
     // then a kill -9 mid-stream. Rows are keyed (uri, ts): resends dedupe.
     let mut sent = want.clone();
-    for round in 0..20i64 {
-        let batch: Vec<_> = (0..100)
-            .map(|i| dp("host.net", base + 1000 + round * 100 + i, i as f64))
-            .collect();
-        agent.feed(&batch);
-        sent.extend(batch);
-        match round {
-            5 => relay.stop(),
-            9 => relay.start(),
-            14 => {
-                agent.kill9();
-                agent.spawn();
-            }
-            _ => {}
-        }
-    }
+    sent.extend(feed_through_an_outage_and_a_kill(
+        &mut agent,
+        Some(&mut relay),
+        "host.net",
+        base,
+    ));
     let rows = until_count("rows after the outage and the kill", sent.len(), || {
         pg_rows(&table)
     });

@@ -8,7 +8,10 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::sinks::{Agent, Relay, S, Val, distinct, dp, mixed, now_us, skip, until_count};
+use super::sinks::{
+    Agent, Relay, S, Val, distinct, feed_through_an_outage_and_a_kill, mixed, now_us, skip,
+    until_count,
+};
 
 /// A sample as the broker sinks' JSON payload carries it.
 fn from_json(payload: &[u8]) -> S {
@@ -133,22 +136,12 @@ fn mqtt_gets_the_matching_samples_through_an_outage_and_a_kill() {
 
     // The broker goes away mid-stream and comes back; then a kill -9 mid-stream.
     let mut sent = want.clone();
-    for round in 0..20i64 {
-        let batch: Vec<_> = (0..100)
-            .map(|i| dp("host.net", base + 1000 + round * 100 + i, i as f64))
-            .collect();
-        agent.feed(&batch);
-        sent.extend(batch);
-        match round {
-            5 => relay.stop(),
-            9 => relay.start(),
-            14 => {
-                agent.kill9();
-                agent.spawn();
-            }
-            _ => {}
-        }
-    }
+    sent.extend(feed_through_an_outage_and_a_kill(
+        &mut agent,
+        Some(&mut relay),
+        "host.net",
+        base,
+    ));
     sent.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
     let got = until_count(
         "every sample after the outage and the kill",
@@ -322,22 +315,12 @@ fn nats_jetstream_gets_each_matching_sample_once_through_an_outage_and_a_kill() 
     // Every message carries a Nats-Msg-Id: what is published again is dropped
     // by the stream as a duplicate, so each sample is there exactly once.
     let mut sent = want.clone();
-    for round in 0..20i64 {
-        let batch: Vec<_> = (0..100)
-            .map(|i| dp("host.net", base + 1000 + round * 100 + i, i as f64))
-            .collect();
-        agent.feed(&batch);
-        sent.extend(batch);
-        match round {
-            5 => relay.stop(),
-            9 => relay.start(),
-            14 => {
-                agent.kill9();
-                agent.spawn();
-            }
-            _ => {}
-        }
-    }
+    sent.extend(feed_through_an_outage_and_a_kill(
+        &mut agent,
+        Some(&mut relay),
+        "host.net",
+        base,
+    ));
     until_count(
         "stream messages after the outage and the kill",
         sent.len(),

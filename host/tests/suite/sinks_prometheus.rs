@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::sinks::{Agent, Relay, dp, mixed, now_us, skip};
+use super::sinks::{Agent, Relay, Val, feed_through_an_outage_and_a_kill, mixed, now_us, skip};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -195,25 +195,14 @@ fn prometheus_scrapes_the_exporter_and_takes_remote_writes_once_through_an_outag
 
     // Prometheus goes away mid-stream and comes back; then a kill -9. One
     // datapoint per millisecond, since Prometheus keeps one a millisecond.
-    let mut sent = Vec::new();
-    for round in 0..20i64 {
-        let mut batch = Vec::new();
-        for i in 0..100 {
-            let ts = base + (1000 + round * 100 + i) * 1000;
-            batch.push(dp("app.net", ts, i as f64));
-            sent.push(("app.net".to_owned(), ts / 1000, i as f64));
-        }
-        agent.feed(&batch);
-        match round {
-            5 => relay.stop(),
-            9 => relay.start(),
-            14 => {
-                agent.kill9();
-                agent.spawn();
-            }
-            _ => {}
-        }
-    }
+    let sent: Vec<_> =
+        feed_through_an_outage_and_a_kill(&mut agent, Some(&mut relay), "app.net", base)
+            .into_iter()
+            .map(|(uri, ts, v)| match v {
+                Val::D(x) => (uri, ts / 1000, x),
+                Val::T(t) => panic!("a datasource {t:?}"),
+            })
+            .collect();
     let got = until("every remote-written app.net sample", || {
         let s = prometheus.samples("app_net");
         (s.len() >= sent.len()).then_some(s)
