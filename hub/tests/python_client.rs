@@ -6,11 +6,9 @@
 //! 1. Python: pyenv's 3.6.15 (`$PYENV_ROOT`, else `$(pyenv root)`, else
 //!    `~/.pyenv`, then `/versions/3.6.15/bin/python`); komlogd 0.12.0 runs only
 //!    on 3.5/3.6.
-//! 2. A venv, cached as `target/tmp/komlogd-py36`: `pip install 'pip<22'`, then
-//!    `pip install -c constraints.txt komlogd==0.12.0`. The constraints keep
-//!    aiohttp 2.x (komlogd calls `send_str` without `await`, which only works on
-//!    aiohttp 2) and its era's dependencies, and `cryptography<3.4` (3.3.2 has a
-//!    manylinux1 wheel that the package venv's old pip 18.1 can install).
+//! 2. A venv with komlogd 0.12.0, cached as `target/tmp/komlogd-py36`
+//!    (`tests/support/py36.rs` has the recipe; `cargo xtask test` builds it
+//!    beside the main build, and this test when it is missing).
 //! 3. The URLs: komlogd hard-codes https://www.komlog.io/login and
 //!    https://agents.komlog.io/. `tests/python/sitecustomize.py`, put on
 //!    `PYTHONPATH`, rewrites those two constants in the code of
@@ -47,13 +45,11 @@ use std::time::{Duration, Instant};
 mod child;
 #[path = "../../tests/support/part.rs"]
 mod part;
+#[path = "../../tests/support/py36.rs"]
+mod py36;
 use part::part;
 
-const PYTHON_VERSION: &str = "3.6.15";
 const USER: &str = "hubtester";
-const CONSTRAINTS: &str =
-    "aiohttp<3\nasync-timeout<3\nmultidict<5\nyarl<1.2\nchardet<4\ncryptography<3.4\n";
-
 fn tmp_root() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
@@ -101,66 +97,6 @@ fn kill(pid: u32, sig: i32) {
     unsafe {
         kill(pid as i32, sig);
     }
-}
-
-/// pyenv's Python 3.6.15: under `$PYENV_ROOT`, else `pyenv root`, else `~/.pyenv`.
-fn python36() -> PathBuf {
-    let root = match std::env::var_os("PYENV_ROOT") {
-        Some(r) => PathBuf::from(r),
-        None => match Command::new("pyenv").arg("root").output() {
-            Ok(out) if out.status.success() => {
-                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-            }
-            _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".pyenv"),
-        },
-    };
-    let python = root
-        .join("versions")
-        .join(PYTHON_VERSION)
-        .join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: komlogd 0.12.0 needs Python 3.5/3.6 (`pyenv install {PYTHON_VERSION}`)",
-        python.display()
-    );
-    python
-}
-
-/// The cached venv with komlogd 0.12.0; built when missing or incomplete.
-fn komlogd_venv(constraints: &Path) -> PathBuf {
-    let venv = tmp_root().join("komlogd-py36");
-    let ready = venv.join(".komlogd-0.12.0-ready");
-    if ready.exists() && venv.join("bin/komlogd").exists() {
-        return venv;
-    }
-    let started = Instant::now();
-    let _ = std::fs::remove_dir_all(&venv);
-    let python = python36();
-    run(
-        Command::new(&python).args(["-m", "venv"]).arg(&venv),
-        Duration::from_secs(300),
-        "create the venv",
-        true,
-    );
-    let vpy = venv.join("bin/python");
-    run(
-        Command::new(&vpy).args(["-m", "pip", "install", "-q", "pip<22"]),
-        Duration::from_secs(600),
-        "pip install pip<22",
-        true,
-    );
-    run(
-        Command::new(&vpy)
-            .args(["-m", "pip", "install", "-q", "-c"])
-            .arg(constraints)
-            .arg("komlogd==0.12.0"),
-        Duration::from_secs(1200),
-        "pip install komlogd==0.12.0",
-        true,
-    );
-    std::fs::write(&ready, "").unwrap();
-    eprintln!("built {} in {:?}", venv.display(), started.elapsed());
-    venv
 }
 
 /// A background process killed when dropped; its output goes to files.
@@ -292,9 +228,8 @@ fn hooked_sids(sessions: &[serde_json::Value], metric: &str) -> Vec<String> {
 fn python_komlogd_0_12_works_against_the_hub() {
     let tmp = tmp_root();
     std::fs::create_dir_all(&tmp).unwrap();
-    let constraints = tmp.join("komlogd-py36-constraints.txt");
-    std::fs::write(&constraints, CONSTRAINTS).unwrap();
-    let venv = komlogd_venv(&constraints);
+    let constraints = py36::constraints(&tmp).unwrap_or_else(|e| panic!("{e}"));
+    let venv = py36::komlogd_venv(&tmp).unwrap_or_else(|e| panic!("{e}"));
     let komlogd = venv.join("bin/komlogd");
     let run_dir = tempfile::tempdir().unwrap();
     let log_dir = run_dir.path().join("log");

@@ -12,12 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+/// The Python 3.6 venv with komlogd 0.12.0, shared with the hub's
+/// compatibility test.
+#[path = "../../tests/support/py36.rs"]
+mod py36;
 /// Building the Rust example guests, shared with `tests/build.rs`.
 #[path = "../../tests/support/rust_guests.rs"]
 mod rust_guests;
 
 /// The pyenv Python that the original agent (komlogd 0.12.0) needs.
-const PYTHON36: &str = "3.6.15";
+const PYTHON36: &str = py36::PYTHON_VERSION;
 
 /// Debian packages for the C guests: clang for wasm32-wasi, its linker and
 /// builtins, and wasi-libc.
@@ -291,23 +295,12 @@ fn has_wasm_builtins() -> bool {
 /// Python 3.6 (the newest it supports); pyenv builds it from python.org's
 /// sources, which a machine without that access cannot fetch.
 fn python36(_root: &Path) -> Result<(), String> {
-    let pyenv_root = std::env::var("PYENV_ROOT").ok().or_else(|| {
-        Command::new("pyenv")
-            .arg("root")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    });
-    let pyenv_root = pyenv_root
-        .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.pyenv")))
-        .unwrap_or_default();
-    let python = Path::new(&pyenv_root).join(format!("versions/{PYTHON36}/bin/python"));
+    let python = py36::python36().map_err(|e| format!("{e}; run `pyenv install {PYTHON36}`"))?;
     if succeeds(Command::new(&python).args(["-c", "import venv, ensurepip"])) {
         Ok(())
     } else {
         Err(format!(
-            "{} is missing: run `pyenv install {PYTHON36}`",
+            "{} has no venv module: run `pyenv install {PYTHON36}` again",
             python.display()
         ))
     }
@@ -348,6 +341,12 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
                     Ok(out)
                 }
             });
+            // The compatibility test's venv (pip downloads and unpacks, little
+            // CPU) is built at the same time too, where the test would wait for it.
+            let venv = std::thread::spawn({
+                let tmp = target_dir(root).join("tmp");
+                move || py36::komlogd_venv(&tmp)
+            });
             let host = run(Command::new("cargo").current_dir(root).args([
                 "nextest",
                 "run",
@@ -357,7 +356,10 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
             let guests = guests
                 .join()
                 .unwrap_or_else(|_| Err("the guest build thread panicked".into()));
-            host.and(guests.map(drop))
+            let venv = venv
+                .join()
+                .unwrap_or_else(|_| Err("the venv build thread panicked".into()));
+            host.and(guests.map(drop)).and(venv.map(drop))
         },
     )?;
     let ran = step("run the tests (cargo nextest run --workspace)", || {
@@ -382,6 +384,13 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
         Err(e) => eprintln!("xtask: no test timings ({}: {e})", junit.display()),
     }
     ran
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` of the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
 }
 
 /// The host's target triple, from `rustc -vV`.
