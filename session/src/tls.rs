@@ -110,29 +110,46 @@ pub(crate) async fn connect(
     let Some(config) = tls else {
         return Err("no TLS configuration for a TLS endpoint".into());
     };
-    let name = server_name(endpoint).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| {
-            format!(
-                "TLS handshake with {} failed: {e}{}",
-                endpoint.host,
-                if e.to_string().contains("UnknownIssuer") {
-                    " (the server's certificate is not signed by a trusted CA: give the certificate of the CA that signed it as the CA file, ca_file)"
-                } else {
-                    ""
-                }
-            )
-        })?;
+    let tls = handshake(tcp, &endpoint.host, config, "as the CA file, ca_file").await?;
     Ok(Stream::Tls(Box::new(tls)))
 }
 
-/// The TLS server name of an endpoint's host (a DNS name or an IP address,
-/// without the brackets of an IPv6 address).
-fn server_name(endpoint: &Endpoint) -> Result<ServerName<'static>, TlsError> {
-    ServerName::try_from(endpoint.connect_host().to_owned()).map_err(|_| TlsError::ServerName {
-        host: endpoint.host.clone(),
+/// The TLS handshake over `tcp` with the server `host` (a DNS name or an IP
+/// address; an IPv6 address with or without its brackets), checked with `config`.
+/// A failure is a reason naming `host`; when the server's certificate is not
+/// signed by a trusted CA it says to give that CA's certificate `where_ca`
+/// (the setting that takes it, such as "as the CA file, ca_file").
+pub async fn handshake(
+    tcp: TcpStream,
+    host: &str,
+    config: &Arc<ClientConfig>,
+    where_ca: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = server_name(host).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            let hint = if e.to_string().contains("UnknownIssuer") {
+                format!(
+                    " (the server's certificate is not signed by a trusted CA: give the certificate of the CA that signed it {where_ca})"
+                )
+            } else {
+                String::new()
+            };
+            format!("TLS handshake with {host} failed: {e}{hint}")
+        })
+}
+
+/// The TLS server name of `host` (a DNS name or an IP address; an IPv6 address
+/// with or without its brackets).
+fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(bare.to_owned()).map_err(|_| TlsError::ServerName {
+        host: host.to_owned(),
     })
 }
 
@@ -219,13 +236,7 @@ mod tests {
 
     #[test]
     fn server_names() {
-        let name = |host: &str| {
-            server_name(&Endpoint {
-                host: host.to_owned(),
-                port: 443,
-                tls: true,
-            })
-        };
+        let name = server_name;
         assert!(name("localhost").is_ok());
         assert!(name("127.0.0.1").is_ok());
         assert!(name("[::1]").is_ok());

@@ -108,49 +108,38 @@ impl Client {
         }
     }
 
-    async fn connect(&mut self, url: &HttpUrl) -> Result<SendRequest<Full<Bytes>>, SinkError> {
-        let stream = super::connect_tcp(&url.authority, TIMEOUT).await?;
-        let failed = |e: hyper::Error| SinkError::Retryable(format!("{}: {e}", url.authority));
-        if !url.tls {
-            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(failed)?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            return Ok(send);
+    /// The TLS configuration for `https://`, made once (it reads the `ca` file).
+    fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, SinkError> {
+        if let Some(c) = &self.tls {
+            return Ok(Arc::clone(c));
         }
-        let config = match &self.tls {
-            Some(c) => Arc::clone(c),
-            None => {
-                let c = komlog_session::tls::client_config(self.ca.as_deref())
-                    .map_err(|e| SinkError::Retryable(e.to_string()))?;
-                self.tls = Some(Arc::clone(&c));
-                c
-            }
+        let c = komlog_session::tls::client_config(self.ca.as_deref())
+            .map_err(|e| SinkError::Retryable(e.to_string()))?;
+        self.tls = Some(Arc::clone(&c));
+        Ok(c)
+    }
+
+    async fn connect(&mut self, url: &HttpUrl) -> Result<SendRequest<Full<Bytes>>, SinkError> {
+        let tls = if url.tls {
+            Some(self.tls_config()?)
+        } else {
+            None
         };
-        let host = url.host.trim_start_matches('[').trim_end_matches(']');
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
-            SinkError::Permanent(format!("{host:?} is not a valid TLS server name"))
-        })?;
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, stream)
-            .await
-            .map_err(|e| {
-                let hint = if e.to_string().contains("UnknownIssuer") {
-                    " (the certificate is not signed by a trusted CA: name the CA's certificate in the sink's `ca`)"
-                } else {
-                    ""
-                };
-                SinkError::Retryable(format!("{}: TLS handshake failed: {e}{hint}", url.authority))
-            })?;
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(failed)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(send)
+        let stream = super::connect_tcp(&url.authority, TIMEOUT).await?;
+        match tls {
+            None => handshake(TokioIo::new(stream), url).await,
+            Some(config) => {
+                let stream = komlog_session::tls::handshake(
+                    stream,
+                    &url.host,
+                    &config,
+                    "in the sink's `ca`",
+                )
+                .await
+                .map_err(|e| SinkError::Retryable(format!("{}: {e}", url.authority)))?;
+                handshake(TokioIo::new(stream), url).await
+            }
+        }
     }
 
     /// POST `body` to `url` with `content_type`; `Ok` on a 2xx answer.
@@ -198,18 +187,9 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<(StatusCode, String), SinkError> {
-        let result = tokio::time::timeout(
-            TIMEOUT,
-            self.request_inner(url, method, content_type, headers, body),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(SinkError::Retryable(format!(
-                "{}: no answer within {}s",
-                url.authority,
-                TIMEOUT.as_secs()
-            )))
-        });
+        let what = format!("{}: no answer", url.authority);
+        let work = self.request_inner(url, method, content_type, headers, body);
+        let result = super::within(TIMEOUT, &what, work).await;
         if result.is_err() {
             self.conn = None;
         }
@@ -265,6 +245,20 @@ impl Client {
     }
 }
 
+/// HTTP/1.1 over `io` to `url`'s server; the connection is driven by a task of its own.
+async fn handshake<T>(io: TokioIo<T>, url: &HttpUrl) -> Result<SendRequest<Full<Bytes>>, SinkError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| SinkError::Retryable(format!("{}: {e}", url.authority)))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
+}
+
 /// 2xx: delivered; 5xx, 429 and 408: retryable; any other: permanent.
 pub fn classify(url: &HttpUrl, status: StatusCode, body: &str) -> Result<(), SinkError> {
     if status.is_success() {
@@ -306,7 +300,31 @@ mod tests {
             ("hooks.example.org:443", "hooks.example.org", true)
         );
         assert!(HttpUrl::parse("ftp://x/").is_err());
+        assert!(
+            HttpUrl::parse("ftp://x/")
+                .unwrap_err()
+                .contains("is not an http:// or https:// URL")
+        );
         assert!(HttpUrl::parse("http://x:port/").is_err());
         assert!(HttpUrl::parse("http:///a").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_the_error_before_any_connection() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut client = Client::with_ca(Some("/nonexistent/komlogd-ca.pem".into()));
+        // Port 1 on loopback: nothing is connected to, the CA file is read first.
+        let url = HttpUrl::parse("https://127.0.0.1:1/hook").unwrap();
+        let err = rt
+            .block_on(client.post(&url, "application/json", b"{}".to_vec()))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot read the CA file /nonexistent/komlogd-ca.pem"),
+            "{err}"
+        );
     }
 }

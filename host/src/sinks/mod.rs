@@ -84,14 +84,14 @@ pub(crate) async fn connect_tcp(
     Ok(stream)
 }
 
-/// `write`, given at most `timeout`: past it, a retryable error saying that
+/// `work`, given at most `timeout`: past it, a retryable error saying that
 /// `what` did not happen within the time.
-pub(crate) async fn within(
+pub(crate) async fn within<T>(
     timeout: Duration,
     what: &str,
-    write: impl Future<Output = Result<(), SinkError>>,
-) -> Result<(), SinkError> {
-    tokio::time::timeout(timeout, write)
+    work: impl Future<Output = Result<T, SinkError>>,
+) -> Result<T, SinkError> {
+    tokio::time::timeout(timeout, work)
         .await
         .unwrap_or_else(|_| {
             Err(SinkError::Retryable(format!(

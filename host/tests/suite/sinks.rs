@@ -647,8 +647,8 @@ fn a_webhook_over_https_trusts_the_ca_its_block_names() {
     });
     let error = s["last_error"].as_str().unwrap_or("");
     assert!(
-        error.contains("TLS handshake failed")
-            && error.contains("name the CA's certificate in the sink's `ca`"),
+        error.contains("TLS handshake with localhost failed")
+            && error.contains("give the certificate of the CA that signed it in the sink's `ca`"),
         "{s}"
     );
     assert!(hook.got.lock().unwrap().is_empty());
