@@ -19,13 +19,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use komlogd::config::{Destination, FileFormat, SinkConfig};
 use komlogd::model::{Sample, Value};
 use komlogd::sinks::{SinkBoard, Sinks, UriPattern};
 use komlogd::store::Store;
+
+#[path = "../tests/common/influxd.rs"]
+mod influxd;
+use influxd::Influxd;
 
 const BATCH: usize = 5000;
 
@@ -250,117 +253,22 @@ fn postgres(data: &[Sample]) {
     ));
 }
 
-/// An influxd of the bench's own.
-struct Influx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Influx {
-    fn start() -> Option<Influx> {
-        let path = std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .map(|d| d.join("influxd"))
-            .find(|p| p.is_file())?;
-        let dir = tempfile::tempdir().ok()?;
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .unwrap_or(0)
-        };
-        let (port, rpc) = (free(), free());
-        let d = dir.path().display();
-        std::fs::write(
-            dir.path().join("influxdb.conf"),
-            format!(
-                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
-                 [meta]\n  dir = \"{d}/meta\"\n\
-                 [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
-                 [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
-                 [monitor]\n  store-enabled = false\n"
-            ),
-        )
-        .ok()?;
-        let child = Command::new(path)
-            .arg("-config")
-            .arg(dir.path().join("influxdb.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let influx = Influx {
-            child,
-            port,
-            _dir: dir,
-        };
-        let t0 = Instant::now();
-        while influx.http("GET", "/ping", "").0 != 204 {
-            if t0.elapsed() > Duration::from_secs(60) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for db in ["direct", "sink"] {
-            influx.http("POST", &format!("/query?q=CREATE%20DATABASE%20{db}"), "");
-        }
-        Some(influx)
-    }
-
-    /// One request: (status, body).
-    fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, String::new());
-        };
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        if s.write_all(req.as_bytes()).is_err() {
-            return (0, String::new());
-        }
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, out)
-    }
-
-    fn count(&self, db: &str) -> u64 {
-        let (_, out) = self.http(
-            "GET",
-            &format!("/query?db={db}&q=SELECT%20count(value)%20FROM%20bench"),
-            "",
-        );
-        let json = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let (a, b) = (json.find('{'), json.rfind('}'));
-        let Some(json) = a.zip(b).map(|(a, b)| &json[a..=b]) else {
-            return 0;
-        };
-        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-        v["results"][0]["series"][0]["values"][0][1]
-            .as_u64()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Influx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The database `db`'s count of points of the measurement `bench`.
+fn count(influx: &Influxd, db: &str) -> u64 {
+    influx.query(db, "SELECT%20count(value)%20FROM%20bench")["results"][0]["series"][0]["values"][0]
+        [1]
+    .as_u64()
+    .unwrap_or(0)
 }
 
 fn influxdb(data: &[Sample]) {
-    let Some(influx) = Influx::start() else {
+    let Some(influx) = Influxd::start() else {
         println!("influxdb: skipped (no influxd: apt-get install influxdb)");
         return;
     };
+    for db in ["direct", "sink", "drain"] {
+        influx.create_database(db);
+    }
     // The direct path: the same line protocol, 5,000 lines a request, one
     // keep-alive connection as the sink uses.
     let bodies: Vec<String> = data
@@ -395,8 +303,12 @@ fn influxdb(data: &[Sample]) {
         ),
         data,
     );
-    assert_eq!(influx.count("direct"), data.len() as u64, "direct points");
-    assert_eq!(influx.count("sink"), data.len() as u64, "the sink's points");
+    assert_eq!(count(&influx, "direct"), data.len() as u64, "direct points");
+    assert_eq!(
+        count(&influx, "sink"),
+        data.len() as u64,
+        "the sink's points"
+    );
     print(
         "influxdb, end to end",
         data.len(),
@@ -404,7 +316,6 @@ fn influxdb(data: &[Sample]) {
         direct,
         "direct POST",
     );
-    influx.http("POST", "/query?q=CREATE%20DATABASE%20drain", "");
     let to = |port: u16| {
         sink(
             "influx",
@@ -417,7 +328,7 @@ fn influxdb(data: &[Sample]) {
     };
     let drained = drain(to(closed_port()), to(influx.port), data);
     assert_eq!(
-        influx.count("drain"),
+        count(&influx, "drain"),
         data.len() as u64,
         "the drained points"
     );

@@ -10,6 +10,8 @@
 mod certs;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/influxd.rs"]
+mod influxd;
 #[path = "../common/inproc.rs"]
 mod inproc;
 

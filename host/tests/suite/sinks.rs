@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common;
+use crate::influxd::Influxd;
 
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
 
@@ -876,149 +877,49 @@ fn postgres_gets_the_matching_samples_once_through_outages_and_a_kill() {
     agent.stop();
 }
 
-/// An `influxd` of the test's own, on free ports, with its data in a tempdir.
-struct Influx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Influx {
-    fn start() -> Option<Influx> {
-        let Ok(path) = which("influxd") else {
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let free = || {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let (port, rpc) = (free(), free());
-        let d = dir.path().display();
-        let conf = format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
-             [meta]\n  dir = \"{d}/meta\"\n\
-             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
-             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
-             [monitor]\n  store-enabled = false\n"
-        );
-        std::fs::write(dir.path().join("influxdb.conf"), conf).unwrap();
-        let child = Command::new(path)
-            .args([
-                "-config",
-                &dir.path().join("influxdb.conf").display().to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut influx = Influx {
-            child,
-            port,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while influx.http("GET", "/ping", "").0 != 204 {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "influxd did not answer /ping"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let (code, body) = influx.http("POST", "/query?q=CREATE%20DATABASE%20sinktest", "");
-        assert_eq!(code, 200, "{body}");
-        Some(influx)
-    }
-
-    /// One request; (status, body), status 0 when it cannot connect.
-    fn http(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, String::new());
-        };
-        let req = format!(
-            "{method} {path} HTTP/1.0\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
-    }
-
-    /// Every point of `measurement`: (uri tag, time µs, value or text).
-    fn points(&mut self, measurement: &str) -> Vec<(String, i64, Val)> {
-        let q = format!("/query?db=sinktest&epoch=u&q=SELECT%20*%20FROM%20%22{measurement}%22");
-        let (_, body) = self.http("GET", &q, "");
-        // A chunked answer: keep what lies between the first `{` and the last `}`.
-        let json = match (body.find('{'), body.rfind('}')) {
-            (Some(a), Some(b)) => &body[a..=b],
-            _ => return Vec::new(),
-        };
-        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-        let Some(series) = v["results"][0]["series"][0].as_object() else {
-            return Vec::new();
-        };
-        let cols: Vec<&str> = series["columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
-        let col = |name: &str| cols.iter().position(|c| *c == name);
-        series["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                let val = match col("value").map(|i| &row[i]) {
-                    Some(serde_json::Value::Number(n)) => Val::D(n.as_f64().unwrap()),
-                    _ => Val::T(row[col("text").unwrap()].as_str().unwrap().to_owned()),
-                };
-                (
-                    row[col("uri").unwrap()].as_str().unwrap().to_owned(),
-                    row[0].as_i64().unwrap(),
-                    val,
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Influx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(name: &str) -> Result<PathBuf, ()> {
-    std::env::var_os("PATH")
+/// Every point of `measurement` in the database `sinktest`: (uri tag, time µs,
+/// value or text).
+fn influx_points(influx: &Influxd, measurement: &str) -> Vec<S> {
+    let v = influx.query(
+        "sinktest",
+        &format!("SELECT%20*%20FROM%20%22{measurement}%22"),
+    );
+    let Some(series) = v["results"][0]["series"][0].as_object() else {
+        return Vec::new();
+    };
+    let cols: Vec<&str> = series["columns"]
+        .as_array()
+        .unwrap()
         .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let col = |name: &str| cols.iter().position(|c| *c == name);
+    series["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let val = match col("value").map(|i| &row[i]) {
+                Some(serde_json::Value::Number(n)) => Val::D(n.as_f64().unwrap()),
+                _ => Val::T(row[col("text").unwrap()].as_str().unwrap().to_owned()),
+            };
+            (
+                row[col("uri").unwrap()].as_str().unwrap().to_owned(),
+                row[0].as_i64().unwrap(),
+                val,
+            )
+        })
+        .collect()
 }
 
 #[test]
 fn influxdb_gets_the_matching_points_through_an_outage_and_a_kill() {
-    let Some(mut influx) = Influx::start() else {
+    let Some(influx) = Influxd::start() else {
         return skip(
             "influxd is not installed (apt-get install influxdb; cargo xtask check-tools)",
         );
     };
+    influx.create_database("sinktest");
     let mut relay = Relay::new(&format!("127.0.0.1:{}", influx.port));
     relay.start();
     let base = now_us();
@@ -1034,7 +935,7 @@ fn influxdb_gets_the_matching_points_through_an_outage_and_a_kill() {
         .filter(|(u, _, _)| u.starts_with("host.") && u != "host.cpu.user")
         .cloned()
         .collect();
-    let got = until_count("points", want.len(), || influx.points("host"));
+    let got = until_count("points", want.len(), || influx_points(&influx, "host"));
     let mut sorted = want.clone();
     sorted.sort_by_key(|s| s.1);
     assert_eq!(got, sorted);
@@ -1049,7 +950,7 @@ fn influxdb_gets_the_matching_points_through_an_outage_and_a_kill() {
     sorted.extend(batch);
     sorted.sort_by_key(|s| s.1);
     let got = until_count("points after the outage", sorted.len(), || {
-        influx.points("host")
+        influx_points(&influx, "host")
     });
     assert_eq!(got, sorted);
 
@@ -1059,7 +960,7 @@ fn influxdb_gets_the_matching_points_through_an_outage_and_a_kill() {
     sorted.extend(feed_through_a_kill(&mut agent, "host.net", base));
     sorted.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
     let got = until_count("points after the kill", sorted.len(), || {
-        influx.points("host")
+        influx_points(&influx, "host")
     });
     assert_eq!(got, sorted, "every point once");
     agent.stop();
