@@ -13,6 +13,37 @@ pub fn settings(unit: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The last value of `key` in `settings` (a later line overrides an earlier one).
+pub fn last<'s>(settings: &'s [(String, String)], key: &str) -> Option<&'s str> {
+    settings
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .next_back()
+}
+
+/// The hardening both units share, for a service run as `user` with its state
+/// in `/var/lib/<user>`.
+pub fn assert_hardened(settings: &[(String, String)], user: &str) {
+    let state = format!("/var/lib/{user}");
+    for (key, value) in [
+        ("User", user),
+        ("StateDirectory", user),
+        ("ReadWritePaths", state.as_str()),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("PrivateTmp", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        ("LockPersonality", "yes"),
+        ("Restart", "on-failure"),
+    ] {
+        assert_eq!(last(settings, key), Some(value), "{key}");
+    }
+    assert_eq!(last(settings, "DynamicUser"), None);
+}
+
 /// `systemd-analyze verify` on `unit` with ExecStart's binary `installed`
 /// replaced by `built` (verify checks that the binary exists), and `built
 /// manpage` installed where `man` finds it (verify looks up the unit's
