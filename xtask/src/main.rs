@@ -307,7 +307,7 @@ fn python36(_root: &Path) -> Result<(), String> {
 }
 
 fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
-    let junit = root.join("target/nextest/default/junit.xml");
+    let junit = target_dir(root).join("nextest/default/junit.xml");
     let _ = std::fs::remove_file(&junit);
     // Building and running are separate steps, so each prints its own time:
     // on a fresh machine the build (wasmtime, the guests) is most of it.
