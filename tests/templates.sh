@@ -74,6 +74,10 @@ for lang in rust python js c; do
     wasm="$work/$name/$name.wasm"
     awk -v l="$lang" -v b="$(wc -c <"$wasm")" -v s="$start" -v e="$end" \
         'BEGIN { printf "template %-7s built: %9d bytes in %.1f s\n", l, b, e - s }'
+    # The project's own golden test, as its README gives it.
+    (cd "$work/$name" && "$komlogd" impulse test "$name.wasm" --data testdata/cpu.csv \
+        --uris cpu.system --data-reqs past_count=10 --expect testdata/expected.jsonl) ||
+        { echo "template $lang: its golden test failed" >&2; exit 1; }
     cat >>"$config" <<YAML
 - impulses:
     filename: $wasm

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod logging;
 pub mod model;
 pub mod packages;
+pub mod replay;
 pub mod session;
 pub mod sinks;
 pub mod sources;

@@ -148,6 +148,7 @@ fn agent_run(packets: &[Vec<u8>], total: u64) -> Agentside {
                 limit: 1000,
                 from: None,
                 to: None,
+                oldest_first: false,
             })
             .expect("read")
             .samples

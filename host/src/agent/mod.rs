@@ -139,6 +139,7 @@ impl Agent {
                 username: config.username.clone(),
                 max_chain_depth: config.max_chain_depth,
                 queue_for_server: config.server.is_some(),
+                replay: false,
             },
         );
         let mut load_errors = Vec::new();

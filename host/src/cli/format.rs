@@ -321,7 +321,8 @@ fn seconds(ts: i64) -> String {
     }
 }
 
-fn micros(us: f64) -> String {
+/// A duration in µs, with the unit that suits it (`12.5µs`, `3.20ms`, `1.50s`).
+pub fn micros(us: f64) -> String {
     if us >= 1e6 {
         format!("{:.2}s", us / 1e6)
     } else if us >= 1e3 {
@@ -331,7 +332,8 @@ fn micros(us: f64) -> String {
     }
 }
 
-fn bytes(b: f64) -> String {
+/// A size in bytes, with the unit that suits it (`512B`, `12KiB`, `1.5MiB`).
+pub fn bytes(b: f64) -> String {
     if b >= (1u64 << 20) as f64 {
         format!("{:.1}MiB", b / (1u64 << 20) as f64)
     } else if b >= 1024.0 {

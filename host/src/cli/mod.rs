@@ -4,9 +4,13 @@
 //! Exit status: 0 success, 1 a failure while working (store, module, refused
 //! sample), 2 bad usage or bad configuration.
 
+mod columns;
 mod deliver;
+mod export;
 mod format;
 mod generate;
+mod import;
+mod impulse;
 mod new;
 mod progress;
 
@@ -65,19 +69,25 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show recent samples of a uri (oldest first), or list the stored uris.
+    /// Show recent samples of uris (oldest first), list the stored uris, or
+    /// export samples (--format).
+    ///
+    /// With --format (or -o FILE.csv|.jsonl|.parquet|.arrow) every sample of
+    /// the uris within --from/--to is written, oldest first, uri after uri,
+    /// to stdout or to FILE (see `komlogd import` to read it back).
     Query {
-        /// The uri; omit it to list every stored uri.
-        uri: Option<String>,
-        /// How many of the latest samples to show (the latest within
-        /// --from/--to when given).
-        #[arg(short = 'n', long, default_value_t = 10)]
-        limit: usize,
+        /// The uris; omit them to list every stored uri (with --format: to
+        /// export every stored uri).
+        uris: Vec<String>,
+        /// How many of the latest samples of each uri to show (the latest
+        /// within --from/--to when given); default 10, and every sample with
+        /// --format.
+        #[arg(short = 'n', long)]
+        limit: Option<usize>,
         /// Only samples at or after this time: RFC 3339 (`2024-05-01T12:00:00Z`),
         /// relative to now (`-1h`, `-30min`), `now`, or µs since the Unix epoch.
         #[arg(
             long,
-            requires = "uri",
             value_name = "TIME",
             allow_hyphen_values = true,
             value_parser = parse_time
@@ -86,16 +96,39 @@ pub enum Command {
         /// Only samples at or before this time (as --from).
         #[arg(
             long,
-            requires = "uri",
             value_name = "TIME",
             allow_hyphen_values = true,
             value_parser = parse_time
         )]
         to: Option<i64>,
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["format", "output"])]
         json: bool,
+        /// Export in this format: csv (`uri,ts,kind,value`), jsonl, parquet or
+        /// arrow (an Arrow IPC file).
+        #[arg(long, value_enum)]
+        format: Option<columns::Format>,
+        /// Write the export to FILE (replaced whole once complete) instead of
+        /// stdout; its extension gives the format when --format is not given.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
+    /// Import samples from CSV, JSON Lines, Parquet or Arrow files.
+    ///
+    /// Every row is checked first; if any is bad, each is reported as
+    /// FILE:LINE (FILE: row N for Parquet and Arrow) and nothing is imported.
+    /// Then the samples, sorted by time, go through the running agent, or
+    /// with none running through the local pipeline: stored, impulses fired
+    /// (unless --no-fire), queued for the server. A sample already stored
+    /// with the same value is not stored or fired again, so importing a file
+    /// twice is harmless. CSV also comes loose: `uri,time,value` (header
+    /// optional, time RFC 3339 or µs, a number is a datapoint, any other text
+    /// a datasource).
+    Import(import::ImportArgs),
+    /// Work on impulses: `komlogd impulse test MODULE.wasm --data FILE…`
+    /// replays recorded samples through an impulse (see `komlogd impulse test --help`).
+    #[command(subcommand)]
+    Impulse(impulse::ImpulseCommand),
     /// Load the configuration, every impulse and every package, report
     /// problems, and exit.
     ///
@@ -271,11 +304,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         (
             None,
             Some(Command::Query {
-                uri,
+                uris,
                 limit,
                 from,
                 to,
                 json,
+                format,
+                output,
             }),
         ) => {
             if let (Some(from), Some(to)) = (from, to)
@@ -287,13 +322,42 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     format::time(*to)
                 )));
             }
+            let format = match (format, output) {
+                (Some(f), _) => Some(*f),
+                (None, Some(path)) => {
+                    Some(columns::format_for(path, None, "--format").map_err(Failure::usage)?)
+                }
+                (None, None) => None,
+            };
+            if uris.is_empty() && format.is_none() && (from.is_some() || to.is_some()) {
+                return Err(Failure::usage(
+                    "--from and --to need a uri (or --format, to export every stored uri)",
+                ));
+            }
             let config = load_config(&cli)?;
             let range = Range {
                 from: *from,
                 to: *to,
             };
-            query(&config, uri.as_deref(), *limit, range, *json)
+            match format {
+                Some(format) => export::export(
+                    &config,
+                    &export::Export {
+                        uris,
+                        range,
+                        limit: *limit,
+                        format,
+                        output: output.as_deref(),
+                    },
+                ),
+                None => query(&config, uris, limit.unwrap_or(10), range, *json),
+            }
         }
+        (None, Some(Command::Import(args))) => {
+            let config = load_config(&cli)?;
+            import::import(&config, args)
+        }
+        (None, Some(Command::Impulse(command))) => impulse::run(command, cli.config.as_deref()),
         (None, Some(Command::New(args))) => new::run(args),
         (None, Some(Command::Check)) => {
             let config = load_config(&cli)?;
@@ -646,52 +710,58 @@ fn parse_time_at(text: &str, now: i64) -> Result<i64, String> {
     Ok(ts)
 }
 
+/// The table (or `--json`) of `query`: the latest `limit` samples of each of
+/// `uris`, uri after uri, or the stored uris when none is given.
 fn query(
     config: &Config,
-    uri: Option<&str>,
+    uris: &[String],
     limit: usize,
     range: Range,
     json: bool,
 ) -> Result<(), Failure> {
-    let key = match uri {
-        Some(uri) => Some(
-            crate::model::Uri::parse(uri)
-                .map_err(|e| Failure::usage(e.to_string()))?
-                .store_key(config.username.as_ref()),
-        ),
-        None => None,
-    };
-    let request = ReadRequest {
-        uri: key,
-        limit,
-        from: range.from,
-        to: range.to,
-    };
     // The first request finds where to read: a running agent holds the store.
     let mut source: Option<ReadSource> = None;
-    let answer = crate::store::read::read_all(request, |req| {
-        if let Some(source) = &source {
-            return source.read(req);
-        }
-        let (opened, answer) = ReadSource::open(config, req)?;
-        source = Some(opened);
-        Ok(answer)
-    })?;
-    let Some(uri) = uri else {
+    let mut read_all = |key: Option<String>| {
+        let request = ReadRequest {
+            uri: key,
+            limit,
+            from: range.from,
+            to: range.to,
+            oldest_first: false,
+        };
+        crate::store::read::read_all(request, |req| {
+            if let Some(source) = &source {
+                return source.read(req);
+            }
+            let (opened, answer) = ReadSource::open(config, req)?;
+            source = Some(opened);
+            Ok(answer)
+        })
+    };
+    if uris.is_empty() {
+        let answer = read_all(None)?;
         print!("{}", format::uris(&answer.uris, json));
         return Ok(());
-    };
-    if answer.samples.is_empty() && !answer.known {
-        return Err(Failure::runtime(format!("no samples stored at {uri}")));
     }
-    let mut samples = answer
-        .samples
-        .into_iter()
-        .map(Sample::try_from)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Failure::runtime)?;
-    samples.reverse();
-    print!("{}", format::samples(&samples, json));
+    let mut all = Vec::new();
+    for uri in uris {
+        let key = crate::model::Uri::parse(uri)
+            .map_err(|e| Failure::usage(e.to_string()))?
+            .store_key(config.username.as_ref());
+        let answer = read_all(Some(key))?;
+        if answer.samples.is_empty() && !answer.known {
+            return Err(Failure::runtime(format!("no samples stored at {uri}")));
+        }
+        let mut samples = answer
+            .samples
+            .into_iter()
+            .map(Sample::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::runtime)?;
+        samples.reverse();
+        all.append(&mut samples);
+    }
+    print!("{}", format::samples(&all, json));
     Ok(())
 }
 

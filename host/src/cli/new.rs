@@ -144,6 +144,10 @@ impl Language {
 
 const IMPULSE_WIT: &str = include_str!("../../../wit/impulse.wit");
 const README: &str = include_str!("../../templates/README.md");
+/// Recorded samples to replay the new impulse on (`komlogd impulse test`).
+const TEST_DATA: &str = include_str!("../../templates/testdata/cpu.csv");
+/// What the template's impulse writes from them: its first golden file.
+const TEST_GOLDEN: &str = include_str!("../../templates/testdata/expected.jsonl");
 
 /// The files of a language's template: (path in the project, contents, executable).
 fn template_files(lang: Language) -> Vec<(&'static str, &'static str, bool)> {
@@ -311,7 +315,11 @@ pub fn write_impulse(
 ) -> Result<Vec<PathBuf>, Failure> {
     let files = template_files(lang)
         .into_iter()
-        .chain(std::iter::once(("README.md", README, false)))
+        .chain([
+            ("README.md", README, false),
+            ("testdata/cpu.csv", TEST_DATA, false),
+            ("testdata/expected.jsonl", TEST_GOLDEN, false),
+        ])
         .collect();
     write_project(Kind::Impulse, lang, name, project, sdk, files)
 }
@@ -426,7 +434,14 @@ mod tests {
         for (lang, expected) in [
             (
                 Language::Rust,
-                vec!["Cargo.toml", "src/lib.rs", "build.sh", "README.md"],
+                vec![
+                    "Cargo.toml",
+                    "src/lib.rs",
+                    "build.sh",
+                    "README.md",
+                    "testdata/cpu.csv",
+                    "testdata/expected.jsonl",
+                ],
             ),
             (
                 Language::Python,
@@ -436,6 +451,8 @@ mod tests {
                     "wit/impulse.wit",
                     "build.sh",
                     "README.md",
+                    "testdata/cpu.csv",
+                    "testdata/expected.jsonl",
                 ],
             ),
             (
@@ -448,9 +465,20 @@ mod tests {
                     "wit/impulse.wit",
                     "build.sh",
                     "README.md",
+                    "testdata/cpu.csv",
+                    "testdata/expected.jsonl",
                 ],
             ),
-            (Language::C, vec!["impulse.c", "build.sh", "README.md"]),
+            (
+                Language::C,
+                vec![
+                    "impulse.c",
+                    "build.sh",
+                    "README.md",
+                    "testdata/cpu.csv",
+                    "testdata/expected.jsonl",
+                ],
+            ),
         ] {
             let project = dir.path().join(format!("p-{lang:?}"));
             let files = write_impulse(lang, "disk-mean", &project, None).unwrap();

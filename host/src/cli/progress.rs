@@ -1,6 +1,7 @@
-//! What the command line says while a module compiles: a large guest (a
-//! Python or JavaScript impulse) takes seconds to a minute to compile the first
-//! time, after which it is loaded from the compiled cache.
+//! What the command line says while it works: while a module compiles (a
+//! large guest, a Python or JavaScript impulse, takes seconds to a minute to
+//! compile the first time, after which it is loaded from the compiled cache),
+//! and the progress bar of long exports and imports ([`bar`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -17,6 +18,26 @@ pub fn agent_options() -> AgentOptions {
         compile_notice: Some(stderr_notice(std::io::stderr().is_terminal())),
         ..AgentOptions::default()
     }
+}
+
+/// A progress bar on stderr counting samples, out of `len` when known (a
+/// spinner otherwise); hidden when stderr is not a terminal. `what` leads it.
+pub fn bar(len: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = match len {
+        Some(_) => {
+            "komlogd: {msg} [{bar:30}] {human_pos}/{human_len} samples, {elapsed}, {eta} left"
+        }
+        None => "komlogd: {msg} {spinner} {human_pos} samples, {elapsed}",
+    };
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr())
+        .with_style(style)
+        .with_message(what)
 }
 
 fn stderr_notice(terminal: bool) -> CompileNotice {

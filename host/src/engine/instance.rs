@@ -28,6 +28,7 @@ use super::bindings::stateful::{StatefulImpulse, StatefulImpulseIndices};
 use super::bindings::{self, Context, Impulse, ImpulseIndices, Level, Sample, Subscription};
 use super::deadline::{self, CallDeadline, HasCallDeadline};
 use super::guest_log::{GuestLog, Writer};
+use super::runtime::Determinism;
 use crate::packages::counters::CounterSet;
 
 /// How many bytes of a guest's stderr are kept for failure reports.
@@ -217,6 +218,40 @@ pub(crate) fn sandbox_wasi() -> (WasiCtxBuilder, MemoryOutputPipe) {
     (builder, stderr)
 }
 
+/// Frozen clocks and seeded randomness for `world` (see [`Determinism`]).
+fn freeze(builder: &mut WasiCtxBuilder, world: Determinism) {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+
+    struct FrozenWall(Duration);
+    impl HostWallClock for FrozenWall {
+        fn resolution(&self) -> Duration {
+            Duration::from_micros(1)
+        }
+        fn now(&self) -> Duration {
+            self.0
+        }
+    }
+    struct StoppedMonotonic;
+    impl HostMonotonicClock for StoppedMonotonic {
+        fn resolution(&self) -> u64 {
+            1_000
+        }
+        fn now(&self) -> u64 {
+            0
+        }
+    }
+    // Times before 1970 read as the epoch: WASI's wall clock has no sign.
+    let since_epoch = Duration::from_micros(u64::try_from(world.now_us).unwrap_or(0));
+    builder
+        .wall_clock(FrozenWall(since_epoch))
+        .monotonic_clock(StoppedMonotonic)
+        .secure_random(StdRng::seed_from_u64(world.seed))
+        .insecure_random(StdRng::seed_from_u64(world.seed ^ 0x9e37_79b9_7f4a_7c15))
+        .insecure_random_seed(u128::from(world.seed));
+}
+
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -252,6 +287,17 @@ pub(crate) struct Exports {
     pub(crate) stateful: Option<StatefulImpulseIndices>,
 }
 
+/// How an engine runs every instance it makes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InstanceSettings {
+    /// The epoch period: the granularity of call deadlines.
+    pub(crate) tick: Duration,
+    /// Whether fuel is metered.
+    pub(crate) fuel_enabled: bool,
+    /// Frozen clocks and seeded randomness, for replays.
+    pub(crate) determinism: Option<Determinism>,
+}
+
 /// A live instance of an impulse module.
 pub struct Instance {
     store: Store<GuestState>,
@@ -262,18 +308,25 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Instantiate `exports` in a fresh store with `limits`. `tick` is the
-    /// engine's epoch period; `counters` are the impulse's host-kept counters.
+    /// Instantiate `exports` in a fresh store with `limits`, as the engine's
+    /// `settings` say; `counters` are the impulse's host-kept counters.
     pub(crate) fn new(
         engine: &wasmtime::Engine,
         exports: &Exports,
         name: Arc<str>,
         limits: Limits,
-        tick: Duration,
-        fuel_enabled: bool,
+        settings: InstanceSettings,
         counters: CounterSet,
     ) -> Result<Self, CallError> {
+        let InstanceSettings {
+            tick,
+            fuel_enabled,
+            determinism,
+        } = settings;
         let (mut wasi, stderr) = sandbox_wasi();
+        if let Some(world) = determinism {
+            freeze(&mut wasi, world);
+        }
         let wasi = wasi.build();
         let state = GuestState {
             wasi,

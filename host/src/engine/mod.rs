@@ -28,5 +28,6 @@ pub use instance::{
     CallError, FailureKind, Instance, Limits, error_reason, one_line, wasm_backtrace,
 };
 pub use runtime::{
-    COMPILE_NOTICE_PERIOD, CompileNotice, CompileProgress, Engine, EngineConfig, LoadError, Module,
+    COMPILE_NOTICE_PERIOD, CompileNotice, CompileProgress, Determinism, Engine, EngineConfig,
+    LoadError, Module,
 };

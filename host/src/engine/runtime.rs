@@ -43,6 +43,20 @@ pub struct EngineConfig {
     pub parallel_compilation: bool,
     /// Let Cranelift optimise the code it generates (default on).
     pub optimize: bool,
+    /// Freeze the impulses' clocks and seed their randomness (`komlogd
+    /// impulse test`), so a replay gives the same outputs every run. None
+    /// (the agent): the real clocks and the system's randomness.
+    pub determinism: Option<Determinism>,
+}
+
+/// What an impulse's instance sees instead of the real clocks and randomness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Determinism {
+    /// The wall clock reads this time, µs since the Unix epoch, at every read.
+    pub now_us: i64,
+    /// Seeds both random sources (`wasi:random/random` and `insecure`); the
+    /// monotonic clock stands still at 0.
+    pub seed: u64,
 }
 
 /// What a [`CompileNotice`] is told about one compilation.
@@ -109,6 +123,7 @@ impl Default for EngineConfig {
             compile_notice: None,
             parallel_compilation: true,
             optimize: true,
+            determinism: None,
         }
     }
 }
@@ -202,6 +217,7 @@ struct EngineInner {
     /// The host-kept counters of this agent's impulses.
     counters: ImpulseCounters,
     compile_notice: Option<CompileNotice>,
+    determinism: Option<Determinism>,
     _ticker: EpochTicker,
 }
 
@@ -259,6 +275,7 @@ impl Engine {
                 loaded: Mutex::new(HashMap::new()),
                 counters: ImpulseCounters::default(),
                 compile_notice: config.compile_notice.clone(),
+                determinism: config.determinism,
                 _ticker: ticker,
             }),
         })
@@ -474,8 +491,11 @@ impl Module {
             &self.inner.exports,
             name,
             limits,
-            e.tick,
-            e.fuel,
+            instance::InstanceSettings {
+                tick: e.tick,
+                fuel_enabled: e.fuel,
+                determinism: e.determinism,
+            },
             counters,
         )
     }

@@ -80,6 +80,12 @@ pub struct DispatcherConfig {
     /// Connected mode: every local write (source samples and impulse outputs) is
     /// also put in the store's outbox, in the same commit, for the server.
     pub queue_for_server: bool,
+    /// Replay mode (`komlogd impulse test`, over a scratch store): commits are
+    /// not fsynced; a failed event does not back off (wall time means nothing
+    /// at replay speed; `disable_after` still applies); and the answers of the
+    /// fires in flight are awaited together and committed in impulse load
+    /// order, so the same input gives the same fires in the same order.
+    pub replay: bool,
 }
 
 impl Default for DispatcherConfig {
@@ -88,6 +94,7 @@ impl Default for DispatcherConfig {
             username: None,
             max_chain_depth: 8,
             queue_for_server: false,
+            replay: false,
         }
     }
 }
@@ -269,6 +276,61 @@ pub struct Tapped {
     pub fired_at: Instant,
 }
 
+/// One fire as a fire tap sees it ([`Dispatcher::set_fire_tap`]): what went
+/// in and what came out. For replays (`komlogd impulse test`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FireRecord {
+    /// The impulse.
+    pub impulse: Arc<str>,
+    /// The fire's timestamp.
+    pub ts: i64,
+    /// Impulse hops before it: 0 when a source sample fired it.
+    pub depth: u32,
+    /// Its uris written at `ts` (as subscribed).
+    pub updated: Vec<String>,
+    /// Its other uris.
+    pub others: Vec<String>,
+    /// Rows in its window, over all its uris.
+    pub window_rows: usize,
+    /// How it ended.
+    pub outcome: FireOutcome,
+    /// Outputs written, in the order returned.
+    pub outputs: Vec<Sample>,
+    /// Outputs not written, and why.
+    pub dropped: Vec<DroppedOutput>,
+    /// Time spent in the guest (both calls when it was retried).
+    pub call: std::time::Duration,
+}
+
+/// How a fire ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FireOutcome {
+    /// `on-update` returned samples (maybe none).
+    Returned,
+    /// `on-update` returned `err`.
+    GuestError(String),
+    /// The call failed twice (trap, deadline, memory cap, fuel, instantiation).
+    Failed {
+        /// The kind of failure (`trap`, `deadline`, …).
+        kind: String,
+        /// The failure.
+        reason: String,
+    },
+    /// Not called: `min_exec_delta`, the failure policy or the queue limit.
+    Skipped(&'static str),
+}
+
+/// An output that was not written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedOutput {
+    /// Its uri, as returned.
+    pub uri: String,
+    /// Its timestamp.
+    pub ts: i64,
+    /// Why.
+    pub reason: String,
+}
+
 struct Slot {
     spec: ImpulseSpec,
     version: Arc<str>,
@@ -278,8 +340,8 @@ struct Slot {
     uri_texts: Vec<String>,
     last_run_ts: Option<i64>,
     stats: SharedStats,
-    jobs: Sender<Job>,
-    thread: Option<JoinHandle<()>>,
+    /// Where its fires run.
+    runner: Runner,
     /// What each fire sent and not yet answered holds, in bytes, oldest first
     /// (a worker answers its fires in order).
     waiting: VecDeque<usize>,
@@ -291,6 +353,18 @@ struct Slot {
     generation: u64,
     /// The fires its worker would skip (backing off, disabled).
     gate: SharedGate,
+}
+
+/// Where an impulse's fires run.
+enum Runner {
+    /// On its own thread (the agent).
+    Thread {
+        /// Its queue; dropping it ends the thread after the queued jobs.
+        jobs: Sender<Job>,
+        thread: Option<JoinHandle<()>>,
+    },
+    /// On the dispatcher's thread, as they are sent (replays).
+    Inline(Box<worker::InlineWorker>),
 }
 
 struct Pending {
@@ -308,6 +382,8 @@ struct Pending {
     fires: bool,
     /// Samples the server sent (notifications, history).
     from_server: bool,
+    /// The fire record (in `Dispatcher::records`) of the fire that wrote them.
+    record: Option<usize>,
     /// The server notification these samples are, or answer: the `seq` that
     /// the outputs of the impulses they fire answer (kept for one hop).
     answers: Option<[u8; 16]>,
@@ -341,6 +417,12 @@ pub struct Dispatcher {
     specs_changed: bool,
     /// An impulse with a `min_exec_delta` ran since the last runs were saved.
     last_runs_changed: bool,
+    /// Shown every fire, once its outputs are committed.
+    fire_tap: Option<Sender<FireRecord>>,
+    /// Fire records whose outputs are not committed yet.
+    records: Vec<FireRecord>,
+    /// Answers of the fires run inline, not taken yet.
+    inline_done: Vec<Done>,
 }
 
 impl Dispatcher {
@@ -366,6 +448,9 @@ impl Dispatcher {
             specs_watcher: None,
             specs_changed: false,
             last_runs_changed: false,
+            fire_tap: None,
+            records: Vec::new(),
+            inline_done: Vec::new(),
         }
     }
 
@@ -471,23 +556,40 @@ impl Dispatcher {
         let i = self.slots.len();
         let stats = SharedStats::default();
         let gate = SharedGate::default();
-        let (jobs, jobs_rx) = mpsc::channel();
         let spec = version.spec.clone();
         let hash: Arc<str> = Arc::from(version.module.hash());
-        let thread = worker::spawn(
-            i,
-            version,
-            stats.clone(),
-            gate.clone(),
-            self.config.username.clone(),
-            jobs_rx,
-            self.inbox_tx.clone(),
-        );
-        let thread = match thread {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(impulse = &*name, "cannot start the impulse's thread: {e}");
-                return;
+        let rules = worker::FireRules {
+            username: self.config.username.clone(),
+            backs_off: !self.config.replay,
+        };
+        let runner = if self.config.replay {
+            Runner::Inline(Box::new(worker::InlineWorker::new(
+                i,
+                version,
+                stats.clone(),
+                gate.clone(),
+                rules,
+            )))
+        } else {
+            let (jobs, jobs_rx) = mpsc::channel();
+            let thread = worker::spawn(
+                i,
+                version,
+                stats.clone(),
+                gate.clone(),
+                rules,
+                jobs_rx,
+                self.inbox_tx.clone(),
+            );
+            match thread {
+                Ok(t) => Runner::Thread {
+                    jobs,
+                    thread: Some(t),
+                },
+                Err(e) => {
+                    tracing::error!(impulse = &*name, "cannot start the impulse's thread: {e}");
+                    return;
+                }
             }
         };
         self.board.insert(name, stats.clone());
@@ -500,8 +602,7 @@ impl Dispatcher {
             uri_texts,
             last_run_ts,
             stats,
-            jobs,
-            thread: Some(thread),
+            runner,
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             dropping: 0,
@@ -530,9 +631,15 @@ impl Dispatcher {
         slot.version = Arc::from(version.module.hash());
         // A send fails only if the worker died; the next fire would fail the same way.
         slot.generation += 1;
-        let _ = slot
-            .jobs
-            .send(Job::Swap(Box::new(version), slot.generation));
+        let swap = Job::Swap(Box::new(version), slot.generation);
+        match &mut slot.runner {
+            Runner::Thread { jobs, .. } => {
+                let _ = jobs.send(swap);
+            }
+            Runner::Inline(worker) => {
+                let _ = worker.run(swap);
+            }
+        }
         self.unsubscribe(i, &old_keys);
         self.subscribe(i, &keys);
     }
@@ -602,6 +709,21 @@ impl Dispatcher {
         out
     }
 
+    /// Show every fire to `tap` once its outputs are committed: for replays,
+    /// where it costs a copy of each fire's inputs and outputs.
+    pub fn set_fire_tap(&mut self, tap: Sender<FireRecord>) {
+        self.fire_tap = Some(tap);
+    }
+
+    /// Send the fire records whose outputs are committed to the fire tap.
+    fn flush_records(&mut self) {
+        if let Some(tap) = &self.fire_tap {
+            for record in self.records.drain(..) {
+                let _ = tap.send(record);
+            }
+        }
+    }
+
     /// The store, for reads.
     pub fn store(&self) -> &Store {
         &self.store
@@ -637,8 +759,24 @@ impl Dispatcher {
     /// stored, fired or queued for the server again. The control socket's
     /// uploads ([`Inbox::upload`]) follow the same rule.
     pub fn upload(&mut self, samples: Vec<Sample>) -> Result<IngestReport, StoreError> {
+        self.upload_firing(samples, true)
+    }
+
+    /// [`Dispatcher::upload`] that fires nothing: the samples are validated,
+    /// stored and (in connected mode) queued for the server like an upload's,
+    /// but no impulse fires for them (`komlogd import --no-fire`).
+    pub fn upload_quietly(&mut self, samples: Vec<Sample>) -> Result<IngestReport, StoreError> {
+        self.upload_firing(samples, false)
+    }
+
+    fn upload_firing(
+        &mut self,
+        samples: Vec<Sample>,
+        fires: bool,
+    ) -> Result<IngestReport, StoreError> {
         self.report = IngestReport::default();
         let mut pending = self.validate_source(samples);
+        pending.fires = fires;
         let held = self.drop_held(&mut pending)?;
         self.process(vec![pending])?;
         self.settle()?;
@@ -646,6 +784,23 @@ impl Dispatcher {
         report.accepted += held;
         report.held = held;
         Ok(report)
+    }
+
+    /// Replay mode: a batch of recorded samples run to completion, like
+    /// [`Dispatcher::ingest`], except that samples of other users' uris
+    /// (`user:uri`) are taken as the server would have sent them (stored,
+    /// firing the impulses subscribed to them) instead of refused as writes.
+    pub fn replay(&mut self, samples: Vec<Sample>) -> Result<IngestReport, StoreError> {
+        self.report = IngestReport::default();
+        let me = self.config.username.clone();
+        let (local, remote): (Vec<Sample>, Vec<Sample>) = samples
+            .into_iter()
+            .partition(|s| Uri::parse(&s.uri).map_or(true, |uri| !uri.is_remote_for(me.as_ref())));
+        let local = self.validate_source(local);
+        let remote = self.validate_remote(remote, true)?;
+        self.process(vec![local, remote])?;
+        self.settle()?;
+        Ok(std::mem::take(&mut self.report))
     }
 
     /// Take out of an upload's valid samples those the store already holds
@@ -691,10 +846,40 @@ impl Dispatcher {
     /// outputs processed, then save the impulses' last runs.
     fn settle(&mut self) -> Result<(), StoreError> {
         while self.in_flight > 0 {
-            self.pump(true)?;
+            if self.config.replay {
+                self.next_wave()?;
+            } else {
+                self.pump(true)?;
+            }
         }
+        self.flush_records();
         self.save_last_runs();
         Ok(())
+    }
+
+    /// Replay mode: wait for the answer of every fire in flight, then commit
+    /// their outputs together, in impulse load order (each impulse's in the
+    /// order it fired), and fire what they fire: the next wave.
+    fn next_wave(&mut self) -> Result<(), StoreError> {
+        let mut answers = std::mem::take(&mut self.inline_done);
+        while answers.len() < self.in_flight {
+            match super::recv_spinning(&self.inbox_rx) {
+                Some(Msg::Done(done)) => answers.push(done),
+                Some(other) => {
+                    let mut pendings = Vec::new();
+                    self.take(other, &mut pendings)?;
+                    self.process(pendings)?;
+                }
+                None => break,
+            }
+        }
+        // Stable: a worker answers its fires in order.
+        answers.sort_by_key(|done| done.slot);
+        let mut pendings = Vec::with_capacity(answers.len());
+        for done in answers {
+            self.take(Msg::Done(done), &mut pendings)?;
+        }
+        self.process(pendings)
     }
 
     /// The last run of `spec`'s impulse saved in the store, when it has a
@@ -752,7 +937,10 @@ impl Dispatcher {
             .slots
             .iter_mut()
             .flatten()
-            .filter_map(|s| s.thread.take())
+            .filter_map(|s| match &mut s.runner {
+                Runner::Thread { thread, .. } => thread.take(),
+                Runner::Inline(_) => None,
+            })
             .collect();
         self.slots.clear();
         for t in threads {
@@ -832,6 +1020,10 @@ impl Dispatcher {
                 if done.called {
                     self.report.fires += 1;
                 }
+                let record = done.record.map(|r| {
+                    self.records.push(*r);
+                    self.records.len() - 1
+                });
                 if !done.outputs.is_empty() {
                     pendings.push(Pending {
                         samples: done.outputs,
@@ -843,6 +1035,7 @@ impl Dispatcher {
                         fires: true,
                         from_server: false,
                         answers: done.answers,
+                        record,
                     });
                 }
             }
@@ -876,6 +1069,7 @@ impl Dispatcher {
             fires: true,
             from_server: false,
             answers: None,
+            record: None,
         }
     }
 
@@ -914,6 +1108,7 @@ impl Dispatcher {
             fires,
             from_server: true,
             answers: None,
+            record: None,
         })
     }
 
@@ -948,7 +1143,7 @@ impl Dispatcher {
             ranges.push(start..all.len());
         }
         // Only copies of the server's data skip the fsync: they can be fetched again.
-        let durable = pendings.iter().any(|p| !p.from_server);
+        let durable = !self.config.replay && pendings.iter().any(|p| !p.from_server);
         let outcomes = self.store.append_queued(&all, |i| queued[i], durable)?;
         if let Some(signal) = &self.outbox_signal
             && outcomes
@@ -959,6 +1154,7 @@ impl Dispatcher {
             signal.notify_one();
         }
         let at = Instant::now();
+        let mut firing = Vec::with_capacity(pendings.len());
         for (mut p, range) in pendings.into_iter().zip(ranges) {
             if let Some((mut receipt, reply)) = p.upload.take() {
                 for (sample, outcome) in all[range.clone()].iter().zip(&outcomes[range.clone()]) {
@@ -973,18 +1169,26 @@ impl Dispatcher {
                 }
                 let _ = reply.send(receipt);
             }
-            self.after_commit(&p, &all[range.clone()], &outcomes[range], at)?;
+            let groups = self.account(&p, &all[range.clone()], &outcomes[range.clone()], at);
+            firing.push((p, range, groups));
+        }
+        // Every fire's outputs are accounted for before the fires they cause.
+        self.flush_records();
+        for (p, range, groups) in firing {
+            self.fire_groups(&p, &all[range], groups)?;
         }
         Ok(())
     }
 
-    fn after_commit(
+    /// Count and tap what a commit did with `pending`'s samples; returns the
+    /// fires they cause: per timestamp (ascending), the subscribed slots.
+    fn account(
         &mut self,
         pending: &Pending,
         samples: &[Sample],
         outcomes: &[Result<(), SampleError>],
         at: Instant,
-    ) -> Result<(), StoreError> {
+    ) -> Vec<(i64, Vec<usize>)> {
         let origin = pending
             .origin
             .as_ref()
@@ -1026,6 +1230,16 @@ impl Dispatcher {
                     }
                 }
                 (Err(reason), Some(_)) => {
+                    if let Some(record) = pending.record.and_then(|i| self.records.get_mut(i)) {
+                        if let Some(at) = record.outputs.iter().position(|s| s == sample) {
+                            record.outputs.remove(at);
+                        }
+                        record.dropped.push(DroppedOutput {
+                            uri: sample.uri.clone(),
+                            ts: sample.ts,
+                            reason: reason.to_string(),
+                        });
+                    }
                     if let Some((slot, _)) = origin {
                         let mut cell = lock(&slot.stats);
                         let stats = cell.stats();
@@ -1042,11 +1256,24 @@ impl Dispatcher {
                 }),
             }
         }
+        groups
+    }
+
+    /// Fire the slots of each group (from [`Dispatcher::account`]), under the
+    /// chain-depth rule.
+    fn fire_groups(
+        &mut self,
+        pending: &Pending,
+        samples: &[Sample],
+        groups: Vec<(i64, Vec<usize>)>,
+    ) -> Result<(), StoreError> {
         if groups.is_empty() || !pending.fires {
             return Ok(());
         }
         if pending.depth >= self.config.max_chain_depth {
-            if let Some((slot, _)) = origin {
+            if let Some((i, _)) = &pending.origin
+                && let Some(slot) = &self.slots[*i]
+            {
                 lock(&slot.stats).stats().chain_cut += 1;
                 tracing::warn!(
                     impulse = &*slot.spec.name,
@@ -1090,6 +1317,10 @@ impl Dispatcher {
             && ts.abs_diff(last) < delta
         {
             lock(&slot.stats).stats().skips += 1;
+            if self.fire_tap.is_some() {
+                self.records
+                    .push(skipped(slot, ts, depth, "within min_exec_delta"));
+            }
             tracing::debug!(
                 impulse = &*slot.spec.name,
                 ts,
@@ -1111,10 +1342,16 @@ impl Dispatcher {
         };
         if disabled {
             lock(&slot.stats).stats().disabled_skips += 1;
+            if self.fire_tap.is_some() {
+                self.records.push(skipped(slot, ts, depth, "disabled"));
+            }
             return Ok(());
         }
         if backing_off {
             lock(&slot.stats).stats().backoff_skips += 1;
+            if self.fire_tap.is_some() {
+                self.records.push(skipped(slot, ts, depth, "backing off"));
+            }
             return Ok(());
         }
         if slot.waiting_bytes >= usize::try_from(slot.spec.queue_bytes).unwrap_or(usize::MAX) {
@@ -1134,6 +1371,9 @@ impl Dispatcher {
                 stats.last_error = Some(reason);
             }
             slot.dropping += 1;
+            if self.fire_tap.is_some() {
+                self.records.push(skipped(slot, ts, depth, "queue full"));
+            }
             return Ok(());
         }
         if slot.dropping > 0 {
@@ -1149,16 +1389,27 @@ impl Dispatcher {
         self.last_runs_changed |= slot.spec.min_exec_delta_us.is_some();
         let mut updated = Vec::new();
         let mut others = Vec::new();
+        let mut window_rows = 0;
         for (key, text) in slot.keys.iter().zip(&slot.uri_texts) {
             if batch.contains(&key.as_str()) {
                 updated.push(text.clone());
             } else {
                 others.push(text.clone());
             }
-            for entry in self.store.window(key, ts, slot.spec.data_reqs)? {
+            let entries = self.store.window(key, ts, slot.spec.data_reqs)?;
+            window_rows += entries.len();
+            for entry in entries {
                 self.encoder.push(text, entry.ts, &entry.value);
             }
         }
+        let record = self.fire_tap.is_some().then(|| {
+            Box::new(FireRecord {
+                window_rows,
+                updated: updated.clone(),
+                others: others.clone(),
+                ..skipped(slot, ts, depth, "")
+            })
+        });
         let mut window = self.buffers.pop().unwrap_or_default();
         if let Err(e) = self.encoder.finish_into(&mut window) {
             // Cannot happen with the fixed schema; refuse the fire rather than panic.
@@ -1178,9 +1429,17 @@ impl Dispatcher {
             answers,
             updated,
             others,
+            record,
             window,
         });
-        if slot.jobs.send(job).is_ok() {
+        let sent = match &mut slot.runner {
+            Runner::Thread { jobs, .. } => jobs.send(job).is_ok(),
+            Runner::Inline(worker) => {
+                self.inline_done.extend(worker.run(job));
+                true
+            }
+        };
+        if sent {
             self.in_flight += 1;
             slot.waiting.push_back(bytes);
             slot.waiting_bytes += bytes;
@@ -1191,5 +1450,21 @@ impl Dispatcher {
             );
         }
         Ok(())
+    }
+}
+
+/// The record of a fire of `slot` at `ts` that was not called (see [`FireRecord`]).
+fn skipped(slot: &Slot, ts: i64, depth: u32, why: &'static str) -> FireRecord {
+    FireRecord {
+        impulse: slot.spec.name.clone(),
+        ts,
+        depth,
+        updated: Vec::new(),
+        others: Vec::new(),
+        window_rows: 0,
+        outcome: FireOutcome::Skipped(why),
+        outputs: Vec::new(),
+        dropped: Vec::new(),
+        call: std::time::Duration::ZERO,
     }
 }

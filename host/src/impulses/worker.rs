@@ -34,7 +34,7 @@ use crate::engine::bindings::{Context, Sample as GuestSample};
 use crate::engine::{CallError, Instance, Module};
 use crate::model::{Sample, SampleError, Username};
 
-use super::dispatch::Msg;
+use super::dispatch::{DroppedOutput, FireOutcome, FireRecord, Msg};
 use super::output;
 use super::spec::ImpulseSpec;
 use super::stats::{FailedEvent, ImpulseState, SharedStats, lock};
@@ -81,6 +81,8 @@ pub(crate) struct FireJob {
     pub updated: Vec<String>,
     pub others: Vec<String>,
     pub window: Vec<u8>,
+    /// Filled in and handed back when the dispatcher has a fire tap.
+    pub record: Option<Box<FireRecord>>,
 }
 
 /// What the worker does next.
@@ -131,11 +133,22 @@ pub(crate) struct Done {
     pub outputs: Vec<Sample>,
     /// The window buffer, handed back for reuse.
     pub window: Vec<u8>,
+    /// The fire's record, completed (when the dispatcher asked for one).
+    pub record: Option<Box<FireRecord>>,
 }
 
 enum Outcome {
     Returned(Result<Vec<GuestSample>, String>),
     Failed(CallError),
+}
+
+/// What a worker applies to every fire.
+#[derive(Debug, Clone)]
+pub(crate) struct FireRules {
+    /// The agent's username: `username:uri` outputs are local writes.
+    pub username: Option<Username>,
+    /// Skip fires for a while after a failed event (not in replays).
+    pub backs_off: bool,
 }
 
 /// The thread of one impulse. Dropping the job sender ends it after the queued jobs.
@@ -144,7 +157,7 @@ pub(crate) fn spawn(
     version: Version,
     stats: SharedStats,
     gate: SharedGate,
-    username: Option<Username>,
+    rules: FireRules,
     jobs: Receiver<Job>,
     done: SyncSender<Msg>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -152,23 +165,49 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(name.chars().take(15).collect())
         .spawn(move || {
-            let mut worker = Worker::new(slot, version, stats, gate, username);
+            let mut worker = InlineWorker::new(slot, version, stats, gate, rules);
             while let Some(job) = super::recv_spinning(&jobs) {
-                match job {
-                    Job::Fire(job) => {
-                        let (depth, version) = (job.depth, worker.tag.clone());
-                        // A bug in the host must not leave the dispatcher waiting
-                        // for this fire forever: answer it as not called.
-                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            worker.fire(job)
-                        }))
+                if let Some(result) = worker.run(job)
+                    && done.send(Msg::Done(result)).is_err()
+                {
+                    return;
+                }
+            }
+        })
+}
+
+/// A worker that runs its jobs on the caller's thread, as its thread does
+/// ([`spawn`]): replays run every impulse this way, without a thread to cross.
+pub(crate) struct InlineWorker(Worker);
+
+impl InlineWorker {
+    pub(crate) fn new(
+        slot: usize,
+        version: Version,
+        stats: SharedStats,
+        gate: SharedGate,
+        rules: FireRules,
+    ) -> Self {
+        InlineWorker(Worker::new(slot, version, stats, gate, rules))
+    }
+
+    /// Run one job: a fire gives its answer, a swap nothing.
+    pub(crate) fn run(&mut self, job: Job) -> Option<Done> {
+        let worker = &mut self.0;
+        match job {
+            Job::Fire(job) => {
+                let (depth, version) = (job.depth, worker.tag.clone());
+                // A bug in the host must not leave the dispatcher waiting
+                // for this fire forever: answer it as not called.
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.fire(job)))
                         .unwrap_or_else(|_| {
                             tracing::error!(
                                 impulse = worker.name(),
                                 "internal error while firing; the fire is dropped"
                             );
                             Done {
-                                slot,
+                                slot: worker.slot,
                                 depth,
                                 answers: None,
                                 version,
@@ -176,16 +215,17 @@ pub(crate) fn spawn(
                                 returned_at: None,
                                 outputs: Vec::new(),
                                 window: Vec::new(),
+                                record: None,
                             }
                         });
-                        if done.send(Msg::Done(result)).is_err() {
-                            return;
-                        }
-                    }
-                    Job::Swap(version, generation) => worker.swap(*version, generation),
-                }
+                Some(result)
             }
-        })
+            Job::Swap(version, generation) => {
+                worker.swap(*version, generation);
+                None
+            }
+        }
+    }
 }
 
 struct Worker {
@@ -198,6 +238,10 @@ struct Worker {
     stats: SharedStats,
     gate: SharedGate,
     username: Option<Username>,
+    /// Skip fires for a while after a failed event (not in replays).
+    backs_off: bool,
+    /// Time in the guest during the current fire.
+    call_time: Duration,
     ctx: Context,
     consecutive_failures: u32,
     resume_at: Option<Instant>,
@@ -213,8 +257,12 @@ impl Worker {
         version: Version,
         stats: SharedStats,
         gate: SharedGate,
-        username: Option<Username>,
+        rules: FireRules,
     ) -> Self {
+        let FireRules {
+            username,
+            backs_off,
+        } = rules;
         lock(&stats).stats().version = version.module.hash().to_owned();
         let ctx = Context {
             ts: 0,
@@ -231,6 +279,8 @@ impl Worker {
             stats,
             gate,
             username,
+            backs_off,
+            call_time: Duration::ZERO,
             ctx,
             consecutive_failures: 0,
             resume_at: None,
@@ -340,6 +390,25 @@ impl Worker {
     }
 
     fn fire(&mut self, job: FireJob) -> Done {
+        let mut record = job.record;
+        self.call_time = Duration::ZERO;
+        let mut done = self.fire_inner(
+            FireJob {
+                record: None,
+                ..job
+            },
+            record.as_deref_mut(),
+        );
+        if let Some(r) = &mut record {
+            r.call = self.call_time;
+            r.outputs.clone_from(&done.outputs);
+        }
+        done.record = record;
+        done
+    }
+
+    /// [`Worker::fire`], noting in `record` how it ended and what was dropped.
+    fn fire_inner(&mut self, job: FireJob, mut record: Option<&mut FireRecord>) -> Done {
         let FireJob {
             ts,
             depth,
@@ -347,7 +416,13 @@ impl Worker {
             updated,
             others,
             window,
+            record: _,
         } = job;
+        let mut note = |outcome: FireOutcome| {
+            if let Some(r) = record.as_deref_mut() {
+                r.outcome = outcome;
+            }
+        };
         let mut done = Done {
             slot: self.slot,
             depth,
@@ -357,12 +432,14 @@ impl Worker {
             returned_at: None,
             outputs: Vec::new(),
             window: Vec::new(),
+            record: None,
         };
         self.ctx.ts = ts;
         self.ctx.updated = updated;
         self.ctx.others = others;
         self.ctx.window = window;
-        if self.skipped() {
+        if let Some(why) = self.skipped() {
+            note(FireOutcome::Skipped(why));
             done.window = std::mem::take(&mut self.ctx.window);
             return done;
         }
@@ -378,6 +455,10 @@ impl Worker {
                 match self.call() {
                     Outcome::Returned(r) => r,
                     Outcome::Failed(second) => {
+                        note(FireOutcome::Failed {
+                            kind: second.kind.as_str().to_owned(),
+                            reason: second.to_string(),
+                        });
                         self.failed_event(ts, &second);
                         done.window = std::mem::take(&mut self.ctx.window);
                         return done;
@@ -397,6 +478,7 @@ impl Worker {
         let samples = match returned {
             Ok(samples) => samples,
             Err(message) => {
+                note(FireOutcome::GuestError(message.clone()));
                 stats.guest_errors += 1;
                 tracing::warn!(
                     impulse = self.version.spec.name.as_ref(),
@@ -407,12 +489,23 @@ impl Worker {
                 return done;
             }
         };
+        note(FireOutcome::Returned);
         let limit = self.version.spec.max_outputs;
         if samples.len() > limit {
             let message = format!(
                 "returned {} samples, more than its limit of {limit} a call (limits.outputs): none written",
                 samples.len()
             );
+            if let Some(r) = record.as_deref_mut() {
+                r.dropped = samples
+                    .iter()
+                    .map(|s| DroppedOutput {
+                        uri: s.uri.clone(),
+                        ts: s.ts,
+                        reason: format!("over the limit of {limit} outputs a call"),
+                    })
+                    .collect();
+            }
             stats.invalid_outputs += samples.len() as u64;
             tracing::warn!(impulse = self.version.spec.name.as_ref(), ts, "{message}");
             stats.last_error = Some(format!("at ts {ts}: {message}"));
@@ -420,8 +513,16 @@ impl Worker {
         }
         done.outputs.reserve(samples.len());
         for sample in samples {
-            let uri = sample.uri.clone();
-            match output::accept(sample, self.username.as_ref()) {
+            let (uri, sample_ts) = (sample.uri.clone(), sample.ts);
+            let result = output::accept(sample, self.username.as_ref());
+            if let (Err(reason), Some(r)) = (&result, record.as_deref_mut()) {
+                r.dropped.push(DroppedOutput {
+                    uri: uri.clone(),
+                    ts: sample_ts,
+                    reason: reason.to_string(),
+                });
+            }
+            match result {
                 Ok(s) => done.outputs.push(s),
                 Err(SampleError::RemoteWrite(u)) => {
                     stats.remote_writes_dropped += 1;
@@ -437,20 +538,20 @@ impl Worker {
         done
     }
 
-    /// Whether this fire is skipped by the failure policy (counted if so).
-    fn skipped(&mut self) -> bool {
+    /// Why this fire is skipped by the failure policy (counted if so).
+    fn skipped(&mut self) -> Option<&'static str> {
         if self.disabled {
             lock(&self.stats).stats().disabled_skips += 1;
-            return true;
+            return Some("disabled");
         }
         if let Some(at) = self.resume_at {
             if Instant::now() < at {
                 lock(&self.stats).stats().backoff_skips += 1;
-                return true;
+                return Some("backing off");
             }
             self.resume_at = None;
         }
-        false
+        None
     }
 
     /// One call on the current instance (created first if needed).
@@ -463,6 +564,7 @@ impl Worker {
         let started = Instant::now();
         let result = instance.on_update(&self.ctx);
         let elapsed = started.elapsed();
+        self.call_time += elapsed;
         let high_water = instance.memory_high_water() as u64;
         {
             let mut cell = lock(&self.stats);
@@ -502,10 +604,11 @@ impl Worker {
         let limit = self.version.spec.disable_after;
         let backoff = backoff_after(n);
         let until = Instant::now() + backoff;
+        let backing_off = n < limit && self.backs_off;
         // Never held with the stats: the dispatcher takes the gate alone.
         *lock_gate(&self.gate) = Gate {
             generation: self.generation,
-            until: (n < limit).then_some(until),
+            until: backing_off.then_some(until),
             disabled: n >= limit,
         };
         let mut cell = lock(&self.stats);
@@ -526,6 +629,13 @@ impl Worker {
                 version,
                 ts,
                 "event failed twice; impulse disabled after {n} failed events in a row: it runs again when its module file changes"
+            );
+        } else if !backing_off {
+            tracing::error!(
+                impulse = self.version.spec.name.as_ref(),
+                version,
+                ts,
+                "event failed twice ({n} in a row)"
             );
         } else {
             self.resume_at = Some(until);

@@ -437,8 +437,11 @@ impl Store {
     /// True when `uri` already holds exactly `value` at `ts` (a notification of a
     /// sample the agent has is then not stored or fired again).
     pub fn holds(&self, uri: &str, ts: i64, value: &Value) -> Result<bool, StoreError> {
-        if self.kind_of(uri).is_none() {
-            return Ok(false);
+        // Nothing of that kind stored there, or nothing at that time (outside
+        // the stored span, as for an import of new data): no read.
+        match self.uris.get(uri).and_then(|st| st.stats) {
+            Some(st) if st.kind == value.kind() && (st.first_ts..=st.last_ts).contains(&ts) => {}
+            _ => return Ok(false),
         }
         let mut found = false;
         self.disk.scan(
@@ -476,6 +479,34 @@ impl Store {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<Sample>, StoreError> {
+        self.bounded(uri, from_ts, to_ts, true, limit, max_bytes)
+    }
+
+    /// [`Store::latest_in`] from the other end: up to `limit` of the *oldest*
+    /// samples of `uri` with `from_ts <= ts <= to_ts`, oldest first, stopping
+    /// once they hold `max_bytes` of text (at least one is returned). Reading
+    /// page after page (the next `from_ts` one past the last `ts`) walks a
+    /// uri forwards in bounded memory (`komlogd query --format`).
+    pub fn earliest_in(
+        &self,
+        uri: &str,
+        from_ts: Option<i64>,
+        to_ts: Option<i64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Sample>, StoreError> {
+        self.bounded(uri, from_ts, to_ts, false, limit, max_bytes)
+    }
+
+    fn bounded(
+        &self,
+        uri: &str,
+        from_ts: Option<i64>,
+        to_ts: Option<i64>,
+        rev: bool,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Sample>, StoreError> {
         let bound = |b: Option<i64>| b.map_or(Bound::Unbounded, Bound::Included);
         let mut out = Vec::new();
         if limit == 0 || matches!((from_ts, to_ts), (Some(f), Some(t)) if f > t) {
@@ -483,7 +514,7 @@ impl Store {
         }
         let mut bytes = 0usize;
         self.disk
-            .scan(uri, bound(from_ts), bound(to_ts), true, |ts, raw| {
+            .scan(uri, bound(from_ts), bound(to_ts), rev, |ts, raw| {
                 bytes = bytes.saturating_add(raw.len());
                 out.push(Sample {
                     uri: uri.to_owned(),

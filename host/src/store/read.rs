@@ -33,6 +33,12 @@ pub struct ReadRequest {
     /// Only samples at or before this time (µs since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<i64>,
+    /// Read the *oldest* samples, oldest first, instead of the newest, newest
+    /// first: a client walking a uri forwards asks again from one past the
+    /// last `ts` it got (`komlogd query --format`). An agent older than this
+    /// field ignores it and answers newest first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oldest_first: bool,
 }
 
 /// The answer to a [`ReadRequest`].
@@ -116,7 +122,12 @@ pub fn read(store: &Store, req: &ReadRequest) -> Result<ReadAnswer, StoreError> 
             ..ReadAnswer::default()
         });
     };
-    let samples = store.latest_in(uri, req.from, req.to, req.limit.min(PAGE_ROWS), PAGE_BYTES)?;
+    let limit = req.limit.min(PAGE_ROWS);
+    let samples = if req.oldest_first {
+        store.earliest_in(uri, req.from, req.to, limit, PAGE_BYTES)?
+    } else {
+        store.latest_in(uri, req.from, req.to, limit, PAGE_BYTES)?
+    };
     Ok(ReadAnswer {
         samples: samples.into_iter().map(Row::from).collect(),
         known: store.kind_of(uri).is_some(),
@@ -200,6 +211,7 @@ mod tests {
                 limit,
                 from,
                 to,
+                oldest_first: false,
             };
             read_all(req, |r| {
                 pages += 1;
@@ -215,6 +227,20 @@ mod tests {
         let ts: Vec<i64> = answer.samples.iter().map(|r| r.ts).collect();
         assert_eq!(ts, (10..=1500).rev().collect::<Vec<_>>());
         assert_eq!(ask(0, None, None).samples, []);
+        // Oldest first, one page, within the bounds.
+        let page = read(
+            &store,
+            &ReadRequest {
+                uri: Some("x".into()),
+                limit: 5000,
+                from: Some(10),
+                to: Some(1500),
+                oldest_first: true,
+            },
+        )
+        .unwrap();
+        let ts: Vec<i64> = page.samples.iter().map(|r| r.ts).collect();
+        assert_eq!(ts, (10..10 + PAGE_ROWS as i64).collect::<Vec<_>>());
         assert_eq!(ask(10, Some(5), Some(4)).samples, []);
         assert_eq!(pages, 1);
     }

@@ -69,6 +69,7 @@ impl Agent {
                 username: Some(Username::parse("alice").expect("username")),
                 max_chain_depth: 8,
                 queue_for_server: true,
+                replay: false,
             },
         );
         let signal = Arc::new(Notify::new());

@@ -18,6 +18,8 @@ mod inproc;
 mod cli;
 mod connected;
 mod daemon;
+mod export_import;
+mod impulse_test;
 mod install;
 mod operator;
 mod outbox;

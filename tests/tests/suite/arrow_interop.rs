@@ -1,8 +1,11 @@
 //! The window the host builds is standard Arrow: pyarrow (an independent
-//! implementation) reads it with the documented schema and values.
+//! implementation) reads it with the documented schema and values. So are the
+//! Parquet and Arrow files of `komlogd query --format`: pyarrow and pandas
+//! read them back exactly.
 //!
-//! The test installs pyarrow from PyPI into `target/pyarrow-venv` on first use
-//! (`python3 -m venv` + `pip install pyarrow`); it needs python3 with venv.
+//! The test installs pyarrow and pandas from PyPI into `target/pyarrow-venv`
+//! on first use (`python3 -m venv` + `pip install pyarrow pandas`); it needs
+//! python3 with venv.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,13 +15,20 @@ use komlogd::model::Value;
 use komlogd_tests::repo_root;
 use serde_json::{Value as Json, json};
 
-/// A Python with pyarrow, installed once per checkout.
+/// A Python with pyarrow and pandas, installed once per checkout. A lock file
+/// keeps tests that start together (threads or processes) from installing at
+/// the same time.
 fn python_with_pyarrow() -> PathBuf {
-    let venv = repo_root().join("target").join("pyarrow-venv");
+    let target = repo_root().join("target");
+    std::fs::create_dir_all(&target).expect("target/");
+    let lock =
+        std::fs::File::create(target.join("pyarrow-venv.lock")).expect("the venv's lock file");
+    lock.lock().expect("lock the venv");
+    let venv = target.join("pyarrow-venv");
     let python = venv.join("bin").join("python");
     let has_pyarrow = |py: &PathBuf| {
         Command::new(py)
-            .args(["-c", "import pyarrow"])
+            .args(["-c", "import pyarrow, pandas"])
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
@@ -35,14 +45,14 @@ fn python_with_pyarrow() -> PathBuf {
             venv.display()
         );
         let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "pyarrow"])
+            .args(["-m", "pip", "install", "--quiet", "pyarrow", "pandas"])
             .status()
             .expect("pip");
-        assert!(status.success(), "pip install pyarrow failed");
+        assert!(status.success(), "pip install pyarrow pandas failed");
     }
     assert!(
         has_pyarrow(&python),
-        "pyarrow is not importable in {}",
+        "pyarrow or pandas is not importable in {}",
         venv.display()
     );
     python
@@ -125,4 +135,118 @@ fn pyarrow_reads_host_windows() {
         got["schema"][1],
         json!(["ts", "timestamp[us, tz=UTC]", false])
     );
+}
+
+/// Reads an export with pyarrow (Parquet or Arrow IPC file, by extension) and
+/// with pandas, and prints both as JSON: the schema, and the rows with each
+/// number as Python's `repr` (the shortest text of the same double).
+const EXPORT_READER: &str = r#"
+import json, sys
+import pyarrow as pa, pyarrow.parquet as pq, pandas as pd
+path = sys.argv[1]
+if path.endswith('.parquet'):
+    table = pq.read_table(path)
+    frame = pd.read_parquet(path)
+else:
+    with pa.memory_map(path) as source:
+        table = pa.ipc.open_file(source).read_all()
+    frame = pd.read_feather(path)
+num = lambda v: None if v is None or v != v else repr(float(v))
+ts = table.column('ts').cast(pa.int64()).to_pylist()
+arrow_rows = [[u, t, num(d), s] for u, t, d, s in zip(table.column('uri').to_pylist(), ts,
+              table.column('datapoint').to_pylist(), table.column('datasource').to_pylist())]
+pandas_rows = [[u, int(t), num(d), None if s is None or s != s else s]
+               for u, t, d, s in zip(frame['uri'], frame['ts'].array.asi8,
+                                     frame['datapoint'], frame['datasource'])]
+print(json.dumps({
+    "schema": [[f.name, str(f.type), f.nullable] for f in table.schema],
+    "arrow": arrow_rows,
+    "pandas": pandas_rows,
+    "pandas_ts": str(frame['ts'].dtype),
+}))
+"#;
+
+#[test]
+fn pyarrow_and_pandas_read_komlogd_exports() {
+    use clap::Parser;
+    use komlogd::model::{MAX_TS, MIN_TS, Sample};
+
+    let python = python_with_pyarrow();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("komlogd.yaml"), "- username: me\n").unwrap();
+    let samples = vec![
+        Sample::new("cpu.system", MIN_TS, Value::Datapoint(-0.25)).unwrap(),
+        Sample::new("cpu.system", 0, Value::Datapoint(0.1 + 0.2)).unwrap(),
+        Sample::new(
+            "cpu.system",
+            1_700_000_000_000_001,
+            Value::Datapoint(1e-300),
+        )
+        .unwrap(),
+        Sample::new("cpu.system", MAX_TS, Value::Datapoint(f64::MAX)).unwrap(),
+        Sample::new("host.df", -5, Value::Datasource("a, \"b\"\nñ 日本".into())).unwrap(),
+        Sample::new("host.df", 7, Value::Datasource(String::new())).unwrap(),
+    ];
+    {
+        let mut store =
+            komlogd::store::Store::open(&dir.path().join("data").join("store.redb")).unwrap();
+        let outcomes = store.append(&samples).unwrap();
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    }
+    // komlogd's command line, in this process: cargo builds the `komlogd`
+    // binary only for its own package's tests.
+    let config = dir.path().join("komlogd.yaml").display().to_string();
+    for name in ["export.parquet", "export.arrow"] {
+        let out = dir.path().join(name).display().to_string();
+        let cli =
+            komlogd::cli::Cli::try_parse_from(["komlogd", "-c", &config, "query", "-o", &out])
+                .expect("a valid command line");
+        komlogd::cli::run(cli)
+            .map_err(|f| f.message)
+            .expect("the export");
+        let got = std::process::Command::new(&python)
+            .args(["-c", EXPORT_READER, &out])
+            .output()
+            .expect("run python");
+        assert!(
+            got.status.success(),
+            "{name}: python failed: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        let got: Json = serde_json::from_slice(&got.stdout).expect("json from python");
+        assert_eq!(
+            got["schema"],
+            json!([
+                ["uri", "string", false],
+                ["ts", "timestamp[us, tz=UTC]", false],
+                ["datapoint", "double", true],
+                ["datasource", "string", true]
+            ]),
+            "{name}"
+        );
+        assert_eq!(got["pandas_ts"], json!("datetime64[us, UTC]"), "{name}");
+        for reader in ["arrow", "pandas"] {
+            let rows = got[reader].as_array().expect("rows");
+            assert_eq!(rows.len(), samples.len(), "{name} {reader}");
+            for (row, s) in rows.iter().zip(&samples) {
+                assert_eq!(row[0], json!(s.uri), "{name} {reader}");
+                assert_eq!(row[1], json!(s.ts), "{name} {reader}");
+                match &s.value {
+                    Value::Datapoint(v) => {
+                        let text = row[2].as_str().expect("a number's repr");
+                        assert_eq!(
+                            text.parse::<f64>().map(f64::to_bits),
+                            Ok(v.to_bits()),
+                            "{name} {reader}"
+                        );
+                        assert_eq!(row[3], Json::Null, "{name} {reader}");
+                    }
+                    Value::Datasource(t) => {
+                        assert_eq!(row[2], Json::Null, "{name} {reader}");
+                        assert_eq!(row[3], json!(t), "{name} {reader}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -34,6 +34,7 @@ fn stored(socket: &Path, uri: &str) -> Vec<Row> {
             limit: 1000,
             from: None,
             to: None,
+            oldest_first: false,
         },
     )
     .expect("query")

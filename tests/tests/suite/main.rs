@@ -19,5 +19,6 @@ mod output_rules;
 mod package_pools;
 mod packages;
 mod reload;
+mod replay;
 mod sandbox;
 mod sdk_window;

@@ -36,6 +36,7 @@ fn stored(socket: &Path, uri: &str) -> Vec<Row> {
                 limit: 1000,
                 from: None,
                 to,
+                oldest_first: false,
             },
         )
         .expect("query");
