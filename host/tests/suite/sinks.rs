@@ -212,10 +212,23 @@ pub(crate) fn feed_through_a_kill(agent: &mut Agent, uri: &str, base: i64) -> Ve
 /// the 6th round and back after the 10th.
 pub(crate) fn feed_through_an_outage_and_a_kill(
     agent: &mut Agent,
-    mut relay: Option<&mut Relay>,
+    relay: Option<&mut Relay>,
     uri: &str,
     base: i64,
 ) -> Vec<S> {
+    feed_through_an_outage_and_a_kill_of(agent, relay, uri, base, None).0
+}
+
+/// [`feed_through_an_outage_and_a_kill`], also giving the `retried` count of
+/// the sink `sink` just before the kill (the restarted agent counts from 0).
+pub(crate) fn feed_through_an_outage_and_a_kill_of(
+    agent: &mut Agent,
+    mut relay: Option<&mut Relay>,
+    uri: &str,
+    base: i64,
+    sink: Option<&str>,
+) -> (Vec<S>, u64) {
+    let mut retried_before_kill = 0;
     let mut sent = Vec::new();
     for round in 0..20i64 {
         let batch: Vec<_> = (0..100)
@@ -227,13 +240,16 @@ pub(crate) fn feed_through_an_outage_and_a_kill(
             (5, Some(r)) => r.stop(),
             (9, Some(r)) => r.start(),
             (14, _) => {
+                if let Some(name) = sink {
+                    retried_before_kill = agent.sink(name)["retried"].as_u64().unwrap_or(0);
+                }
                 agent.kill9();
                 agent.spawn();
             }
             _ => {}
         }
     }
-    sent
+    (sent, retried_before_kill)
 }
 
 /// Each sample of `got` once, in time order; and how many more there were.
