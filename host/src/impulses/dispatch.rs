@@ -82,9 +82,10 @@ pub struct DispatcherConfig {
     pub queue_for_server: bool,
     /// Replay mode (`komlogd impulse test`, over a scratch store): commits are
     /// not fsynced; a failed event does not back off (wall time means nothing
-    /// at replay speed; `disable_after` still applies); and the answers of the
-    /// fires in flight are awaited together and committed in impulse load
-    /// order, so the same input gives the same fires in the same order.
+    /// at replay speed; `disable_after` still applies); and every impulse runs
+    /// on the dispatcher's thread, the outputs of the fires of one wave
+    /// committed together in impulse load order, so the same input gives the
+    /// same fires in the same order.
     pub replay: bool,
 }
 
@@ -364,7 +365,7 @@ enum Runner {
         thread: Option<JoinHandle<()>>,
     },
     /// On the dispatcher's thread, as they are sent (replays).
-    Inline(Box<worker::InlineWorker>),
+    Inline(Box<worker::Worker>),
 }
 
 struct Pending {
@@ -563,7 +564,7 @@ impl Dispatcher {
             backs_off: !self.config.replay,
         };
         let runner = if self.config.replay {
-            Runner::Inline(Box::new(worker::InlineWorker::new(
+            Runner::Inline(Box::new(worker::Worker::new(
                 i,
                 version,
                 stats.clone(),
@@ -845,35 +846,24 @@ impl Dispatcher {
     /// Handle inbox messages until every fire sent has been answered and its
     /// outputs processed, then save the impulses' last runs.
     fn settle(&mut self) -> Result<(), StoreError> {
+        // Replays answer every fire inline; the agent's workers through the inbox.
+        while !self.inline_done.is_empty() {
+            self.next_wave()?;
+        }
         while self.in_flight > 0 {
-            if self.config.replay {
-                self.next_wave()?;
-            } else {
-                self.pump(true)?;
-            }
+            self.pump(true)?;
         }
         self.flush_records();
         self.save_last_runs();
         Ok(())
     }
 
-    /// Replay mode: wait for the answer of every fire in flight, then commit
-    /// their outputs together, in impulse load order (each impulse's in the
-    /// order it fired), and fire what they fire: the next wave.
+    /// Replay mode: take the answers of the fires run inline, commit their
+    /// outputs together, in impulse load order (each impulse's in the order it
+    /// fired), and fire what they fire: the next wave.
     fn next_wave(&mut self) -> Result<(), StoreError> {
         let mut answers = std::mem::take(&mut self.inline_done);
-        while answers.len() < self.in_flight {
-            match super::recv_spinning(&self.inbox_rx) {
-                Some(Msg::Done(done)) => answers.push(done),
-                Some(other) => {
-                    let mut pendings = Vec::new();
-                    self.take(other, &mut pendings)?;
-                    self.process(pendings)?;
-                }
-                None => break,
-            }
-        }
-        // Stable: a worker answers its fires in order.
+        // Stable: an impulse's fires keep their order.
         answers.sort_by_key(|done| done.slot);
         let mut pendings = Vec::with_capacity(answers.len());
         for done in answers {
@@ -1318,8 +1308,12 @@ impl Dispatcher {
         {
             lock(&slot.stats).stats().skips += 1;
             if self.fire_tap.is_some() {
-                self.records
-                    .push(skipped(slot, ts, depth, "within min_exec_delta"));
+                self.records.push(fire_record(
+                    slot,
+                    ts,
+                    depth,
+                    FireOutcome::Skipped("within min_exec_delta"),
+                ));
             }
             tracing::debug!(
                 impulse = &*slot.spec.name,
@@ -1343,14 +1337,24 @@ impl Dispatcher {
         if disabled {
             lock(&slot.stats).stats().disabled_skips += 1;
             if self.fire_tap.is_some() {
-                self.records.push(skipped(slot, ts, depth, "disabled"));
+                self.records.push(fire_record(
+                    slot,
+                    ts,
+                    depth,
+                    FireOutcome::Skipped("disabled"),
+                ));
             }
             return Ok(());
         }
         if backing_off {
             lock(&slot.stats).stats().backoff_skips += 1;
             if self.fire_tap.is_some() {
-                self.records.push(skipped(slot, ts, depth, "backing off"));
+                self.records.push(fire_record(
+                    slot,
+                    ts,
+                    depth,
+                    FireOutcome::Skipped("backing off"),
+                ));
             }
             return Ok(());
         }
@@ -1372,7 +1376,12 @@ impl Dispatcher {
             }
             slot.dropping += 1;
             if self.fire_tap.is_some() {
-                self.records.push(skipped(slot, ts, depth, "queue full"));
+                self.records.push(fire_record(
+                    slot,
+                    ts,
+                    depth,
+                    FireOutcome::Skipped("queue full"),
+                ));
             }
             return Ok(());
         }
@@ -1407,7 +1416,8 @@ impl Dispatcher {
                 window_rows,
                 updated: updated.clone(),
                 others: others.clone(),
-                ..skipped(slot, ts, depth, "")
+                // The worker notes how the call ended.
+                ..fire_record(slot, ts, depth, FireOutcome::Returned)
             })
         });
         let mut window = self.buffers.pop().unwrap_or_default();
@@ -1453,8 +1463,9 @@ impl Dispatcher {
     }
 }
 
-/// The record of a fire of `slot` at `ts` that was not called (see [`FireRecord`]).
-fn skipped(slot: &Slot, ts: i64, depth: u32, why: &'static str) -> FireRecord {
+/// The record of a fire of `slot` at `ts` that ended as `outcome`, with no
+/// inputs or outputs yet (see [`FireRecord`]).
+fn fire_record(slot: &Slot, ts: i64, depth: u32, outcome: FireOutcome) -> FireRecord {
     FireRecord {
         impulse: slot.spec.name.clone(),
         ts,
@@ -1462,7 +1473,7 @@ fn skipped(slot: &Slot, ts: i64, depth: u32, why: &'static str) -> FireRecord {
         updated: Vec::new(),
         others: Vec::new(),
         window_rows: 0,
-        outcome: FireOutcome::Skipped(why),
+        outcome,
         outputs: Vec::new(),
         dropped: Vec::new(),
         call: std::time::Duration::ZERO,

@@ -165,7 +165,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(name.chars().take(15).collect())
         .spawn(move || {
-            let mut worker = InlineWorker::new(slot, version, stats, gate, rules);
+            let mut worker = Worker::new(slot, version, stats, gate, rules);
             while let Some(job) = super::recv_spinning(&jobs) {
                 if let Some(result) = worker.run(job)
                     && done.send(Msg::Done(result)).is_err()
@@ -176,59 +176,10 @@ pub(crate) fn spawn(
         })
 }
 
-/// A worker that runs its jobs on the caller's thread, as its thread does
-/// ([`spawn`]): replays run every impulse this way, without a thread to cross.
-pub(crate) struct InlineWorker(Worker);
-
-impl InlineWorker {
-    pub(crate) fn new(
-        slot: usize,
-        version: Version,
-        stats: SharedStats,
-        gate: SharedGate,
-        rules: FireRules,
-    ) -> Self {
-        InlineWorker(Worker::new(slot, version, stats, gate, rules))
-    }
-
-    /// Run one job: a fire gives its answer, a swap nothing.
-    pub(crate) fn run(&mut self, job: Job) -> Option<Done> {
-        let worker = &mut self.0;
-        match job {
-            Job::Fire(job) => {
-                let (depth, version) = (job.depth, worker.tag.clone());
-                // A bug in the host must not leave the dispatcher waiting
-                // for this fire forever: answer it as not called.
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.fire(job)))
-                        .unwrap_or_else(|_| {
-                            tracing::error!(
-                                impulse = worker.name(),
-                                "internal error while firing; the fire is dropped"
-                            );
-                            Done {
-                                slot: worker.slot,
-                                depth,
-                                answers: None,
-                                version,
-                                called: false,
-                                returned_at: None,
-                                outputs: Vec::new(),
-                                window: Vec::new(),
-                                record: None,
-                            }
-                        });
-                Some(result)
-            }
-            Job::Swap(version, generation) => {
-                worker.swap(*version, generation);
-                None
-            }
-        }
-    }
-}
-
-struct Worker {
+/// One impulse's module version, instance and failure policy, serving its
+/// jobs one at a time: on its own thread ([`spawn`]), or on the caller's
+/// (replays run every impulse this way, without a thread to cross).
+pub(crate) struct Worker {
     slot: usize,
     version: Version,
     /// `version`'s module hash, shared with every result.
@@ -252,7 +203,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(
+    pub(crate) fn new(
         slot: usize,
         version: Version,
         stats: SharedStats,
@@ -286,6 +237,41 @@ impl Worker {
             resume_at: None,
             disabled: false,
             swap_stall: None,
+        }
+    }
+
+    /// Run one job: a fire gives its answer, a swap nothing.
+    pub(crate) fn run(&mut self, job: Job) -> Option<Done> {
+        match job {
+            Job::Fire(job) => {
+                let (depth, version) = (job.depth, self.tag.clone());
+                // A bug in the host must not leave the dispatcher waiting
+                // for this fire forever: answer it as not called.
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fire(job)))
+                        .unwrap_or_else(|_| {
+                            tracing::error!(
+                                impulse = self.name(),
+                                "internal error while firing; the fire is dropped"
+                            );
+                            Done {
+                                slot: self.slot,
+                                depth,
+                                answers: None,
+                                version,
+                                called: false,
+                                returned_at: None,
+                                outputs: Vec::new(),
+                                window: Vec::new(),
+                                record: None,
+                            }
+                        });
+                Some(result)
+            }
+            Job::Swap(version, generation) => {
+                self.swap(*version, generation);
+                None
+            }
         }
     }
 
@@ -389,16 +375,10 @@ impl Worker {
         Some(Err(reason))
     }
 
-    fn fire(&mut self, job: FireJob) -> Done {
-        let mut record = job.record;
+    fn fire(&mut self, mut job: FireJob) -> Done {
+        let mut record = job.record.take();
         self.call_time = Duration::ZERO;
-        let mut done = self.fire_inner(
-            FireJob {
-                record: None,
-                ..job
-            },
-            record.as_deref_mut(),
-        );
+        let mut done = self.fire_inner(job, record.as_deref_mut());
         if let Some(r) = &mut record {
             r.call = self.call_time;
             r.outputs.clone_from(&done.outputs);
