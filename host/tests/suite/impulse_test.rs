@@ -216,8 +216,13 @@ fn a_tolerance_forgives_small_value_differences_only() {
     assert_eq!(run(&[]).code, 1, "exact by default");
     assert_eq!(run(&["--tolerance", "1e-6"]).code, 0);
     assert_eq!(run(&["--tolerance", "1e-9"]).code, 1);
-    let bad = run(&["--tolerance", "-1"]);
+    let bad = run(&["--tolerance=-1"]);
     assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(
+        bad.stderr.contains("expected a number ≥ 0"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -481,6 +486,24 @@ fn bad_usage_and_bad_data_are_named() {
         ],
     );
     assert_eq!(bad_reqs.code, 2, "{bad_reqs:?}");
+    let bad_param = komlogd(
+        dir.path(),
+        &[
+            "impulse",
+            "test",
+            &summary,
+            "--data",
+            &data,
+            "--params",
+            "threshold",
+        ],
+    );
+    assert_eq!(bad_param.code, 2, "{bad_param:?}");
+    assert!(
+        bad_param.stderr.contains("expected KEY=VALUE"),
+        "{}",
+        bad_param.stderr
+    );
     assert!(bad_reqs.stderr.contains("past_cont"), "{}", bad_reqs.stderr);
 
     let csv = dir.path().join("bad.csv");
