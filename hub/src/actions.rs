@@ -3,7 +3,7 @@
 //!
 //! | action | success | refusals |
 //! |---|---|---|
-//! | any | | a frame that fails the envelope or payload checks: 4400 with the number [`komlog_protocol::Message::parse_from_agent`] gives; an unexpected failure (the store): 4501, error 0 |
+//! | any | | a frame that fails the envelope or payload checks: 4400 with the number [`komlog_protocol::Message::parse_from_agent`] gives; an unexpected failure (the store): 4501, error 0, except for a write: no answer, the connection closes with 4503 so that the agent sends it again |
 //! | `send_ds_data` / `send_dp_data` | 4200 | another user's uri: 4430 "Cannot modify other user's uris" (201102 / 201202); a uri of the other kind: 4430 "uri is not a datasource/datapoint" (201100 / 201200) |
 //! | `send_multi_data` | 4200 | another user's uri: 4430 (201309); a `"p"` item to a datasource, or a `"d"` item that is not a number to a datapoint: 4400 (201308); kinds in conflict within the message: 4430 (201301) |
 //! | `send_ds_info` | 4200 | another user's uri: 4430 (201152); no such uri: 4404 (201151); not a datasource: 4430 (201150) |
@@ -42,7 +42,7 @@ use serde_json::Value;
 
 use crate::connection::ConnCtx;
 use crate::server::Hub;
-use crate::sessions::{Outgoing, Written};
+use crate::sessions::{CloseReason, Outgoing, Written};
 use crate::store::group::WriteReceipt;
 use crate::store::{NewSample, StoreError};
 
@@ -235,12 +235,30 @@ async fn finish_write(hub: &Arc<Hub>, ctx: &ConnCtx, seq: TimeUuid, p: PendingWr
                 format!("uri {uri} is a {existing}; a {written} cannot be written to it"),
             ),
         }),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            // Not the write's fault: nothing is answered, and the connection
+            // closes with 4503 so that the agent sends it again, here or at
+            // another hub.
+            tracing::error!(sid = %ctx.sid, "a write is not answered: {e}");
+            hub.metrics.write_errors.inc();
+            ctx.close(CloseReason::unavailable(match e {
+                StoreError::Unpublished { .. } => {
+                    "The hub cannot notify writes now; send them again"
+                }
+                _ => "The hub cannot store writes now; send them again",
+            }));
+            Ok(None)
+        }
     }
 }
 
-/// Answer 4200 to the writer first, then notify hooked sessions (the writer
-/// included), so a writer always sees its reply before its own notification.
+/// Answer 4200 to the writer, and notify hooked sessions (the writer
+/// included). On one hub the answer goes first, so a writer always sees its
+/// reply before its own notification. In a cluster the writer thread has
+/// published the write on the bus after its commit, and the bus's events
+/// notify every hub's sessions (this one's too, as they arrive): a write is
+/// only answered once its notifications cannot be lost; when the bus does not
+/// take it, the write fails as a failed commit does ([`StoreError::Unpublished`]).
 async fn answer_then_notify(
     hub: &Arc<Hub>,
     ctx: &ConnCtx,
@@ -249,8 +267,6 @@ async fn answer_then_notify(
     written: &[Written],
     created_local: &[String],
 ) {
-    ctx.send(Message::response(Some(seq), Status::OK, error::NONE, None))
-        .await;
     let created: Vec<MetricId> = created_local
         .iter()
         .map(|local| MetricId {
@@ -258,8 +274,19 @@ async fn answer_then_notify(
             local: local.clone(),
         })
         .collect();
-    hub.sessions.notify(t, written, &created);
-    hub.web.live.publish(t, written);
+    if hub.bus.is_some() {
+        // Published by the writer after the commit (`server::publish_after_commit`).
+        hub.metrics.writes.inc();
+        hub.metrics.samples.add(written.len() as u64);
+        ctx.send(Message::response(Some(seq), Status::OK, error::NONE, None))
+            .await;
+        return;
+    }
+    hub.metrics.writes.inc();
+    hub.metrics.samples.add(written.len() as u64);
+    ctx.send(Message::response(Some(seq), Status::OK, error::NONE, None))
+        .await;
+    hub.notify_here(t, written, &created);
 }
 
 async fn submit_multi(
@@ -272,14 +299,21 @@ async fn submit_multi(
         ids.push(own_metric(&ctx.user, &item.uri, error::MULTI_FOREIGN_URI)?);
     }
     let lookup = ids.clone();
-    let kinds = hub
-        .store_call(move |s| {
-            lookup
-                .iter()
-                .map(|id| s.metric_kind(id))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?;
+    let kinds = match hub.store_call(move |s| s.metric_kinds(&lookup)).await {
+        Ok(kinds) => kinds,
+        // Not the write's fault: it fails as a failed commit does (no answer,
+        // the connection closes with 4503, the agent sends it again).
+        Err(e) => {
+            let (tx, receipt) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Err(e));
+            return Ok(PendingWrite {
+                receipt,
+                t: m.t,
+                written: Vec::new(),
+                mismatch: Mismatch::Multi,
+            });
+        }
+    };
     let mut samples = Vec::with_capacity(m.uris.len());
     let mut written = Vec::with_capacity(m.uris.len());
     for ((item, id), existing) in m.uris.into_iter().zip(ids).zip(kinds) {

@@ -491,10 +491,34 @@ pub fn execute(
     }
 }
 
-/// Run a request on a data directory: directly when no hub holds it, through the
-/// running hub otherwise.
-pub async fn run(data_dir: &Path, req: AdminRequest) -> Result<Value, AdminError> {
-    if !req.needs_running_hub() {
+/// The run file of a hub that is running: its process is alive.
+fn live_run_file(data_dir: &Path) -> Option<RunFile> {
+    let text = std::fs::read_to_string(run_file_path(data_dir)).ok()?;
+    let info: RunFile = serde_json::from_str(&text).ok()?;
+    Path::new(&format!("/proc/{}", info.pid))
+        .exists()
+        .then_some(info)
+}
+
+/// Run a request on a data directory: through the hub running on it (which
+/// holds the store, and whose sessions see the change), or else directly on
+/// its store: the cluster's store at `store_url` when given (a PostgreSQL url),
+/// the embedded store in the data directory otherwise.
+pub async fn run(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    req: AdminRequest,
+) -> Result<Value, AdminError> {
+    if !req.needs_running_hub() && live_run_file(data_dir).is_none() {
+        if let Some(url) = store_url {
+            let url = url.to_owned();
+            return tokio::task::spawn_blocking(move || {
+                let store = crate::store::postgres::PgStore::connect(&url, None)?;
+                execute(&store, None, &req)
+            })
+            .await
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        }
         match crate::store::redb::RedbStore::open(data_dir) {
             Ok(store) => {
                 return tokio::task::spawn_blocking(move || execute(&store, None, &req))
@@ -597,11 +621,9 @@ pub async fn endpoint(
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("bad admin request: {e}")),
     };
     tracing::info!(?req, "admin request");
-    let result = if req.needs_running_hub() {
-        execute(hub.store.as_ref(), Some(&hub.sessions), &req)
-    } else {
-        // Store work waits on disk: off the async threads. Removals reach the
-        // live sessions too.
+    // Store work waits on disk, and in a cluster kicks wait on the shared
+    // store: off the async threads. Removals reach the live sessions too.
+    let result = {
         let hub = Arc::clone(&hub);
         tokio::task::spawn_blocking(move || execute(hub.store.as_ref(), Some(&hub.sessions), &req))
             .await

@@ -25,7 +25,7 @@
 //! `Domain`, so clients keep it for the host name they used.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Form;
@@ -41,7 +41,7 @@ use komlog_protocol::openssh::{KeyError, openssh_public_line};
 use komlog_protocol::status::login_error;
 
 use crate::server::Hub;
-use crate::store::AgentRecord;
+use crate::store::{AgentRecord, SharedLogins, StoreError};
 
 /// An issued challenge.
 #[derive(Debug, Clone)]
@@ -51,10 +51,13 @@ struct Issued {
     used: bool,
 }
 
-/// The challenges issued and not yet forgotten, by hash.
-#[derive(Debug, Default)]
+/// The challenges issued and not yet forgotten, by hash: in memory on one hub,
+/// in the cluster's store ([`SharedLogins`]) when the hub is one of several, so
+/// that any hub takes the answer to a challenge another issued, once.
+#[derive(Default)]
 pub struct Challenges {
     by_hash: Mutex<HashMap<[u8; 32], Issued>>,
+    shared: OnceLock<Arc<dyn SharedLogins>>,
 }
 
 /// Why an answer to a challenge was refused.
@@ -66,11 +69,26 @@ pub enum ChallengeRefusal {
     Used,
     /// It is older than the validity.
     Expired,
+    /// The cluster's store did not answer.
+    Unavailable,
 }
 
 impl Challenges {
+    /// Keep challenges in the cluster's store from now on (set once, at start).
+    pub fn share_with(&self, logins: Arc<dyn SharedLogins>) {
+        let _ = self.shared.set(logins);
+    }
+
     /// Remember a challenge hash issued to `agent_id`.
-    pub fn issue(&self, hash: [u8; 32], agent_id: &str, validity: Duration) {
+    pub fn issue(
+        &self,
+        hash: [u8; 32],
+        agent_id: &str,
+        validity: Duration,
+    ) -> Result<(), ChallengeRefusal> {
+        if let Some(shared) = self.shared.get() {
+            return shared.issue_challenge(hash, agent_id).map_err(unavailable);
+        }
         let now = Instant::now();
         let forget_after = validity * 2 + Duration::from_secs(60);
         let mut map = self.lock();
@@ -83,6 +101,7 @@ impl Challenges {
                 used: false,
             },
         );
+        Ok(())
     }
 
     /// Check that `hash` was issued to `agent_id`, is unused and fresh.
@@ -92,8 +111,13 @@ impl Challenges {
         agent_id: &str,
         validity: Duration,
     ) -> Result<(), ChallengeRefusal> {
-        let map = self.lock();
         let key: [u8; 32] = hash.try_into().map_err(|_| ChallengeRefusal::NotFound)?;
+        if let Some(shared) = self.shared.get() {
+            return shared
+                .check_challenge(key, agent_id, validity)
+                .map_err(unavailable)?;
+        }
+        let map = self.lock();
         let c = map
             .get(&key)
             .filter(|c| c.agent_id == agent_id)
@@ -107,12 +131,23 @@ impl Challenges {
         Ok(())
     }
 
-    /// Mark a checked challenge as answered.
-    pub fn mark_used(&self, hash: &[u8]) {
-        if let Ok(key) = <[u8; 32]>::try_from(hash)
-            && let Some(c) = self.lock().get_mut(&key)
-        {
-            c.used = true;
+    /// Mark a checked challenge as answered: [`ChallengeRefusal::Used`] when
+    /// it was answered in the meantime (at another hub of a cluster).
+    pub fn mark_used(&self, hash: &[u8]) -> Result<(), ChallengeRefusal> {
+        let key = <[u8; 32]>::try_from(hash).map_err(|_| ChallengeRefusal::NotFound)?;
+        if let Some(shared) = self.shared.get() {
+            return match shared.use_challenge(key).map_err(unavailable)? {
+                true => Ok(()),
+                false => Err(ChallengeRefusal::Used),
+            };
+        }
+        match self.lock().get_mut(&key) {
+            Some(c) if c.used => Err(ChallengeRefusal::Used),
+            Some(c) => {
+                c.used = true;
+                Ok(())
+            }
+            None => Err(ChallengeRefusal::NotFound),
         }
     }
 
@@ -143,14 +178,46 @@ fn refuse(status: StatusCode, error: u32) -> Refusal {
     Refusal { status, error }
 }
 
+fn unavailable(e: StoreError) -> ChallengeRefusal {
+    tracing::error!("login challenges: {e}");
+    ChallengeRefusal::Unavailable
+}
+
+/// The answer to a refused challenge.
+fn challenge_refusal(why: ChallengeRefusal) -> Refusal {
+    match why {
+        ChallengeRefusal::NotFound => {
+            refuse(StatusCode::FORBIDDEN, login_error::CHALLENGE_NOT_FOUND)
+        }
+        ChallengeRefusal::Used => refuse(StatusCode::FORBIDDEN, login_error::CHALLENGE_USED),
+        ChallengeRefusal::Expired => refuse(StatusCode::FORBIDDEN, login_error::CHALLENGE_EXPIRED),
+        // 503: the agent tries again later, or another hub.
+        ChallengeRefusal::Unavailable => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            login_error::CHALLENGE_NOT_FOUND,
+        ),
+    }
+}
+
 /// `POST /login`.
 pub async fn login(
     State(hub): State<Arc<Hub>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    if hub.is_draining() {
+        // 503: the agent logs in again, at another hub of a cluster.
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            login_error::CHALLENGE_NOT_FOUND,
+        )
+        .into_response();
+    }
     match login_inner(&hub, &form).await {
         Ok(r) => r,
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => {
+            hub.metrics.logins_refused.inc();
+            refusal.into_response()
+        }
     }
 }
 
@@ -276,11 +343,13 @@ fn issue_challenge(
     };
     let challenge = login::new_challenge().map_err(internal)?;
     let ciphertext = login::encrypt_challenge(key, &challenge).map_err(internal)?;
-    hub.challenges.issue(
-        login::challenge_hash(&challenge),
-        &agent.id,
-        hub.config.challenge_validity,
-    );
+    hub.challenges
+        .issue(
+            login::challenge_hash(&challenge),
+            &agent.id,
+            hub.config.challenge_validity,
+        )
+        .map_err(challenge_refusal)?;
     tracing::debug!(user = %agent.owner, agent = %agent.id, "challenge issued");
     Ok(axum::Json(serde_json::json!({
         "challenge": login::encode_base64(&ciphertext)
@@ -297,20 +366,19 @@ fn answer_challenge(
 ) -> Result<Response, Refusal> {
     let validity = hub.config.challenge_validity;
     if let Err(why) = hub.challenges.check(hash, &agent.id, validity) {
-        let code = match why {
-            ChallengeRefusal::NotFound => login_error::CHALLENGE_NOT_FOUND,
-            ChallengeRefusal::Used => login_error::CHALLENGE_USED,
-            ChallengeRefusal::Expired => login_error::CHALLENGE_EXPIRED,
-        };
         tracing::info!(user = %agent.owner, agent = %agent.id, ?why, "login refused");
-        return Err(refuse(StatusCode::FORBIDDEN, code));
+        return Err(challenge_refusal(why));
     }
     if login::verify_challenge_signature(key, hash, signature).is_err() {
         tracing::info!(user = %agent.owner, agent = %agent.id, "login refused: bad signature");
         return Err(refuse(StatusCode::FORBIDDEN, login_error::BAD_SIGNATURE));
     }
-    hub.challenges.mark_used(hash);
+    if let Err(why) = hub.challenges.mark_used(hash) {
+        tracing::info!(user = %agent.owner, agent = %agent.id, ?why, "login refused");
+        return Err(challenge_refusal(why));
+    }
     let login = hub.sessions.create_login(&agent.owner, &agent.id);
+    hub.metrics.logins.inc();
 
     tracing::info!(user = %agent.owner, agent = %agent.id, sid = %login.sid, "logged in");
     let cookie = format!("{COOKIE_NAME}={}; Path=/; HttpOnly", login.token);
@@ -335,7 +403,7 @@ mod tests {
     fn challenges_are_single_use_and_expire() {
         let c = Challenges::default();
         let validity = Duration::from_millis(200);
-        c.issue([1; 32], "agent", validity);
+        c.issue([1; 32], "agent", validity).unwrap();
         assert_eq!(
             c.check(&[2; 32], "agent", validity),
             Err(ChallengeRefusal::NotFound)
@@ -349,12 +417,13 @@ mod tests {
             Err(ChallengeRefusal::NotFound)
         );
         assert_eq!(c.check(&[1; 32], "agent", validity), Ok(()));
-        c.mark_used(&[1; 32]);
+        c.mark_used(&[1; 32]).unwrap();
+        assert_eq!(c.mark_used(&[1; 32]), Err(ChallengeRefusal::Used));
         assert_eq!(
             c.check(&[1; 32], "agent", validity),
             Err(ChallengeRefusal::Used)
         );
-        c.issue([3; 32], "agent", validity);
+        c.issue([3; 32], "agent", validity).unwrap();
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(
             c.check(&[3; 32], "agent", validity),

@@ -35,7 +35,7 @@ use futures_util::{SinkExt, StreamExt};
 use komlog_protocol::login::COOKIE_NAME;
 use komlog_protocol::status::error;
 use komlog_protocol::{Message, Status, Username};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actions::Reply;
 use crate::server::Hub;
@@ -57,6 +57,8 @@ pub struct ConnCtx {
     pub user: Username,
     /// This connection's outbox.
     pub outbox: mpsc::Sender<Outgoing>,
+    /// Set to close the connection once the frames read so far are answered.
+    close_now: watch::Sender<Option<CloseReason>>,
 }
 
 impl ConnCtx {
@@ -64,6 +66,19 @@ impl ConnCtx {
     pub async fn send(&self, msg: impl Into<Outgoing>) {
         // An error means the connection is closing; the message has nowhere to go.
         let _ = self.outbox.send(msg.into()).await;
+    }
+
+    /// Stop reading this connection and close it with `why` (the first reason
+    /// given wins).
+    pub fn close(&self, why: CloseReason) {
+        self.close_now.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(why);
+                true
+            } else {
+                false
+            }
+        });
     }
 }
 
@@ -112,6 +127,16 @@ async fn drain(stream: &mut SplitStream<WebSocket>) {
 
 async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
+    if hub.is_draining() {
+        let _ = sink
+            .send(close_frame(&CloseReason::unavailable(
+                "The hub is stopping",
+            )))
+            .await;
+        drain(&mut stream).await;
+        let _ = sink.close().await;
+        return;
+    }
     let attached = token
         .as_deref()
         .and_then(|t| hub.sessions.attach(t).map(|a| (t.to_owned(), a)));
@@ -175,11 +200,13 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
         }
         let _ = sink.close().await;
     });
+    let (close_now, mut close_now_rx) = watch::channel(None);
     let ctx = Arc::new(ConnCtx {
         token,
         sid,
         user,
         outbox,
+        close_now,
     });
     let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
     let replier = tokio::spawn(async move {
@@ -194,6 +221,10 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
     loop {
         let frame = tokio::select! {
             _ = close_rx.changed() => break,
+            _ = close_now_rx.changed() => {
+                close_here = close_now_rx.borrow().clone();
+                break;
+            }
             f = stream.next() => f,
         };
         let text = match frame {
@@ -248,6 +279,10 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
         .is_err()
     {
         abort_replier.abort();
+    }
+    if close_here.is_none() {
+        // A reply decided it while the last frames were answered.
+        close_here = close_now_rx.borrow().clone();
     }
     match close_here {
         Some(why) => {

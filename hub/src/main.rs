@@ -11,8 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use komlog_hub::admin::{self, AdminRequest, AgentKey};
+use komlog_hub::cluster::BusConfig;
 use komlog_hub::server::{self, HubConfig};
+use komlog_hub::store::postgres::PgStore;
 use komlog_hub::store::redb::RedbStore;
+use komlog_hub::store::{HubStore, SharedLogins};
 use komlog_hub::tls::HubTls;
 use komlog_protocol::Username;
 
@@ -25,6 +28,13 @@ struct Cli {
     /// The data directory (the store hub.redb and, while serving, hub.json).
     #[arg(long, short = 'd', env = "KOMLOG_HUB_DATA", global = true)]
     data: Option<PathBuf>,
+    /// Keep users, keys, shares and samples in PostgreSQL
+    /// (`postgres://USER@HOST/DB`) instead of the data directory. `serve
+    /// --store URL --bus URL`: several hubs on one database and one bus are one
+    /// service. The other commands go to the hub running on --data, or else
+    /// straight to this store.
+    #[arg(long, value_name = "URL", env = "KOMLOG_HUB_STORE", global = true)]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +56,19 @@ enum Command {
         /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
         #[arg(long, value_name = "PATH", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The cluster bus: a NATS server with JetStream (`nats://host:4222`),
+        /// which carries writes, kicks and share changes to every hub. Needs --store.
+        #[arg(long, value_name = "URL", env = "KOMLOG_HUB_BUS")]
+        bus: Option<String>,
+        /// The cluster's name: hubs with the same --bus and name form one
+        /// cluster (its stream is KOMLOG_<NAME>).
+        #[arg(
+            long,
+            value_name = "NAME",
+            env = "KOMLOG_HUB_CLUSTER",
+            default_value = "komlog"
+        )]
+        cluster: String,
     },
     /// Users.
     User {
@@ -104,6 +127,22 @@ enum Command {
         /// `query --json`. Datapoint values are JSON numbers with the stored digits.
         #[arg(long)]
         json: bool,
+    },
+    /// Copy a data directory's store into PostgreSQL (users, agent keys, shares,
+    /// passwords, tokens, last logins, metrics and every sample), then check
+    /// it: one `OWNER:URI COUNT checksum-ok` line per uri. Exits 1 on any
+    /// mismatch. Re-runnable: a second run adds nothing. Stop the hub first.
+    Migrate {
+        /// The data directory to copy from (default: --data).
+        #[arg(long, value_name = "DATA_DIR")]
+        from: Option<PathBuf>,
+        /// The database to copy to: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The PostgreSQL schema to use (created when missing; default: the
+        /// database's search_path, normally `public`).
+        #[arg(long, value_name = "NAME")]
+        schema: Option<String>,
     },
     /// Print a shell completion script on stdout (bash, zsh, fish, elvish,
     /// powershell). Needs no data directory.
@@ -310,6 +349,16 @@ fn generate(command: &Command) -> Option<ExitCode> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Migrate { from, to, schema } = &cli.command {
+        let Some(from) = from.clone().or_else(|| cli.data.clone()) else {
+            eprintln!(
+                "komlog-hub: error: name the data directory to copy: --from DIR or --data DIR"
+            );
+            std::process::exit(2);
+        };
+        let (to, schema) = (to.clone(), schema.clone());
+        return tokio::task::spawn_blocking(move || migrate(&from, &to, schema.as_deref())).await?;
+    }
     let Some(data) = cli.data else {
         // Usage error: same status as clap's.
         eprintln!(
@@ -324,13 +373,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             challenge_validity,
             tls_cert,
             tls_key,
+            bus,
+            cluster,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(HubTls::load(&cert, &key)?),
                 // clap makes each need the other.
                 _ => None,
             };
-            return serve(data, listen, challenge_validity, tls).await;
+            let cluster = match (cli.store, bus) {
+                (Some(store), Some(bus)) => Some(ClusterArgs {
+                    store,
+                    bus,
+                    name: cluster,
+                }),
+                (None, None) => None,
+                (Some(_), None) | (None, Some(_)) => {
+                    eprintln!(
+                        "komlog-hub: error: serve --store and --bus go together: a hub on PostgreSQL is one of a cluster, and the bus carries what the others must see"
+                    );
+                    std::process::exit(2);
+                }
+            };
+            return serve(data, listen, challenge_validity, tls, cluster).await;
         }
         Command::User { command } => match command {
             UserCommand::Add { name } => AdminRequest::AddUser { name },
@@ -365,7 +430,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     name: name.clone(),
                     digest,
                 };
-                admin::run(&data, request)
+                admin::run(&data, cli.store.as_deref(), request)
                     .await
                     .with_context(|| format!("data directory {}", data.display()))?;
                 println!("{token}");
@@ -429,13 +494,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query {
             owner, uri, count, ..
         } => AdminRequest::Query { owner, uri, count },
-        // Printed by `generate` before the runtime starts.
-        Command::Completions { .. } | Command::Manpage { .. } => return Ok(()),
+        // Printed by `generate` before the runtime starts, or run above.
+        Command::Completions { .. } | Command::Manpage { .. } | Command::Migrate { .. } => {
+            return Ok(());
+        }
     };
-    let reply = admin::run(&data, request.clone())
+    let reply = admin::run(&data, cli.store.as_deref(), request.clone())
         .await
         .with_context(|| format!("data directory {}", data.display()))?;
     print_reply(&request, &reply, json);
+    Ok(())
+}
+
+/// `migrate`: copy the store in `from` to PostgreSQL at `to` and check it.
+fn migrate(from: &std::path::Path, to: &str, schema: Option<&str>) -> anyhow::Result<()> {
+    let file = from.join(komlog_hub::store::redb::DATABASE_FILE);
+    anyhow::ensure!(
+        file.exists(),
+        "there is no hub store {} to copy",
+        file.display()
+    );
+    let source =
+        RedbStore::open(from).with_context(|| format!("data directory {}", from.display()))?;
+    let target = PgStore::connect(to, schema)?;
+    let mut out = std::io::stdout().lock();
+    let ok = komlog_hub::migrate::migrate(&source, &target, &mut out)?;
+    anyhow::ensure!(
+        ok,
+        "the copy in {} differs from the source",
+        target.target()
+    );
     Ok(())
 }
 
@@ -572,11 +660,19 @@ fn print_reply(request: &AdminRequest, reply: &serde_json::Value, json: bool) {
     }
 }
 
+/// `serve --store --bus --cluster`.
+struct ClusterArgs {
+    store: String,
+    bus: String,
+    name: String,
+}
+
 async fn serve(
     data: PathBuf,
     listen: SocketAddr,
     challenge_validity: u64,
     tls: Option<HubTls>,
+    cluster: Option<ClusterArgs>,
 ) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOMLOG_HUB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -587,14 +683,32 @@ async fn serve(
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let store = {
-        let data = data.clone();
-        tokio::task::spawn_blocking(move || RedbStore::open(&data)).await??
+    let (store, parts): (Arc<dyn HubStore>, _) = match cluster {
+        None => {
+            let data = data.clone();
+            let store = tokio::task::spawn_blocking(move || RedbStore::open(&data)).await??;
+            (Arc::new(store), None)
+        }
+        Some(args) => {
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+            let url = args.store.clone();
+            let store =
+                Arc::new(tokio::task::spawn_blocking(move || PgStore::connect(&url, None)).await??);
+            let parts = server::ClusterParts {
+                logins: Arc::clone(&store) as Arc<dyn SharedLogins>,
+                bus: BusConfig {
+                    url: args.bus,
+                    name: args.name,
+                },
+            };
+            (store as Arc<dyn HubStore>, Some(parts))
+        }
     };
     let mut config = HubConfig::new(listen, data);
     config.challenge_validity = Duration::from_secs(challenge_validity);
     config.tls = tls;
-    let mut running = server::start(config, Arc::new(store)).await?;
+    let mut running = server::start_with(config, store, parts).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch SIGTERM")?;
     tokio::select! {

@@ -17,10 +17,16 @@ use axum::serve::ListenerExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use komlog_protocol::{MetricId, TimeUuid};
+
 use crate::auth::Challenges;
-use crate::sessions::{CloseReason, Registry};
-use crate::store::group::GroupWriter;
-use crate::store::{HubStore, StoreError};
+use crate::cluster::{Bus, BusConfig, BusError, ClusterSessions, WriteEvent, write_events};
+use crate::metrics::HubMetrics;
+use crate::sessions::{CloseReason, Registry, Written};
+use crate::store::group::{AfterCommit, GroupWriter};
+use crate::store::{HubStore, SharedLogins, StoreError};
 use crate::tls::{HubTls, TlsListener};
 
 /// The run file's name in the data directory.
@@ -98,9 +104,28 @@ pub struct Hub {
     pub writer: GroupWriter,
     /// The web side's sessions, login limits and live feed.
     pub web: crate::web::WebState,
+    /// What the hub counts (`GET /metrics`).
+    pub metrics: Arc<HubMetrics>,
+    /// The cluster bus, when the hub is one of several.
+    pub bus: Option<Arc<Bus>>,
+    /// Set while the hub stops: logins and websockets are refused, `/health`
+    /// answers 503.
+    pub draining: AtomicBool,
 }
 
 impl Hub {
+    /// Notify this hub's hooked sessions and live pages of a write.
+    pub fn notify_here(&self, t: TimeUuid, written: &[Written], created: &[MetricId]) {
+        let queued = self.sessions.notify(t, written, created);
+        self.metrics.notifications.add(queued as u64);
+        self.web.live.publish(t, written);
+    }
+
+    /// True while the hub stops.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     /// Run a store call on the blocking pool (store calls may wait on disk).
     pub async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -142,6 +167,9 @@ pub enum ServeError {
     /// The server failed while running.
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
+    /// The cluster bus could not be joined.
+    #[error("{0}")]
+    Bus(BusError),
 }
 
 /// A started hub.
@@ -155,8 +183,11 @@ pub struct RunningHub {
 }
 
 impl RunningHub {
-    /// Stop: close every connection with 4503, stop accepting, remove the run file.
+    /// Stop: refuse new logins and websockets, close every connection with
+    /// 4503 (agents reconnect at once, to another hub of a cluster), stop
+    /// accepting, let the writes already queued commit, remove the run file.
     pub async fn stop(mut self) -> Result<(), ServeError> {
+        self.hub.draining.store(true, Ordering::Relaxed);
         self.hub
             .sessions
             .close_all(CloseReason::unavailable("The hub is stopping"));
@@ -171,6 +202,10 @@ impl RunningHub {
                 Ok(())
             }
         };
+        // Writes read before the close are committed (or refused) before the
+        // process goes; their agents send them again if unanswered.
+        let writer = self.hub.writer.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(10), writer.flush()).await;
         remove_run_file(&self.hub.config.data_dir);
         result
     }
@@ -193,12 +228,41 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(crate::connection::upgrade),
         )
         .route("/admin", post(crate::admin::endpoint))
+        .route("/metrics", get(crate::ops::metrics))
+        .route("/health", get(crate::ops::health))
         .merge(crate::web::routes())
         .with_state(hub)
 }
 
 /// Bind, write the run file and serve in the background.
 pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<RunningHub, ServeError> {
+    start_with(config, store, None).await
+}
+
+/// What makes a hub one of several: the cluster's store for logins and the bus.
+pub struct ClusterParts {
+    /// Login challenges and sessions (the cluster's store).
+    pub logins: Arc<dyn SharedLogins>,
+    /// The bus.
+    pub bus: BusConfig,
+}
+
+/// [`start`], as one hub of a cluster when `cluster` is given: the bus is
+/// connected before the hub listens.
+pub async fn start_with(
+    config: HubConfig,
+    store: Arc<dyn HubStore>,
+    cluster: Option<ClusterParts>,
+) -> Result<RunningHub, ServeError> {
+    let metrics = Arc::new(HubMetrics::default());
+    let bus = match &cluster {
+        Some(parts) => Some(Arc::new(
+            Bus::connect(&parts.bus, Arc::clone(&metrics))
+                .await
+                .map_err(ServeError::Bus)?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -209,7 +273,11 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
         addr: config.listen,
         source,
     })?;
-    let writer = GroupWriter::start(Arc::clone(&store)).map_err(ServeError::Serve)?;
+    let after = bus
+        .as_ref()
+        .map(|bus| publish_after_commit(Arc::clone(bus)));
+    let writer = GroupWriter::start_counted(Arc::clone(&store), Arc::clone(&metrics), after)
+        .map_err(ServeError::Serve)?;
     let hub = Arc::new(Hub {
         writer,
         store,
@@ -218,7 +286,24 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
         admin_token: crate::admin::new_token(),
         web: crate::web::WebState::default(),
         config,
+        metrics,
+        bus: bus.clone(),
+        draining: AtomicBool::new(false),
     });
+    if let (Some(parts), Some(bus)) = (cluster, bus) {
+        hub.challenges.share_with(Arc::clone(&parts.logins));
+        hub.sessions.share_with(Arc::new(ClusterSessions {
+            logins: parts.logins,
+            bus: Arc::clone(&bus),
+            runtime: tokio::runtime::Handle::current(),
+        }));
+        bus.listen(Arc::downgrade(&hub));
+    }
+    // A hub on PostgreSQL keeps only its run file in the data directory.
+    std::fs::create_dir_all(&hub.config.data_dir).map_err(|source| ServeError::RunFile {
+        path: run_file_path(&hub.config.data_dir),
+        source,
+    })?;
     write_run_file(
         &hub.config.data_dir,
         &RunFile {
@@ -270,6 +355,33 @@ pub async fn start(config: HubConfig, store: Arc<dyn HubStore>) -> Result<Runnin
         hub,
         shutdown: Some(tx),
         task,
+    })
+}
+
+/// In a cluster, each group commit's writes are published on the bus (in as
+/// few events as their size allows) before any of them is answered: a write
+/// is answered only once its notifications cannot be lost, and the writes of
+/// one hub are in the stream in commit order.
+fn publish_after_commit(bus: Arc<Bus>) -> AfterCommit {
+    let runtime = tokio::runtime::Handle::current();
+    Box::new(move |writes, results| {
+        let events: Vec<WriteEvent> = writes
+            .iter()
+            .zip(results)
+            .filter_map(|((owner, samples), result)| {
+                let outcome = result.as_ref().ok()?;
+                WriteEvent::of(owner, samples, &outcome.created)
+            })
+            .collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        // The writer is a thread of its own, outside the runtime.
+        runtime
+            .block_on(bus.publish_all(&write_events(events)))
+            .map_err(|e| StoreError::Unpublished {
+                reason: e.to_string(),
+            })
     })
 }
 

@@ -25,13 +25,15 @@
 //! removed user no longer allows.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use komlog_protocol::{
     Body, Kind, Message, MetricId, MultiData, MultiItem, Status, TimeUuid, Uri, Username,
 };
+
+use crate::store::SessionRecord;
 use tokio::sync::{mpsc, watch};
 
 /// How long a session without a connection is kept (the original server's
@@ -186,12 +188,28 @@ pub struct Written {
     pub content: String,
 }
 
+/// How the sessions of one hub meet those of the other hubs of a cluster
+/// ([`crate::cluster::ClusterSessions`]): logins are recorded where every hub
+/// finds them, and kicks and changed shares reach every hub.
+pub trait SessionSharing: Send + Sync {
+    /// A login was created on this hub.
+    fn login_created(&self, token: &str, sid: &str, user: &Username, agent_id: &str);
+    /// A login made on another hub, by its cookie.
+    fn find_login(&self, token: &str) -> Option<SessionRecord>;
+    /// Sessions were kicked here; kick them everywhere. Returns the sids
+    /// removed from the shared record.
+    fn kicked(&self, user: &Username, sid: Option<&str>, agent_id: Option<&str>) -> Vec<String>;
+    /// `owner`'s shares changed: every hub checks its hooks on `owner`'s metrics.
+    fn shares_changed(&self, owner: &Username);
+}
+
 /// Every live session.
 pub struct Registry {
     logins: Mutex<HashMap<String, Login>>,
     next_conn: AtomicU64,
     outbox_capacity: usize,
     idle_expiry: Duration,
+    sharing: OnceLock<Arc<dyn SessionSharing>>,
 }
 
 impl Registry {
@@ -204,7 +222,24 @@ impl Registry {
             next_conn: AtomicU64::new(1),
             outbox_capacity: outbox_capacity.max(1),
             idle_expiry,
+            sharing: OnceLock::new(),
         }
+    }
+
+    /// Share sessions with the other hubs of a cluster (set once, at start).
+    pub fn share_with(&self, sharing: Arc<dyn SessionSharing>) {
+        if self.sharing.set(sharing).is_err() {
+            tracing::warn!("sessions are already shared");
+        }
+    }
+
+    /// Sessions with a live connection, and all sessions.
+    pub fn counts(&self) -> (usize, usize) {
+        let logins = self.lock();
+        (
+            logins.values().filter(|l| l.conn.is_some()).count(),
+            logins.len(),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Login>> {
@@ -234,6 +269,10 @@ impl Registry {
                 conn: None,
             },
         );
+        drop(logins);
+        if let Some(sharing) = self.sharing.get() {
+            sharing.login_created(&new.token, &new.sid, user, agent_id);
+        }
         new
     }
 
@@ -241,6 +280,22 @@ impl Registry {
     /// opens no session (none, kicked, or left without a connection for the
     /// idle expiry). An older connection of the session is closed with 4503.
     pub fn attach(&self, token: &str) -> Option<Attached> {
+        if !self.lock().contains_key(token)
+            && let Some(found) = self.sharing.get().and_then(|s| s.find_login(token))
+        {
+            // A login made on another hub of the cluster.
+            self.lock()
+                .entry(token.to_owned())
+                .or_insert_with(|| Login {
+                    idle_since: Instant::now(),
+                    sid: found.sid,
+                    user: found.user,
+                    agent_id: found.agent_id,
+                    hooks: BTreeSet::new(),
+                    pending: BTreeSet::new(),
+                    conn: None,
+                });
+        }
         let mut logins = self.lock();
         let expired = logins
             .get(token)
@@ -320,7 +375,8 @@ impl Registry {
 
     /// Notify every hooked session of one write message's samples at `t`;
     /// `created` are the metrics the write created (activating pending hooks).
-    pub fn notify(&self, t: TimeUuid, written: &[Written], created: &[MetricId]) {
+    pub fn notify(&self, t: TimeUuid, written: &[Written], created: &[MetricId]) -> usize {
+        let mut queued = 0;
         // The last value of a metric in the message wins, as in the store.
         let mut latest: Vec<&Written> = Vec::with_capacity(written.len());
         for w in written {
@@ -345,6 +401,7 @@ impl Registry {
             let Some(conn) = &login.conn else { continue };
             if !items.is_empty() {
                 conn.push(&login.sid, notification(t, items));
+                queued += 1;
             }
             let fresh: Vec<MultiItem> = latest
                 .iter()
@@ -353,21 +410,56 @@ impl Registry {
                 .collect();
             if !fresh.is_empty() {
                 conn.push(&login.sid, notification(t, fresh));
+                queued += 1;
             }
         }
+        queued
     }
 
     /// Forget the sessions of `user` (only the one with `sid`, if given) and close
     /// their connections with 4403. Returns the sids kicked.
+    /// In a cluster, the sessions are kicked on every hub.
     pub fn kick(&self, user: &Username, sid: Option<&str>) -> Vec<String> {
-        self.kick_where(|l| &l.user == user && sid.is_none_or(|s| s == l.sid))
+        let here = self.kick_here(user, sid, None);
+        self.kicked_everywhere(here, user, sid, None)
+    }
+
+    /// Kick on this hub only: the sessions of `user`, only `sid` or only those
+    /// of `agent_id` when given (a kick made on another hub of the cluster).
+    pub fn kick_here(
+        &self,
+        user: &Username,
+        sid: Option<&str>,
+        agent_id: Option<&str>,
+    ) -> Vec<String> {
+        self.kick_where(|l| {
+            &l.user == user
+                && sid.is_none_or(|s| s == l.sid)
+                && agent_id.is_none_or(|a| a == l.agent_id)
+        })
+    }
+
+    fn kicked_everywhere(
+        &self,
+        mut here: Vec<String>,
+        user: &Username,
+        sid: Option<&str>,
+        agent_id: Option<&str>,
+    ) -> Vec<String> {
+        if let Some(sharing) = self.sharing.get() {
+            here.extend(sharing.kicked(user, sid, agent_id));
+            here.sort();
+            here.dedup();
+        }
+        here
     }
 
     /// Forget the sessions `user` opened with agent `agent_id` (its key was
     /// unregistered) and close their connections with 4403. Returns the sids
     /// kicked.
     pub fn kick_agent(&self, user: &Username, agent_id: &str) -> Vec<String> {
-        self.kick_where(|l| &l.user == user && l.agent_id == agent_id)
+        let here = self.kick_here(user, None, Some(agent_id));
+        self.kicked_everywhere(here, user, None, Some(agent_id))
     }
 
     /// Drop the hooks, active and pending, that sessions of other users than
@@ -375,7 +467,21 @@ impl Registry {
     /// `still_readable(reader, metric)` says which stay. Returns how many were
     /// dropped. A share withdrawn or a user removed ends the notifications its
     /// readers got.
+    /// In a cluster, every other hub checks its hooks against the store.
     pub fn drop_hooks(
+        &self,
+        owner: &Username,
+        still_readable: impl Fn(&Username, &MetricId) -> bool,
+    ) -> usize {
+        let dropped = self.drop_hooks_here(owner, still_readable);
+        if let Some(sharing) = self.sharing.get() {
+            sharing.shares_changed(owner);
+        }
+        dropped
+    }
+
+    /// [`Registry::drop_hooks`] on this hub only.
+    pub fn drop_hooks_here(
         &self,
         owner: &Username,
         still_readable: impl Fn(&Username, &MetricId) -> bool,

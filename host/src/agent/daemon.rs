@@ -112,7 +112,7 @@ fn start_link(
         });
     }));
     let link_config = LinkConfig {
-        url: server.url.clone(),
+        urls: server.urls.clone(),
         ca_file: server.ca_file.clone(),
         username: username.as_str().to_owned(),
         key: key.private,
@@ -376,7 +376,10 @@ pub fn start_notice(config: &Config, impulses: usize, log: &std::path::Path) -> 
     }
     let packages = config.packages.iter().filter(|p| p.enabled).count();
     let mode = match &config.server {
-        Some(server) => format!("connected mode (server {})", server.url),
+        Some(server) if server.urls.len() > 1 => {
+            format!("connected mode (servers {})", server.describe())
+        }
+        Some(server) => format!("connected mode (server {})", server.url()),
         None => "local mode".to_owned(),
     };
     format!(

@@ -47,7 +47,7 @@ pub fn ca_file_problem(config: &Config) -> Option<String> {
         .map(|e| {
             format!(
                 "the `server` block ({}): {e}; logins fail until it is fixed",
-                server.url
+                server.describe()
             )
         })
 }

@@ -21,6 +21,8 @@ pub enum Outcome {
     /// The server acknowledged everything queued (this sample and any earlier
     /// ones left by previous runs).
     Delivered {
+        /// The server that acknowledged them (one of several `urls`).
+        url: String,
         acked: u64,
         refused: u64,
         /// The server's reason for the last refusal.
@@ -57,7 +59,7 @@ pub fn deliver(config: &Config, agent: &Agent, within: Duration) -> Outcome {
     };
     let (_hooks_tx, hooks) = watch::channel(Vec::new());
     let link = LinkConfig {
-        url: server.url.clone(),
+        urls: server.urls.clone(),
         ca_file: server.ca_file.clone(),
         username: username.as_str().to_owned(),
         key: key.private,
@@ -76,6 +78,7 @@ pub fn deliver(config: &Config, agent: &Agent, within: Duration) -> Outcome {
     let delivery = runtime.block_on(session::deliver(link, outbox, inbox, within));
     match delivery.error {
         None if delivery.left == 0 => Outcome::Delivered {
+            url: delivery.url,
             acked: delivery.acked,
             refused: delivery.refused,
             refusal: delivery.refusal,
@@ -94,19 +97,23 @@ pub fn deliver(config: &Config, agent: &Agent, within: Duration) -> Outcome {
 /// Tell the user what became of the outbox (stdout for success, stderr
 /// otherwise); a refusal is named.
 pub fn report(outcome: &Outcome, config: &Config) {
-    let url = config
+    let configured = config
         .server
         .as_ref()
-        .map_or("the server", |s| s.url.as_str());
+        .map_or_else(|| "the server".to_owned(), |s| s.describe());
     match outcome {
         Outcome::Local => {}
         Outcome::Delivered {
-            acked, refused: 0, ..
+            url,
+            acked,
+            refused: 0,
+            ..
         } => println!(
             "sent to {url}: {acked} sample{} acknowledged, outbox empty",
             plural(*acked)
         ),
         Outcome::Delivered {
+            url,
             acked,
             refused,
             refusal,
@@ -125,7 +132,7 @@ pub fn report(outcome: &Outcome, config: &Config) {
             );
         }
         Outcome::Queued { left, reason } => eprintln!(
-            "komlogd: not sent to {url} ({reason}); stored and queued: {left} sample{} in the outbox, sent by the next agent run or upload",
+            "komlogd: not sent to {configured} ({reason}); stored and queued: {left} sample{} in the outbox, sent by the next agent run or upload",
             plural(*left)
         ),
     }

@@ -170,9 +170,16 @@ pub fn status(report: &crate::agent::status::StatusReport, json: bool) -> String
             0 => String::new(),
             n => format!(", hooks refused {n}"),
         };
+        // With several servers: which of them this is.
+        let which = match server.urls.iter().position(|u| *u == server.url) {
+            Some(i) if server.urls.len() > 1 => {
+                format!(" (server {} of {})", i + 1, server.urls.len())
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "server: {} {state}, outbox {}{oldest}, sent {}, acked {}, refused {}, logins {}, hooked {}{refused_hooks}",
+            "server: {}{which} {state}, outbox {}{oldest}, sent {}, acked {}, refused {}, logins {}, hooked {}{refused_hooks}",
             server.url,
             server.outbox,
             server.sent,
@@ -438,6 +445,19 @@ mod tests {
             table.contains(
                 "server: last error (2023-11-14T22:13:23Z, before the current connection): cannot log in"
             ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_server_line_names_which_of_several_servers_it_is() {
+        let mut r = report(serde_json::json!({"state": "running"}));
+        let mut s = server("connected");
+        s.urls = vec!["http://other:8080/".into(), "http://hub:8080/".into()];
+        r.server = Some(s);
+        let table = status(&r, false);
+        assert!(
+            table.contains("server: http://hub:8080/ (server 2 of 2) connected, outbox 2"),
             "{table}"
         );
     }

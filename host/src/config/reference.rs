@@ -171,7 +171,7 @@ mod tests {
         assert!(text.contains("| `max_chain_depth` | once | integer, 1 to 64 | `8` |"));
         assert!(
             text.contains(
-                "| `url` | an `http://`, `https://`, `ws://` or `wss://` URL | required |"
+                "| `url` | an `http://`, `https://`, `ws://` or `wss://` URL | required, unless `urls` is given |"
             )
         );
     }

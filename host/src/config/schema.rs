@@ -214,15 +214,24 @@ pub const TOP: Section = Section {
 /// `- server:`.
 pub const SERVER: Section = Section {
     path: "server",
-    about: "The Komlog-compatible server, such as a komlog-hub: with one the agent runs in connected mode (see [Connected mode](connected.md)). `- server: URL` is short for a map with only `url`.",
+    about: "The Komlog-compatible server, such as a komlog-hub: with one the agent runs in connected mode (see [Connected mode](connected.md)). `- server: URL` is short for a map with only `url`. Give `url` for one server or `urls` for several, not both.",
     keys: &[
         key(
             "url",
             Once,
             "an `http://`, `https://`, `ws://` or `wss://` URL",
-            Required,
+            Means("required, unless `urls` is given"),
             "https://localhost:8443/",
             "Where the server is. The port defaults to 80, or 443 with TLS (`https`, `wss`).",
+        ),
+        // No example value: the examples show `url`, which it cannot go beside.
+        key(
+            "urls",
+            Once,
+            "a list of URLs, as `url`",
+            Means("none: the one `url`"),
+            "",
+            "Several servers holding the same user and key, such as `urls: [wss://hub1.example.org/, wss://hub2.example.org/]`: the agent logs in to the first, and moves to the next when a login fails or the connection is lost or closed with 4503 (the server is stopping); after every url failed in turn it backs off. See [Several servers](connected.md#several-servers).",
         ),
         key(
             "ca_file",
@@ -1070,7 +1079,15 @@ mod tests {
             .join("\n");
         reads::take_present();
         clean(&text);
-        assert_eq!(by_section(reads::take_present()), table_pairs());
+        // `server.urls` cannot go beside the `url` the template shows: the
+        // template names it in a comment.
+        let mut shown = table_pairs();
+        assert!(shown.remove(&("server".to_owned(), "urls".to_owned())));
+        assert!(
+            TEMPLATE.contains("# urls: "),
+            "the template does not mention server.urls"
+        );
+        assert_eq!(by_section(reads::take_present()), shown);
         for key in TOP.keys {
             assert!(
                 text.lines()

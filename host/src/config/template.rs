@@ -29,6 +29,8 @@ pub const TEMPLATE: &str = r#"# komlogd configuration file.
 #- server:
 #    url: https://localhost:8443/   # a komlog-hub serving TLS (serve --tls-cert ... --tls-key ...)
 #    ca_file: ca.pem                # optional: the CA that signed its certificate
+#    # Several servers with the same user and key, tried in turn, instead of url:
+#    # urls: [https://hub1.example.org:8443/, https://hub2.example.org:8443/]
 
 # ------------------------------------------------------------------ logging
 # Where and how much komlogd logs; the values shown are the defaults.
@@ -215,7 +217,7 @@ mod tests {
         assert_eq!(cfg.keyfile.as_deref(), Some(dir.join("key.priv").as_path()));
         // The public Komlog service is gone: the example is a komlog-hub.
         assert_eq!(
-            cfg.server.as_ref().map(|s| s.url.as_str()),
+            cfg.server.as_ref().map(|s| s.url()),
             Some("https://localhost:8443/")
         );
         assert!(TEMPLATE.contains("http://127.0.0.1:8080/"));

@@ -1058,10 +1058,7 @@ fn package_errors() {
 fn server() {
     assert_eq!(
         ok("- server:\n    url: wss://hub.example.org/\n").server,
-        Some(ServerConfig {
-            url: "wss://hub.example.org/".into(),
-            ca_file: None,
-        })
+        Some(ServerConfig::one("wss://hub.example.org/"))
     );
     assert_eq!(
         ok("- server:\n    url: https://hub:8443/\n    ca_file: certs/ca.pem\n")
@@ -1078,8 +1075,8 @@ fn server() {
     assert_eq!(
         ok("- server: http://127.0.0.1:8080\n")
             .server
-            .map(|s| s.url),
-        Some("http://127.0.0.1:8080".into())
+            .map(|s| s.urls),
+        Some(vec!["http://127.0.0.1:8080".to_owned()])
     );
     assert_eq!(
         errs("- server:\n    url: ftp://hub\n"),
@@ -1092,13 +1089,104 @@ fn server() {
     assert_eq!(
         errs("- server:\n    host: x\n"),
         [
-            "komlogd.yaml:1: server: missing required key `url` (e.g. wss://hub.example.org/)",
-            "komlogd.yaml:2: unknown key `host` in server block; known keys: url, ca_file",
+            "komlogd.yaml:1: server: missing required key `url` (e.g. wss://hub.example.org/), or `urls` for several servers",
+            "komlogd.yaml:2: unknown key `host` in server block; known keys: url, urls, ca_file",
         ]
     );
     assert_eq!(
         errs("- server: {url: 'ws://a'}\n- server: {url: 'ws://b'}\n"),
         ["komlogd.yaml:2: More than one server found (lines 1 and 2). Keep only one."]
+    );
+}
+
+/// Several servers: `urls` lists them in the order tried; it cannot go beside
+/// `url`, must not be empty, and a bad url is named by its index.
+#[test]
+fn server_urls() {
+    let two = ok("- server:\n    urls: [wss://hub1.example.org/, 'http://[::1]:8080']\n")
+        .server
+        .expect("a server");
+    assert_eq!(two.urls, ["wss://hub1.example.org/", "http://[::1]:8080"]);
+    assert_eq!(two.url(), "wss://hub1.example.org/");
+    assert!(two.is_tls());
+    // A block list reads the same; one url in the list is one server.
+    assert_eq!(
+        ok("- server:\n    urls:\n      - ws://a\n      - ws://b:81/\n    ca_file: ca.pem\n")
+            .server,
+        Some(ServerConfig {
+            urls: vec!["ws://a".into(), "ws://b:81/".into()],
+            ca_file: Some(dir("ca.pem")),
+        })
+    );
+    assert_eq!(
+        ok("- server:\n    urls: [ws://only/]\n").server,
+        Some(ServerConfig::one("ws://only/"))
+    );
+    assert_eq!(
+        errs("- server:\n    urls: []\n"),
+        ["komlogd.yaml:2: server.urls: the list is empty; give at least one URL"]
+    );
+    assert_eq!(
+        errs("- server:\n    urls:\n"),
+        ["komlogd.yaml:2: server.urls: the list is empty; give at least one URL"]
+    );
+    assert_eq!(
+        errs("- server:\n    urls: [ws://a/, ftp://b, 'https:///x']\n"),
+        [
+            "komlogd.yaml:2: server.urls[1]: \"ftp://b\": expected the scheme http, https, ws or wss",
+            "komlogd.yaml:2: server.urls[2]: \"https:///x\": no host",
+        ]
+    );
+    assert_eq!(
+        errs("- server:\n    urls:\n      - ws://a/\n      - ws://b:99999/\n"),
+        ["komlogd.yaml:4: server.urls[1]: \"ws://b:99999/\": invalid port"]
+    );
+    assert_eq!(
+        errs("- server:\n    urls: ws://a/\n"),
+        ["komlogd.yaml:2: server.urls: expected a list of URLs, found \"ws://a/\""]
+    );
+    assert_eq!(
+        errs("- server:\n    url: ws://a/\n    urls: [ws://b/]\n"),
+        [
+            "komlogd.yaml:3: server: `url` and `urls` are both given; give one of them (`urls` lists several servers)"
+        ]
+    );
+    assert_eq!(
+        errs("- server:\n    urls: [ws://b/]\n    ca_file: ca.pem\n    url: ws://a/\n"),
+        [
+            "komlogd.yaml:4: server: `url` and `urls` are both given; give one of them (`urls` lists several servers)"
+        ]
+    );
+    // `url` is one server; a list there is pointed at `urls`.
+    assert_eq!(
+        errs("- server:\n    url: [ws://a/, ws://b/]\n"),
+        [
+            "komlogd.yaml:2: server.url: expected one URL, found a list; several servers go in `urls`"
+        ]
+    );
+    // A repeat is harmless: warned about and tried once.
+    let cfg = Config::parse(
+        "- server:\n    urls: [ws://a/, ws://b/, ws://a/]\n",
+        Path::new("komlogd.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.server.map(|s| s.urls),
+        Some(vec!["ws://a/".into(), "ws://b/".into()])
+    );
+    assert_eq!(
+        cfg.warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["komlogd.yaml:2: server.urls[2]: \"ws://a/\" is listed twice; the repeat is ignored"]
+    );
+    // ca_file with no TLS url names every url.
+    assert_eq!(
+        warns("- server:\n    urls: [http://a/, ws://b/]\n    ca_file: /ca.pem\n"),
+        [
+            "komlogd.yaml:3: server.ca_file (/ca.pem) is used only with an https:// or wss:// url, not \"http://a/\", \"ws://b/\""
+        ]
     );
 }
 

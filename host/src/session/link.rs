@@ -1,13 +1,13 @@
 //! The link's loop: log in, hook, fill history, then send the outbox, forward
 //! notifications and follow changes to the hooked uris until the connection
-//! ends; back off and start over.
+//! ends; move to the next server url, or back off, and start over.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use komlog_protocol::{Kind, TimeUuid};
+use komlog_protocol::{Kind, Status, TimeUuid};
 use komlog_session::{Endpoint, HookOutcome, Notification, Session, SessionConfig, SessionError};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -52,9 +52,13 @@ enum End {
     Lost(String),
 }
 
-/// The session settings of a link's configuration.
-fn session_config(config: &LinkConfig) -> Result<SessionConfig, SessionError> {
-    let mut session_config = Endpoint::parse(&config.url)
+/// The close code of a server that is stopping (or shedding connections): the
+/// link reconnects at once, to the next url, without backing off.
+const CLOSE_UNAVAILABLE: u16 = 4503;
+
+/// The session settings of a link's configuration for the server at `url`.
+fn session_config(config: &LinkConfig, url: &str) -> Result<SessionConfig, SessionError> {
+    let mut session_config = Endpoint::parse(url)
         .and_then(|endpoint| SessionConfig::new(endpoint, &config.username, config.key.clone()))?;
     session_config.reply_timeout = config.reply_timeout;
     session_config.ca_file = config.ca_file.clone();
@@ -63,47 +67,81 @@ fn session_config(config: &LinkConfig) -> Result<SessionConfig, SessionError> {
 }
 
 /// Log in once and send the whole outbox, waiting for every answer, within
-/// `within`: what a one-shot `komlogd -u` does when no agent runs. Rows
-/// acknowledged (or refused) are removed; the rest stay for the next run.
+/// `within`: what a one-shot `komlogd -u` does when no agent runs. With
+/// several urls each is tried in turn until one logs in. Rows acknowledged (or
+/// refused) are removed; the rest stay for the next run.
 pub(super) async fn deliver(
     config: LinkConfig,
     outbox: Outbox,
     inbox: Inbox,
     within: std::time::Duration,
 ) -> Delivery {
-    let board = ServerBoard::new(&config.url, outbox.clone());
+    let board = ServerBoard::new(&config.urls, outbox.clone());
     let deadline = tokio::time::Instant::now() + within;
-    let error = match session_config(&config) {
-        Err(e) => Some(e.to_string()),
-        Ok(mut session_config) => {
-            session_config.login_timeout = session_config.login_timeout.min(within);
-            session_config.reply_timeout = session_config.reply_timeout.min(within);
-            match tokio::time::timeout_at(deadline, Session::login(session_config)).await {
-                Err(_) => Some(format!("no login within {} s", within.as_secs_f64())),
-                Ok(Err(e)) => Some(format!("cannot log in: {e}")),
-                Ok(Ok(session)) => {
-                    let mut sender = Sender::new(&outbox, &inbox, &board, &config.supplies);
-                    let drained = tokio::time::timeout_at(deadline, sender.drain(&session)).await;
-                    // What was answered leaves the outbox whatever happened.
-                    let flushed = sender.flush_acked().await;
-                    session.close().await;
-                    match (drained, flushed) {
-                        (Err(_), _) => Some(format!(
-                            "not every sample was answered within {} s",
-                            within.as_secs_f64()
-                        )),
-                        (Ok(Err(e)), _) => Some(e),
-                        (Ok(Ok(())), Err(e)) => Some(format!(
-                            "cannot remove acknowledged samples from the outbox: {e}"
-                        )),
-                        (Ok(Ok(())), Ok(())) => None,
-                    }
-                }
-            }
-        }
+    let several = config.urls.len() > 1;
+    // Why each url tried could not be used (with one url, without its name).
+    let mut failed: Vec<String> = Vec::new();
+    let mut fail = |url: &str, why: String| {
+        failed.push(if several {
+            format!("{url}: {why}")
+        } else {
+            why
+        });
     };
+    let mut error = None;
+    let mut logged_in = false;
+    for url in &config.urls {
+        board.update(|s| s.url.clone_from(url));
+        let mut session_config = match session_config(&config, url) {
+            Ok(c) => c,
+            Err(e) => {
+                fail(url, e.to_string());
+                continue;
+            }
+        };
+        session_config.login_timeout = session_config.login_timeout.min(within);
+        session_config.reply_timeout = session_config.reply_timeout.min(within);
+        let session = match tokio::time::timeout_at(deadline, Session::login(session_config)).await
+        {
+            Err(_) => {
+                fail(url, format!("no login within {} s", within.as_secs_f64()));
+                break;
+            }
+            Ok(Err(e)) => {
+                fail(url, format!("cannot log in: {e}"));
+                continue;
+            }
+            Ok(Ok(session)) => session,
+        };
+        logged_in = true;
+        let mut sender = Sender::new(&outbox, &inbox, &board, &config.supplies);
+        let drained = tokio::time::timeout_at(deadline, sender.drain(&session)).await;
+        // What was answered leaves the outbox whatever happened.
+        let flushed = sender.flush_acked().await;
+        session.close().await;
+        error = match (drained, flushed) {
+            (Err(_), _) => Some(format!(
+                "not every sample was answered within {} s",
+                within.as_secs_f64()
+            )),
+            (Ok(Err(e)), _) => Some(e),
+            (Ok(Ok(())), Err(e)) => Some(format!(
+                "cannot remove acknowledged samples from the outbox: {e}"
+            )),
+            (Ok(Ok(())), Ok(())) => None,
+        };
+        break;
+    }
+    if !logged_in {
+        error = Some(if failed.is_empty() {
+            "no server url".to_owned()
+        } else {
+            failed.join("; ")
+        });
+    }
     let status = board.snapshot();
     Delivery {
+        url: status.url,
         acked: status.acked,
         refused: status.refused,
         left: status.outbox,
@@ -115,6 +153,8 @@ pub(super) async fn deliver(
 /// What [`deliver`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The server that got the samples (or the last one tried).
+    pub url: String,
     /// Samples the server acknowledged.
     pub acked: u64,
     /// Samples the server refused (removed from the outbox).
@@ -127,6 +167,8 @@ pub struct Delivery {
     pub error: Option<String>,
 }
 
+/// The link's loop over the configured urls (see the module documentation of
+/// [`super`] for the order and the backoff).
 pub(super) async fn run(
     config: LinkConfig,
     outbox: Outbox,
@@ -135,42 +177,63 @@ pub(super) async fn run(
     board: ServerBoard,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let session_config = match session_config(&config) {
-        Ok(c) => c,
-        Err(e) => {
+    let session_configs: Result<Vec<SessionConfig>, SessionError> = config
+        .urls
+        .iter()
+        .map(|url| session_config(&config, url))
+        .collect();
+    let session_configs = match session_configs {
+        Ok(c) if !c.is_empty() => c,
+        failed => {
+            let e = match failed {
+                Err(e) => e.to_string(),
+                Ok(_) => "no server url".to_owned(),
+            };
             tracing::error!("server link not started: {e}");
             board.update(|s| {
                 s.state = "stopped".into();
-                s.error(e.to_string());
+                s.error(e);
             });
             return;
         }
     };
+    let count = session_configs.len();
+    let several = count > 1;
     let mut hooks = Hooks {
         wanted: config.hooks.clone(),
         open: true,
         held: Vec::new(),
     };
-    // Failed attempts in a row; a successful login resets it.
+    // Failed rounds in a row (with one url, failed attempts); a successful
+    // login resets it.
     let mut failures: u32 = 0;
+    // The url to try next.
+    let mut next: usize = 0;
+    // Urls tried in this round without a login: a round ends, and the link
+    // backs off, when every url has been tried.
+    let mut tried: usize = 0;
     loop {
         if *shutdown.borrow() {
             break;
         }
+        let at = next;
+        next = (at + 1) % count;
+        let url = &config.urls[at];
         board.update(|s| {
             s.state = "connecting".into();
+            s.url.clone_from(url);
             s.backoff_ms = None;
             s.connected_since_ts = None;
         });
         let login = tokio::select! {
             _ = stopped(&mut shutdown) => break,
-            r = Session::login(session_config.clone()) => r,
+            r = Session::login(session_configs[at].clone()) => r,
         };
-        let reason = match login {
+        let (reason, at_once) = match login {
             Ok(mut session) => {
                 failures = 0;
                 board.update(|s| s.logins += 1);
-                tracing::info!(url = %config.url, user = %config.username, "logged in to the server");
+                tracing::info!(url = %url, user = %config.username, "logged in to the server at {url}");
                 let ends = Ends {
                     outbox: &outbox,
                     signal: &signal,
@@ -179,18 +242,53 @@ pub(super) async fn run(
                     supplies: &config.supplies,
                 };
                 let end = connected(&mut hooks, &mut session, &ends, &mut shutdown).await;
+                let code = session.disconnected().flatten();
+                let established = board.lock().connected_since_ts.is_some();
                 session.close().await;
                 match end {
                     End::Shutdown => break,
-                    End::Lost(why) => why,
+                    End::Lost(why) if established => {
+                        // The server just lost is the first tried of the new round.
+                        tried = 1;
+                        // Moving on after a connection that worked needs no
+                        // pause: the next server is another one, or (with one
+                        // url) the server said it is going away.
+                        (why, several || code == Some(CLOSE_UNAVAILABLE))
+                    }
+                    // Lost before it was up (hooking, history): a failed
+                    // attempt, so a server that keeps doing it is not
+                    // tried in a loop.
+                    End::Lost(why) => {
+                        tried += 1;
+                        (why, tried < count)
+                    }
                 }
             }
-            Err(e) => format!("cannot log in: {e}"),
+            Err(e) => {
+                tried += 1;
+                (format!("cannot log in: {e}"), tried < count)
+            }
         };
+        let reason = if several {
+            format!("{url}: {reason}")
+        } else {
+            reason
+        };
+        if at_once {
+            tracing::warn!(
+                url = %url,
+                next = %config.urls[next],
+                "server link down: {reason}; trying {} at once",
+                config.urls[next]
+            );
+            board.update(|s| s.error(reason));
+            continue;
+        }
+        tried = 0;
         let delay = backoff_delay(failures, random());
         failures = failures.saturating_add(1);
         tracing::warn!(
-            url = %config.url,
+            url = %url,
             retry_in_ms = delay.as_millis() as u64,
             "server link down: {reason}"
         );
@@ -675,6 +773,19 @@ impl<'a> Sender<'a> {
                 self.board.update(|s| s.acked += n);
                 self.acked.extend(rows);
                 self.written(declaring);
+            }
+            // 4501 and 4503 are the server's trouble, not the samples': they
+            // stay in the outbox, and the link starts again (the next server)
+            // and sends them again, with the same TimeUUIDs.
+            Err(SessionError::Refused { action, response })
+                if response.status == Status::EXECUTION_ERROR
+                    || response.status == Status::UNAVAILABLE =>
+            {
+                return Err(format!(
+                    "the server could not take {action} ({}: {}); the samples stay in the outbox",
+                    response.status,
+                    response.reason.as_deref().unwrap_or("no reason"),
+                ));
             }
             Err(SessionError::Refused { action, response }) => {
                 tracing::error!(

@@ -12,6 +12,19 @@
 //!   first one included — is retried after an exponential backoff with jitter:
 //!   250 ms doubling up to 30 s, each delay drawn in `[d/2, d]`; a successful
 //!   login resets it.
+//! * **Several servers** (`urls:`). The urls are tried round robin, starting
+//!   with the first. A failed login moves to the next url at once until every
+//!   url has failed in this round; then the link backs off as above (one
+//!   backoff step per round) and starts the next round where it stopped. A lost
+//!   connection (one that was up: logged in, hooked, history fetched) moves to
+//!   the next url at once, the lost one counting as tried in the new round; a
+//!   connection lost before it was up counts as a failed attempt. A close with
+//!   4503 (the server is stopping or shedding load) of a connection that was
+//!   up reconnects at once, to the next url, with one url as with several.
+//!   The status's `url` is the server connected to (or being tried). The
+//!   outbox makes a move lose nothing: what was not acknowledged is sent to
+//!   the next server under the same TimeUUIDs (a write the old server stored
+//!   but did not answer before it closed is then held by both).
 //! * **Hooks and history.** After every login each uri an impulse subscribes
 //!   to (local, or `user:uri`) is hooked again (hooks belong to the server's
 //!   session, which changes at each login). For each, `request_data` fetches
@@ -37,8 +50,9 @@
 //!   [`WINDOW`] messages are in flight before the link waits for a reply. A
 //!   sample leaves the outbox after the server's 4200/4202; one the server
 //!   refuses (4400/4430, which a resend would not change) is logged, counted
-//!   and removed. After a disconnect everything still in the outbox is sent
-//!   again, under the same TimeUUIDs.
+//!   and removed; an answer 4501/4503 (the server's trouble) ends the link
+//!   instead, and the samples stay. After a disconnect everything still in the
+//!   outbox is sent again, under the same TimeUUIDs.
 //! * **Supplies.** After the server acknowledges a write to a datasource that
 //!   declares what it supplies ([`Supplies`]: a job's `supplies:`, or a
 //!   package's declaration), the link sends the list (`send_ds_info`) unless
@@ -99,8 +113,9 @@ pub struct HookRefusal {
 /// How to reach the server.
 #[derive(Clone)]
 pub struct LinkConfig {
-    /// The server's URL from komlogd.yaml.
-    pub url: String,
+    /// The server's URLs from komlogd.yaml (`url`, or `urls`), in the order
+    /// tried; at least one.
+    pub urls: Vec<String>,
     /// For `https`/`wss`: extra CA certificates (PEM), read at each login.
     pub ca_file: Option<std::path::PathBuf>,
     /// The agent's user.
@@ -118,8 +133,13 @@ pub struct LinkConfig {
 /// What `komlogd status` shows about the server link.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerStatus {
-    /// The server's URL.
+    /// The server connected to; while connecting, the one being tried; in
+    /// backoff, the one tried last.
     pub url: String,
+    /// Every configured server, in the order tried (one unless `urls` lists
+    /// several).
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// `connecting`, `connected`, `backoff` or `stopped`.
     pub state: String,
     /// While in backoff: the delay before the next attempt, in ms.
@@ -204,10 +224,11 @@ pub struct ServerBoard {
 }
 
 impl ServerBoard {
-    fn new(url: &str, outbox: Outbox) -> ServerBoard {
+    fn new(urls: &[String], outbox: Outbox) -> ServerBoard {
         ServerBoard {
             inner: Arc::new(Mutex::new(ServerStatus {
-                url: url.to_owned(),
+                url: urls.first().cloned().unwrap_or_default(),
+                urls: urls.to_vec(),
                 state: "connecting".into(),
                 ..ServerStatus::default()
             })),
@@ -254,7 +275,7 @@ impl Link {
         inbox: Inbox,
         shutdown: watch::Receiver<bool>,
     ) -> Link {
-        let board = ServerBoard::new(&config.url, outbox.clone());
+        let board = ServerBoard::new(&config.urls, outbox.clone());
         let task = tokio::spawn(link::run(
             config,
             outbox,

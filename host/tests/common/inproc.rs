@@ -60,6 +60,15 @@ impl Agent {
     /// `hooks`, waiting up to `reply_timeout` for each answer. Must be called
     /// inside a tokio runtime.
     pub fn start(port: u16, hooks: Vec<Hook>, reply_timeout: Duration) -> Agent {
+        Agent::start_urls(
+            vec![format!("http://127.0.0.1:{port}/")],
+            hooks,
+            reply_timeout,
+        )
+    }
+
+    /// [`Agent::start`] with the link trying `urls` in turn (`- server: urls:`).
+    pub fn start_urls(urls: Vec<String>, hooks: Vec<Hook>, reply_timeout: Duration) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store.redb")).expect("store");
         let outbox = store.outbox().expect("outbox");
@@ -82,7 +91,7 @@ impl Agent {
         let (stop, shutdown) = watch::channel(false);
         let (hooks_tx, hooks) = watch::channel(hooks);
         let config = LinkConfig {
-            url: format!("http://127.0.0.1:{port}/"),
+            urls,
             ca_file: None,
             username: "alice".into(),
             key: key(),

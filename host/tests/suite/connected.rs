@@ -342,6 +342,26 @@ impl Agent {
         Agent { dir, child: None }
     }
 
+    /// A configuration for `user` whose `- server:` block is `server` (the
+    /// YAML below `- server:`), with `extra` appended; the key pair is created
+    /// and its public line returned, for the caller to register.
+    pub(crate) fn with_server(
+        root: &Path,
+        user: &str,
+        server: &str,
+        extra: &str,
+    ) -> (Agent, String) {
+        let dir = root.join(user);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("komlogd.yaml"),
+            format!("- username: {user}\n- logging:\n    level: debug\n- server:\n{server}{extra}"),
+        )
+        .unwrap();
+        let key = komlogd::keys::load_or_create(&dir.join("key.priv")).expect("key pair");
+        (Agent { dir, child: None }, key.public_line)
+    }
+
     fn config(&self) -> String {
         self.dir.join("komlogd.yaml").display().to_string()
     }
@@ -366,11 +386,11 @@ impl Agent {
         );
     }
 
-    fn status(&self) -> status::StatusReport {
+    pub(crate) fn status(&self) -> status::StatusReport {
         status::query(&status::control_socket_path(&self.dir)).expect("status")
     }
 
-    fn server(&self) -> komlogd::session::ServerStatus {
+    pub(crate) fn server(&self) -> komlogd::session::ServerStatus {
         self.status()
             .server
             .expect("a server line in connected mode")
@@ -425,7 +445,7 @@ impl Agent {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("log").join("komlogd.log")).unwrap_or_default()
     }
 }

@@ -16,9 +16,11 @@ mod influxd;
 mod inproc;
 
 mod cli;
+mod cluster;
 mod connected;
 mod daemon;
 mod export_import;
+mod failover;
 mod impulse_test;
 mod install;
 mod operator;

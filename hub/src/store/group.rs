@@ -11,11 +11,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use komlog_protocol::Username;
 use tokio::sync::oneshot;
 
 use super::{HubStore, NewSample, StoreError, WriteOutcome};
+use crate::metrics::HubMetrics;
 
 /// The most writes committed in one transaction.
 const MAX_GROUP: usize = 4096;
@@ -26,37 +28,81 @@ struct Job {
     reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
+/// What the writer thread is asked.
+enum Request {
+    /// Commit a write.
+    Write(Job),
+    /// Answer once every write queued before is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// What runs after each group commit, before any write's result goes out
+/// (in a cluster: publishing the committed writes on the bus), given the
+/// group's writes and their results. Its error fails every write the commit
+/// took.
+pub type AfterCommit = Box<
+    dyn Fn(
+            &[(Username, Vec<NewSample>)],
+            &[Result<WriteOutcome, StoreError>],
+        ) -> Result<(), StoreError>
+        + Send,
+>;
+
 /// The result of a submitted write, once committed.
 pub type WriteReceipt = oneshot::Receiver<Result<WriteOutcome, StoreError>>;
 
 /// A handle to the writer thread; the thread ends when every handle is dropped.
 #[derive(Clone)]
 pub struct GroupWriter {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Request>,
     transactions: Arc<AtomicU64>,
 }
 
 impl GroupWriter {
     /// Start the writer thread over `store`.
     pub fn start(store: Arc<dyn HubStore>) -> std::io::Result<GroupWriter> {
+        GroupWriter::start_counted(store, Arc::new(HubMetrics::default()), None)
+    }
+
+    /// Start the writer thread over `store`, timing each commit in `metrics`
+    /// and running `after` after each.
+    pub fn start_counted(
+        store: Arc<dyn HubStore>,
+        metrics: Arc<HubMetrics>,
+        after: Option<AfterCommit>,
+    ) -> std::io::Result<GroupWriter> {
         let (writer, rx) = GroupWriter::queue();
-        writer.spawn(store, rx)?;
+        writer.spawn(store, rx, metrics, after)?;
         Ok(writer)
     }
 
     /// A writer whose queue fills until [`GroupWriter::spawn`] starts its thread.
-    fn queue() -> (GroupWriter, mpsc::Receiver<Job>) {
-        let (tx, rx) = mpsc::channel::<Job>();
+    fn queue() -> (GroupWriter, mpsc::Receiver<Request>) {
+        let (tx, rx) = mpsc::channel::<Request>();
         let transactions = Arc::new(AtomicU64::new(0));
         (GroupWriter { tx, transactions }, rx)
     }
 
-    fn spawn(&self, store: Arc<dyn HubStore>, rx: mpsc::Receiver<Job>) -> std::io::Result<()> {
+    fn spawn(
+        &self,
+        store: Arc<dyn HubStore>,
+        rx: mpsc::Receiver<Request>,
+        metrics: Arc<HubMetrics>,
+        after: Option<AfterCommit>,
+    ) -> std::io::Result<()> {
         let transactions = Arc::clone(&self.transactions);
         std::thread::Builder::new()
             .name("hub-writer".into())
-            .spawn(move || run(store.as_ref(), &rx, &transactions))?;
+            .spawn(move || run(store.as_ref(), &rx, &transactions, &metrics, after.as_ref()))?;
         Ok(())
+    }
+
+    /// Wait until every write queued before this call is committed (or refused).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// How many group transactions the writer has run (committed or failed).
@@ -69,42 +115,81 @@ impl GroupWriter {
     pub fn submit(&self, owner: Username, samples: Vec<NewSample>) -> WriteReceipt {
         let (reply, receipt) = oneshot::channel();
         // A send error drops the job and its reply: the receipt then reports it.
-        let _ = self.tx.send(Job {
+        let _ = self.tx.send(Request::Write(Job {
             owner,
             samples,
             reply,
-        });
+        }));
         receipt
     }
 }
 
-fn run(store: &dyn HubStore, rx: &mpsc::Receiver<Job>, transactions: &AtomicU64) {
+fn run(
+    store: &dyn HubStore,
+    rx: &mpsc::Receiver<Request>,
+    transactions: &AtomicU64,
+    metrics: &HubMetrics,
+    after: Option<&AfterCommit>,
+) {
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        let mut jobs = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            match request {
+                Request::Write(job) => jobs.push(job),
+                Request::Flush(done) => flushes.push(done),
+            }
+            if jobs.len() < MAX_GROUP && flushes.is_empty() {
+                next = rx.try_recv().ok();
             }
         }
-        let (writes, replies): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .map(|j| ((j.owner, j.samples), j.reply))
-            .unzip();
-        let result = store.write_group(&writes);
-        // Counted before any reply goes out: a caller that saw its receipt sees the count.
-        transactions.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+        if !jobs.is_empty() {
+            commit(store, jobs, transactions, metrics, after);
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn commit(
+    store: &dyn HubStore,
+    jobs: Vec<Job>,
+    transactions: &AtomicU64,
+    metrics: &HubMetrics,
+    after: Option<&AfterCommit>,
+) {
+    let (writes, replies): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .map(|j| ((j.owner, j.samples), j.reply))
+        .unzip();
+    let started = Instant::now();
+    let result = store.write_group(&writes);
+    metrics.store_commit.observe(started.elapsed());
+    // Counted before any reply goes out: a caller that saw its receipt sees the count.
+    transactions.fetch_add(1, Ordering::Relaxed);
+    let result = result.map(|mut results| {
+        if let Some(after) = after
+            && let Err(e) = after(&writes, &results)
+        {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.clone());
             }
-            Err(e) => {
-                tracing::error!(writes = writes.len(), "group commit failed: {e}");
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        }
+        results
+    });
+    match result {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            metrics.store_errors.inc();
+            tracing::error!(writes = writes.len(), "group commit failed: {e}");
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }
@@ -153,7 +238,9 @@ mod tests {
             ],
         );
         assert_eq!(writer.transactions(), 0);
-        writer.spawn(store.clone(), queue).unwrap();
+        writer
+            .spawn(store.clone(), queue, Arc::new(HubMetrics::default()), None)
+            .unwrap();
         assert_eq!(first.await.unwrap().unwrap().created, vec!["a.dp"]);
         for r in receipts {
             assert!(r.await.unwrap().unwrap().created.is_empty());

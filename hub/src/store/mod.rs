@@ -3,8 +3,10 @@
 //! **Owns:** the [`HubStore`] trait, the records it deals in, and the rules
 //! that must hold inside one transaction (a metric's kind is fixed by its first
 //! write; a write of several samples is all or nothing). [`redb::RedbStore`] is
-//! the embedded, persistent implementation in a data directory; a networked
-//! database can implement the same trait.
+//! the embedded, persistent implementation in a data directory;
+//! [`postgres::PgStore`] keeps the same records in PostgreSQL, for several hubs
+//! sharing one database (a cluster), and also implements [`SharedLogins`], the
+//! login challenges and sessions those hubs share.
 //!
 //! **Does not:** decide who may read or write what (the session layer does, with
 //! [`HubStore::shares_of`]), nor hold anything about live connections.
@@ -14,9 +16,11 @@
 //! newest first in TimeUUID order (spec §6.4).
 
 pub mod group;
+pub mod postgres;
 pub mod redb;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use komlog_protocol::{Kind, MetricId, TimeUuid, Username};
 
@@ -153,6 +157,18 @@ pub struct TokenRecord {
     pub created_us: i64,
 }
 
+/// A login session of an agent, shared by the hubs of a cluster
+/// ([`SharedLogins::add_session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id.
+    pub sid: String,
+    /// The user it is logged in as.
+    pub user: Username,
+    /// The agent that logged in.
+    pub agent_id: String,
+}
+
 /// What a successful write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -224,6 +240,22 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
         /// What is wrong.
+        reason: String,
+    },
+    /// A PostgreSQL store's operation failed (or the database cannot be reached).
+    #[error("PostgreSQL store: {op} failed: {reason}")]
+    Postgres {
+        /// What was being done.
+        op: &'static str,
+        /// The error, with what to do about it when known.
+        reason: String,
+    },
+    /// The writes were stored, but their notifications could not be
+    /// published on the cluster bus (so they are not answered: sent again,
+    /// they are stored again, an upsert, and published).
+    #[error("the writes are stored but could not be published on the cluster bus: {reason}")]
+    Unpublished {
+        /// Why.
         reason: String,
     },
     /// Any other database or I/O failure.
@@ -305,6 +337,13 @@ pub trait HubStore: Send + Sync + 'static {
     /// The kind of a metric, or none when it does not exist.
     fn metric_kind(&self, id: &MetricId) -> Result<Option<Kind>, StoreError>;
 
+    /// The kinds of several metrics, in the order given (none for one that does
+    /// not exist). The default asks [`HubStore::metric_kind`] for each; a
+    /// networked store answers in one round trip.
+    fn metric_kinds(&self, ids: &[MetricId]) -> Result<Vec<Option<Kind>>, StoreError> {
+        ids.iter().map(|id| self.metric_kind(id)).collect()
+    }
+
     /// Every metric of a user with its kind, sorted by uri.
     fn metrics_of(&self, owner: &Username) -> Result<Vec<(String, Kind)>, StoreError>;
 
@@ -385,6 +424,16 @@ pub trait HubStore: Send + Sync + 'static {
     /// The tokens of `owner`.
     fn tokens_of(&self, owner: &Username) -> Result<Vec<TokenRecord>, StoreError>;
 
+    /// The tokens of `owner` with their SHA-256 digests, sorted by name: what
+    /// copying a store to another needs (`komlog-hub migrate`).
+    fn token_digests_of(
+        &self,
+        owner: &Username,
+    ) -> Result<Vec<([u8; 32], TokenRecord)>, StoreError> {
+        let _ = owner;
+        Err(StoreError::Unsupported("list token digests"))
+    }
+
     /// Forget a token; false when `owner` has none of that name.
     fn remove_token(&self, owner: &Username, name: &str) -> Result<bool, StoreError>;
 
@@ -406,6 +455,47 @@ pub trait HubStore: Send + Sync + 'static {
         end: TimeUuid,
         limit: usize,
     ) -> Result<Vec<(TimeUuid, String)>, StoreError>;
+}
+
+/// Login challenges and agent sessions shared by the hubs of a cluster (one
+/// database, several hub processes): a challenge issued by one hub can be
+/// answered at another, exactly once; a session cookie made by one hub is
+/// known to all. Implemented by [`postgres::PgStore`], not by the embedded
+/// store (a single hub keeps these in memory).
+pub trait SharedLogins: Send + Sync {
+    /// Remember a challenge hash issued to `agent_id`, stamped with the
+    /// database's clock; challenges older than an hour are forgotten on the way.
+    fn issue_challenge(&self, hash: [u8; 32], agent_id: &str) -> Result<(), StoreError>;
+
+    /// Check that `hash` was issued to `agent_id`, is unused and no older than
+    /// `validity` (by the database's clock), as
+    /// [`Challenges::check`](crate::auth::Challenges::check) does.
+    fn check_challenge(
+        &self,
+        hash: [u8; 32],
+        agent_id: &str,
+        validity: Duration,
+    ) -> Result<Result<(), crate::auth::ChallengeRefusal>, StoreError>;
+
+    /// Mark a challenge used, atomically: false when it was used already (by
+    /// this or another hub) or is unknown.
+    fn use_challenge(&self, hash: [u8; 32]) -> Result<bool, StoreError>;
+
+    /// Remember a session under the SHA-256 of its cookie token.
+    fn add_session(&self, token_digest: [u8; 32], record: &SessionRecord)
+    -> Result<(), StoreError>;
+
+    /// The session of a cookie token (by its SHA-256).
+    fn find_session(&self, token_digest: [u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Forget the sessions of `user`, only the one with `sid` and/or only
+    /// those of `agent_id` when given; returns the sids removed, sorted.
+    fn remove_sessions(
+        &self,
+        user: &Username,
+        sid: Option<&str>,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 #[cfg(test)]

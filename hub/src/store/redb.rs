@@ -225,7 +225,8 @@ fn now_us() -> u64 {
     u64::try_from(komlog_protocol::timeuuid::now_micros()).unwrap_or(0)
 }
 
-fn random_id() -> String {
+/// A new agent id: 32 hex digits.
+pub(super) fn random_id() -> String {
     let mut b = [0u8; 16];
     // Ids only need to be distinct; the clock is a fallback if the RNG fails.
     if getrandom::fill(&mut b).is_err() {
@@ -788,6 +789,13 @@ impl HubStore for RedbStore {
 
     fn tokens_of(&self, owner: &Username) -> Result<Vec<TokenRecord>, StoreError> {
         self.web_tokens_of(owner)
+    }
+
+    fn token_digests_of(
+        &self,
+        owner: &Username,
+    ) -> Result<Vec<([u8; 32], TokenRecord)>, StoreError> {
+        self.web_token_digests_of(owner)
     }
 
     fn remove_token(&self, owner: &Username, name: &str) -> Result<bool, StoreError> {

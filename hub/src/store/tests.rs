@@ -1,5 +1,11 @@
-//! The redb store against the trait's rules, on a real database file.
+//! Every store against the trait's rules: each rule test runs on the redb
+//! store (a real database file) and on the PostgreSQL store (a fresh schema of
+//! the local test database; skipped when none answers at 127.0.0.1:5432,
+//! unless `KOMLOGD_TESTS_NO_SKIP` is set). Tests of one store's own matters
+//! (file locking, foreign files, rollup tables, shared logins) run on it alone.
 
+use super::postgres::PgStore;
+use super::postgres::testing::{self, TestSchema};
 use super::redb::RedbStore;
 use super::*;
 
@@ -22,9 +28,60 @@ fn open() -> (tempfile::TempDir, RedbStore) {
     (dir, store)
 }
 
+/// Where a store under test lives.
+enum Place {
+    Redb(tempfile::TempDir),
+    Pg(TestSchema),
+}
+
+/// A store under test. The store is dropped before its place (fields drop in
+/// order), so the directory or schema is removed after it is closed.
+struct Subject {
+    store: Option<Box<dyn HubStore>>,
+    place: Place,
+}
+
+impl Subject {
+    fn s(&self) -> &dyn HubStore {
+        self.store.as_deref().expect("open")
+    }
+
+    /// Close the store and open it again on the same data: a redb file
+    /// reopened, or a new connection pool on the same PostgreSQL schema.
+    fn reopen(&mut self) {
+        self.store = None;
+        self.store = Some(match &self.place {
+            Place::Redb(dir) => Box::new(RedbStore::open(&dir.path().join("data")).unwrap()),
+            Place::Pg(schema) => Box::new(schema.connect()),
+        });
+    }
+}
+
+/// A fresh redb store, and a fresh PostgreSQL store when the database answers.
+fn subjects() -> Vec<Subject> {
+    let (dir, store) = open();
+    let mut out = vec![Subject {
+        store: Some(Box::new(store)),
+        place: Place::Redb(dir),
+    }];
+    if testing::available() {
+        let schema = TestSchema::new();
+        out.push(Subject {
+            store: Some(Box::new(schema.connect())),
+            place: Place::Pg(schema),
+        });
+    }
+    out
+}
+
 #[test]
 fn users_agents_and_shares() {
-    let (_dir, store) = open();
+    for t in subjects() {
+        users_agents_and_shares_on(t.s());
+    }
+}
+
+fn users_agents_and_shares_on(store: &dyn HubStore) {
     let alice = user("Alice");
     store.add_user(&alice).unwrap();
     assert!(matches!(
@@ -73,7 +130,12 @@ fn users_agents_and_shares() {
 
 #[test]
 fn kinds_are_fixed_and_writes_are_all_or_nothing() {
-    let (_dir, store) = open();
+    for t in subjects() {
+        kinds_are_fixed_and_writes_are_all_or_nothing_on(t.s());
+    }
+}
+
+fn kinds_are_fixed_and_writes_are_all_or_nothing_on(store: &dyn HubStore) {
     let alice = user("alice");
     store.add_user(&alice).unwrap();
     let out = store
@@ -99,6 +161,18 @@ fn kinds_are_fixed_and_writes_are_all_or_nothing() {
         Some(Kind::Datapoint)
     );
     assert_eq!(store.metric_kind(&id("a")).unwrap(), None);
+    assert_eq!(
+        store
+            .metric_kinds(&[id("a.dp"), id("a"), id("a.ds"), id("a.dp")])
+            .unwrap(),
+        vec![
+            Some(Kind::Datapoint),
+            None,
+            Some(Kind::Datasource),
+            Some(Kind::Datapoint)
+        ],
+        "in the order asked, once per id"
+    );
     // A batch with one wrong kind writes nothing, not even the new uri before it.
     let err = store
         .write(
@@ -138,7 +212,12 @@ fn kinds_are_fixed_and_writes_are_all_or_nothing() {
 
 #[test]
 fn reads_are_newest_first_bounded_and_upserting() {
-    let (_dir, store) = open();
+    for t in subjects() {
+        reads_are_newest_first_bounded_and_upserting_on(t.s());
+    }
+}
+
+fn reads_are_newest_first_bounded_and_upserting_on(store: &dyn HubStore) {
     let alice = user("alice");
     store.add_user(&alice).unwrap();
     let id = MetricId {
@@ -188,7 +267,12 @@ fn reads_are_newest_first_bounded_and_upserting() {
 
 #[test]
 fn supplies_round_trip() {
-    let (_dir, store) = open();
+    for t in subjects() {
+        supplies_round_trip_on(t.s());
+    }
+}
+
+fn supplies_round_trip_on(store: &dyn HubStore) {
     let alice = user("alice");
     store.add_user(&alice).unwrap();
     store
@@ -239,7 +323,12 @@ fn persists_and_refuses_a_second_opener_and_foreign_files() {
 
 #[test]
 fn removing_a_user_takes_everything_of_theirs_and_only_that() {
-    let (_dir, store) = open();
+    for t in subjects() {
+        removing_a_user_takes_everything_of_theirs_and_only_that_on(t.s());
+    }
+}
+
+fn removing_a_user_takes_everything_of_theirs_and_only_that_on(store: &dyn HubStore) {
     let (alice, bob, al) = (user("alice"), user("bob"), user("alice.b"));
     for u in [&alice, &bob, &al] {
         store.add_user(u).unwrap();
@@ -401,7 +490,7 @@ fn extremes(r: &Reduced) -> Option<(Point, Point)> {
 /// Check `got` against the naive reduction of the same range; returns whether
 /// the range was large enough to be served from rollups.
 fn check_reduction(
-    store: &RedbStore,
+    store: &dyn HubStore,
     id: &MetricId,
     start: TimeUuid,
     end: TimeUuid,
@@ -475,7 +564,13 @@ fn check_reduction(
 
 #[test]
 fn reduce_matches_a_naive_reduction_of_the_rows() {
-    let (dir, store) = open();
+    for t in subjects() {
+        reduce_matches_a_naive_reduction_of_the_rows_on(t);
+    }
+}
+
+fn reduce_matches_a_naive_reduction_of_the_rows_on(mut t: Subject) {
+    let store = t.s();
     let (alice, bob) = (user("alice"), user("bob"));
     store.add_user(&alice).unwrap();
     store.add_user(&bob).unwrap();
@@ -559,7 +654,7 @@ fn reduce_matches_a_naive_reduction_of_the_rows() {
     assert!(total > 8_000, "{total}");
 
     let mut rollup_served = 0;
-    let mut check_all = |store: &RedbStore, rng: &mut Rng, queries: usize| {
+    let mut check_all = |store: &dyn HubStore, rng: &mut Rng, queries: usize| {
         for _ in 0..queries {
             let m = rng.below(metrics.len() as u64) as usize;
             let (owner, uri, kind, centre) = metrics[m];
@@ -592,10 +687,10 @@ fn reduce_matches_a_naive_reduction_of_the_rows() {
             }
         }
     };
-    check_all(&store, &mut rng, 400);
-    drop(store);
-    let store = RedbStore::open(&dir.path().join("data")).unwrap();
-    check_all(&store, &mut rng, 100);
+    check_all(store, &mut rng, 400);
+    t.reopen();
+    let store = t.s();
+    check_all(store, &mut rng, 100);
     assert!(
         rollup_served > 100,
         "only {rollup_served} ranges used the rollups"
@@ -725,4 +820,405 @@ fn summaries_count_once_follow_removals_and_survive_reopening_and_backfill() {
         store.summaries_of(&alice).unwrap()[0],
         summary("a.dp", Kind::Datapoint, 4, 10, 40)
     );
+}
+
+#[test]
+fn summaries_count_once_follow_removals_and_survive_reopening() {
+    for t in subjects() {
+        summaries_on(t);
+    }
+}
+
+fn summaries_on(mut subject: Subject) {
+    let store = subject.s();
+    let (alice, bob) = (user("alice"), user("bob"));
+    store.add_user(&alice).unwrap();
+    store.add_user(&bob).unwrap();
+    let t = |us: i64| TimeUuid::build(us, 7, 7).unwrap();
+    let dp = |us, v: &str| sample_at("a.dp", Kind::Datapoint, t(us), v.into());
+    store
+        .write(&alice, &[dp(20, "2"), dp(10, "1"), dp(30, "3")])
+        .unwrap();
+    store
+        .write(
+            &alice,
+            &[sample_at("a.ds", Kind::Datasource, t(5), "x".into())],
+        )
+        .unwrap();
+    // Rewrites, with a new value and with the same one, count nothing; nor
+    // does a TimeUUID written twice in one write.
+    store.write(&alice, &[dp(20, "9"), dp(10, "1")]).unwrap();
+    store
+        .write(&bob, &[dp(1_000, "5"), dp(1_000, "4")])
+        .unwrap();
+    assert!(matches!(
+        store.write(&alice, &[dp(40, "4"), dp(50, "nan")]),
+        Err(StoreError::Unsupported(_))
+    ));
+    let summary = |uri: &str, kind, count, first: i64, last: i64| MetricSummary {
+        uri: uri.into(),
+        kind,
+        count,
+        first: Some(t(first)),
+        last: Some(t(last)),
+    };
+    let alices = vec![
+        summary("a.dp", Kind::Datapoint, 3, 10, 30),
+        summary("a.ds", Kind::Datasource, 1, 5, 5),
+    ];
+    assert_eq!(store.summaries_of(&alice).unwrap(), alices);
+    let bob_id = MetricId {
+        owner: bob.clone(),
+        local: "a.dp".into(),
+    };
+    assert_eq!(
+        store
+            .read_newest(&bob_id, TimeUuid::MIN, TimeUuid::MAX, 10)
+            .unwrap(),
+        vec![(t(1_000), "4".to_owned())]
+    );
+    assert_eq!(
+        store.summaries_of(&bob).unwrap(),
+        vec![summary("a.dp", Kind::Datapoint, 1, 1_000, 1_000)]
+    );
+    assert!(store.summaries_of(&user("carol")).unwrap().is_empty());
+    let id = MetricId {
+        owner: alice.clone(),
+        local: "a.dp".into(),
+    };
+    let reduced = store.reduce(&id, TimeUuid::MIN, TimeUuid::MAX, 1).unwrap();
+    assert_eq!(reduced.rows, 3);
+    let values = reduced.columns[0].values.unwrap();
+    assert_eq!(values.max, Point { t: t(20), v: 9.0 });
+    assert_eq!(values.min, Point { t: t(10), v: 1.0 });
+    store.remove_user(&bob).unwrap();
+    assert!(store.summaries_of(&bob).unwrap().is_empty());
+    store.add_user(&bob).unwrap();
+    assert!(store.summaries_of(&bob).unwrap().is_empty());
+
+    subject.reopen();
+    let store = subject.s();
+    assert_eq!(store.summaries_of(&alice).unwrap(), alices);
+    assert_eq!(
+        store.reduce(&id, TimeUuid::MIN, TimeUuid::MAX, 1).unwrap(),
+        reduced
+    );
+    store.write(&alice, &[dp(40, "-1")]).unwrap();
+    assert_eq!(
+        store.summaries_of(&alice).unwrap()[0],
+        summary("a.dp", Kind::Datapoint, 4, 10, 40)
+    );
+}
+
+#[test]
+fn a_group_refuses_only_its_bad_writes() {
+    for t in subjects() {
+        let store = t.s();
+        let (alice, bob) = (user("alice"), user("bob"));
+        store.add_user(&alice).unwrap();
+        store.add_user(&bob).unwrap();
+        store
+            .write(&alice, &[sample("ds", Kind::Datasource, 1, "x")])
+            .unwrap();
+        let group = vec![
+            (alice.clone(), vec![sample("a.p", Kind::Datapoint, 2, "2")]),
+            (
+                alice.clone(),
+                vec![
+                    sample("b.p", Kind::Datapoint, 2, "2"),
+                    sample("ds", Kind::Datapoint, 2, "2"),
+                ],
+            ),
+            (user("carol"), vec![sample("c", Kind::Datapoint, 2, "2")]),
+            (
+                bob.clone(),
+                vec![
+                    sample("b", Kind::Datasource, 3, "y"),
+                    sample("b", Kind::Datasource, 4, "z"),
+                ],
+            ),
+        ];
+        let results = store.write_group(&group).unwrap();
+        assert_eq!(results.len(), 4);
+        assert_eq!(results[0].as_ref().unwrap().created, vec!["a.p".to_owned()]);
+        assert!(matches!(results[1], Err(StoreError::KindMismatch { .. })));
+        assert!(matches!(results[2], Err(StoreError::NoSuchUser(_))));
+        assert_eq!(results[3].as_ref().unwrap().created, vec!["b".to_owned()]);
+        assert_eq!(
+            store.metrics_of(&alice).unwrap(),
+            vec![
+                ("a.p".to_owned(), Kind::Datapoint),
+                ("ds".to_owned(), Kind::Datasource)
+            ]
+        );
+        let b = MetricId {
+            owner: bob.clone(),
+            local: "b".into(),
+        };
+        let rows = store
+            .read_oldest(&b, TimeUuid::MIN, TimeUuid::MAX, 10)
+            .unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            ["y", "z"]
+        );
+        assert!(store.write_group(&[]).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn web_records_round_trip() {
+    for t in subjects() {
+        let store = t.s();
+        let alice = user("alice");
+        assert!(matches!(
+            store.set_password(&alice, Some("$argon2id$x")),
+            Err(StoreError::NoSuchUser(_))
+        ));
+        store.add_user(&alice).unwrap();
+        store.set_password(&alice, Some("$argon2id$x")).unwrap();
+        assert_eq!(
+            store.password(&alice).unwrap().as_deref(),
+            Some("$argon2id$x")
+        );
+        store.set_password(&alice, None).unwrap();
+        assert_eq!(store.password(&alice).unwrap(), None);
+        let a = store.add_token(&alice, "b", [2; 32]).unwrap();
+        let b = store.add_token(&alice, "a", [1; 32]).unwrap();
+        assert!(matches!(
+            store.add_token(&alice, "a", [3; 32]),
+            Err(StoreError::TokenExists { .. })
+        ));
+        assert_eq!(store.find_token([2; 32]).unwrap(), Some(a.clone()));
+        assert_eq!(store.find_token([3; 32]).unwrap(), None);
+        assert_eq!(store.tokens_of(&alice).unwrap(), vec![b.clone(), a.clone()]);
+        assert_eq!(
+            store.token_digests_of(&alice).unwrap(),
+            vec![([1; 32], b), ([2; 32], a)]
+        );
+        assert!(store.remove_token(&alice, "a").unwrap());
+        assert!(!store.remove_token(&alice, "a").unwrap());
+        let agent = store.add_agent(&alice, "ssh-rsa AAAA").unwrap();
+        store.note_login(&agent.id, 5).unwrap();
+        store.note_login(&agent.id, 7).unwrap();
+        store.note_login("someone-else", 9).unwrap();
+        assert_eq!(
+            store.last_logins(&alice).unwrap(),
+            std::collections::BTreeMap::from([(agent.id.clone(), 7)])
+        );
+    }
+}
+
+/// Two hubs on one database: a challenge issued at one is answered at the
+/// other, once.
+#[test]
+fn shared_logins_across_two_hubs() {
+    use crate::auth::ChallengeRefusal;
+    if !testing::available() {
+        return;
+    }
+    let schema = TestSchema::new();
+    let (a, b) = (schema.connect(), schema.connect());
+    let validity = std::time::Duration::from_secs(60);
+    a.issue_challenge([1; 32], "agent-1").unwrap();
+    assert_eq!(
+        b.check_challenge([1; 32], "agent-1", validity).unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        b.check_challenge([1; 32], "agent-2", validity).unwrap(),
+        Err(ChallengeRefusal::NotFound)
+    );
+    assert_eq!(
+        b.check_challenge([2; 32], "agent-1", validity).unwrap(),
+        Err(ChallengeRefusal::NotFound)
+    );
+    assert!(b.use_challenge([1; 32]).unwrap());
+    assert!(!a.use_challenge([1; 32]).unwrap());
+    assert!(!b.use_challenge([1; 32]).unwrap());
+    assert!(!b.use_challenge([9; 32]).unwrap());
+    assert_eq!(
+        a.check_challenge([1; 32], "agent-1", validity).unwrap(),
+        Err(ChallengeRefusal::Used)
+    );
+    // Expiry by the database's clock.
+    a.issue_challenge([3; 32], "agent-1").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        b.check_challenge([3; 32], "agent-1", std::time::Duration::from_millis(200))
+            .unwrap(),
+        Err(ChallengeRefusal::Expired)
+    );
+    // Many hubs racing to use one challenge: exactly one wins.
+    a.issue_challenge([4; 32], "agent-1").unwrap();
+    let a = std::sync::Arc::new(a);
+    let b = std::sync::Arc::new(b);
+    let wins: usize = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || store.use_challenge([4; 32]).unwrap())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| usize::from(h.join().unwrap()))
+        .sum();
+    assert_eq!(wins, 1);
+}
+
+#[test]
+fn shared_sessions_across_two_hubs() {
+    if !testing::available() {
+        return;
+    }
+    let schema = TestSchema::new();
+    let (a, b) = (schema.connect(), schema.connect());
+    let record = |sid: &str, u: &str, agent: &str| SessionRecord {
+        sid: sid.into(),
+        user: user(u),
+        agent_id: agent.into(),
+    };
+    a.add_session([1; 32], &record("s1", "alice", "ag1"))
+        .unwrap();
+    a.add_session([2; 32], &record("s2", "alice", "ag2"))
+        .unwrap();
+    a.add_session([3; 32], &record("s3", "alice", "ag2"))
+        .unwrap();
+    a.add_session([4; 32], &record("s4", "bob", "ag3")).unwrap();
+    assert_eq!(
+        b.find_session([1; 32]).unwrap(),
+        Some(record("s1", "alice", "ag1"))
+    );
+    assert_eq!(b.find_session([9; 32]).unwrap(), None);
+    assert_eq!(
+        b.remove_sessions(&user("alice"), Some("s1"), None).unwrap(),
+        vec!["s1".to_owned()]
+    );
+    assert_eq!(a.find_session([1; 32]).unwrap(), None);
+    assert!(
+        b.remove_sessions(&user("bob"), None, Some("ag2"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        b.remove_sessions(&user("alice"), None, Some("ag2"))
+            .unwrap(),
+        vec!["s2".to_owned(), "s3".to_owned()]
+    );
+    assert_eq!(
+        a.remove_sessions(&user("bob"), None, None).unwrap(),
+        vec!["s4".to_owned()]
+    );
+    assert_eq!(a.find_session([4; 32]).unwrap(), None);
+}
+
+/// Two hubs writing the same metrics at once: every sample is kept once and
+/// counted once, whichever hub created the metric.
+#[test]
+fn two_hubs_writing_the_same_metrics_count_each_sample_once() {
+    if !testing::available() {
+        return;
+    }
+    let schema = TestSchema::new();
+    let a = std::sync::Arc::new(schema.connect());
+    let b = std::sync::Arc::new(schema.connect());
+    let alice = user("alice");
+    a.add_user(&alice).unwrap();
+    let times: Vec<TimeUuid> = (0..400)
+        .map(|i| TimeUuid::random_at(1_700_000_000_000_000 + i * 3_600_000_000).unwrap())
+        .collect();
+    let handles: Vec<_> = (0..4)
+        .map(|w| {
+            let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+            let (alice, times) = (alice.clone(), times.clone());
+            std::thread::spawn(move || {
+                for chunk in times.chunks(50) {
+                    let samples: Vec<NewSample> = chunk
+                        .iter()
+                        .flat_map(|t| {
+                            ["m.one", "m.two"].map(|uri| NewSample {
+                                uri: uri.into(),
+                                kind: Kind::Datapoint,
+                                t: *t,
+                                content: w.to_string(),
+                            })
+                        })
+                        .collect();
+                    store.write(&alice, &samples).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let summaries = b.summaries_of(&alice).unwrap();
+    assert_eq!(summaries.len(), 2);
+    for s in summaries {
+        assert_eq!(s.count, 400, "{s:?}");
+        assert_eq!(s.first, times.iter().min().copied());
+        assert_eq!(s.last, times.iter().max().copied());
+    }
+    // The samples span months: each went to its month's partition.
+    let id = MetricId {
+        owner: alice,
+        local: "m.one".into(),
+    };
+    assert_eq!(
+        a.read_oldest(&id, TimeUuid::MIN, TimeUuid::MAX, 1000)
+            .unwrap()
+            .len(),
+        400
+    );
+}
+
+#[test]
+fn connecting_to_nothing_names_the_database_and_what_to_do() {
+    // Port 1 on loopback: nothing listens there.
+    let err = PgStore::connect("postgres://someone:secret@127.0.0.1:1/nodb", None)
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("postgres://someone@127.0.0.1:1/nodb"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("check that PostgreSQL runs there"), "{text}");
+    let err = PgStore::connect("postgres://x@127.0.0.1/db", Some("Bad-Name"))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("not a plain schema name"), "{err}");
+}
+
+/// The hub's way: connect and query on tokio's blocking pool, drop the store
+/// inside an async task (its runtime must not block there).
+#[test]
+fn a_pg_store_works_from_blocking_threads_and_drops_in_async_code() {
+    if !testing::available() {
+        return;
+    }
+    let schema = TestSchema::new();
+    let name = schema.name.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let store = tokio::task::spawn_blocking(move || {
+            PgStore::connect(testing::URL, Some(&name)).unwrap()
+        })
+        .await
+        .unwrap();
+        let store = std::sync::Arc::new(store);
+        let s = store.clone();
+        let users = tokio::task::spawn_blocking(move || {
+            s.add_user(&user("alice")).unwrap();
+            s.users().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(users, vec![user("alice")]);
+        drop(store);
+    });
 }

@@ -51,10 +51,102 @@ pub fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
 }
 
+/// Which store an in-process [`TestHub`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded redb store in a temporary directory.
+    Redb,
+    /// PostgreSQL at 127.0.0.1:5432 (database `test`), in a schema of its own.
+    Postgres,
+}
+
+thread_local! {
+    /// The store of the hubs the running test starts ([`on_both_stores!`]).
+    static STORE_KIND: std::cell::Cell<StoreKind> = const { std::cell::Cell::new(StoreKind::Redb) };
+}
+
+/// The PostgreSQL database of the tests.
+pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Run a test body with its hubs on PostgreSQL (skipped, or failed with
+/// KOMLOGD_TESTS_NO_SKIP, when nothing answers at 127.0.0.1:5432).
+pub async fn on_postgres(body: impl std::future::Future<Output = ()>) {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if !up {
+        assert!(
+            std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
+            "no PostgreSQL at 127.0.0.1:5432, and KOMLOGD_TESTS_NO_SKIP is set"
+        );
+        eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432");
+        return;
+    }
+    STORE_KIND.set(StoreKind::Postgres);
+    // The body runs on this thread (the runtime's block_on), where its
+    // TestHubs read the kind.
+    body.await;
+    STORE_KIND.set(StoreKind::Redb);
+}
+
+/// Each named `async fn` of the module becomes a module with two tests,
+/// `redb` and `postgres`: the same protocol checks on either store.
+#[allow(unused_macros)] // benches include this file without the protocol tests
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redb() {
+                    super::$name().await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    crate::common::on_postgres(super::$name()).await
+                }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
+
+/// A schema of its own in the tests' database, dropped with the hub.
+pub struct PgSchema(pub String);
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0);
+        // A runtime of its own: drop may run inside a test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(PG_URL, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
+                let task = tokio::spawn(conn);
+                let _ = client.batch_execute(&statement).await;
+                drop(client);
+                let _ = task.await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
 /// A hub running in this process.
 pub struct TestHub {
     pub running: RunningHub,
     pub dir: tempfile::TempDir,
+    /// Its schema, when it runs on PostgreSQL.
+    pub schema: Option<PgSchema>,
 }
 
 impl TestHub {
@@ -63,21 +155,41 @@ impl TestHub {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut HubConfig)) -> TestHub {
-        TestHub::start_wrapped(adjust, |store| Arc::new(store)).await
+        TestHub::start_wrapped(adjust, Arc::from).await
     }
 
-    /// A hub whose store is `wrap` around the redb store (to inject failures).
+    /// A hub whose store is `wrap` around the test's store (to inject
+    /// failures): redb, or PostgreSQL in a test run by [`on_postgres`].
     pub async fn start_wrapped(
         adjust: impl FnOnce(&mut HubConfig),
-        wrap: impl FnOnce(RedbStore) -> Arc<dyn HubStore>,
+        wrap: impl FnOnce(Box<dyn HubStore>) -> Arc<dyn HubStore>,
     ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let store = RedbStore::open(&data).unwrap();
+        let (store, schema): (Box<dyn HubStore>, _) = match STORE_KIND.get() {
+            StoreKind::Redb => (Box::new(RedbStore::open(&data).unwrap()), None),
+            StoreKind::Postgres => {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let schema = PgSchema(format!("hubsuite_{}_{n}", std::process::id()));
+                let name = schema.0.clone();
+                let store = tokio::task::spawn_blocking(move || {
+                    komlog_hub::store::postgres::PgStore::connect(PG_URL, Some(&name))
+                })
+                .await
+                .unwrap()
+                .expect("the PostgreSQL store");
+                (Box::new(store), Some(schema))
+            }
+        };
         let mut config = HubConfig::new("127.0.0.1:0".parse().unwrap(), data);
         adjust(&mut config);
         let running = server::start(config, wrap(store)).await.unwrap();
-        TestHub { running, dir }
+        TestHub {
+            running,
+            dir,
+            schema,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -12,6 +12,17 @@ use komlog_protocol::{
 };
 use serde_json::json;
 
+common::on_both_stores!(
+    single_writes_store_and_keep_their_kind,
+    multi_writes_are_checked_whole_before_anything_is_written,
+    ds_info_needs_an_own_existing_datasource,
+    malformed_frames_and_unknown_actions_are_answered_and_the_connection_lives,
+    hooks_notify_every_hooked_session_after_the_writers_reply,
+    a_pending_hook_activates_when_the_uri_appears,
+    sharing_allows_reading_and_refuses_writing,
+    request_data_pages_newest_first,
+);
+
 fn uri(s: &str) -> Uri {
     Uri::parse(s).unwrap()
 }
@@ -90,7 +101,6 @@ async fn two_users() -> (TestHub, Client, Client) {
     (hub, alice, bob)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_writes_store_and_keep_their_kind() {
     let (hub, mut alice, _bob) = two_users().await;
     let t = TimeUuid::now();
@@ -146,7 +156,6 @@ async fn single_writes_store_and_keep_their_kind() {
     assert_eq!(rows(&hub, "alice", "cpu.user"), vec![(t, "7".to_owned())]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_writes_are_checked_whole_before_anything_is_written() {
     let (hub, mut alice, _bob) = two_users().await;
     let t = TimeUuid::now();
@@ -220,7 +229,6 @@ async fn multi_writes_are_checked_whole_before_anything_is_written() {
     assert_eq!(rows(&hub, "alice", "m.dp")[0], (t2, "42".to_owned()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ds_info_needs_an_own_existing_datasource() {
     let (hub, mut alice, _bob) = two_users().await;
     let t = TimeUuid::now();
@@ -264,7 +272,6 @@ async fn ds_info_needs_an_own_existing_datasource() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_and_unknown_actions_are_answered_and_the_connection_lives() {
     let (_hub, mut alice, _bob) = two_users().await;
     let seq = "bb359680683d11e78000000000000000";
@@ -332,7 +339,6 @@ async fn malformed_frames_and_unknown_actions_are_answered_and_the_connection_li
     assert_status(&r, Status::OK, "after bad frames");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_notify_every_hooked_session_after_the_writers_reply() {
     let hub = TestHub::start().await;
     hub.add_user_with_key("alice", 0);
@@ -399,7 +405,6 @@ async fn hooks_notify_every_hooked_session_after_the_writers_reply() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_hook_activates_when_the_uri_appears() {
     let (hub, mut alice, mut bob) = two_users().await;
     hub.share("alice", "later", "bob");
@@ -452,7 +457,6 @@ async fn a_pending_hook_activates_when_the_uri_appears() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharing_allows_reading_and_refuses_writing() {
     let (hub, mut alice, mut bob) = two_users().await;
     let t = TimeUuid::now();
@@ -560,7 +564,6 @@ async fn chunks(client: &mut Client, request: RequestData, expected: usize) -> V
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_data_pages_newest_first() {
     let (hub, mut alice, _bob) = two_users().await;
     let base = 1_700_000_000_000_000i64;

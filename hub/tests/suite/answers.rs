@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use komlog_hub::store::redb::RedbStore;
 use komlog_hub::store::{
     AgentRecord, HubStore, NewSample, Share, StoreError, TokenRecord, WriteOutcome,
 };
@@ -31,7 +30,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// The redb store, failing every operation on a uri under `boom`: the
 /// "unexpected failure" row.
-struct FailingStore(RedbStore);
+struct FailingStore(Box<dyn HubStore>);
 
 fn boom(path: &str) -> StoreError {
     StoreError::Database {
@@ -400,10 +399,18 @@ fn cases() -> Vec<Case> {
             hook("boom.x"),
             answer(4501, 0),
         ),
+        // A write the store cannot take is not refused (the agent would drop
+        // it): it goes unanswered and the connection closes with 4503, so the
+        // agent sends it again.
         case(
             "any action: an unexpected failure (send_dp_data)",
             dp(json!({"uri": "boom.y", "t": hex(), "content": "1"})),
-            answer(4501, 0),
+            Expect::Close(4503, "The hub cannot store writes now; send them again"),
+        ),
+        case(
+            "any action: an unexpected failure (send_multi_data, reading the kinds)",
+            multi(json!([{"uri": "boom.z", "type": "p", "content": "1"}])),
+            Expect::Close(4503, "The hub cannot store writes now; send them again"),
         ),
         // send_ds_data / send_dp_data
         case(
@@ -856,7 +863,8 @@ async fn fixture() -> TestHub {
     hub
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+common::on_both_stores!(every_row_of_the_answers_table);
+
 async fn every_row_of_the_answers_table() {
     let hub = fixture().await;
     let cookie = login_ok(hub.addr(), "alice", key(0)).await;
@@ -877,7 +885,12 @@ async fn every_row_of_the_answers_table() {
                     .filter(|s| TimeUuid::parse(s).is_ok())
                     .map(str::to_owned);
                 client.send_text(f.to_string()).await;
-                check(client, seq.as_deref(), &c.expect).await
+                let checked = check(client, seq.as_deref(), &c.expect).await;
+                if matches!(c.expect, Expect::Close(..)) {
+                    // The next case opens a new connection.
+                    alice = None;
+                }
+                checked
             }
             Send::Text(text) => {
                 let mut client = match alice.take() {

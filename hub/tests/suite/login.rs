@@ -10,7 +10,17 @@ use komlog_protocol::login::{self, PrivateKey};
 use komlog_protocol::status::login_error as code;
 use komlog_protocol::{Body, Status, Uri, UriPayload};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+common::on_both_stores!(
+    a_registered_key_logs_in_and_its_cookie_opens_the_websocket,
+    unknown_users_and_unregistered_keys_get_403,
+    keys_under_4096_bits_are_refused,
+    bad_form_fields_get_400,
+    a_challenge_is_single_use_and_must_be_signed_by_the_key,
+    an_expired_challenge_is_refused,
+    the_websocket_closes_with_4403_without_a_valid_cookie,
+    a_kick_closes_with_4403_and_the_cookie_stops_working,
+);
+
 async fn a_registered_key_logs_in_and_its_cookie_opens_the_websocket() {
     let hub = TestHub::start().await;
     hub.add_user_with_key("Alice", 0);
@@ -46,7 +56,6 @@ async fn a_registered_key_logs_in_and_its_cookie_opens_the_websocket() {
     ws.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_users_and_unregistered_keys_get_403() {
     let hub = TestHub::start().await;
     hub.add_user_with_key("alice", 0);
@@ -77,7 +86,6 @@ async fn unknown_users_and_unregistered_keys_get_403() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_under_4096_bits_are_refused() {
     let hub = TestHub::start().await;
     hub.add_user_with_key("alice", 0);
@@ -101,7 +109,6 @@ async fn keys_under_4096_bits_are_refused() {
     assert_eq!((r.status, login_error(&r)), (500, u64::from(code::BAD_KEY)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_form_fields_get_400() {
     let hub = TestHub::start().await;
     hub.add_user_with_key("alice", 0);
@@ -154,7 +161,6 @@ async fn bad_form_fields_get_400() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenge_is_single_use_and_must_be_signed_by_the_key() {
     let hub = TestHub::start().await;
     hub.add_user_with_key("alice", 0);
@@ -192,7 +198,6 @@ async fn a_challenge_is_single_use_and_must_be_signed_by_the_key() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_challenge_is_refused() {
     let hub = TestHub::start_with(|c| c.challenge_validity = Duration::from_millis(500)).await;
     hub.add_user_with_key("alice", 0);
@@ -210,7 +215,6 @@ async fn an_expired_challenge_is_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_websocket_closes_with_4403_without_a_valid_cookie() {
     let hub = TestHub::start().await;
     let mut none = Client::open(hub.addr(), None).await;
@@ -219,7 +223,6 @@ async fn the_websocket_closes_with_4403_without_a_valid_cookie() {
     bad.expect_close(4403).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kick_closes_with_4403_and_the_cookie_stops_working() {
     let hub = TestHub::start().await;
     hub.add_user_with_key("alice", 0);

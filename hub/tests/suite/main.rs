@@ -11,6 +11,7 @@
 //! | `admin` | the removal and listing commands, on a data directory and a running hub |
 //! | `answers` | every status and error answer, case by case (spec §4.6) |
 //! | `cli` | the `komlog-hub` binary's commands |
+//! | `cluster` | three hubs on one PostgreSQL and one NATS: logins, hooks, notifications, kicks, drain |
 //! | `login` | the `/login` handshake and the websocket's cookie check |
 //! | `serve` | a served hub's files, admin endpoint and deadlines |
 //! | `web_api` | the web API at `/api/v1/` and the page's files |
@@ -22,6 +23,7 @@ mod actions;
 mod admin;
 mod answers;
 mod cli;
+mod cluster;
 mod login;
 mod serve;
 mod web_api;

@@ -56,7 +56,7 @@ enum ServerSource {
     /// The live link: snapshot it at scrape time.
     Live(ServerBoard),
     /// A snapshot taken earlier, seen at a given time (µs).
-    Snapshot(ServerStatus, i64),
+    Snapshot(Box<ServerStatus>, i64),
 }
 
 impl fmt::Debug for StatusCollector {
@@ -177,7 +177,7 @@ pub fn prometheus_text(board: &StatsBoard) -> String {
 /// of the last error.
 pub fn server_prometheus_text(s: &ServerStatus, now_us: i64) -> String {
     StatusCollector {
-        server: Some(ServerSource::Snapshot(s.clone(), now_us)),
+        server: Some(ServerSource::Snapshot(Box::new(s.clone()), now_us)),
         ..StatusCollector::default()
     }
     .text()

@@ -165,6 +165,24 @@ impl RedbStore {
         Ok(out)
     }
 
+    pub(super) fn web_token_digests_of(
+        &self,
+        owner: &Username,
+    ) -> Result<Vec<([u8; 32], TokenRecord)>, StoreError> {
+        let err = self.err("listing tokens");
+        let rtxn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let tokens = rtxn.open_table(TOKENS).map_err(|e| err(e.into()))?;
+        let mut out = Vec::new();
+        for row in tokens.iter().map_err(|e| err(e.into()))? {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            if v.value().0 == owner.as_str() {
+                out.push((k.value(), self.token_record(v.value())?));
+            }
+        }
+        out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        Ok(out)
+    }
+
     pub(super) fn web_remove_token(
         &self,
         owner: &Username,
