@@ -44,6 +44,9 @@ use crate::sessions::{Attached, CloseReason, Outgoing};
 /// Frames of one connection read ahead of their answers.
 pub const PIPELINE_DEPTH: usize = 1024;
 
+/// The websocket read buffer of a connection.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// How long a closing connection waits for the client's close frame.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -89,7 +92,11 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let token = cookie_value(&headers, COOKIE_NAME);
+    // A 16 KiB read buffer rather than the default 128 KiB, allocated per
+    // connection up front: agents' frames are small (a larger one grows it),
+    // and a hub holds thousands of connections.
     ws.max_message_size(hub.config.max_frame_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run(hub, token, socket))
 }
 

@@ -7,6 +7,11 @@
 //! fsync. Each write keeps its own result (a kind mismatch refuses only its
 //! write). Callers submit without waiting ([`GroupWriter::submit`]), which lets
 //! a connection keep reading while its earlier writes are committed.
+//!
+//! An after-commit step ([`AfterCommit`]: in a cluster, publishing the
+//! committed writes on the bus) runs on a second thread, group after group in
+//! commit order, before the writers get their results: the next group commits
+//! while the last one is published.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +98,7 @@ impl GroupWriter {
         let transactions = Arc::clone(&self.transactions);
         std::thread::Builder::new()
             .name("hub-writer".into())
-            .spawn(move || run(store.as_ref(), &rx, &transactions, &metrics, after.as_ref()))?;
+            .spawn(move || run(store.as_ref(), &rx, &transactions, &metrics, after))?;
         Ok(())
     }
 
@@ -124,13 +129,48 @@ impl GroupWriter {
     }
 }
 
+/// A committed group on its way to its writers (through the after-commit
+/// stage, when there is one), or a flush marker behind it.
+enum Committed {
+    Group {
+        writes: Vec<(Username, Vec<NewSample>)>,
+        result: Result<Vec<Result<WriteOutcome, StoreError>>, StoreError>,
+        replies: Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
 fn run(
     store: &dyn HubStore,
     rx: &mpsc::Receiver<Request>,
     transactions: &AtomicU64,
-    metrics: &HubMetrics,
-    after: Option<&AfterCommit>,
+    metrics: &Arc<HubMetrics>,
+    after: Option<AfterCommit>,
 ) {
+    // With an after-commit step (publishing), it runs on a thread of its own,
+    // in commit order: the next group commits while the last is published.
+    let stage = after.and_then(|after| {
+        let (tx, stage_rx) = mpsc::channel::<Committed>();
+        let metrics = Arc::clone(metrics);
+        std::thread::Builder::new()
+            .name("hub-publisher".into())
+            .spawn(move || {
+                while let Ok(c) = stage_rx.recv() {
+                    deliver(c, Some(&after), &metrics);
+                }
+            })
+            .map_err(|e| tracing::error!("cannot start the publisher thread: {e}"))
+            .ok()
+            .map(|_| tx)
+    });
+    let send = |c: Committed| match &stage {
+        Some(tx) => {
+            if let Err(mpsc::SendError(c)) = tx.send(c) {
+                deliver(c, None, metrics);
+            }
+        }
+        None => deliver(c, None, metrics),
+    };
     while let Ok(first) = rx.recv() {
         let mut jobs = Vec::new();
         let mut flushes = Vec::new();
@@ -145,10 +185,10 @@ fn run(
             }
         }
         if !jobs.is_empty() {
-            commit(store, jobs, transactions, metrics, after);
+            send(commit(store, jobs, transactions, metrics));
         }
         for done in flushes {
-            let _ = done.send(());
+            send(Committed::Flush(done));
         }
     }
 }
@@ -158,8 +198,7 @@ fn commit(
     jobs: Vec<Job>,
     transactions: &AtomicU64,
     metrics: &HubMetrics,
-    after: Option<&AfterCommit>,
-) {
+) -> Committed {
     let (writes, replies): (Vec<_>, Vec<_>) = jobs
         .into_iter()
         .map(|j| ((j.owner, j.samples), j.reply))
@@ -169,6 +208,27 @@ fn commit(
     metrics.store_commit.observe(started.elapsed());
     // Counted before any reply goes out: a caller that saw its receipt sees the count.
     transactions.fetch_add(1, Ordering::Relaxed);
+    Committed::Group {
+        writes,
+        result,
+        replies,
+    }
+}
+
+/// Run the after-commit step on a committed group, then give each writer its
+/// result.
+fn deliver(c: Committed, after: Option<&AfterCommit>, metrics: &HubMetrics) {
+    let (writes, result, replies) = match c {
+        Committed::Group {
+            writes,
+            result,
+            replies,
+        } => (writes, result, replies),
+        Committed::Flush(done) => {
+            let _ = done.send(());
+            return;
+        }
+    };
     let result = result.map(|mut results| {
         if let Some(after) = after
             && let Err(e) = after(&writes, &results)
