@@ -184,7 +184,6 @@ async fn write_all(
     txn: &deadpool_postgres::Transaction<'_>,
     writes: &[(Username, Vec<NewSample>)],
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, Fail> {
-    let op = "writing samples";
     // Every join below looks up a few thousand keys given in arrays: by index,
     // in a nested loop. Left to itself the planner hashes the whole samples
     // table for them (it cannot see the arrays' sizes), a cost that grows
@@ -213,27 +212,11 @@ async fn write_all(
         }
     }
     let (w_owners, w_uris): (Vec<&str>, Vec<&str>) = wanted.iter().copied().unzip();
-    let mut known: HashMap<(String, String), Known> = HashMap::new();
-    for row in txn
-        .query(
-            &txn.prepare_cached(
-                "SELECT m.owner, m.uri, m.id, m.kind FROM metrics m \
-             JOIN unnest($1::text[], $2::text[]) AS w(o, u) ON m.owner = w.o AND m.uri = w.u",
-            )
-            .await?,
-            &[&w_owners, &w_uris],
-        )
+    let mut known: HashMap<(String, String), Known> = metrics_of(txn, &w_owners, &w_uris)
         .await?
-    {
-        let kind = kind_of(op, row.get(3)).map_err(Fail::Store)?;
-        known.insert(
-            (row.get(0), row.get(1)),
-            Known {
-                id: Some(row.get(2)),
-                kind,
-            },
-        );
-    }
+        .into_iter()
+        .map(|(key, id, kind)| (key, Known { id: Some(id), kind }))
+        .collect();
     let mut results = check_writes(writes, &users, &mut known);
     // The metrics the accepted writes create.
     let fresh: Vec<(String, String, Kind)> = known
@@ -262,25 +245,10 @@ async fn write_all(
         // Another hub may have created one meanwhile: its kind rules, and the
         // rules are checked again against it.
         let mut raced = false;
-        for row in txn
-            .query(
-                &txn.prepare_cached(
-                    "SELECT m.owner, m.uri, m.id, m.kind FROM metrics m \
-                 JOIN unnest($1::text[], $2::text[]) AS w(o, u) ON m.owner = w.o AND m.uri = w.u",
-                )
-                .await?,
-                &[&f_owners, &f_uris],
-            )
-            .await?
-        {
-            let kind = kind_of(op, row.get(3)).map_err(Fail::Store)?;
-            let key: (String, String) = (row.get(0), row.get(1));
+        for (key, id, kind) in metrics_of(txn, &f_owners, &f_uris).await? {
             if let Some(k) = known.get_mut(&key) {
                 raced |= k.kind != kind;
-                *k = Known {
-                    id: Some(row.get(2)),
-                    kind,
-                };
+                *k = Known { id: Some(id), kind };
             }
         }
         if raced {
@@ -407,6 +375,28 @@ async fn write_all(
     )
     .await?;
     Ok(results)
+}
+
+/// The metrics of the given (owner, uri) pairs that exist: key, id, kind.
+async fn metrics_of(
+    txn: &deadpool_postgres::Transaction<'_>,
+    owners: &[&str],
+    uris: &[&str],
+) -> Result<Vec<((String, String), i64, Kind)>, Fail> {
+    let statement = txn
+        .prepare_cached(
+            "SELECT m.owner, m.uri, m.id, m.kind FROM metrics m \
+             JOIN unnest($1::text[], $2::text[]) AS w(o, u) ON m.owner = w.o AND m.uri = w.u",
+        )
+        .await?;
+    txn.query(&statement, &[&owners, &uris])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let kind = kind_of("writing samples", row.get(3)).map_err(Fail::Store)?;
+            Ok(((row.get(0), row.get(1)), row.get(2), kind))
+        })
+        .collect()
 }
 
 /// The rules, write by write in group order: the user exists, each sample's
