@@ -267,26 +267,22 @@ async fn answer_then_notify(
     written: &[Written],
     created_local: &[String],
 ) {
-    let created: Vec<MetricId> = created_local
-        .iter()
-        .map(|local| MetricId {
-            owner: ctx.user.clone(),
-            local: local.clone(),
-        })
-        .collect();
-    if hub.bus.is_some() {
-        // Published by the writer after the commit (`server::publish_after_commit`).
-        hub.metrics.writes.inc();
-        hub.metrics.samples.add(written.len() as u64);
-        ctx.send(Message::response(Some(seq), Status::OK, error::NONE, None))
-            .await;
-        return;
-    }
     hub.metrics.writes.inc();
     hub.metrics.samples.add(written.len() as u64);
     ctx.send(Message::response(Some(seq), Status::OK, error::NONE, None))
         .await;
-    hub.notify_here(t, written, &created);
+    // In a cluster the writer published it after the commit
+    // (`server::publish_after_commit`), and the bus notifies.
+    if hub.bus.is_none() {
+        let created: Vec<MetricId> = created_local
+            .iter()
+            .map(|local| MetricId {
+                owner: ctx.user.clone(),
+                local: local.clone(),
+            })
+            .collect();
+        hub.notify_here(t, written, &created);
+    }
 }
 
 async fn submit_multi(

@@ -68,21 +68,26 @@ thread_local! {
 /// The PostgreSQL database of the tests.
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// True when something answers TCP at `addr` within 2 s.
+pub fn up(addr: &str) -> bool {
+    std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok()
+}
+
+/// A test that cannot run here says SKIPPED, or fails when
+/// KOMLOGD_TESTS_NO_SKIP is set.
+pub fn skip(reason: &str) {
+    assert!(
+        std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
+        "cannot run here, and KOMLOGD_TESTS_NO_SKIP is set: {reason}"
+    );
+    eprintln!("SKIPPED: {reason}");
+}
+
 /// Run a test body with its hubs on PostgreSQL (skipped, or failed with
 /// KOMLOGD_TESTS_NO_SKIP, when nothing answers at 127.0.0.1:5432).
 pub async fn on_postgres(body: impl std::future::Future<Output = ()>) {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().unwrap(),
-        Duration::from_secs(2),
-    )
-    .is_ok();
-    if !up {
-        assert!(
-            std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
-            "no PostgreSQL at 127.0.0.1:5432, and KOMLOGD_TESTS_NO_SKIP is set"
-        );
-        eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432");
-        return;
+    if !up("127.0.0.1:5432") {
+        return skip("no PostgreSQL at 127.0.0.1:5432");
     }
     STORE_KIND.set(StoreKind::Postgres);
     // The body runs on this thread (the runtime's block_on), where its

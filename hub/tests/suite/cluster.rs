@@ -12,22 +12,10 @@ use komlog_protocol::{
     Body, DpData, Kind, MultiData, MultiItem, RequestData, Status, TimeUuid, Uri, UriPayload,
 };
 
-use crate::common::{self, Client, Served, WAIT, key, public_line, user};
+use crate::common::{self, Client, Served, WAIT, key, public_line, skip, up, user};
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const NATS: &str = "nats://127.0.0.1:4222";
-
-fn up(addr: &str) -> bool {
-    std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok()
-}
-
-fn skip(reason: &str) {
-    assert!(
-        std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
-        "cannot run here, and KOMLOGD_TESTS_NO_SKIP is set: {reason}"
-    );
-    eprintln!("SKIPPED: {reason}");
-}
 
 /// A cluster of hub processes with its own schema and stream, removed on drop.
 pub struct Cluster {

@@ -50,14 +50,6 @@ fn non_loopback_ip() -> Option<IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
-fn skip(reason: &str) {
-    assert!(
-        std::env::var_os("KOMLOGD_TESTS_NO_SKIP").is_none(),
-        "cannot run here, and KOMLOGD_TESTS_NO_SKIP is set: {reason}"
-    );
-    eprintln!("SKIPPED: {reason}");
-}
-
 #[test]
 fn the_durations_default_to_the_protocols() {
     let config = HubConfig::new("127.0.0.1:0".parse().unwrap(), "data".into());
