@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -295,6 +296,35 @@ async fn serve_with_tls_takes_admin_commands_and_names_bad_files() {
     assert!(plain.is_err(), "{plain:?}");
     let status = served.stop();
     assert_eq!(status.code(), Some(0), "clean stop on SIGTERM");
+}
+
+#[test]
+fn serve_needs_store_and_bus_together_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let lone_bus = hub_cmd(
+        Path::new(data),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--bus",
+            "nats://127.0.0.1:1",
+        ],
+    );
+    fails(&lone_bus, 2, "serve --store and --bus go together");
+    let lone_store = hub_cmd(
+        Path::new(data),
+        &[
+            "--store",
+            "postgres://postgres@127.0.0.1:1/test",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    fails(&lone_store, 2, "serve --store and --bus go together");
 }
 
 #[test]
