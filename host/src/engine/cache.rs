@@ -6,6 +6,9 @@
 //! code generation, so a stale artifact is never loaded into an engine it does not
 //! fit. Writes go to a temporary file renamed into place: a crash leaves either no
 //! artifact or a whole one. An artifact that fails to load is deleted and rebuilt.
+//! A compile holds a lock file next to the artifact it will write, so agents and
+//! threads that load the same module at once into one cache directory compile
+//! it once: the others wait for the lock and load the artifact.
 
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -57,9 +60,42 @@ impl ArtifactCache {
         Ok(path)
     }
 
+    /// Take the lock for compiling `module_hash`, waiting while another thread
+    /// or process holds it. Whoever gets it should look for the artifact again
+    /// before compiling: the previous holder has usually just written it.
+    pub fn compile_lock(&self, module_hash: &str) -> std::io::Result<CompileLock> {
+        fs::create_dir_all(&self.dir)?;
+        let path = self
+            .dir
+            .join(format!("{module_hash}-{}.lock", self.fingerprint));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(CompileLock { path, _file: file })
+    }
+
     /// Remove an artifact that failed to load.
     pub fn evict(&self, module_hash: &str) {
         let _ = fs::remove_file(self.path_for(module_hash));
+    }
+}
+
+/// The lock of one module's compile: released, and its file removed, on drop.
+/// The artifact is stored before the lock is released, so a waiter that gets
+/// the lock of a removed file finds the artifact, and a newcomer finds it
+/// before looking for a lock.
+#[derive(Debug)]
+pub struct CompileLock {
+    path: PathBuf,
+    _file: fs::File,
+}
+
+impl Drop for CompileLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 

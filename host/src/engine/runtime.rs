@@ -350,21 +350,9 @@ impl Engine {
         path: &Path,
     ) -> Result<(Component, bool), LoadError> {
         let engine = &self.inner.engine;
-        if let Some(cache) = &self.inner.cache {
-            let artifact = cache.path_for(hash);
-            if artifact.exists() {
-                // SAFETY: artifacts in the cache directory are written only by this
-                // code (atomically, from `Component::serialize` of an engine with the
-                // same fingerprint, which is part of the file name). wasmtime still
-                // checks the header and engine compatibility.
-                match unsafe { Component::deserialize_file(engine, &artifact) } {
-                    Ok(c) => return Ok((c, true)),
-                    Err(e) => {
-                        tracing::warn!(artifact = %artifact.display(), "discarding unusable compiled artifact: {e:#}");
-                        cache.evict(hash);
-                    }
-                }
-            }
+        let cache = self.inner.cache.as_ref();
+        if let Some(component) = cache.and_then(|cache| Self::cached(engine, cache, hash)) {
+            return Ok((component, true));
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::Invalid {
@@ -372,6 +360,21 @@ impl Engine {
                 reason: "the file does not start with the WebAssembly magic bytes \\0asm".into(),
             });
         }
+        // One compile per module at a time in this cache directory: whoever
+        // waited for the lock usually finds the artifact its holder wrote.
+        let _compiling = match cache.map(|cache| cache.compile_lock(hash)) {
+            Some(Ok(lock)) => {
+                if let Some(component) = cache.and_then(|cache| Self::cached(engine, cache, hash)) {
+                    return Ok((component, true));
+                }
+                Some(lock)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(wasm = %path.display(), "cannot lock the compiled cache, compiling without it: {e}");
+                None
+            }
+            None => None,
+        };
         let compile = || Component::new(engine, bytes);
         let compiled = match &self.inner.compile_notice {
             Some(notice) => notice.around(path, compile),
@@ -394,6 +397,27 @@ impl Engine {
             }
         }
         Ok((component, false))
+    }
+
+    /// The cached artifact of `hash`, if there is one that loads; one that does
+    /// not is removed.
+    fn cached(engine: &wasmtime::Engine, cache: &ArtifactCache, hash: &str) -> Option<Component> {
+        let artifact = cache.path_for(hash);
+        if !artifact.exists() {
+            return None;
+        }
+        // SAFETY: artifacts in the cache directory are written only by this
+        // code (atomically, from `Component::serialize` of an engine with the
+        // same fingerprint, which is part of the file name). wasmtime still
+        // checks the header and engine compatibility.
+        match unsafe { Component::deserialize_file(engine, &artifact) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(artifact = %artifact.display(), "discarding unusable compiled artifact: {e:#}");
+                cache.evict(hash);
+                None
+            }
+        }
     }
 
     /// Read and compile (or load from the compiled cache) a component without

@@ -64,6 +64,41 @@ fn a_damaged_artifact_is_rebuilt() {
     assert!(third.from_cache());
 }
 
+/// Two engines (two agents, or a test run's processes) sharing a cache
+/// directory load the same module at the same moment: it is compiled once, and
+/// the other waits for that compile and loads its artifact.
+#[test]
+fn engines_loading_one_module_at_once_compile_it_once() {
+    let cache = tempfile::tempdir().unwrap();
+    let summary = guest("summary");
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let loads: Vec<_> = (0..2)
+        .map(|_| {
+            let (cache, summary, start) = (cache.path().to_owned(), summary.clone(), start.clone());
+            std::thread::spawn(move || {
+                let engine = engine(&cache);
+                start.wait();
+                engine.load(&summary).expect("load").from_cache()
+            })
+        })
+        .collect();
+    let from_cache: Vec<bool> = loads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        from_cache.iter().filter(|cached| !**cached).count(),
+        1,
+        "exactly one of the two loads compiles: {from_cache:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.len() == 1 && left[0].ends_with(".cwasm"),
+        "one artifact and no lock file left: {left:?}"
+    );
+}
+
 /// The large guests (Python ~18 MB, JavaScript ~12 MB) take seconds to
 /// compile; a restart (a new engine) and a reload in the same engine after the
 /// module was dropped both load the cached artifact instead, and it runs.
