@@ -15,17 +15,17 @@
 //!   it every hub recovers by itself (health 200, new writes acknowledged and
 //!   notified across hubs), and every acknowledged write is in PostgreSQL.
 //!
-//! The `service_restart_*` tests stop and start the machine's shared services:
-//! `.config/nextest.toml` runs them alone (`threads-required =
-//! "num-test-threads"`) and the module's tests one at a time (test group
-//! `komlogd-cluster`); under `cargo test` a lock serializes this module's
-//! tests (other modules' tests using PostgreSQL or NATS may still overlap:
-//! run them with `cargo test -p komlogd --test suite cluster::`). A guard
-//! brings both services back up when a test ends, also on failure. Without
-//! PostgreSQL or NATS the tests skip (fail with `KOMLOGD_TESTS_NO_SKIP`).
+//! The `service_restart_*` tests do not touch the machine's services: each
+//! starts a PostgreSQL (initdb in a temporary directory, as the `postgres`
+//! user when the test runs as root) and a NATS server of its own on free
+//! ports, and stops and starts those. `.config/nextest.toml` runs this
+//! module's tests one at a time (test group `komlogd-cluster`, for the load of
+//! their hub processes), beside the rest of the suite; under `cargo test` a
+//! lock serializes them. Without PostgreSQL or NATS (or, for the restart
+//! tests, their `initdb` and `nats-server`) the tests skip (fail with
+//! `KOMLOGD_TESTS_NO_SKIP`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,7 @@ impl HubProc {
 
 /// Hub processes with one schema and one stream, removed on drop.
 struct Cluster {
+    backends: Backends,
     name: String,
     url: String,
     schema: String,
@@ -118,8 +119,31 @@ struct Cluster {
     store: Arc<PgStore>,
 }
 
-async fn sql(batch: &str) -> Result<(), String> {
-    let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
+/// Where a cluster keeps its data and sends its events.
+#[derive(Clone, Debug)]
+struct Backends {
+    /// PostgreSQL, `postgres://user@host:port/database`.
+    pg: String,
+    /// NATS, `nats://host:port`.
+    nats: String,
+}
+
+impl Backends {
+    /// The machine's PostgreSQL and NATS.
+    fn shared() -> Backends {
+        Backends {
+            pg: PG.into(),
+            nats: NATS.into(),
+        }
+    }
+
+    fn nats_addr(&self) -> &str {
+        self.nats.trim_start_matches("nats://")
+    }
+}
+
+async fn sql(pg: &str, batch: &str) -> Result<(), String> {
+    let (client, conn) = tokio_postgres::connect(pg, tokio_postgres::NoTls)
         .await
         .map_err(|e| format!("connect to PostgreSQL: {e}"))?;
     let task = tokio::spawn(conn);
@@ -134,6 +158,10 @@ async fn sql(batch: &str) -> Result<(), String> {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
+        Cluster::start_on(n, Backends::shared()).await
+    }
+
+    async fn start_on(n: usize, backends: Backends) -> Cluster {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let tag = format!(
             "{}_{}",
@@ -142,12 +170,13 @@ impl Cluster {
         );
         let schema = format!("agentcluster_{tag}");
         let name = format!("agents_{tag}");
-        sql(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
+        sql(
+            &backends.pg,
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+        )
         .await
         .expect("a schema of the test's own");
-        let url = format!("{PG}?options=-csearch_path%3D{schema}");
+        let url = format!("{}?options=-csearch_path%3D{schema}", backends.pg);
         let store = tokio::task::spawn_blocking({
             let url = url.clone();
             move || PgStore::connect(&url, None)
@@ -156,6 +185,7 @@ impl Cluster {
         .expect("the store task")
         .expect("the cluster's store");
         let mut cluster = Cluster {
+            backends,
             name,
             url,
             schema,
@@ -183,7 +213,8 @@ impl Cluster {
             .arg("--data")
             .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(["--store", &self.url, "--bus", NATS, "--cluster", &self.name])
+            .args(["--store", &self.url, "--bus", &self.backends.nats])
+            .args(["--cluster", &self.name])
             .env_remove("KOMLOG_HUB_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -253,7 +284,7 @@ impl Cluster {
 
     /// `owner`'s samples under `prefix` in PostgreSQL: (uri, t_us, content).
     async fn stored(&self, owner: &str, prefix: &str) -> Vec<(String, i64, String)> {
-        let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
+        let (client, conn) = tokio_postgres::connect(&self.backends.pg, tokio_postgres::NoTls)
             .await
             .expect("connect to PostgreSQL");
         let task = tokio::spawn(conn);
@@ -316,6 +347,7 @@ impl Drop for Cluster {
             eprintln!("{}", self.logs());
         }
         let schema = self.schema.clone();
+        let backends = self.backends.clone();
         let stream = format!("KOMLOG_{}", self.name.to_ascii_uppercase());
         // On a runtime of its own: drop may run inside a test's runtime.
         let _ = std::thread::spawn(move || {
@@ -326,10 +358,15 @@ impl Drop for Cluster {
                 return;
             };
             rt.block_on(async {
-                if let Err(e) = sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+                if let Err(e) = sql(
+                    &backends.pg,
+                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                )
+                .await
+                {
                     eprintln!("cleanup: {e}");
                 }
-                if let Ok(client) = async_nats::connect(NATS_ADDR).await {
+                if let Ok(client) = async_nats::connect(backends.nats_addr()).await {
                     let js = async_nats::jetstream::new(client);
                     let _ = js.delete_stream(&stream).await;
                 }
@@ -696,156 +733,194 @@ enum Service {
     Postgres,
 }
 
-/// Brings NATS and PostgreSQL back up when dropped (a test that stopped one
-/// may have failed before starting it again).
+/// A PostgreSQL and a NATS server of the test's own, on free ports, with
+/// their data in a temporary directory: stopped and started by the test,
+/// stopped and removed when dropped. PostgreSQL runs as the `postgres` user
+/// when the test runs as root (it refuses to run as root).
 struct Services {
-    /// The NATS server's command line, as it ran before the test.
-    nats: Vec<OsString>,
-    /// The PostgreSQL cluster version (`/etc/postgresql/<version>/main`).
-    pg_version: String,
+    dir: tempfile::TempDir,
+    /// `initdb`, `pg_ctl`: PostgreSQL's binaries.
+    pg_bin: PathBuf,
+    /// Run PostgreSQL's commands as this user (`runuser -u`), when root.
+    pg_user: Option<String>,
+    pg_port: u16,
+    nats_port: u16,
+    nats: Option<Child>,
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 impl Services {
-    /// What it takes to restart the services, or why they cannot be.
-    fn find() -> Result<Services, String> {
-        let out = Command::new("pgrep")
-            .args(["-x", "nats-server"])
+    /// Both services started, or why they cannot be here.
+    fn start_private() -> Result<Services, String> {
+        let pg_bin = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no /usr/lib/postgresql: {e}"))?
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .max()
+            .ok_or("no PostgreSQL binaries (initdb) in /usr/lib/postgresql/*/bin")?;
+        if Command::new("nats-server")
+            .arg("--version")
             .output()
-            .map_err(|e| format!("cannot run pgrep: {e}"))?;
-        let pid = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse::<u32>().ok())
-            .ok_or("no nats-server process here (NATS runs elsewhere?)")?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map_err(|e| format!("cannot read nats-server's command line: {e}"))?;
-        let nats: Vec<OsString> = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| OsString::from(String::from_utf8_lossy(a).into_owned()))
-            .collect();
-        if nats.is_empty() {
-            return Err("nats-server's command line is empty".into());
+            .is_err()
+        {
+            return Err("no nats-server on the PATH".into());
         }
-        let pg_version = std::fs::read_dir("/etc/postgresql")
-            .map_err(|e| format!("no /etc/postgresql: {e}"))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .find(|v| Path::new("/etc/postgresql").join(v).join("main").is_dir())
-            .ok_or("no PostgreSQL cluster `main` in /etc/postgresql")?;
-        let ctl = Command::new("pg_ctlcluster").arg("--help").output();
-        if ctl.is_err() {
-            return Err("no pg_ctlcluster".into());
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let dir = tempfile::Builder::new()
+            .prefix("komlogd-services-")
+            .tempdir()
+            .map_err(|e| format!("a temporary directory: {e}"))?;
+        let pg_user = root.then(|| "postgres".to_owned());
+        if root {
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path())
+                .status()
+                .map_err(|e| format!("cannot run chown: {e}"))?;
+            if !status.success() {
+                return Err(format!("chown postgres: {status} (no user postgres?)"));
+            }
         }
-        Ok(Services { nats, pg_version })
+        let mut services = Services {
+            dir,
+            pg_bin,
+            pg_user,
+            pg_port: free_port(),
+            nats_port: free_port(),
+            nats: None,
+        };
+        let data = services.dir.path().join("pg");
+        services.pg_command("initdb", |cmd| {
+            cmd.args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(&data);
+        })?;
+        services.start(Service::Postgres)?;
+        services.start(Service::Nats)?;
+        Ok(services)
     }
 
-    fn nats_pids() -> Vec<i32> {
-        Command::new("pgrep")
-            .args(["-x", "nats-server"])
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// SIGTERM the NATS server and wait (at most 15 s) until it is gone.
-    fn stop_nats(&self) {
-        let pids = Services::nats_pids();
-        assert!(!pids.is_empty(), "no nats-server to stop");
-        for &pid in &pids {
-            // SAFETY: kill(2) with a pid pgrep found.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !Services::nats_pids().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server still runs after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    fn backends(&self) -> Backends {
+        Backends {
+            pg: format!("postgres://postgres@127.0.0.1:{}/postgres", self.pg_port),
+            nats: format!("nats://127.0.0.1:{}", self.nats_port),
         }
     }
 
-    /// Start the NATS server as it ran, detached from the test (it outlives
-    /// it), and wait until it takes connections.
-    fn start_nats(&self) -> Result<(), String> {
-        let status = Command::new("start-stop-daemon")
-            .args(["--start", "--background", "--exec"])
-            .arg(&self.nats[0])
-            .arg("--")
-            .args(&self.nats[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot run start-stop-daemon: {e}"))?;
-        if !status.success() {
-            return Err(format!("start-stop-daemon: {status}"));
-        }
-        wait_up(NATS_ADDR, Duration::from_secs(20))
-    }
-
-    fn pg_ctl(&self, action: &str) -> Result<(), String> {
-        let out = Command::new("pg_ctlcluster")
-            .args([
-                "--skip-systemctl-redirect",
-                &self.pg_version,
-                "main",
-                action,
-            ])
+    /// Run PostgreSQL's `program` (as its user when root), set up by `args`.
+    fn pg_command(&self, program: &str, args: impl FnOnce(&mut Command)) -> Result<(), String> {
+        let mut cmd = match &self.pg_user {
+            Some(user) => {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", user, "--"]).arg(self.pg_bin.join(program));
+                cmd
+            }
+            None => Command::new(self.pg_bin.join(program)),
+        };
+        args(&mut cmd);
+        let out = cmd
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run pg_ctlcluster: {e}"))?;
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {
             Err(format!(
-                "pg_ctlcluster {action}: {}: {}",
+                "{program}: {}: {}{}",
                 out.status,
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
     }
 
-    fn stop(&self, service: Service) {
-        match service {
-            Service::Nats => self.stop_nats(),
-            Service::Postgres => self.pg_ctl("stop").expect("PostgreSQL stops"),
-        }
+    fn pg_ctl(&self, action: &str) -> Result<(), String> {
+        let dir = self.dir.path();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.pg_port,
+            dir.display()
+        );
+        self.pg_command("pg_ctl", |cmd| {
+            cmd.arg(action)
+                .arg("-D")
+                .arg(dir.join("pg"))
+                .arg("-l")
+                .arg(dir.join("pg.log"))
+                .args(["-w", "-t", "30", "-m", "fast", "-o", &options]);
+        })
     }
 
-    fn start(&self, service: Service) -> Result<(), String> {
+    /// Stop the service and wait until it is gone.
+    fn stop(&mut self, service: Service) {
         match service {
-            Service::Nats => self.start_nats(),
-            Service::Postgres => {
-                self.pg_ctl("start")?;
-                wait_up(PG_ADDR, Duration::from_secs(30))
+            Service::Postgres => self.pg_ctl("stop").expect("PostgreSQL stops"),
+            Service::Nats => {
+                let mut nats = self.nats.take().expect("the NATS server runs");
+                child::signal(&nats, libc::SIGTERM);
+                assert!(
+                    child::wait_within(&mut nats, Duration::from_secs(15)).is_some(),
+                    "nats-server still runs 15 s after SIGTERM"
+                );
             }
         }
     }
 
-    /// Start whichever of the two does not answer.
-    fn ensure_up(&self) {
-        if !up(NATS_ADDR)
-            && Services::nats_pids().is_empty()
-            && let Err(e) = self.start_nats()
-        {
-            eprintln!("cannot start the NATS server again: {e}");
-        }
-        if !up(PG_ADDR)
-            && let Err(e) = self.start(Service::Postgres)
-        {
-            eprintln!("cannot start PostgreSQL again: {e}");
+    /// Start the service (on its port, with its data) and wait until it
+    /// takes connections.
+    fn start(&mut self, service: Service) -> Result<(), String> {
+        match service {
+            Service::Postgres => {
+                self.pg_ctl("start")?;
+                wait_up(
+                    &format!("127.0.0.1:{}", self.pg_port),
+                    Duration::from_secs(30),
+                )
+            }
+            Service::Nats => {
+                let log = std::fs::File::create(self.dir.path().join("nats.log"))
+                    .map_err(|e| format!("the NATS log: {e}"))?;
+                let child = Command::new("nats-server")
+                    .args(["-a", "127.0.0.1", "-p", &self.nats_port.to_string(), "-js"])
+                    .arg("-sd")
+                    .arg(self.dir.path().join("nats"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| format!("cannot start nats-server: {e}"))?;
+                self.nats = Some(child);
+                wait_up(
+                    &format!("127.0.0.1:{}", self.nats_port),
+                    Duration::from_secs(20),
+                )
+            }
         }
     }
 }
 
 impl Drop for Services {
     fn drop(&mut self) {
-        self.ensure_up();
+        if let Some(mut nats) = self.nats.take() {
+            let _ = nats.kill();
+            let _ = nats.wait();
+        }
+        if self.dir.path().join("pg/postmaster.pid").exists() {
+            let options = ["-D", "pg", "-m", "immediate", "-w"];
+            if let Err(e) = self.pg_command("pg_ctl", |cmd| {
+                cmd.arg("stop").args(options);
+            }) {
+                eprintln!("cannot stop the test's PostgreSQL: {e}");
+            }
+        }
     }
 }
 
@@ -992,22 +1067,19 @@ async fn health_of_all(cluster: &Cluster, status: u16, naming: &str) -> Option<V
 }
 
 async fn restart_mid_stream(service: Service) {
-    if !services_up() {
-        return;
-    }
     let _serial = SERIAL.lock().await;
-    let services = match Services::find() {
+    let mut services = match tokio::task::block_in_place(Services::start_private) {
         Ok(s) => s,
         Err(reason) => {
-            skip(&format!("cannot restart the services here: {reason}"));
+            skip(&format!(
+                "cannot start a PostgreSQL and a NATS server of the test's own: {reason}"
+            ));
             return;
         }
     };
     let root = tempfile::tempdir().expect("tempdir");
     let made = tokio::task::block_in_place(|| keys(root.path(), &["alice", "bob"]));
-    let cluster = Cluster::start(2).await;
-    // Dropped before the cluster: the services are up again for its cleanup.
-    let services = services;
+    let cluster = Cluster::start_on(2, services.backends()).await;
     cluster
         .add_user("alice", vec![made[0].public_line.clone()])
         .await;
@@ -1244,6 +1316,7 @@ async fn restart_mid_stream(service: Service) {
         outage_errors.last(),
         healthy.first(),
     );
+    drop(cluster);
     drop(services);
 }
 
