@@ -218,6 +218,25 @@ fn request(socket: &Path, text: &str) -> Result<String, StatusError> {
     }
 }
 
+/// A listening socket at `path` that appears there only once it listens and
+/// is the owner's alone: bound at a temporary name beside it, restricted to
+/// mode 0600, then renamed into place. A client that finds the path (a test or
+/// script waiting for the agent) is never refused, and no one else can connect
+/// in between.
+fn bind_in_place(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    // No longer than `komlogd.sock`: a socket path has a length limit.
+    let temporary = path.with_file_name(format!(".{}.s", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let listener = tokio::net::UnixListener::bind(&temporary)?;
+    let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
 /// Serve the control socket until `shutdown` turns true, then remove it.
 /// A stale socket left by a killed agent is replaced.
 pub async fn serve_control(
@@ -236,8 +255,7 @@ pub async fn serve_control(
         }
         std::fs::remove_file(&path)?;
     }
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_in_place(&path)?;
     // Each connection's copy: a kept-open one ends when the agent stops.
     let stopping = shutdown.clone();
     loop {
@@ -479,5 +497,55 @@ fn ingest(inbox: &Inbox, samples: Vec<Sample>) -> UploadAnswer {
             error: Some("the agent could not store the sample (its log says why)".into()),
             ..UploadAnswer::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    /// A client polling for the socket's path without pause connects the
+    /// moment it appears: it is never refused (the path appears only once the
+    /// socket listens), and the socket is already the owner's alone.
+    #[tokio::test]
+    async fn the_socket_appears_listening_and_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for round in 0..100 {
+            let path = dir.path().join(format!("k{round}.sock"));
+            let client = std::thread::spawn({
+                let path = path.clone();
+                move || {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while Instant::now() < deadline {
+                        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                            let mode = meta.permissions().mode() & 0o777;
+                            let connected = std::os::unix::net::UnixStream::connect(&path);
+                            return Some((mode, connected.map(drop).map_err(|e| e.to_string())));
+                        }
+                    }
+                    None
+                }
+            });
+            let listener = bind_in_place(&path).expect("bind");
+            let (mode, connected) = client
+                .join()
+                .expect("client thread")
+                .expect("the client saw the path within 5 s");
+            assert_eq!(connected, Ok(()), "round {round}: the client was refused");
+            assert_eq!(
+                mode, 0o600,
+                "round {round}: the path appeared with mode {mode:o}"
+            );
+            drop(listener);
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "temporary names left: {left:?}");
     }
 }
