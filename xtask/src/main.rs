@@ -16,6 +16,8 @@ use std::time::Instant;
 /// compatibility test.
 #[path = "../../tests/support/py36.rs"]
 mod py36;
+#[path = "../../tests/support/pyarrow.rs"]
+mod pyarrow;
 /// Building the Rust example guests, shared with `tests/build.rs`.
 #[path = "../../tests/support/rust_guests.rs"]
 mod rust_guests;
@@ -347,6 +349,11 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
                 let tmp = target_dir(root).join("tmp");
                 move || py36::komlogd_venv(&tmp)
             });
+            // So is the Arrow interoperability tests' pyarrow and pandas.
+            let pyarrow = std::thread::spawn({
+                let target = root.join("target");
+                move || pyarrow::python_with_pyarrow(&target)
+            });
             let host = run(Command::new("cargo").current_dir(root).args([
                 "nextest",
                 "run",
@@ -359,7 +366,12 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<(), String> {
             let venv = venv
                 .join()
                 .unwrap_or_else(|_| Err("the venv build thread panicked".into()));
-            host.and(guests.map(drop)).and(venv.map(drop))
+            let pyarrow = pyarrow
+                .join()
+                .unwrap_or_else(|_| Err("the pyarrow venv thread panicked".into()));
+            host.and(guests.map(drop))
+                .and(venv.map(drop))
+                .and(pyarrow.map(drop))
         },
     )?;
     let ran = step("run the tests (cargo nextest run --workspace)", || {

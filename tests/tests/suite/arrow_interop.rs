@@ -3,8 +3,9 @@
 //! Parquet and Arrow files of `komlogd query --format`: pyarrow and pandas
 //! read them back exactly.
 //!
-//! The test installs pyarrow and pandas from PyPI into `target/pyarrow-venv`
-//! on first use (`python3 -m venv` + `pip install pyarrow pandas`); it needs
+//! The tests use pyarrow and pandas from PyPI in `target/pyarrow-venv`
+//! (`python3 -m venv` + `pip install pyarrow pandas`): `cargo xtask test`
+//! installs them beside the build, a test on first use when missing. They need
 //! python3 with venv.
 
 use std::path::PathBuf;
@@ -15,47 +16,13 @@ use komlogd::model::Value;
 use komlogd_tests::repo_root;
 use serde_json::{Value as Json, json};
 
-/// A Python with pyarrow and pandas, installed once per checkout. A lock file
-/// keeps tests that start together (threads or processes) from installing at
-/// the same time.
+#[path = "../../support/pyarrow.rs"]
+mod pyarrow;
+
+/// A Python with pyarrow and pandas, installed once per checkout
+/// (`tests/support/pyarrow.rs`).
 fn python_with_pyarrow() -> PathBuf {
-    let target = repo_root().join("target");
-    std::fs::create_dir_all(&target).expect("target/");
-    let lock =
-        std::fs::File::create(target.join("pyarrow-venv.lock")).expect("the venv's lock file");
-    lock.lock().expect("lock the venv");
-    let venv = target.join("pyarrow-venv");
-    let python = venv.join("bin").join("python");
-    let has_pyarrow = |py: &PathBuf| {
-        Command::new(py)
-            .args(["-c", "import pyarrow, pandas"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !has_pyarrow(&python) {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is needed for this test");
-        assert!(
-            status.success(),
-            "python3 -m venv {} failed",
-            venv.display()
-        );
-        let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "pyarrow", "pandas"])
-            .status()
-            .expect("pip");
-        assert!(status.success(), "pip install pyarrow pandas failed");
-    }
-    assert!(
-        has_pyarrow(&python),
-        "pyarrow or pandas is not importable in {}",
-        venv.display()
-    );
-    python
+    pyarrow::python_with_pyarrow(&repo_root().join("target")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 const READER: &str = r#"
