@@ -14,8 +14,11 @@
 //!   acknowledged and `/health` answers 503 naming the bus or the store; after
 //!   it every hub recovers by itself (health 200, new writes acknowledged and
 //!   notified across hubs), and every acknowledged write is in PostgreSQL.
+//! - A komlogd agent whose hub loses PostgreSQL: what it uploads meanwhile
+//!   waits in its outbox (none refused or dropped) and is delivered, once,
+//!   when PostgreSQL is back.
 //!
-//! The `service_restart_*` tests do not touch the machine's services: each
+//! The tests that stop a service do not touch the machine's services: each
 //! starts a PostgreSQL (initdb in a temporary directory, as the `postgres`
 //! user when the test runs as root) and a NATS server of its own on free
 //! ports, and stops and starts those. `.config/nextest.toml` runs this
@@ -1328,4 +1331,97 @@ async fn service_restart_nats_mid_stream_recovers_without_acknowledging_unstored
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_restart_postgres_mid_stream_recovers_without_acknowledging_unstored_writes() {
     restart_mid_stream(Service::Postgres).await;
+}
+
+/// A komlogd agent (a process) connected to a hub whose PostgreSQL stops:
+/// the samples it uploads meanwhile are not acknowledged (the hub closes with
+/// 4503 instead of answering) and stay in the agent's outbox, none refused or
+/// dropped; once PostgreSQL is back the agent delivers them by itself, and
+/// every sample is stored exactly once with its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_keeps_what_its_hub_could_not_store_and_delivers_it_after() {
+    let _serial = SERIAL.lock().await;
+    let mut services = match tokio::task::block_in_place(Services::start_private) {
+        Ok(s) => s,
+        Err(reason) => {
+            skip(&format!(
+                "cannot start a PostgreSQL and a NATS server of the test's own: {reason}"
+            ));
+            return;
+        }
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start_on(1, services.backends()).await;
+    let url = cluster.url_of(0);
+    let (mut agent, public_line) = crate::connected::Agent::with_server(
+        root.path(),
+        "alice",
+        &format!("    urls: [{url}]\n"),
+        "",
+    );
+    cluster.add_user("alice", vec![public_line]).await;
+    tokio::task::block_in_place(|| agent.start());
+    let status = || tokio::task::block_in_place(|| agent.server());
+    until("the agent connected", Duration::from_secs(60), async || {
+        (status().state == "connected").then_some(())
+    })
+    .await;
+
+    const URI: &str = "kept.values";
+    let t0 = now_us() - 60_000_000;
+    let upload = |i: i64| {
+        tokio::task::block_in_place(|| agent.upload(URI, t0 + i * 1000, i as f64));
+    };
+    for i in 0..20 {
+        upload(i);
+    }
+    until(
+        "the first 20 acknowledged",
+        Duration::from_secs(30),
+        async || (status().outbox == 0).then_some(()),
+    )
+    .await;
+
+    tokio::task::block_in_place(|| services.stop(Service::Postgres));
+    for i in 20..40 {
+        upload(i);
+    }
+    // The hub has seen a write it could not store: the agent's session was
+    // closed with 4503 (or its next login failed), and the samples wait.
+    let held = until(
+        "the agent to report the hub's failure",
+        Duration::from_secs(30),
+        async || {
+            let s = status();
+            (s.last_error.is_some() && s.state != "connected").then_some(s)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held_later = status();
+    assert_eq!(held_later.refused, 0, "nothing refused: {held_later:?}");
+    assert!(
+        held_later.outbox >= 1 && held_later.outbox <= 20,
+        "the samples of the outage wait in the outbox: {held_later:?} (first seen {held:?})"
+    );
+
+    tokio::task::block_in_place(|| services.start(Service::Postgres))
+        .expect("PostgreSQL starts again");
+    let done = until(
+        "every sample acknowledged after the restart",
+        Duration::from_secs(90),
+        async || {
+            let s = status();
+            (s.outbox == 0 && s.state == "connected").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(done.refused, 0, "{done:?}");
+    let stored = cluster.stored("alice", URI).await;
+    let values: Vec<(i64, String)> = stored.into_iter().map(|(_, t, v)| (t, v)).collect();
+    let expected: Vec<(i64, String)> = (0..40).map(|i| (t0 + i * 1000, i.to_string())).collect();
+    assert_eq!(values, expected, "each sample stored once, with its value");
+    agent.stop();
+    drop(cluster);
+    drop(services);
 }
