@@ -910,6 +910,20 @@ impl Services {
     }
 }
 
+/// A PostgreSQL and a NATS server of the test's own, or None when they cannot
+/// start here (said as a skip).
+fn private_services() -> Option<Services> {
+    match tokio::task::block_in_place(Services::start_private) {
+        Ok(s) => Some(s),
+        Err(reason) => {
+            skip(&format!(
+                "cannot start a PostgreSQL and a NATS server of the test's own: {reason}"
+            ));
+            None
+        }
+    }
+}
+
 impl Drop for Services {
     fn drop(&mut self) {
         if let Some(mut nats) = self.nats.take() {
@@ -1071,14 +1085,8 @@ async fn health_of_all(cluster: &Cluster, status: u16, naming: &str) -> Option<V
 
 async fn restart_mid_stream(service: Service) {
     let _serial = SERIAL.lock().await;
-    let mut services = match tokio::task::block_in_place(Services::start_private) {
-        Ok(s) => s,
-        Err(reason) => {
-            skip(&format!(
-                "cannot start a PostgreSQL and a NATS server of the test's own: {reason}"
-            ));
-            return;
-        }
+    let Some(mut services) = private_services() else {
+        return;
     };
     let root = tempfile::tempdir().expect("tempdir");
     let made = tokio::task::block_in_place(|| keys(root.path(), &["alice", "bob"]));
@@ -1341,14 +1349,8 @@ async fn service_restart_postgres_mid_stream_recovers_without_acknowledging_unst
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_keeps_what_its_hub_could_not_store_and_delivers_it_after() {
     let _serial = SERIAL.lock().await;
-    let mut services = match tokio::task::block_in_place(Services::start_private) {
-        Ok(s) => s,
-        Err(reason) => {
-            skip(&format!(
-                "cannot start a PostgreSQL and a NATS server of the test's own: {reason}"
-            ));
-            return;
-        }
+    let Some(mut services) = private_services() else {
+        return;
     };
     let root = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start_on(1, services.backends()).await;
