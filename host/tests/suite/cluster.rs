@@ -44,7 +44,7 @@ use komlog_protocol::{TimeUuid, Username};
 use komlog_session::{Endpoint, HookOutcome, Sample, Session, SessionConfig};
 
 use crate::common::child;
-use crate::connected::{hub_bin, now_us};
+use crate::connected::{free_port, hub_bin, now_us};
 use crate::sinks::skip;
 
 const KOMLOGD: &str = env!("CARGO_BIN_EXE_komlogd");
@@ -751,14 +751,6 @@ struct Services {
     nats: Option<Child>,
 }
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl Services {
     /// Both services started, or why they cannot be here.
     fn start_private() -> Result<Services, String> {
@@ -845,7 +837,9 @@ impl Services {
         }
     }
 
-    fn pg_ctl(&self, action: &str) -> Result<(), String> {
+    /// `pg_ctl ACTION` on the test's cluster, waiting for it; a stop in
+    /// `mode` (`fast`, or `immediate` when the test is over).
+    fn pg_ctl(&self, action: &str, mode: &str) -> Result<(), String> {
         let dir = self.dir.path();
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
@@ -858,14 +852,14 @@ impl Services {
                 .arg(dir.join("pg"))
                 .arg("-l")
                 .arg(dir.join("pg.log"))
-                .args(["-w", "-t", "30", "-m", "fast", "-o", &options]);
+                .args(["-w", "-t", "30", "-m", mode, "-o", &options]);
         })
     }
 
     /// Stop the service and wait until it is gone.
     fn stop(&mut self, service: Service) {
         match service {
-            Service::Postgres => self.pg_ctl("stop").expect("PostgreSQL stops"),
+            Service::Postgres => self.pg_ctl("stop", "fast").expect("PostgreSQL stops"),
             Service::Nats => {
                 let mut nats = self.nats.take().expect("the NATS server runs");
                 child::signal(&nats, libc::SIGTERM);
@@ -882,7 +876,7 @@ impl Services {
     fn start(&mut self, service: Service) -> Result<(), String> {
         match service {
             Service::Postgres => {
-                self.pg_ctl("start")?;
+                self.pg_ctl("start", "fast")?;
                 wait_up(
                     &format!("127.0.0.1:{}", self.pg_port),
                     Duration::from_secs(30),
@@ -930,13 +924,10 @@ impl Drop for Services {
             let _ = nats.kill();
             let _ = nats.wait();
         }
-        if self.dir.path().join("pg/postmaster.pid").exists() {
-            let options = ["-D", "pg", "-m", "immediate", "-w"];
-            if let Err(e) = self.pg_command("pg_ctl", |cmd| {
-                cmd.arg("stop").args(options);
-            }) {
-                eprintln!("cannot stop the test's PostgreSQL: {e}");
-            }
+        if self.dir.path().join("pg/postmaster.pid").exists()
+            && let Err(e) = self.pg_ctl("stop", "immediate")
+        {
+            eprintln!("cannot stop the test's PostgreSQL: {e}");
         }
     }
 }
