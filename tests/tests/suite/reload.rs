@@ -201,6 +201,9 @@ fn configuration_reloads_add_change_remove_and_refuse_bad_files() {
         assert!(Instant::now() < deadline, "extra still running");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // ... and the same reload gives tag its default params back: a second
+    // swap, which may land after extra is gone.
+    agent.wait_for("tag", WAIT, |s| s.swaps == 2);
     agent.inbox.samples(vec![dp("other", 6, 0.0)]).unwrap();
     agent.inbox.samples(vec![dp("in", 6, 0.0)]).unwrap();
     let sixth = collect(&agent, "tag", 1);
