@@ -57,8 +57,18 @@ fn sink(name: &str, destination: Destination) -> SinkConfig {
     }
 }
 
-/// Wait (at most 600 s) until the sink `name` has sent `n` samples.
-fn wait_until_sent(board: &SinkBoard, name: &str, n: usize) {
+/// The sink `name`'s count of failed tries so far.
+fn retried(board: &SinkBoard, name: &str) -> u64 {
+    board
+        .snapshot()
+        .into_iter()
+        .find(|r| r.name == name)
+        .map_or(0, |r| r.retried)
+}
+
+/// Wait (at most 600 s) until the sink `name` has sent `n` samples; say so if
+/// tries failed on the way (past the `retried_before` of an earlier phase).
+fn wait_until_sent(board: &SinkBoard, name: &str, n: usize, retried_before: u64) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let report = board
@@ -67,6 +77,13 @@ fn wait_until_sent(board: &SinkBoard, name: &str, n: usize) {
             .find(|r| r.name == name)
             .expect("the sink's report");
         if report.sent >= n as u64 {
+            if report.retried > retried_before {
+                println!(
+                    "  ({name}: {} tries of a batch failed and were retried; last error: {})",
+                    report.retried - retried_before,
+                    report.last_error.as_deref().unwrap_or("none")
+                );
+            }
             return;
         }
         assert!(
@@ -94,7 +111,7 @@ fn through_sink(config: SinkConfig, data: &[Sample]) -> Duration {
     for chunk in data.chunks(BATCH) {
         store.append(chunk).expect("append");
     }
-    wait_until_sent(&board, &name, data.len());
+    wait_until_sent(&board, &name, data.len(), 0);
     let took = t0.elapsed();
     sinks.stop();
     took
@@ -118,9 +135,10 @@ fn drain(unreachable: SinkConfig, config: SinkConfig, data: &[Sample]) -> Durati
     for chunk in data.chunks(BATCH) {
         store.append(chunk).expect("append");
     }
+    let before = retried(&board, &name);
     let t0 = Instant::now();
     sinks.apply(&[config]);
-    wait_until_sent(&board, &name, data.len());
+    wait_until_sent(&board, &name, data.len(), before);
     let took = t0.elapsed();
     sinks.stop();
     took

@@ -15,6 +15,8 @@
 //! such as a field type conflict) refuses it for good; 404 (no such database), 5xx
 //! and connection errors are retried.
 
+use std::fmt::Write;
+
 use hyper::StatusCode;
 
 use super::http::{Client, HttpUrl, classify};
@@ -90,8 +92,7 @@ pub fn line(s: &Sample, measurement: Option<&str>, out: &mut String) {
         Value::Datapoint(v) => {
             out.push_str(" value=");
             // Always a float: `1` would be an integer to InfluxDB.
-            let text = format!("{v:?}");
-            out.push_str(&text);
+            let _ = write!(out, "{v:?}");
         }
         Value::Datasource(t) => {
             out.push_str(" text=\"");
@@ -104,9 +105,7 @@ pub fn line(s: &Sample, measurement: Option<&str>, out: &mut String) {
             out.push('"');
         }
     }
-    out.push(' ');
-    out.push_str(&s.ts.to_string());
-    out.push('\n');
+    let _ = writeln!(out, " {}", s.ts);
 }
 
 impl Sink for InfluxSink {

@@ -16,6 +16,10 @@
 //! been delivered already are sent again and counted in `resent`. Ingestion never
 //! waits for a sink: each runs on its own thread and reads what is committed.
 //!
+//! **Pipelined:** one batch is in flight at a time, sent by the sink runtime's one
+//! worker thread, while the loop reads (and marks durably) the next one; the cursor
+//! moves in order, after each batch.
+//!
 //! **Does not:** decide what is stored (the dispatcher does) or parse the blocks
 //! ([`crate::config`]).
 
@@ -45,7 +49,7 @@ pub use pattern::{PatternError, UriPattern};
 
 use crate::config::{Destination, SinkConfig};
 use crate::model::{Sample, Value};
-use crate::store::SampleLog;
+use crate::store::{SampleLog, StoreError};
 
 /// A boxed future, as [`Sink`]'s methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -537,6 +541,38 @@ struct Position {
     first_commit_us: Option<i64>,
     /// The cursor last saved, and when.
     saved: (u64, Instant),
+    /// The cursor the log was last pruned to.
+    pruned: u64,
+    /// Entries below this may be on their way (or delivered): recorded durably
+    /// beside the cursor before they are sent.
+    marked: u64,
+}
+
+/// A batch on its way to the destination. It is sent by the sink runtime's
+/// worker thread while the loop reads the next batch from the log.
+struct InFlight {
+    /// The log position just past the batch: the cursor once it is passed.
+    end: u64,
+    task: tokio::task::JoinHandle<(Box<dyn Sink>, Outcome)>,
+}
+
+/// What became of a batch.
+enum Outcome {
+    /// Delivered, refused for good, or dropped for lag: the cursor moves past it.
+    Passed,
+    /// The sink was stopped first: the batch is sent again next time.
+    Stopped,
+}
+
+/// What a batch's task needs to send it: the counters, the log's head (for
+/// `max_lag`) and the stop signal.
+#[derive(Clone)]
+struct Sender {
+    name: String,
+    board: SinkBoard,
+    log: SampleLog,
+    max_lag: u64,
+    stop: watch::Receiver<bool>,
 }
 
 fn now_us() -> i64 {
@@ -549,7 +585,11 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
+        // The loop runs on this thread; the batch in flight on the runtime's one
+        // worker thread, so that reading the next batch overlaps sending this one.
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("komlogd-sink-{}-send", self.config.name))
             .enable_all()
             .build()
         {
@@ -579,14 +619,33 @@ impl Worker {
         *self.stop.borrow()
     }
 
-    fn note_error(&self, e: &SinkError) {
-        let text = e.to_string();
-        self.board
-            .update(self.name(), |r| r.last_error = Some(text));
+    fn sender(&self) -> Sender {
+        Sender {
+            name: self.config.name.clone(),
+            board: self.board.clone(),
+            log: self.log.clone(),
+            max_lag: self.config.max_lag,
+            stop: self.stop.clone(),
+        }
     }
 
+    /// Save the cursor, not durably (that comes with the next durable commit).
+    fn save_cursor(&self, pos: &mut Position) {
+        self.save(pos, false);
+    }
+
+    /// Record durably that the entries below `end` may reach the destination
+    /// before the cursor passes them (unless that is recorded already).
+    fn mark(&self, pos: &mut Position, end: u64) {
+        if pos.marked < end {
+            pos.marked = end;
+            self.save(pos, true);
+        }
+    }
+
+    /// Save the cursor and the mark.
     fn save(&self, pos: &mut Position, durable: bool) {
-        let sending = if durable { pos.read } else { pos.cursor };
+        let sending = pos.marked.max(pos.cursor);
         match self
             .log
             .set_cursor(self.name(), pos.cursor, sending, durable)
@@ -597,7 +656,8 @@ impl Worker {
     }
 
     /// Remove the log entries every sink has passed.
-    fn prune(&self) {
+    fn prune(&self, pos: &mut Position) {
+        pos.pruned = pos.cursor;
         match self.log.cursors() {
             Ok(cursors) => {
                 if let Some(min) = cursors.iter().map(|(_, c)| *c).min()
@@ -610,8 +670,29 @@ impl Worker {
         }
     }
 
+    /// Read entries from `pos.read` into `pos.pending`, the matching ones, until
+    /// it holds a batch or the log's `head` is reached.
+    fn read_more(&self, pos: &mut Position, head: u64) -> Result<(), StoreError> {
+        let size = self.config.batch_size;
+        let entries = self.log.read(pos.read, size)?;
+        if entries.is_empty() {
+            pos.read = head;
+        }
+        for e in entries {
+            pos.read = e.seq + 1;
+            if self.matches(&e.sample) {
+                pos.first_commit_us.get_or_insert(e.commit_us);
+                pos.pending.push((e.seq, e.sample));
+                if pos.pending.len() >= size {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn deliver(&mut self) {
-        let mut sink = open(&self.config, self.board.exposition());
+        let mut sink = Some(open(&self.config, self.board.exposition()));
         let head = self.log.head();
         let (cursor, sending) = match self.log.cursor(self.name()) {
             Ok(Some(c)) => c,
@@ -631,40 +712,70 @@ impl Worker {
             pending: Vec::new(),
             first_commit_us: None,
             saved: (cursor, Instant::now()),
+            pruned: cursor,
+            marked: cursor,
         };
+        let mut in_flight: Option<InFlight> = None;
         let size = self.config.batch_size;
         let age_us = self.config.batch_age.as_micros() as i64;
         while !self.stopped() {
+            if let Some(flight) = in_flight.take() {
+                // While the batch is on its way: read the next one, and prune what
+                // the last one passed.
+                let head = self.log.head();
+                if pos.pending.len() < size
+                    && pos.read < head
+                    && let Err(e) = self.read_more(&mut pos, head)
+                {
+                    tracing::error!(sink = self.name(), "cannot read the sample log: {e}");
+                    self.note_error(&e.to_string());
+                }
+                if pos.pending.len() >= size {
+                    // The next batch is ready: its mark's fsync overlaps this send.
+                    let end = pos.read;
+                    self.mark(&mut pos, end);
+                }
+                if pos.pruned != pos.cursor {
+                    self.prune(&mut pos);
+                }
+                match flight.task.await {
+                    Ok((s, Outcome::Passed)) => {
+                        sink = Some(s);
+                        pos.cursor = flight.end;
+                        self.save_cursor(&mut pos);
+                        if pos.pending.len() < size {
+                            // No batch follows at once to prune beside.
+                            self.prune(&mut pos);
+                        }
+                    }
+                    Ok((_, Outcome::Stopped)) => break,
+                    Err(e) => {
+                        // The destination's code panicked: start it again, and the
+                        // batch (and what was read after it) from the cursor.
+                        tracing::error!(sink = self.name(), "the sink's sending task failed: {e}");
+                        self.note_error(&format!("the sending task failed: {e}"));
+                        sink = Some(open(&self.config, self.board.exposition()));
+                        pos.pending.clear();
+                        pos.first_commit_us = None;
+                        pos.read = pos.cursor;
+                        self.pause(Duration::from_secs(1)).await;
+                    }
+                }
+                continue;
+            }
             let signal = self.log.signal().notified();
             tokio::pin!(signal);
             signal.as_mut().enable();
             let head = self.log.head();
             self.drop_past_max_lag(&mut pos, head);
-            if pos.pending.len() < size && pos.read < head {
-                match self.log.read(pos.read, size) {
-                    Ok(entries) => {
-                        if entries.is_empty() {
-                            pos.read = head;
-                        }
-                        for e in entries {
-                            pos.read = e.seq + 1;
-                            if self.matches(&e.sample) {
-                                pos.first_commit_us.get_or_insert(e.commit_us);
-                                pos.pending.push((e.seq, e.sample));
-                                if pos.pending.len() >= size {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(sink = self.name(), "cannot read the sample log: {e}");
-                        self.board
-                            .update(self.name(), |r| r.last_error = Some(e.to_string()));
-                        self.pause(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
+            if pos.pending.len() < size
+                && pos.read < head
+                && let Err(e) = self.read_more(&mut pos, head)
+            {
+                tracing::error!(sink = self.name(), "cannot read the sample log: {e}");
+                self.note_error(&e.to_string());
+                self.pause(Duration::from_secs(1)).await;
+                continue;
             }
             let lag_us = pos.first_commit_us.map_or(0, |t| (now_us() - t).max(0));
             self.board.update(self.name(), |r| {
@@ -672,7 +783,10 @@ impl Worker {
                 r.lag_seconds = lag_us as f64 / 1e6;
             });
             if pos.pending.len() >= size || (!pos.pending.is_empty() && lag_us >= age_us) {
-                self.send_batch(&mut *sink, &mut pos).await;
+                let Some(s) = sink.take() else {
+                    break;
+                };
+                in_flight = Some(self.send(s, &mut pos));
                 continue;
             }
             if pos.pending.is_empty() && pos.read > pos.cursor {
@@ -680,8 +794,8 @@ impl Worker {
                 pos.cursor = pos.read;
             }
             if pos.cursor != pos.saved.0 && pos.saved.1.elapsed() >= SAVE_EVERY {
-                self.save(&mut pos, false);
-                self.prune();
+                self.save_cursor(&mut pos);
+                self.prune(&mut pos);
             }
             if pos.read < head && pos.pending.len() < size {
                 continue;
@@ -697,9 +811,39 @@ impl Worker {
                 _ = stop.changed() => {}
             }
         }
-        if pos.cursor != pos.saved.0 {
-            self.save(&mut pos, false);
+        if let Some(flight) = in_flight {
+            // Stopped: the batch in flight is abandoned, sent again next time.
+            flight.task.abort();
         }
+        if pos.cursor != pos.saved.0 {
+            self.save_cursor(&mut pos);
+        }
+    }
+
+    fn note_error(&self, text: &str) {
+        let text = text.to_owned();
+        self.board
+            .update(self.name(), |r| r.last_error = Some(text));
+    }
+
+    /// Hand the pending batch to `sink` on the runtime's worker thread, having
+    /// recorded durably that it may reach the destination.
+    fn send(&self, sink: Box<dyn Sink>, pos: &mut Position) -> InFlight {
+        let end = pos.read;
+        // The batch may reach the destination before the cursor moves: say so first.
+        self.mark(pos, end);
+        let resent = pos
+            .pending
+            .iter()
+            .filter(|(seq, _)| *seq < pos.resend_until)
+            .count() as u64;
+        let batch: Vec<Sample> = std::mem::take(&mut pos.pending)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        pos.first_commit_us = None;
+        let task = tokio::spawn(self.sender().send(sink, batch, resent, pos.cursor));
+        InFlight { end, task }
     }
 
     /// Skip the oldest entries when the sink is more than `max_lag` behind `head`.
@@ -725,7 +869,7 @@ impl Worker {
             "sink more than max_lag samples behind: the oldest are dropped"
         );
         self.board.update(self.name(), |r| r.dropped += skipped);
-        self.save(pos, false);
+        self.save_cursor(pos);
     }
 
     /// Sleep `d`, or less if stopped.
@@ -736,82 +880,80 @@ impl Worker {
             _ = stop.changed() => {}
         }
     }
+}
 
-    /// Send the pending batch until it is delivered, refused for good, dropped for
-    /// lag, or the sink stops.
-    async fn send_batch(&self, sink: &mut dyn Sink, pos: &mut Position) {
-        let batch: Vec<Sample> = pos.pending.iter().map(|(_, s)| s.clone()).collect();
+impl Sender {
+    /// Send `batch` (`resent` of its samples perhaps delivered before a restart;
+    /// `cursor` the sink's cursor, at its start) until it is delivered, refused for
+    /// good, dropped for lag, or the sink stops. Gives the sink back.
+    async fn send(
+        mut self,
+        mut sink: Box<dyn Sink>,
+        batch: Vec<Sample>,
+        resent: u64,
+        cursor: u64,
+    ) -> (Box<dyn Sink>, Outcome) {
+        let name = self.name.clone();
         let n = batch.len() as u64;
-        // The batch may reach the destination before the cursor moves: say so first.
-        self.save(pos, true);
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let mut stop = self.stop.clone();
             let result = tokio::select! {
                 r = sink.send(&batch) => r,
-                _ = stop.changed() => return,
+                _ = self.stop.changed() => return (sink, Outcome::Stopped),
             };
             match result {
                 Ok(()) => {
-                    let resent = pos
-                        .pending
-                        .iter()
-                        .filter(|(seq, _)| *seq < pos.resend_until)
-                        .count() as u64;
-                    self.board.update(self.name(), |r| {
+                    self.board.update(&name, |r| {
                         r.sent += n;
                         r.resent += resent;
                         r.state = "running".into();
                     });
-                    break;
+                    return (sink, Outcome::Passed);
                 }
                 Err(SinkError::Permanent(e)) => {
                     tracing::error!(
-                        sink = self.name(),
+                        sink = name.as_str(),
                         samples = n,
                         "batch refused for good, skipped: {e}"
                     );
-                    self.note_error(&SinkError::Permanent(e));
-                    self.board.update(self.name(), |r| {
+                    self.board.update(&name, |r| {
+                        r.last_error = Some(e);
                         r.failed += n;
                         r.state = "running".into();
                     });
-                    break;
+                    return (sink, Outcome::Passed);
                 }
-                Err(e) => {
+                Err(SinkError::Retryable(e)) => {
                     tracing::warn!(
-                        sink = self.name(),
+                        sink = name.as_str(),
                         retry_in_ms = backoff.as_millis() as u64,
                         "cannot send a batch: {e}"
                     );
-                    self.note_error(&e);
-                    self.board.update(self.name(), |r| {
+                    self.board.update(&name, |r| {
+                        r.last_error = Some(e);
                         r.retried += 1;
                         r.state = "retrying".into();
                     });
-                    let head = self.log.head();
-                    if head.saturating_sub(pos.cursor) > self.config.max_lag {
-                        self.board.update(self.name(), |r| r.dropped += n);
+                    if self.log.head().saturating_sub(cursor) > self.max_lag {
+                        self.board.update(&name, |r| r.dropped += n);
                         tracing::warn!(
-                            sink = self.name(),
+                            sink = name.as_str(),
                             samples = n,
                             "sink more than max_lag samples behind: the batch is dropped"
                         );
-                        break;
+                        return (sink, Outcome::Passed);
                     }
-                    self.pause(backoff).await;
-                    if self.stopped() {
-                        return;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stop.changed() => return (sink, Outcome::Stopped),
+                    }
+                    if *self.stop.borrow() {
+                        return (sink, Outcome::Stopped);
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
-        pos.pending.clear();
-        pos.first_commit_us = None;
-        pos.cursor = pos.read;
-        self.save(pos, false);
-        self.prune();
     }
 }
 

@@ -893,6 +893,87 @@ fn postgres_gets_the_matching_samples_once_through_outages_and_a_kill() {
     agent.stop();
 }
 
+/// The PostgreSQL sink writes a batch with `COPY`; a batch holding a row the table
+/// has already (a sample overwritten in the store, a resend) fails that `COPY` on
+/// the primary key and is upserted instead: the new value wins and the batch's
+/// other rows go in. The batches after it (upserted straight away) and a later
+/// `COPY` go in too.
+#[test]
+fn postgres_takes_a_batch_with_rows_it_has_by_upserting_it() {
+    use komlogd::model::{Sample, Value};
+    use komlogd::sinks::Sink;
+    use komlogd::sinks::postgres::{PostgresSink, UPSERTS_AFTER_A_CONFLICT};
+    if !postgres_up() {
+        return skip("no PostgreSQL at 127.0.0.1:5432");
+    }
+    let table = format!("komlog_sink_upsert_{}", std::process::id());
+    let mut pg = postgres_client();
+    pg.execute(&format!("DROP TABLE IF EXISTS {table}"));
+    struct DropTable(String);
+    impl Drop for DropTable {
+        fn drop(&mut self) {
+            postgres_client().execute(&format!("DROP TABLE IF EXISTS {}", self.0));
+        }
+    }
+    let _cleanup = DropTable(table.clone());
+    let sample = |uri: &str, ts: i64, value: Value| Sample {
+        uri: uri.into(),
+        ts,
+        value,
+    };
+    let mut sink = PostgresSink::new("postgres://postgres@127.0.0.1:5432/test", &table);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut send = |batch: Vec<Sample>| rt.block_on(sink.send(&batch));
+    // A fresh table: COPY.
+    send(vec![
+        sample("a.b", 1_000_000, Value::Datapoint(1.0)),
+        sample("a.b", 2_000_000, Value::Datapoint(2.0)),
+        sample("a.t", 1_000_000, Value::Datasource("one".into())),
+    ])
+    .unwrap();
+    // a.b at 2 s again with another value, and a.t at 1 s again: the batch is
+    // upserted, its new rows stored.
+    send(vec![
+        sample("a.b", 2_000_000, Value::Datapoint(20.0)),
+        sample("a.b", 3_000_000, Value::Datapoint(3.0)),
+        sample("a.t", 1_000_000, Value::Datasource("uno".into())),
+    ])
+    .unwrap();
+    // The next batches: upserted without trying COPY, then COPY again.
+    for i in 0..=UPSERTS_AFTER_A_CONFLICT as i64 {
+        send(vec![sample(
+            "a.c",
+            i * 1_000_000,
+            Value::Datapoint(i as f64),
+        )])
+        .unwrap();
+    }
+    send(vec![sample("a.b", 4_000_000, Value::Datapoint(4.0))]).unwrap();
+    let rows = pg_rows(&table);
+    let d = |uri: &str, s: i64, v: f64| -> Row {
+        (uri.into(), s * 1_000_000, "datapoint".into(), Some(v), None)
+    };
+    let mut want = vec![
+        d("a.b", 1, 1.0),
+        d("a.b", 2, 20.0),
+        d("a.b", 3, 3.0),
+        d("a.b", 4, 4.0),
+        (
+            "a.t".into(),
+            1_000_000,
+            "datasource".into(),
+            None,
+            Some("uno".into()),
+        ),
+    ];
+    want.extend((0..=UPSERTS_AFTER_A_CONFLICT as i64).map(|i| d("a.c", i, i as f64)));
+    want.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    assert_eq!(rows, want);
+}
+
 /// Every point of `measurement` in the database `sinktest`: (uri tag, time µs,
 /// value or text).
 fn influx_points(influx: &Influxd, measurement: &str) -> Vec<S> {
