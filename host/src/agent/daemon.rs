@@ -238,9 +238,32 @@ pub async fn run(
         listeners: listener_board.clone(),
         sinks: sink_board.clone(),
     };
-    // Bound before the control socket appears, so that `status` lists them.
-    let listeners =
+    // Bound before the control socket appears, so that `status` lists them; a
+    // reload restarts the ones whose block changed.
+    let mut listeners =
         crate::sources::listen::Listeners::start(config, &inbox, &listener_board, &shutdown).await;
+    let (listener_configs, mut new_listener_configs) = mpsc::unbounded_channel();
+    if let Some(r) = &reloader {
+        r.follow(move |c| {
+            let _ = listener_configs.send((c.statsd.clone(), c.line_protocol.clone()));
+        });
+    }
+    let mut listeners_stop = shutdown.clone();
+    let listeners = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = listeners_stop.wait_for(|s| *s).await;
+        };
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                Some((statsd, line_protocol)) = new_listener_configs.recv() => {
+                    listeners.apply(statsd.as_ref(), line_protocol.as_ref()).await;
+                }
+            }
+        }
+        listeners.join().await;
+    });
     let control = tokio::spawn(status::serve_control(
         status::control_socket_path(&config.dir),
         boards.clone(),
@@ -319,7 +342,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || r.stop()).await;
     }
     let _ = tokio::task::spawn_blocking(move || packages.stop()).await;
-    listeners.join().await;
+    let _ = listeners.await;
     // The job sender is gone: the forwarder ends once the queue is handed over.
     let _ = forwarder.await;
     if let Some(link) = link {

@@ -22,10 +22,11 @@
 //!   enabled, adds new ones, and swaps those whose block, module or agent-wide
 //!   limits changed; packages are added, removed and restarted the same way
 //!   ([`Packages::reload`]: an unchanged package keeps running and its job
-//!   timing); the sinks follow their `- sink:` blocks ([`Reloader::follow`]).
-//!   Settings other than impulses, packages, sinks and limits (jobs, logging,
-//!   server, username, max_chain_depth, the statsd and line_protocol listeners)
-//!   take effect at the next start; a change to them is logged as such.
+//!   timing); the sinks follow their `- sink:` blocks and the statsd and
+//!   line_protocol listeners theirs ([`Reloader::follow`]). Settings other than
+//!   impulses, packages, sinks, listeners and limits (jobs, logging, server,
+//!   username, max_chain_depth) take effect at the next start; a change to them
+//!   is logged as such.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -354,11 +355,6 @@ impl State {
             (
                 "max_chain_depth",
                 old.max_chain_depth != self.config.max_chain_depth,
-            ),
-            ("statsd", old.statsd != self.config.statsd),
-            (
-                "line_protocol",
-                old.line_protocol != self.config.line_protocol,
             ),
             (
                 "external jobs",

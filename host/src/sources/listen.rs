@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
+use crate::config::{LineProtocolConfig, StatsdConfig};
 use crate::impulses::Inbox;
 use crate::model::Sample;
 
@@ -105,10 +108,10 @@ impl ListenerStats {
         })
     }
 
-    /// Record the address the listener is bound to.
-    pub fn set_listen(&self, addr: SocketAddr) {
+    /// Record the address the listener is bound to (none: not bound).
+    pub fn set_listen(&self, addr: Option<SocketAddr>) {
         if let Ok(mut l) = self.listen.lock() {
-            *l = Some(addr);
+            *l = addr;
         }
     }
 
@@ -244,6 +247,13 @@ impl ListenerBoard {
             .unwrap_or_default()
     }
 
+    /// Take the listener of `protocol` off the board (its block was removed).
+    pub fn remove(&self, protocol: &str) {
+        if let Ok(mut l) = self.listeners.lock() {
+            l.retain(|s| s.protocol != protocol);
+        }
+    }
+
     /// The counters of the listener of `protocol`, if one runs.
     pub fn get(&self, protocol: &str) -> Option<ListenerReport> {
         self.snapshot().into_iter().find(|r| r.protocol == protocol)
@@ -264,83 +274,203 @@ pub fn prefixed(prefix: Option<&str>, uri: String) -> String {
     }
 }
 
-/// The listeners a configuration asks for, once started.
-#[derive(Default)]
+/// A running listener: its configuration, counters, stop signal and task.
+struct Running<C, H> {
+    config: C,
+    stats: Arc<ListenerStats>,
+    stop: watch::Sender<bool>,
+    handle: H,
+}
+
+/// The listeners a configuration asks for, once started. A reload restarts the
+/// ones whose block changed ([`Listeners::apply`]); their counters go on.
 pub struct Listeners {
-    statsd: Option<super::statsd::StatsdListener>,
-    line_protocol: Option<tokio::task::JoinHandle<()>>,
+    statsd: Option<Running<StatsdConfig, super::statsd::StatsdListener>>,
+    line_protocol: Option<Running<LineProtocolConfig, tokio::task::JoinHandle<()>>>,
+    inbox: Inbox,
+    board: ListenerBoard,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Listeners {
     /// Bind and start the `statsd` and `line_protocol` listeners of `config`,
     /// adding their counters to `board`. One that cannot bind is logged and
-    /// left out; the agent runs on. Must be called inside a tokio runtime.
+    /// left out; the agent runs on. They stop when `shutdown` turns true. Must
+    /// be called inside a tokio runtime.
     pub async fn start(
         config: &crate::config::Config,
         inbox: &Inbox,
         board: &ListenerBoard,
-        shutdown: &tokio::sync::watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Listeners {
-        let mut running = Listeners::default();
-        if let Some(c) = &config.statsd {
-            let started = super::statsd::bind(c).and_then(|socket| {
-                let stats = ListenerStats::new("statsd");
-                if let Ok(addr) = socket.local_addr() {
-                    stats.set_listen(addr);
-                }
-                board.add(Arc::clone(&stats));
-                let addr = socket.local_addr();
-                super::statsd::StatsdListener::start(
-                    socket,
-                    c,
-                    inbox.clone(),
-                    stats,
-                    shutdown.clone(),
-                )
-                .map(|l| (l, addr))
-            });
-            match started {
-                Ok((l, addr)) => {
-                    tracing::info!(listen = ?addr.ok(), "taking StatsD metrics over UDP");
-                    running.statsd = Some(l);
-                }
-                Err(e) => tracing::error!(listen = %c.listen, "cannot take StatsD metrics: {e}"),
-            }
-        }
-        if let Some(c) = &config.line_protocol {
-            match tokio::net::TcpListener::bind(c.listen).await {
-                Ok(listener) => {
-                    let stats = ListenerStats::new("line_protocol");
-                    let addr = listener.local_addr().ok();
-                    if let Some(a) = addr {
-                        stats.set_listen(a);
-                    }
-                    board.add(Arc::clone(&stats));
-                    tracing::info!(listen = ?addr, "taking InfluxDB line protocol writes over HTTP");
-                    running.line_protocol = Some(tokio::spawn(super::line_protocol::serve(
-                        listener,
-                        c.prefix.clone(),
-                        inbox.clone(),
-                        stats,
-                        shutdown.clone(),
-                    )));
-                }
-                Err(e) => {
-                    tracing::error!(listen = %c.listen, "cannot take line protocol writes: {e}")
-                }
-            }
-        }
+        let mut running = Listeners {
+            statsd: None,
+            line_protocol: None,
+            inbox: inbox.clone(),
+            board: board.clone(),
+            shutdown: shutdown.clone(),
+        };
         running
+            .apply(config.statsd.as_ref(), config.line_protocol.as_ref())
+            .await;
+        running
+    }
+
+    /// Follow a new configuration: a listener whose block changed is stopped
+    /// (StatsD stores its last interval) and started again with the new block,
+    /// keeping its counters; a removed one is stopped and leaves the status; a
+    /// new one starts. Unchanged ones run on untouched.
+    pub async fn apply(
+        &mut self,
+        statsd: Option<&StatsdConfig>,
+        line_protocol: Option<&LineProtocolConfig>,
+    ) {
+        if self.statsd.as_ref().map(|r| &r.config) != statsd {
+            let stats = match self.statsd.take() {
+                Some(old) => {
+                    let _ = old.stop.send(true);
+                    let listener = old.handle;
+                    let _ = tokio::task::spawn_blocking(move || listener.join()).await;
+                    tracing::info!("StatsD listener stopped");
+                    Some(old.stats)
+                }
+                None => None,
+            };
+            match statsd {
+                Some(c) => self.statsd = self.start_statsd(c, stats),
+                None => self.board.remove("statsd"),
+            }
+        }
+        if self.line_protocol.as_ref().map(|r| &r.config) != line_protocol {
+            let stats = match self.line_protocol.take() {
+                Some(old) => {
+                    let _ = old.stop.send(true);
+                    let _ = old.handle.await;
+                    tracing::info!("line protocol listener stopped");
+                    Some(old.stats)
+                }
+                None => None,
+            };
+            match line_protocol {
+                Some(c) => self.line_protocol = self.start_line_protocol(c, stats).await,
+                None => self.board.remove("line_protocol"),
+            }
+        }
+    }
+
+    /// A stop signal that also turns true with the agent's shutdown.
+    fn stop_signal(&self) -> (watch::Sender<bool>, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(*self.shutdown.borrow());
+        let mut shutdown = self.shutdown.clone();
+        let forward = tx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => { let _ = forward.send(true); }
+                _ = forward.closed() => {}
+            }
+        });
+        (tx, rx)
+    }
+
+    /// Counters for `protocol`: `kept` (a restart: they stay on the board, shown
+    /// unbound if the new address cannot be bound), or new ones, which go on the
+    /// board once bound.
+    fn stats_for(
+        &self,
+        protocol: &'static str,
+        kept: Option<Arc<ListenerStats>>,
+    ) -> (Arc<ListenerStats>, bool) {
+        match kept {
+            Some(stats) => (stats, false),
+            None => (ListenerStats::new(protocol), true),
+        }
+    }
+
+    fn start_statsd(
+        &self,
+        c: &StatsdConfig,
+        kept: Option<Arc<ListenerStats>>,
+    ) -> Option<Running<StatsdConfig, super::statsd::StatsdListener>> {
+        let (stats, new) = self.stats_for("statsd", kept);
+        let (stop, stopped) = self.stop_signal();
+        let started = super::statsd::bind(c).and_then(|socket| {
+            let addr = socket.local_addr()?;
+            stats.set_listen(Some(addr));
+            super::statsd::StatsdListener::start(
+                socket,
+                c,
+                self.inbox.clone(),
+                Arc::clone(&stats),
+                stopped,
+            )
+            .map(|l| (l, addr))
+        });
+        match started {
+            Ok((handle, addr)) => {
+                if new {
+                    self.board.add(Arc::clone(&stats));
+                }
+                tracing::info!(listen = %addr, "taking StatsD metrics over UDP");
+                Some(Running {
+                    config: c.clone(),
+                    stats,
+                    stop,
+                    handle,
+                })
+            }
+            Err(e) => {
+                stats.set_listen(None);
+                tracing::error!(listen = %c.listen, "cannot take StatsD metrics: {e}");
+                None
+            }
+        }
+    }
+
+    async fn start_line_protocol(
+        &self,
+        c: &LineProtocolConfig,
+        kept: Option<Arc<ListenerStats>>,
+    ) -> Option<Running<LineProtocolConfig, tokio::task::JoinHandle<()>>> {
+        let (stats, new) = self.stats_for("line_protocol", kept);
+        match tokio::net::TcpListener::bind(c.listen).await {
+            Ok(listener) => {
+                let addr = listener.local_addr().ok();
+                stats.set_listen(addr);
+                if new {
+                    self.board.add(Arc::clone(&stats));
+                }
+                tracing::info!(listen = ?addr, "taking InfluxDB line protocol writes over HTTP");
+                let (stop, stopped) = self.stop_signal();
+                let handle = tokio::spawn(super::line_protocol::serve(
+                    listener,
+                    c.prefix.clone(),
+                    self.inbox.clone(),
+                    Arc::clone(&stats),
+                    stopped,
+                ));
+                Some(Running {
+                    config: c.clone(),
+                    stats,
+                    stop,
+                    handle,
+                })
+            }
+            Err(e) => {
+                stats.set_listen(None);
+                tracing::error!(listen = %c.listen, "cannot take line protocol writes: {e}");
+                None
+            }
+        }
     }
 
     /// Wait for the listeners to end after the shutdown signal (StatsD
     /// stores its last interval first).
     pub async fn join(self) {
         if let Some(l) = self.statsd {
-            let _ = tokio::task::spawn_blocking(move || l.join()).await;
+            let _ = tokio::task::spawn_blocking(move || l.handle.join()).await;
         }
         if let Some(t) = self.line_protocol {
-            let _ = t.await;
+            let _ = t.handle.await;
         }
     }
 }
@@ -353,7 +483,7 @@ mod tests {
     fn counters_show_in_status_and_metrics() {
         let board = ListenerBoard::default();
         let stats = ListenerStats::new("statsd");
-        stats.set_listen(SocketAddr::from(([127, 0, 0, 1], 8125)));
+        stats.set_listen(Some(SocketAddr::from(([127, 0, 0, 1], 8125))));
         board.add(Arc::clone(&stats));
         stats.add_lines(3);
         stats.bad(&BadLine::new(BadKind::Uri, "empty"), b":1|c");

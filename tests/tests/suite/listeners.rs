@@ -413,3 +413,83 @@ fn malformed_input_is_counted_and_the_listeners_keep_serving() {
     );
     assert_eq!(r.samples, 2, "{r:?}");
 }
+
+/// The listeners of `socket`'s agent now: (protocol, port) each.
+fn listening(socket: &Path) -> Vec<(String, Option<u16>)> {
+    let report = status::query(socket).expect("status");
+    report
+        .listeners
+        .into_iter()
+        .map(|l| {
+            let port = l
+                .listen
+                .and_then(|a| a.rsplit(':').next().and_then(|p| p.parse().ok()));
+            (l.protocol, port)
+        })
+        .collect()
+}
+
+/// Wait (up to [`WAIT`]) until the agent's listeners are as `check` wants.
+fn wait_listening(socket: &Path, what: &str, check: impl Fn(&[(String, Option<u16>)]) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = listening(socket);
+        if check(&now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_reload_moves_adds_and_removes_listeners() {
+    let dir = AgentDir::new("- statsd:\n    listen: 127.0.0.1:0\n    flush: 100ms\n");
+    let agent = RunningAgent::start(&dir);
+    let socket = control_socket_path(dir.path());
+    let first = port(&socket, "statsd");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"before:1|c", ("127.0.0.1", first)).unwrap();
+    wait_stored(&socket, "before", |r| numbers(r).iter().sum::<f64>() >= 1.0);
+
+    // StatsD moves to another port with a prefix; line protocol is added.
+    let moved = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
+    dir.write_config(&format!(
+        "- statsd:\n    listen: 127.0.0.1:{moved}\n    flush: 100ms\n    prefix: moved\n\
+         - line_protocol:\n    listen: 127.0.0.1:0\n"
+    ));
+    wait_listening(&socket, "statsd moved, line protocol added", |l| {
+        l.contains(&("statsd".into(), Some(moved)))
+            && l.iter()
+                .any(|(p, port)| p == "line_protocol" && port.is_some())
+    });
+    // The old port is let go.
+    UdpSocket::bind(("127.0.0.1", first)).expect("the old StatsD port is free");
+    udp.send_to(b"after:2|c", ("127.0.0.1", moved)).unwrap();
+    wait_stored(&socket, "moved.after", |r| {
+        numbers(r).iter().sum::<f64>() >= 2.0
+    });
+    assert_eq!(
+        listener(&socket, "statsd").lines,
+        2,
+        "the counters go on across the restart"
+    );
+    let lp = port(&socket, "line_protocol");
+    assert_eq!(post(lp, "/write", b"lp v=3 1000000000").0, 204);
+    assert_eq!(numbers(&stored(&socket, "lp.v")), vec![3.0]);
+
+    // StatsD's block removed: it stops; line protocol's block is unchanged and
+    // keeps its port.
+    dir.write_config("- line_protocol:\n    listen: 127.0.0.1:0\n");
+    wait_listening(&socket, "statsd removed", |l| {
+        l.iter().all(|(p, _)| p != "statsd")
+    });
+    UdpSocket::bind(("127.0.0.1", moved)).expect("the StatsD port is free");
+    assert_eq!(port(&socket, "line_protocol"), lp);
+    assert_eq!(post(lp, "/write", b"lp v=4 2000000000").0, 204);
+    assert_eq!(numbers(&stored(&socket, "lp.v")), vec![4.0, 3.0]);
+    drop(agent);
+}
