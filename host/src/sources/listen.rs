@@ -386,6 +386,26 @@ impl Listeners {
         }
     }
 
+    /// A listener started on `config`: its counters go on the board if `new`.
+    fn running<C: Clone, H>(
+        &self,
+        config: &C,
+        stats: Arc<ListenerStats>,
+        new: bool,
+        stop: watch::Sender<bool>,
+        handle: H,
+    ) -> Running<C, H> {
+        if new {
+            self.board.add(Arc::clone(&stats));
+        }
+        Running {
+            config: config.clone(),
+            stats,
+            stop,
+            handle,
+        }
+    }
+
     fn start_statsd(
         &self,
         c: &StatsdConfig,
@@ -407,16 +427,8 @@ impl Listeners {
         });
         match started {
             Ok((handle, addr)) => {
-                if new {
-                    self.board.add(Arc::clone(&stats));
-                }
                 tracing::info!(listen = %addr, "taking StatsD metrics over UDP");
-                Some(Running {
-                    config: c.clone(),
-                    stats,
-                    stop,
-                    handle,
-                })
+                Some(self.running(c, stats, new, stop, handle))
             }
             Err(e) => {
                 stats.set_listen(None);
@@ -436,9 +448,6 @@ impl Listeners {
             Ok(listener) => {
                 let addr = listener.local_addr().ok();
                 stats.set_listen(addr);
-                if new {
-                    self.board.add(Arc::clone(&stats));
-                }
                 tracing::info!(listen = ?addr, "taking InfluxDB line protocol writes over HTTP");
                 let (stop, stopped) = self.stop_signal();
                 let handle = tokio::spawn(super::line_protocol::serve(
@@ -448,12 +457,7 @@ impl Listeners {
                     Arc::clone(&stats),
                     stopped,
                 ));
-                Some(Running {
-                    config: c.clone(),
-                    stats,
-                    stop,
-                    handle,
-                })
+                Some(self.running(c, stats, new, stop, handle))
             }
             Err(e) => {
                 stats.set_listen(None);

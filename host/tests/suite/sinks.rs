@@ -829,6 +829,24 @@ fn postgres_client() -> Pg {
     Pg { rt, client }
 }
 
+/// A table of this test process's own (`prefix_<pid>`), dropped when made and
+/// when the guard goes.
+struct PgTable(String);
+
+impl PgTable {
+    fn new(prefix: &str) -> PgTable {
+        let name = format!("{prefix}_{}", std::process::id());
+        postgres_client().execute(&format!("DROP TABLE IF EXISTS {name}"));
+        PgTable(name)
+    }
+}
+
+impl Drop for PgTable {
+    fn drop(&mut self) {
+        postgres_client().execute(&format!("DROP TABLE IF EXISTS {}", self.0));
+    }
+}
+
 fn postgres_up() -> bool {
     TcpStream::connect_timeout(&POSTGRES.parse().unwrap(), Duration::from_secs(2)).is_ok()
 }
@@ -838,16 +856,8 @@ fn postgres_gets_the_matching_samples_once_through_outages_and_a_kill() {
     if !postgres_up() {
         return skip("no PostgreSQL at 127.0.0.1:5432");
     }
-    let table = format!("komlog_sink_test_{}", std::process::id());
-    let mut pg = postgres_client();
-    pg.execute(&format!("DROP TABLE IF EXISTS {table}"));
-    struct DropTable(String);
-    impl Drop for DropTable {
-        fn drop(&mut self) {
-            postgres_client().execute(&format!("DROP TABLE IF EXISTS {}", self.0));
-        }
-    }
-    let _cleanup = DropTable(table.clone());
+    let table = PgTable::new("komlog_sink_test");
+    let table = table.0.as_str();
     // Nothing listens at the relay's port yet: the sink starts by retrying.
     let mut relay = Relay::new(POSTGRES);
     let base = now_us();
@@ -865,7 +875,7 @@ fn postgres_gets_the_matching_samples_once_through_outages_and_a_kill() {
         .filter(|(u, _, _)| u != "host.cpu.user")
         .cloned()
         .collect();
-    let rows = until_count("rows", want.len(), || pg_rows(&table));
+    let rows = until_count("rows", want.len(), || pg_rows(table));
     let as_sample = |r: &Row| {
         let v = match (r.2.as_str(), r.3, &r.4) {
             ("datapoint", Some(v), None) => Val::D(v),
@@ -886,7 +896,7 @@ fn postgres_gets_the_matching_samples_once_through_outages_and_a_kill() {
         base,
     ));
     let rows = until_count("rows after the outage and the kill", sent.len(), || {
-        pg_rows(&table)
+        pg_rows(table)
     });
     sent.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
     assert_eq!(rows.iter().map(as_sample).collect::<Vec<_>>(), sent);
@@ -906,22 +916,14 @@ fn postgres_takes_a_batch_with_rows_it_has_by_upserting_it() {
     if !postgres_up() {
         return skip("no PostgreSQL at 127.0.0.1:5432");
     }
-    let table = format!("komlog_sink_upsert_{}", std::process::id());
-    let mut pg = postgres_client();
-    pg.execute(&format!("DROP TABLE IF EXISTS {table}"));
-    struct DropTable(String);
-    impl Drop for DropTable {
-        fn drop(&mut self) {
-            postgres_client().execute(&format!("DROP TABLE IF EXISTS {}", self.0));
-        }
-    }
-    let _cleanup = DropTable(table.clone());
+    let table = PgTable::new("komlog_sink_upsert");
+    let table = table.0.as_str();
     let sample = |uri: &str, ts: i64, value: Value| Sample {
         uri: uri.into(),
         ts,
         value,
     };
-    let mut sink = PostgresSink::new("postgres://postgres@127.0.0.1:5432/test", &table);
+    let mut sink = PostgresSink::new("postgres://postgres@127.0.0.1:5432/test", table);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -952,7 +954,7 @@ fn postgres_takes_a_batch_with_rows_it_has_by_upserting_it() {
         .unwrap();
     }
     send(vec![sample("a.b", 4_000_000, Value::Datapoint(4.0))]).unwrap();
-    let rows = pg_rows(&table);
+    let rows = pg_rows(table);
     let d = |uri: &str, s: i64, v: f64| -> Row {
         (uri.into(), s * 1_000_000, "datapoint".into(), Some(v), None)
     };
