@@ -325,7 +325,7 @@ pub const METRICS: Section = Section {
 /// `- statsd:`.
 pub const STATSD: Section = Section {
     path: "statsd",
-    about: "The StatsD listener: counters, gauges, timers, histograms and sets over UDP, aggregated and written as datapoints every `flush` (see [Listeners](listeners.md)). `- statsd:` alone takes the defaults; `- statsd: ADDR:PORT` is short for a map with only `listen`. A change takes effect when komlogd restarts.",
+    about: "The StatsD listener: counters, gauges, timers, histograms and sets over UDP, aggregated and written as datapoints every `flush` (see [Listeners](listeners.md)). `- statsd:` alone takes the defaults; `- statsd: ADDR:PORT` is short for a map with only `listen`. A reload that changes the block restarts the listener with it (its last interval stored first, its counters kept); a removed block stops it.",
     keys: &[
         key(
             "listen",
@@ -357,7 +357,7 @@ pub const STATSD: Section = Section {
 /// `- line_protocol:`.
 pub const LINE_PROTOCOL: Section = Section {
     path: "line_protocol",
-    about: "The InfluxDB line protocol listener: `POST /write` (1.x) and `POST /api/v2/write` (2.x) over HTTP, each field of a point written as a sample of `measurement.field` (see [Listeners](listeners.md)). `- line_protocol:` alone takes the defaults; `- line_protocol: ADDR:PORT` is short for a map with only `listen`. A change takes effect when komlogd restarts.",
+    about: "The InfluxDB line protocol listener: `POST /write` (1.x) and `POST /api/v2/write` (2.x) over HTTP, each field of a point written as a sample of `measurement.field` (see [Listeners](listeners.md)). `- line_protocol:` alone takes the defaults; `- line_protocol: ADDR:PORT` is short for a map with only `listen`. A reload that changes the block restarts the listener with it (its counters kept); a removed block stops it.",
     keys: &[
         key(
             "listen",
