@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use komlogd::config::{Destination, FileFormat, SinkConfig};
 use komlogd::model::{Sample, Value};
-use komlogd::sinks::{SinkBoard, Sinks, UriPattern};
+use komlogd::sinks::{SinkBoard, SinkReport, Sinks, UriPattern};
 use komlogd::store::Store;
 
 #[path = "../tests/common/influxd.rs"]
@@ -57,13 +57,13 @@ fn sink(name: &str, destination: Destination) -> SinkConfig {
     }
 }
 
-/// The sink `name`'s count of failed tries so far.
-fn retried(board: &SinkBoard, name: &str) -> u64 {
+/// The sink `name`'s report.
+fn report(board: &SinkBoard, name: &str) -> SinkReport {
     board
         .snapshot()
         .into_iter()
         .find(|r| r.name == name)
-        .map_or(0, |r| r.retried)
+        .expect("the sink's report")
 }
 
 /// Wait (at most 600 s) until the sink `name` has sent `n` samples; say so if
@@ -71,11 +71,7 @@ fn retried(board: &SinkBoard, name: &str) -> u64 {
 fn wait_until_sent(board: &SinkBoard, name: &str, n: usize, retried_before: u64) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let report = board
-            .snapshot()
-            .into_iter()
-            .find(|r| r.name == name)
-            .expect("the sink's report");
+        let report = report(board, name);
         if report.sent >= n as u64 {
             if report.retried > retried_before {
                 println!(
@@ -135,7 +131,7 @@ fn drain(unreachable: SinkConfig, config: SinkConfig, data: &[Sample]) -> Durati
     for chunk in data.chunks(BATCH) {
         store.append(chunk).expect("append");
     }
-    let before = retried(&board, &name);
+    let before = report(&board, &name).retried;
     let t0 = Instant::now();
     sinks.apply(&[config]);
     wait_until_sent(&board, &name, data.len(), before);

@@ -671,8 +671,23 @@ impl Worker {
     }
 
     /// Read entries from `pos.read` into `pos.pending`, the matching ones, until
-    /// it holds a batch or the log's `head` is reached.
-    fn read_more(&self, pos: &mut Position, head: u64) -> Result<(), StoreError> {
+    /// it holds a batch or the log's `head` is reached (nothing to do when it does
+    /// already). False, with the error logged and noted, when the log cannot be read.
+    fn read_more(&self, pos: &mut Position, head: u64) -> bool {
+        if pos.pending.len() >= self.config.batch_size || pos.read >= head {
+            return true;
+        }
+        match self.read_entries(pos, head) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(sink = self.name(), "cannot read the sample log: {e}");
+                self.note_error(e.to_string());
+                false
+            }
+        }
+    }
+
+    fn read_entries(&self, pos: &mut Position, head: u64) -> Result<(), StoreError> {
         let size = self.config.batch_size;
         let entries = self.log.read(pos.read, size)?;
         if entries.is_empty() {
@@ -722,14 +737,7 @@ impl Worker {
             if let Some(flight) = in_flight.take() {
                 // While the batch is on its way: read the next one, and prune what
                 // the last one passed.
-                let head = self.log.head();
-                if pos.pending.len() < size
-                    && pos.read < head
-                    && let Err(e) = self.read_more(&mut pos, head)
-                {
-                    tracing::error!(sink = self.name(), "cannot read the sample log: {e}");
-                    self.note_error(&e.to_string());
-                }
+                self.read_more(&mut pos, self.log.head());
                 if pos.pending.len() >= size {
                     // The next batch is ready: its mark's fsync overlaps this send.
                     let end = pos.read;
@@ -753,7 +761,7 @@ impl Worker {
                         // The destination's code panicked: start it again, and the
                         // batch (and what was read after it) from the cursor.
                         tracing::error!(sink = self.name(), "the sink's sending task failed: {e}");
-                        self.note_error(&format!("the sending task failed: {e}"));
+                        self.note_error(format!("the sending task failed: {e}"));
                         sink = Some(open(&self.config, self.board.exposition()));
                         pos.pending.clear();
                         pos.first_commit_us = None;
@@ -768,12 +776,7 @@ impl Worker {
             signal.as_mut().enable();
             let head = self.log.head();
             self.drop_past_max_lag(&mut pos, head);
-            if pos.pending.len() < size
-                && pos.read < head
-                && let Err(e) = self.read_more(&mut pos, head)
-            {
-                tracing::error!(sink = self.name(), "cannot read the sample log: {e}");
-                self.note_error(&e.to_string());
+            if !self.read_more(&mut pos, head) {
                 self.pause(Duration::from_secs(1)).await;
                 continue;
             }
@@ -820,8 +823,7 @@ impl Worker {
         }
     }
 
-    fn note_error(&self, text: &str) {
-        let text = text.to_owned();
+    fn note_error(&self, text: String) {
         self.board
             .update(self.name(), |r| r.last_error = Some(text));
     }

@@ -328,11 +328,9 @@ impl Listeners {
         if self.statsd.as_ref().map(|r| &r.config) != statsd {
             let stats = match self.statsd.take() {
                 Some(old) => {
-                    let _ = old.stop.send(true);
-                    let listener = old.handle;
-                    let _ = tokio::task::spawn_blocking(move || listener.join()).await;
+                    let stats = old.stop().await;
                     tracing::info!("StatsD listener stopped");
-                    Some(old.stats)
+                    Some(stats)
                 }
                 None => None,
             };
@@ -344,10 +342,9 @@ impl Listeners {
         if self.line_protocol.as_ref().map(|r| &r.config) != line_protocol {
             let stats = match self.line_protocol.take() {
                 Some(old) => {
-                    let _ = old.stop.send(true);
-                    let _ = old.handle.await;
+                    let stats = old.stop().await;
                     tracing::info!("line protocol listener stopped");
-                    Some(old.stats)
+                    Some(stats)
                 }
                 None => None,
             };
@@ -372,21 +369,9 @@ impl Listeners {
         (tx, rx)
     }
 
-    /// Counters for `protocol`: `kept` (a restart: they stay on the board, shown
-    /// unbound if the new address cannot be bound), or new ones, which go on the
-    /// board once bound.
-    fn stats_for(
-        &self,
-        protocol: &'static str,
-        kept: Option<Arc<ListenerStats>>,
-    ) -> (Arc<ListenerStats>, bool) {
-        match kept {
-            Some(stats) => (stats, false),
-            None => (ListenerStats::new(protocol), true),
-        }
-    }
-
-    /// A listener started on `config`: its counters go on the board if `new`.
+    /// A listener started on `config`. Its counters go on the board if `new`;
+    /// kept ones (a restart) are there already, shown unbound if the new address
+    /// could not be bound.
     fn running<C: Clone, H>(
         &self,
         config: &C,
@@ -411,7 +396,8 @@ impl Listeners {
         c: &StatsdConfig,
         kept: Option<Arc<ListenerStats>>,
     ) -> Option<Running<StatsdConfig, super::statsd::StatsdListener>> {
-        let (stats, new) = self.stats_for("statsd", kept);
+        let new = kept.is_none();
+        let stats = kept.unwrap_or_else(|| ListenerStats::new("statsd"));
         let (stop, stopped) = self.stop_signal();
         let started = super::statsd::bind(c).and_then(|socket| {
             let addr = socket.local_addr()?;
@@ -443,7 +429,8 @@ impl Listeners {
         c: &LineProtocolConfig,
         kept: Option<Arc<ListenerStats>>,
     ) -> Option<Running<LineProtocolConfig, tokio::task::JoinHandle<()>>> {
-        let (stats, new) = self.stats_for("line_protocol", kept);
+        let new = kept.is_none();
+        let stats = kept.unwrap_or_else(|| ListenerStats::new("line_protocol"));
         match tokio::net::TcpListener::bind(c.listen).await {
             Ok(listener) => {
                 let addr = listener.local_addr().ok();
@@ -471,11 +458,30 @@ impl Listeners {
     /// stores its last interval first).
     pub async fn join(self) {
         if let Some(l) = self.statsd {
-            let _ = tokio::task::spawn_blocking(move || l.handle.join()).await;
+            l.stop().await;
         }
-        if let Some(t) = self.line_protocol {
-            let _ = t.handle.await;
+        if let Some(l) = self.line_protocol {
+            l.stop().await;
         }
+    }
+}
+
+impl Running<StatsdConfig, super::statsd::StatsdListener> {
+    /// Stop the listener (it stores its last interval first); its counters.
+    async fn stop(self) -> Arc<ListenerStats> {
+        let _ = self.stop.send(true);
+        let listener = self.handle;
+        let _ = tokio::task::spawn_blocking(move || listener.join()).await;
+        self.stats
+    }
+}
+
+impl Running<LineProtocolConfig, tokio::task::JoinHandle<()>> {
+    /// Stop the listener; its counters.
+    async fn stop(self) -> Arc<ListenerStats> {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
+        self.stats
     }
 }
 
