@@ -264,6 +264,11 @@ async function main() {
   await b.waitForFunction((span) => window.komlogWeb.range().span < span * 0.9, panned.span);
   const wheeled = await b.evaluate(() => window.komlogWeb.range());
   check(wheeled.from > panned.from && wheeled.to < panned.to, `wheel zoomed in: ${JSON.stringify(wheeled)}`);
+  // Around the pointer, in the middle of the shown range (even while the chart
+  // may still draw the range before the pan).
+  const middle = (r) => (r.from + r.to) / 2;
+  check(Math.abs(middle(wheeled) - middle(panned)) < panned.span * 0.02,
+    `wheel zoomed around the pointer: ${JSON.stringify({ panned, wheeled })}`);
   step('zoom by dragging and by the wheel, pan');
 
   // The address of the chart opens the same chart in another tab.

@@ -513,10 +513,10 @@ function makePlot(uris, all, height, box) {
     hooks: {
       setSelect: [(u) => {
         if (u.select.width < 3) return;
-        const a = u.posToVal(u.select.left, 'x');
-        const b = u.posToVal(u.select.left + u.select.width, 'x');
+        const a = timeAt(u, u.select.left);
+        const b = timeAt(u, u.select.left + u.select.width);
         u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
-        setRange(a * 1e6, b * 1e6, false);
+        setRange(a, b, false);
       }],
       draw: [() => {
         if (!state.drawn) {
@@ -579,9 +579,16 @@ function enableMouse(u) {
   }, true);
   u.over.addEventListener('wheel', (ev) => {
     ev.preventDefault();
-    const at = u.posToVal(overX(u, ev), 'x') * 1e6;
-    zoom(ev.deltaY < 0 ? 0.8 : 1.25, at);
+    zoom(ev.deltaY < 0 ? 0.8 : 1.25, timeAt(u, overX(u, ev)));
   }, { passive: false });
+}
+
+// The time (µs) at `x` CSS pixels into a chart's plotting area, read from the
+// shown range rather than from the chart's scale: a pan or a zoom sets the
+// range at once, and the chart may draw the previous one until its data comes.
+function timeAt(u, x) {
+  const { from, to } = state.range;
+  return from + (x / u.over.clientWidth) * (to - from);
 }
 
 // The pointer's x in the chart's plotting area, in CSS pixels (an event's
