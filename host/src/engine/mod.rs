@@ -6,6 +6,8 @@
 //!   ticker thread) — [`runtime`];
 //! - the on-disk cache of compiled artifacts, keyed by the module's SHA-256 and the
 //!   engine's compatibility hash, so a restart never recompiles — [`cache`];
+//! - the on-disk cache of compiled functions, so a new version of a module
+//!   compiles only the functions not seen before — [`function_cache`];
 //! - loading a `.wasm` and checking that it implements the `impulse` world — [`runtime`];
 //! - a call's deadline: epoch ticks, demotion of long calls, and the monotonic
 //!   clock guests see, whose waits end at the deadline — [`deadline`];
@@ -20,10 +22,12 @@
 pub mod bindings;
 pub mod cache;
 pub(crate) mod deadline;
+pub mod function_cache;
 pub mod guest_log;
 pub mod instance;
 pub mod runtime;
 
+pub use function_cache::CompileReport;
 pub use instance::{
     CallError, FailureKind, Instance, Limits, error_reason, one_line, wasm_backtrace,
 };

@@ -13,6 +13,7 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use super::bindings::ImpulseIndices;
 use super::bindings::stateful::StatefulImpulseIndices;
 use super::cache::{ArtifactCache, engine_fingerprint, module_hash};
+use super::function_cache::{CompileReport, FunctionCache};
 use super::instance::{self, CallError, Exports, GuestState, Instance, Limits};
 use crate::packages::counters::ImpulseCounters;
 
@@ -208,6 +209,9 @@ struct EngineInner {
     engine: wasmtime::Engine,
     linker: Linker<GuestState>,
     cache: Option<ArtifactCache>,
+    /// Compiled functions, for compiling a module that shares code with one
+    /// compiled before; beside `cache`.
+    functions: Option<Arc<FunctionCache>>,
     tick: Duration,
     fuel: bool,
     max_memory_bytes: u64,
@@ -253,6 +257,15 @@ impl Engine {
                 wasmtime::OptLevel::None
             })
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let functions = config
+            .cache_dir
+            .as_ref()
+            .map(|dir| Arc::new(FunctionCache::new(dir.join("functions"))));
+        if let Some(functions) = &functions {
+            wasm_config
+                .enable_incremental_compilation(functions.clone())
+                .map_err(engine_err)?;
+        }
         let engine = wasmtime::Engine::new(&wasm_config).map_err(engine_err)?;
         let mut linker = Linker::new(&engine);
         instance::add_to_linker(&mut linker).map_err(engine_err)?;
@@ -269,6 +282,7 @@ impl Engine {
                 engine,
                 linker,
                 cache,
+                functions,
                 tick: config.epoch_tick,
                 fuel: config.fuel,
                 max_memory_bytes: config.max_memory_bytes,
@@ -299,7 +313,8 @@ impl Engine {
         if let Some(inner) = self.live_module(&key) {
             return Ok(Module { inner });
         }
-        let (component, from_cache) = self.component(bytes, &hash, path)?;
+        let (component, origin) = self.component(bytes, &hash, path)?;
+        let from_cache = origin == Origin::Cache;
         let (pre, impulse) = self
             .inner
             .linker
@@ -330,7 +345,7 @@ impl Engine {
             hash,
             exports,
             engine: self.clone(),
-            from_cache,
+            origin,
         });
         if let Ok(mut loaded) = self.inner.loaded.lock() {
             loaded.retain(|_, m| m.strong_count() > 0);
@@ -348,11 +363,11 @@ impl Engine {
         bytes: &[u8],
         hash: &str,
         path: &Path,
-    ) -> Result<(Component, bool), LoadError> {
+    ) -> Result<(Component, Origin), LoadError> {
         let engine = &self.inner.engine;
         let cache = self.inner.cache.as_ref();
         if let Some(component) = cache.and_then(|cache| Self::cached(engine, cache, hash)) {
-            return Ok((component, true));
+            return Ok((component, Origin::Cache));
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::Invalid {
@@ -365,7 +380,7 @@ impl Engine {
         let _compiling = match cache.map(|cache| cache.compile_lock(hash)) {
             Some(Ok(lock)) => {
                 if let Some(component) = cache.and_then(|cache| Self::cached(engine, cache, hash)) {
-                    return Ok((component, true));
+                    return Ok((component, Origin::Cache));
                 }
                 Some(lock)
             }
@@ -375,12 +390,31 @@ impl Engine {
             }
             None => None,
         };
-        let compile = || Component::new(engine, bytes);
+        let compile = || {
+            let functions = self
+                .inner
+                .functions
+                .as_deref()
+                .map(FunctionCache::compiling);
+            let compiled = Component::new(engine, bytes);
+            let report = functions.map(|f| f.finish());
+            if let Some(report) = &report {
+                tracing::debug!(
+                    wasm = %path.display(),
+                    reused = report.reused,
+                    compiled = report.compiled,
+                    added = report.added,
+                    replaced = report.replaced,
+                    "functions of the compiled cache"
+                );
+            }
+            compiled.map(|component| (component, report))
+        };
         let compiled = match &self.inner.compile_notice {
             Some(notice) => notice.around(path, compile),
             None => compile(),
         };
-        let component = compiled.map_err(|e| LoadError::Invalid {
+        let (component, functions) = compiled.map_err(|e| LoadError::Invalid {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         })?;
@@ -396,7 +430,7 @@ impl Engine {
                 }
             }
         }
-        Ok((component, false))
+        Ok((component, Origin::Compiled(functions)))
     }
 
     /// The cached artifact of `hash`, if there is one that loads; one that does
@@ -476,7 +510,16 @@ struct ModuleInner {
     hash: String,
     exports: Exports,
     engine: Engine,
-    from_cache: bool,
+    origin: Origin,
+}
+
+/// Where a module's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The artifact cache.
+    Cache,
+    /// Compiled, with what the compiled functions' cache gave when there is one.
+    Compiled(Option<CompileReport>),
 }
 
 /// A loaded, checked impulse module. Cheap to clone; instantiate it as often as needed.
@@ -498,7 +541,17 @@ impl Module {
 
     /// True when it came from the compiled cache (no compilation).
     pub fn from_cache(&self) -> bool {
-        self.inner.from_cache
+        self.inner.origin == Origin::Cache
+    }
+
+    /// For a module that was compiled, with a cache directory: how many of
+    /// its functions were taken from the compiled functions' cache, and how
+    /// many compiled.
+    pub fn compiled_functions(&self) -> Option<CompileReport> {
+        match self.inner.origin {
+            Origin::Compiled(report) => report,
+            Origin::Cache => None,
+        }
     }
 
     /// Whether it is a `stateful-impulse` (exports `snapshot` and `restore`).

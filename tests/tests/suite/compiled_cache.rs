@@ -4,12 +4,40 @@
 //! of its own, fresh, so what it asserts about compiling does not depend on
 //! earlier runs. How much faster a cached load is than compiling is measured by
 //! `cargo bench -p komlogd --bench languages` (first load and cached load per
-//! language), not asserted here.
+//! language), not asserted here. Beside the artifacts, the cache keeps compiled
+//! functions (`functions/`), so a new version of a large guest compiles only
+//! what changed.
 
 use std::sync::Arc;
 
 use komlogd::engine::{Engine, EngineConfig, Limits};
-use komlogd_tests::{guest, lang_guest};
+use komlogd_tests::{guest, lang_guest, with_custom_section};
+
+/// The compiled artifacts (`.cwasm`) in a cache directory.
+fn artifacts(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(cache)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect()
+}
+
+/// The sizes of the compiled-function packs in a cache directory, by name.
+fn function_packs(cache: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    std::fs::read_dir(cache.join("functions"))
+        .map(|listing| {
+            listing
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .map(|e| {
+                    let size = e.metadata().map_or(0, |m| m.len());
+                    (e.file_name().to_string_lossy().into_owned(), size)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn engine(cache: &std::path::Path) -> Engine {
     Engine::new(&EngineConfig {
@@ -26,13 +54,12 @@ fn a_restart_loads_the_compiled_artifact() {
 
     let first = engine(cache.path()).load(&summary).expect("first load");
     assert!(!first.from_cache(), "the first load compiles");
-    let artifacts: Vec<_> = std::fs::read_dir(cache.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let artifacts: Vec<_> = artifacts(cache.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
-    assert!(artifacts[0].starts_with(first.hash()) && artifacts[0].ends_with(".cwasm"));
+    assert!(artifacts[0].starts_with(first.hash()));
 
     let second = engine(cache.path()).load(&summary).expect("second load");
     assert!(second.from_cache(), "a new engine finds the artifact");
@@ -44,12 +71,7 @@ fn a_damaged_artifact_is_rebuilt() {
     let cache = tempfile::tempdir().unwrap();
     let trivial = guest("trivial");
     let module = engine(cache.path()).load(&trivial).expect("load");
-    let artifact = std::fs::read_dir(cache.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .next()
-        .expect("an artifact")
-        .path();
+    let artifact = artifacts(cache.path()).pop().expect("an artifact");
     std::fs::write(&artifact, b"garbage").unwrap();
     let again = engine(cache.path())
         .load(&trivial)
@@ -92,6 +114,7 @@ fn engines_loading_one_module_at_once_compile_it_once() {
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "functions")
         .collect();
     assert!(
         left.len() == 1 && left[0].ends_with(".cwasm"),
@@ -108,6 +131,12 @@ fn large_guest_starts_and_reloads_from_the_cache(lang: &str) {
 
     let first = engine(cache.path()).load(&path).expect("first load");
     assert!(!first.from_cache(), "{lang}: the first load compiles");
+    let first_report = first.compiled_functions().expect("a compile report");
+    // (Functions found in a fresh cache are duplicates within the module.)
+    assert!(
+        first_report.known == 0 && first_report.compiled > 1000,
+        "{lang}: a fresh cache has no functions to give: {first_report:?}"
+    );
     drop(first);
 
     let restarted = engine(cache.path());
@@ -129,6 +158,47 @@ fn large_guest_starts_and_reloads_from_the_cache(lang: &str) {
         described.map(|s| s.uris),
         Some(vec!["cpu.system".to_string(), "cpu.user".to_string()]),
         "{lang}: the cached module runs"
+    );
+
+    // A new version (here the same code with a custom section added) is not
+    // in the artifact cache, but nearly all its functions are (the
+    // interpreter is the same), and only what it compiled is kept anew.
+    let packs = function_packs(cache.path());
+    assert_eq!(
+        packs.len(),
+        1,
+        "{lang}: the first compile kept its functions: {packs:?}"
+    );
+    let first_pack = packs.values().sum::<u64>();
+    let next = with_custom_section(&std::fs::read(&path).unwrap(), "komlogd-test", b"v2");
+    let next = restarted
+        .load_bytes(&next, &path.with_extension("v2.wasm"))
+        .expect("load a new version");
+    assert!(!next.from_cache(), "{lang}: a new version compiles");
+    let report = next.compiled_functions().expect("a compile report");
+    eprintln!("{lang}: first compile {first_report:?}, new version {report:?}");
+    assert!(
+        report.reused > 9 * report.compiled,
+        "{lang}: most functions reused: {report:?}"
+    );
+    let added: u64 = function_packs(cache.path())
+        .iter()
+        .filter(|(name, _)| !packs.contains_key(*name))
+        .map(|(_, size)| size)
+        .sum();
+    assert!(
+        added * 5 < first_pack,
+        "{lang}: the new version kept {added} bytes of functions, the first {first_pack}"
+    );
+    let described = next
+        .instantiate(Arc::from("next"), Limits::default())
+        .expect("instantiate the new version")
+        .describe()
+        .expect("describe");
+    assert_eq!(
+        described.map(|s| s.uris),
+        Some(vec!["cpu.system".to_string(), "cpu.user".to_string()]),
+        "{lang}: the new version, compiled from kept functions, runs"
     );
 }
 

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use komlogd::impulses::Tapped;
-use komlogd_tests::{AgentDir, RunningAgent, dp, guest, lang_guest, replace_file, wait_until};
+use komlogd_tests::{
+    AgentDir, RunningAgent, dp, guest, lang_guest, replace_file, wait_until, with_custom_section,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// A swap to a version never seen compiles it first: a Python or JavaScript
@@ -227,31 +229,6 @@ fn a_module_that_failed_to_load_is_loaded_once_fixed() {
     agent.inbox.samples(vec![dp("in", 1, 0.0)]).unwrap();
     let out = collect(&agent, "late", 1);
     assert_eq!(out[0].sample.value, komlogd::model::Value::Datapoint(2.0));
-}
-
-/// `bytes` of a component with a custom section `name` appended: another
-/// module version (another hash) that behaves the same.
-fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut body = Vec::new();
-    leb128(name.len(), &mut body);
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(payload);
-    let mut out = bytes.to_vec();
-    out.push(0);
-    leb128(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
 }
 
 /// An agent whose impulse `count` runs a module file of its own (a copy of counter).
