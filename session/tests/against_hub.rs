@@ -31,10 +31,14 @@ fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
+#[path = "../../tests/support/test_keys.rs"]
+mod test_keys;
+
+/// One of two 4096-bit keys, generated once and kept (see `test_keys`).
 fn key(i: usize) -> PrivateKey {
     static KEYS: [OnceLock<PrivateKey>; 2] = [OnceLock::new(), OnceLock::new()];
     KEYS[i]
-        .get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).unwrap())
+        .get_or_init(|| test_keys::kept_key(&format!("session-{i}"), 4096))
         .clone()
 }
 

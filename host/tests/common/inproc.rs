@@ -1,10 +1,13 @@
 //! An agent's dispatcher and server link in this test process, for tests that
 //! drive the link against an in-process komlog-hub: the user `alice`, her
-//! agent key (made once per test binary), and an agent with no impulses that
+//! agent key (generated once and kept in target/tmp/test-keys), and an agent with no impulses that
 //! queues what it stores for the hub. Included with `#[path]` by the tests
 //! that use it.
 
 #![allow(dead_code)]
+
+#[path = "../../../tests/support/test_keys.rs"]
+mod test_keys;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -18,10 +21,11 @@ use komlogd::session::{Hook, Link, LinkConfig, ServerStatus, Supplies};
 use komlogd::store::Store;
 use tokio::sync::{Notify, watch};
 
-/// Alice's agent key, the same for every agent of the test binary.
+/// Alice's agent key, the same for every agent of the tests (generated once
+/// and kept, see `test_keys`).
 pub fn key() -> PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).expect("an RSA key"))
+    KEY.get_or_init(|| test_keys::kept_key("agent-alice", 4096))
         .clone()
 }
 

@@ -7,6 +7,8 @@
 pub mod certs;
 #[path = "../../../tests/support/child.rs"]
 pub mod child;
+#[path = "../../../tests/support/test_keys.rs"]
+mod test_keys;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The deadline of every single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A 4096-bit key, generated once per test binary for each index.
+/// One of four 4096-bit keys, generated once and kept (see `test_keys`).
 pub fn key(index: usize) -> &'static PrivateKey {
     static KEYS: [OnceLock<PrivateKey>; 4] = [
         OnceLock::new(),
@@ -39,7 +41,7 @@ pub fn key(index: usize) -> &'static PrivateKey {
         OnceLock::new(),
         OnceLock::new(),
     ];
-    KEYS[index].get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 4096).expect("keygen"))
+    KEYS[index].get_or_init(|| test_keys::kept_key(&format!("hub-{index}"), 4096))
 }
 
 /// The canonical OpenSSH line of a key.
