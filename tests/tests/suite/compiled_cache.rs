@@ -149,16 +149,7 @@ fn large_guest_starts_and_reloads_from_the_cache(lang: &str) {
 
     let third = restarted.load(&path).expect("reload");
     assert!(third.from_cache(), "{lang}: a reload finds the artifact");
-    let described = third
-        .instantiate(Arc::from("cached"), Limits::default())
-        .expect("instantiate")
-        .describe()
-        .expect("describe");
-    assert_eq!(
-        described.map(|s| s.uris),
-        Some(vec!["cpu.system".to_string(), "cpu.user".to_string()]),
-        "{lang}: the cached module runs"
-    );
+    assert_summary_runs(&third, &format!("{lang}: the cached module"));
 
     // A new version (here the same code with a custom section added) is not
     // in the artifact cache, but nearly all its functions are (the
@@ -190,15 +181,23 @@ fn large_guest_starts_and_reloads_from_the_cache(lang: &str) {
         added * 5 < first_pack,
         "{lang}: the new version kept {added} bytes of functions, the first {first_pack}"
     );
-    let described = next
-        .instantiate(Arc::from("next"), Limits::default())
-        .expect("instantiate the new version")
+    assert_summary_runs(
+        &next,
+        &format!("{lang}: the new version, compiled from kept functions,"),
+    );
+}
+
+/// `summary` instantiates and describes its subscriptions.
+fn assert_summary_runs(module: &komlogd::engine::Module, what: &str) {
+    let described = module
+        .instantiate(Arc::from("summary"), Limits::default())
+        .unwrap_or_else(|e| panic!("{what} instantiates: {e}"))
         .describe()
-        .expect("describe");
+        .unwrap_or_else(|e| panic!("{what} describes: {e}"));
     assert_eq!(
         described.map(|s| s.uris),
         Some(vec!["cpu.system".to_string(), "cpu.user".to_string()]),
-        "{lang}: the new version, compiled from kept functions, runs"
+        "{what} runs"
     );
 }
 

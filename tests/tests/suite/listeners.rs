@@ -65,6 +65,23 @@ fn wait_stored(socket: &Path, uri: &str, check: impl Fn(&[Row]) -> bool) -> Vec<
 
 /// The listener of `protocol` in the agent's status (asked up to 10 times:
 /// a loaded machine may let one answer time out).
+/// The report of the `protocol` listener once `check` holds for it (within 20 s).
+fn listener_when(
+    socket: &Path,
+    protocol: &str,
+    check: impl Fn(&ListenerReport) -> bool,
+) -> ListenerReport {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let report = listener(socket, protocol);
+        if check(&report) {
+            return report;
+        }
+        assert!(Instant::now() < deadline, "not within 20 s: {report:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn listener(socket: &Path, protocol: &str) -> ListenerReport {
     let mut tries = 0;
     let report = loop {
@@ -211,14 +228,15 @@ fn statsd_clients_write_datapoints() {
         vec![7.0]
     );
 
-    let report = listener(&socket, "statsd");
+    // The listener counts a flush's samples once its upload has returned,
+    // which can be just after a query sees them stored.
+    let report = listener_when(&socket, "statsd", |r| r.samples >= 13);
     assert!(report.lines >= 115, "{report:?}");
     assert_eq!(
         report.bad_syntax + report.bad_value + report.bad_uri + report.bad_too_long,
         0,
         "{report:?}"
     );
-    assert!(report.samples >= 13, "{report:?}");
 }
 
 const INFLUX_SCRIPT: &str = r#"
