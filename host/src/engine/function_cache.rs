@@ -20,9 +20,8 @@
 //! directory holds [`MAX_PACKS`] packs, a compile writes every function it
 //! used into its pack and removes the packs it read. A module not compiled
 //! since then compiles in full once more. An entry Cranelift cannot read is
-//! compiled again. Like the module artifacts,
-//! entries are machine code the agent runs: the directory must be writable by
-//! the agent's user only.
+//! compiled again. Like the module artifacts, entries are machine code the
+//! agent runs: the directory must be writable by the agent's user only.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -144,12 +143,12 @@ impl FunctionCache {
         }
     }
 
-    /// Write the functions `keys` as a new pack; returns its name.
+    /// Write the functions `keys` as a new pack.
     fn write_pack<'k>(
         &self,
         entries: &HashMap<[u8; KEY_LEN], Vec<u8>>,
         keys: impl Iterator<Item = &'k [u8; KEY_LEN]> + Clone,
-    ) -> std::io::Result<OsString> {
+    ) -> std::io::Result<()> {
         let mut pack = Vec::with_capacity(
             PACK_MAGIC.len()
                 + keys
@@ -171,44 +170,38 @@ impl FunctionCache {
             pack.extend_from_slice(value);
         }
         fs::create_dir_all(&self.dir)?;
-        let name = format!(
-            "{}-{}-{}",
+        // Under a name that is not a pack's until it is whole (removed if the
+        // write fails).
+        let mut tmp = tempfile::NamedTempFile::with_prefix_in(".", &self.dir)?;
+        tmp.write_all(&pack)?;
+        let path = self.dir.join(format!(
+            "{}-{}-{}.pack",
             std::process::id(),
             crate::model::now_us(),
             self.next_pack.fetch_add(1, Ordering::Relaxed)
-        );
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let path = self.dir.join(format!("{name}.pack"));
-        let stored = fs::File::create(&tmp)
-            .and_then(|mut file| file.write_all(&pack))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if stored.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        stored?;
-        Ok(OsString::from(format!("{name}.pack")))
+        ));
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     }
 
     /// At the end of the last compile under way: the functions it added, as
     /// a pack, or every function it used, replacing the packs read, when
     /// there are [`MAX_PACKS`] of them. Returns (functions added, replaced).
-    fn keep(&self, state: &mut State) -> std::io::Result<(usize, bool)> {
+    fn keep(&self, state: &State) -> std::io::Result<(usize, bool)> {
         let added = state.new.len();
         if added == 0 {
             return Ok((0, false));
         }
         if state.packs_read.len() + 1 < MAX_PACKS {
-            let name = self.write_pack(&state.entries, state.new.iter())?;
-            state.packs_read.insert(name);
+            self.write_pack(&state.entries, state.new.iter())?;
             return Ok((added, false));
         }
-        let name = self.write_pack(&state.entries, state.used.iter())?;
-        for old in state.packs_read.drain() {
-            if let Err(e) = fs::remove_file(self.dir.join(&old)) {
+        self.write_pack(&state.entries, state.used.iter())?;
+        for old in &state.packs_read {
+            if let Err(e) = fs::remove_file(self.dir.join(old)) {
                 tracing::debug!(pack = ?old, "cannot remove a replaced compiled-function pack: {e}");
             }
         }
-        state.packs_read.insert(name);
         Ok((added, true))
     }
 }
@@ -264,7 +257,7 @@ impl Compiling<'_> {
         if state.compiling > 0 {
             return report;
         }
-        match self.cache.keep(&mut state) {
+        match self.cache.keep(&state) {
             Ok((added, replaced)) => (report.added, report.replaced) = (added, replaced),
             Err(e) => {
                 tracing::warn!(dir = %self.cache.dir.display(), "cannot keep the compiled functions: {e}")
