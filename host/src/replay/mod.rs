@@ -4,7 +4,9 @@
 //! `min_exec_delta`, stacking, chains and the loop rule, output validation,
 //! the remote-write drop and the sandbox limits — over a scratch store in a
 //! temporary directory that is deleted afterwards; the real store is never
-//! opened. The samples go in by sample time, not wall time: all the samples
+//! opened. The scratch store holds its writes back in memory and writes them
+//! in large commits ([`Store::hold_back_writes`]): windows come from its cache
+//! as in the agent. The samples go in by sample time, not wall time: all the samples
 //! of one timestamp as one batch, and each batch runs to completion (every
 //! fire, and every fire its outputs cause) before the next.
 //!
@@ -30,6 +32,10 @@ use crate::impulses::dispatch::{FireOutcome, FireRecord};
 use crate::impulses::{Dispatcher, DispatcherConfig, ImpulseStats, Rejected};
 use crate::model::Sample;
 use crate::store::{Store, StoreError};
+
+/// How many samples a replay's scratch store holds in memory before it writes
+/// them to its file in one commit (see [`Store::hold_back_writes`]).
+const HELD_SAMPLES: usize = 65_536;
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +89,10 @@ impl Replay {
             .prefix("komlogd-replay-")
             .tempdir()
             .map_err(ReplayError::Scratch)?;
-        let store = Store::open(&scratch.path().join("replay.redb"))?;
+        let mut store = Store::open(&scratch.path().join("replay.redb"))?;
+        // Nothing reads the scratch file but the windows that reach past the
+        // cache: one commit per time would cost more than the fires.
+        store.hold_back_writes(HELD_SAMPLES);
         let engine = Engine::new(&crate::engine::EngineConfig {
             determinism: Some(determinism),
             ..agent::engine_config(config, options)

@@ -102,7 +102,7 @@ pub(super) struct UriStats {
 impl UriStats {
     const LEN: usize = 25;
 
-    fn empty(kind: Kind) -> Self {
+    pub(super) fn empty(kind: Kind) -> Self {
         UriStats {
             kind,
             count: 0,
@@ -148,7 +148,7 @@ impl UriStats {
     }
 
     /// Account for a newly inserted timestamp.
-    fn add(&mut self, ts: i64) {
+    pub(super) fn add(&mut self, ts: i64) {
         self.count += 1;
         self.first_ts = self.first_ts.min(ts);
         self.last_ts = self.last_ts.max(ts);

@@ -24,6 +24,9 @@
 //!   in-memory state (kinds, statistics, cache) is unchanged.
 //! * Dropping a [`Store`] without [`Store::close`] loses nothing that was committed;
 //!   `close` only reports errors a drop would ignore.
+//! * A scratch store ([`Store::hold_back_writes`], for replays) bends this: its
+//!   appends reach the cache at once and the file in groups, without fsync, so a
+//!   crash or a drop without [`Store::close`] loses what was held back.
 //! * Tested: a child process appending batch after batch and SIGKILLed mid-way leaves
 //!   whole batches only, and every acknowledged batch. SIGKILL keeps the OS page cache, so
 //!   power loss itself is covered by redb's fsync-then-checksum design, not by a test.
@@ -188,7 +191,19 @@ pub struct Store {
     generation: u64,
     /// Lowered to the earliest time each commit queues (see [`Outbox::take_low_water`]).
     low_water: outbox::LowWater,
+    /// Appends not yet written to the file ([`Store::hold_back_writes`]).
+    held: Option<HeldWrites>,
     _registration: Registration,
+}
+
+/// Appends kept in memory until they are written to the file together.
+struct HeldWrites {
+    /// Write them once this many are held.
+    limit: usize,
+    samples: Vec<Sample>,
+    /// The statistics on file of every uri a held sample touches, taken when the
+    /// first one was held (None: nothing of it on file yet).
+    on_file: HashMap<String, Option<UriStats>>,
 }
 
 impl Store {
@@ -253,6 +268,7 @@ impl Store {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
             low_water: outbox::LowWater::default(),
+            held: None,
             _registration: registration,
         })
     }
@@ -264,8 +280,102 @@ impl Store {
 
     /// Close the store, reporting errors that dropping it would ignore. Committed data is
     /// durable either way.
-    pub fn close(self) -> Result<(), StoreError> {
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.write_held()?;
         self.disk.close()
+    }
+
+    /// Make this a scratch store (a replay's): from now on an append that is not
+    /// durable and queues nothing reaches the cache at once and the file only
+    /// when `limit` samples are held, at a read that needs the file, or at
+    /// [`Store::close`], in one commit. A replay appends a few samples at a
+    /// time, and a commit for each cost more than its fires.
+    ///
+    /// Held samples are checked as at any append (a refusal is immediate); their
+    /// uris' sample counts are exact again once they are written. A crash, a
+    /// failed write (the error comes from the call that writes them) or a drop
+    /// without `close` loses them. [`Store::holds`] and [`Store::window`] write
+    /// them first; the other reads refuse to run while samples are held.
+    pub fn hold_back_writes(&mut self, limit: usize) {
+        self.held = Some(HeldWrites {
+            limit: limit.max(1),
+            samples: Vec::new(),
+            on_file: HashMap::new(),
+        });
+    }
+
+    /// Write the held samples, if any, in one commit (not fsynced), and take their
+    /// uris' statistics from it.
+    pub fn write_held(&mut self) -> Result<(), StoreError> {
+        let Some(held) = self.held.as_mut() else {
+            return Ok(());
+        };
+        if held.samples.is_empty() {
+            return Ok(());
+        }
+        let samples = std::mem::take(&mut held.samples);
+        let on_file = std::mem::take(&mut held.on_file);
+        let accepted: Vec<(&Sample, Option<Outgoing>)> =
+            samples.iter().map(|s| (s, None)).collect();
+        self.generation += 1;
+        let touched = self.disk.commit(&accepted, self.generation, false, |u| {
+            on_file.get(u).copied().flatten()
+        })?;
+        for (uri, st) in touched {
+            if let Some(state) = self.uris.get_mut(uri) {
+                state.stats = Some(st);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse a read of the file while samples are held back (it would miss them).
+    fn nothing_held(&self, op: &'static str) -> Result<(), StoreError> {
+        match &self.held {
+            Some(held) if !held.samples.is_empty() => Err(StoreError::Database {
+                path: self.path.clone(),
+                op,
+                reason: "samples are held back in memory: write them first (Store::write_held)"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Store::append_queued`] for a scratch store: hold `accepted` in memory.
+    fn hold(&mut self, accepted: &[(&Sample, Option<Outgoing>)]) -> Result<(), StoreError> {
+        let Some(held) = self.held.as_mut() else {
+            return Ok(());
+        };
+        for &(s, _) in accepted {
+            let state = match self.uris.get_mut(&s.uri) {
+                Some(state) => state,
+                None => self.uris.entry(s.uri.clone()).or_default(),
+            };
+            if !held.on_file.contains_key(&s.uri) {
+                held.on_file.insert(s.uri.clone(), state.stats);
+            }
+            if state.stats.is_none() {
+                // Nothing of it on file or held: its series starts complete.
+                state.series = Some(Series::default());
+            }
+            // Kind, first and last are exact; the count may also count a time
+            // already stored until the write takes the file's.
+            state
+                .stats
+                .get_or_insert_with(|| UriStats::empty(s.value.kind()))
+                .add(s.ts);
+            held.samples.push(s.clone());
+        }
+        self.update_cache(accepted.iter().map(|(s, _)| *s));
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.samples.len() >= h.limit)
+        {
+            self.write_held()?;
+        }
+        Ok(())
     }
 
     /// Keep `samples`: check each (uri syntax, value rules, kind fixed by the uri's first
@@ -307,6 +417,12 @@ impl Store {
         if accepted.is_empty() {
             return Ok(outcomes);
         }
+        if self.held.is_some() && !durable && accepted.iter().all(|(_, q)| q.is_none()) {
+            self.hold(&accepted)?;
+            return Ok(outcomes);
+        }
+        // Held samples go first: the file keeps the order of the appends.
+        self.write_held()?;
         let uris = &self.uris;
         self.generation += 1;
         let earliest_queued = accepted
@@ -334,20 +450,29 @@ impl Store {
             }
             state.stats = Some(st);
         }
-        for (s, _) in &accepted {
+        self.update_cache(accepted.iter().map(|(s, _)| *s));
+        Ok(outcomes)
+    }
+
+    /// Put committed (or held) samples in their uris' cached series, then trim those.
+    fn update_cache<'s>(&mut self, samples: impl Iterator<Item = &'s Sample> + Clone) {
+        for s in samples.clone() {
             // A uri whose series is not loaded stays on disk only; its next window loads it.
             if let Some(series) = self.uris.get_mut(&s.uri).and_then(|st| st.series.as_mut()) {
                 series.insert(s.ts, &s.value);
             }
         }
-        for uri in touched.keys() {
-            if let Some(state) = self.uris.get_mut(*uri)
+        let mut trimmed: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for s in samples {
+            if !trimmed.insert(&s.uri) {
+                continue;
+            }
+            if let Some(state) = self.uris.get_mut(&s.uri)
                 && let Some(series) = state.series.as_mut()
             {
                 series.trim(state.retention);
             }
         }
-        Ok(outcomes)
     }
 
     /// The window of `uri` for an impulse firing at `ts` with requirements `reqs` (see
@@ -364,7 +489,7 @@ impl Store {
     /// this call loaded.
     pub fn window(&mut self, uri: &str, ts: i64, reqs: DataReqs) -> Result<&[Entry], StoreError> {
         let need = Need::from(reqs);
-        let Some(state) = self.uris.get_mut(uri) else {
+        let Some(state) = self.uris.get(uri) else {
             return Ok(&[]);
         };
         if state.stats.is_none() {
@@ -374,6 +499,13 @@ impl Store {
             let range = window::select(&s.entries, ts, need);
             window::covered(s, ts, need, &range).then_some(range)
         });
+        if hit.is_none() {
+            // The window needs the file: write what is held back first.
+            self.write_held()?;
+        }
+        let Some(state) = self.uris.get_mut(uri) else {
+            return Ok(&[]);
+        };
         let loaded = match hit {
             Some(range) => Loaded::Cache(range),
             None => window::load(
@@ -436,7 +568,8 @@ impl Store {
 
     /// True when `uri` already holds exactly `value` at `ts` (a notification of a
     /// sample the agent has is then not stored or fired again).
-    pub fn holds(&self, uri: &str, ts: i64, value: &Value) -> Result<bool, StoreError> {
+    pub fn holds(&mut self, uri: &str, ts: i64, value: &Value) -> Result<bool, StoreError> {
+        self.write_held()?;
         // Nothing of that kind stored there, or nothing at that time (outside
         // the stored span, as for an import of new data): no read.
         match self.uris.get(uri).and_then(|st| st.stats) {
@@ -507,6 +640,7 @@ impl Store {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<Sample>, StoreError> {
+        self.nothing_held("reading samples")?;
         let bound = |b: Option<i64>| b.map_or(Bound::Unbounded, Bound::Included);
         let mut out = Vec::new();
         if limit == 0 || matches!((from_ts, to_ts), (Some(f), Some(t)) if f > t) {
@@ -552,6 +686,7 @@ impl Store {
         rev: bool,
         limit: usize,
     ) -> Result<Vec<Sample>, StoreError> {
+        self.nothing_held("reading samples")?;
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
@@ -570,6 +705,7 @@ impl Store {
     /// Every stored uri with its kind, sample count and first and last timestamps, sorted
     /// by uri. Kept up to date on every commit, so this does not scan the samples.
     pub fn uris(&self) -> Result<Vec<UriInfo>, StoreError> {
+        self.nothing_held("listing the uris")?;
         let mut out: Vec<UriInfo> = self
             .uris
             .iter()

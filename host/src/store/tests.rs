@@ -285,6 +285,17 @@ fn window_far_behind_the_cache_is_read_without_caching_it() {
 /// definition computed from every stored sample.
 #[test]
 fn windows_match_the_definition_under_random_workloads() {
+    windows_under_random_workloads(None);
+}
+
+/// The same with the writes held back (a replay's scratch store), written to the
+/// file every 7 samples, at a window that needs the file, and at each reopen.
+#[test]
+fn windows_match_the_definition_with_writes_held_back() {
+    windows_under_random_workloads(Some(7));
+}
+
+fn windows_under_random_workloads(held: Option<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -306,14 +317,21 @@ fn windows_match_the_definition_under_random_workloads() {
     let counts = [None, Some(0), Some(1), Some(3), Some(40), Some(3_000)];
     let mut all: BTreeMap<i64, Value> = BTreeMap::new();
     let mut store = Store::open(&path).unwrap();
+    if let Some(limit) = held {
+        store.hold_back_writes(limit);
+    }
     let retention = reqs(Some(500), Some(5));
     store.set_retention("p.x", retention);
     let mut checked = 0;
     for round in 0..150 {
         // Reopen twice: once leaving the retention unset (newest only), once setting it.
         if round == 50 || round == 100 {
-            drop(store);
+            // Closing writes what is held back.
+            store.close().unwrap();
             store = Store::open(&path).unwrap();
+            if let Some(limit) = held {
+                store.hold_back_writes(limit);
+            }
             if round == 100 {
                 store.set_retention("p.x", retention);
             }
@@ -334,7 +352,11 @@ fn windows_match_the_definition_under_random_workloads() {
         for s in &batch {
             all.insert(s.ts, s.value.clone());
         }
-        assert!(store.append(&batch).unwrap().iter().all(|r| r.is_ok()));
+        let outcomes = match held {
+            None => store.append(&batch).unwrap(),
+            Some(_) => store.append_queued(&batch, |_| None, false).unwrap(),
+        };
+        assert!(outcomes.iter().all(|r| r.is_ok()));
         let newest = *all.keys().next_back().unwrap();
         for _ in 0..6 {
             let ts = match next(3) {
@@ -351,8 +373,93 @@ fn windows_match_the_definition_under_random_workloads() {
             checked += 1;
         }
     }
+    store.write_held().unwrap();
     assert_eq!(store.uris().unwrap()[0].count, all.len() as u64);
     assert_eq!(checked, 900);
+}
+
+#[test]
+fn held_back_writes_are_read_after_they_are_written_and_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut store = Store::open(&path).unwrap();
+    store.hold_back_writes(1_000);
+    // The cache keeps the newest sample (and trims past two).
+    store.set_retention("u", reqs(None, Some(1)));
+    let first: Vec<Sample> = (1..=5).map(|i| dp("u", i * 10, i as f64)).collect();
+    assert!(
+        store
+            .append_queued(&first, |_| None, false)
+            .unwrap()
+            .iter()
+            .all(|r| r.is_ok())
+    );
+    // Held: reads of the file refuse, and the cache answers the window.
+    let refused = store.latest("u", 10).unwrap_err().to_string();
+    assert!(refused.contains("held back"), "{refused}");
+    assert!(store.uris().is_err());
+    assert_eq!(
+        stamps(store.window("u", 50, reqs(None, Some(1))).unwrap()),
+        [50]
+    );
+    assert!(
+        store.uris().is_err(),
+        "a window from the cache writes nothing"
+    );
+    // A kind change is refused at once, as at any append.
+    let text = ds("u", 60, "x");
+    assert!(matches!(
+        store
+            .append_queued(std::slice::from_ref(&text), |_| None, false)
+            .unwrap()[0],
+        Err(SampleError::KindChange { .. })
+    ));
+    // The same time again, then a window that reaches past the cache: it writes
+    // what is held first and reads it back from the file.
+    let again = [dp("u", 20, 22.0), dp("u", 60, 6.0)];
+    assert!(
+        store
+            .append_queued(&again, |_| None, false)
+            .unwrap()
+            .iter()
+            .all(|r| r.is_ok())
+    );
+    let window = store.window("u", 25, reqs(None, Some(2))).unwrap().to_vec();
+    assert_eq!(stamps(&window), [10, 20]);
+    assert_eq!(window[1].value, Value::Datapoint(22.0));
+    let info = &store.uris().unwrap()[0];
+    assert_eq!((info.count, info.first_ts, info.last_ts), (6, 10, 60));
+    // `holds` writes first; a durable append writes the held samples before its own.
+    assert!(
+        store
+            .append_queued(&[dp("u", 70, 7.0)], |_| None, false)
+            .unwrap()[0]
+            .is_ok()
+    );
+    assert!(store.holds("u", 70, &Value::Datapoint(7.0)).unwrap());
+    assert!(
+        store
+            .append_queued(&[dp("u", 80, 8.0)], |_| None, false)
+            .unwrap()[0]
+            .is_ok()
+    );
+    assert!(store.append(&[dp("u", 90, 9.0)]).unwrap()[0].is_ok());
+    assert_eq!(store.uris().unwrap()[0].count, 9);
+    // Close writes the rest: all of it is on file after a reopen.
+    assert!(
+        store
+            .append_queued(&[dp("u", 100, 10.0)], |_| None, false)
+            .unwrap()[0]
+            .is_ok()
+    );
+    store.close().unwrap();
+    let store = Store::open(&path).unwrap();
+    let all = store.range("u", 0, 1_000, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.ts).collect::<Vec<_>>(),
+        [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    );
+    assert_eq!(store.uris().unwrap()[0].count, 10);
 }
 
 // ---------------------------------------------------------------- kinds and upserts
