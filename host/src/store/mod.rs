@@ -192,7 +192,7 @@ pub struct Store {
     /// Lowered to the earliest time each commit queues (see [`Outbox::take_low_water`]).
     low_water: outbox::LowWater,
     /// Appends not yet written to the file ([`Store::hold_back_writes`]).
-    held: Option<HeldWrites>,
+    held: Option<Box<HeldWrites>>,
     _registration: Registration,
 }
 
@@ -297,11 +297,11 @@ impl Store {
     /// without `close` loses them. [`Store::holds`] and [`Store::window`] write
     /// them first; the other reads refuse to run while samples are held.
     pub fn hold_back_writes(&mut self, limit: usize) {
-        self.held = Some(HeldWrites {
+        self.held = Some(Box::new(HeldWrites {
             limit: limit.max(1),
             samples: Vec::new(),
             on_file: HashMap::new(),
-        });
+        }));
     }
 
     /// Write the held samples, if any, in one commit (not fsynced), and take their
