@@ -92,9 +92,9 @@ mod window;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -329,17 +329,21 @@ impl Store {
         Ok(())
     }
 
+    /// True while samples are held back, not yet written to the file.
+    fn holding(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| !h.samples.is_empty())
+    }
+
     /// Refuse a read of the file while samples are held back (it would miss them).
     fn nothing_held(&self, op: &'static str) -> Result<(), StoreError> {
-        match &self.held {
-            Some(held) if !held.samples.is_empty() => Err(StoreError::Database {
-                path: self.path.clone(),
-                op,
-                reason: "samples are held back in memory: write them first (Store::write_held)"
-                    .into(),
-            }),
-            _ => Ok(()),
+        if !self.holding() {
+            return Ok(());
         }
+        Err(StoreError::Database {
+            path: self.path.clone(),
+            op,
+            reason: "samples are held back in memory: write them first (Store::write_held)".into(),
+        })
     }
 
     /// [`Store::append_queued`] for a scratch store: hold `accepted` in memory.
@@ -347,27 +351,24 @@ impl Store {
         let Some(held) = self.held.as_mut() else {
             return Ok(());
         };
+        let mut touched: HashSet<&str> = HashSet::new();
         for &(s, _) in accepted {
-            let state = match self.uris.get_mut(&s.uri) {
-                Some(state) => state,
-                None => self.uris.entry(s.uri.clone()).or_default(),
-            };
             if !held.on_file.contains_key(&s.uri) {
-                held.on_file.insert(s.uri.clone(), state.stats);
-            }
-            if state.stats.is_none() {
-                // Nothing of it on file or held: its series starts complete.
-                state.series = Some(Series::default());
+                let on_file = self.uris.get(&s.uri).and_then(|st| st.stats);
+                held.on_file.insert(s.uri.clone(), on_file);
             }
             // Kind, first and last are exact; the count may also count a time
             // already stored until the write takes the file's.
-            state
-                .stats
-                .get_or_insert_with(|| UriStats::empty(s.value.kind()))
-                .add(s.ts);
+            update_written(&mut self.uris, &s.uri, |state| {
+                state
+                    .stats
+                    .get_or_insert_with(|| UriStats::empty(s.value.kind()))
+                    .add(s.ts);
+            });
             held.samples.push(s.clone());
+            touched.insert(&s.uri);
         }
-        self.update_cache(accepted.iter().map(|(s, _)| *s));
+        self.update_cache(accepted, touched.into_iter());
         if self
             .held
             .as_ref()
@@ -438,36 +439,29 @@ impl Store {
             self.low_water.lower(ts);
         }
 
-        // Committed: bring the memory up to date. A uri new to the store has nothing else
-        // on disk, so its series starts complete.
+        // Committed: bring the memory up to date.
         for (&uri, &st) in &touched {
-            let state = match self.uris.get_mut(uri) {
-                Some(state) => state,
-                None => self.uris.entry(uri.to_owned()).or_default(),
-            };
-            if state.stats.is_none() {
-                state.series = Some(Series::default());
-            }
-            state.stats = Some(st);
+            update_written(&mut self.uris, uri, |state| state.stats = Some(st));
         }
-        self.update_cache(accepted.iter().map(|(s, _)| *s));
+        self.update_cache(&accepted, touched.keys().copied());
         Ok(outcomes)
     }
 
-    /// Put committed (or held) samples in their uris' cached series, then trim those.
-    fn update_cache<'s>(&mut self, samples: impl Iterator<Item = &'s Sample> + Clone) {
-        for s in samples.clone() {
+    /// Put committed (or held) samples in their uris' cached series, then trim the
+    /// series of `uris` (the distinct uris of `samples`).
+    fn update_cache<'s>(
+        &mut self,
+        samples: &[(&Sample, Option<Outgoing>)],
+        uris: impl Iterator<Item = &'s str>,
+    ) {
+        for (s, _) in samples {
             // A uri whose series is not loaded stays on disk only; its next window loads it.
             if let Some(series) = self.uris.get_mut(&s.uri).and_then(|st| st.series.as_mut()) {
                 series.insert(s.ts, &s.value);
             }
         }
-        let mut trimmed: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for s in samples {
-            if !trimmed.insert(&s.uri) {
-                continue;
-            }
-            if let Some(state) = self.uris.get_mut(&s.uri)
+        for uri in uris {
+            if let Some(state) = self.uris.get_mut(uri)
                 && let Some(series) = state.series.as_mut()
             {
                 series.trim(state.retention);
@@ -489,23 +483,22 @@ impl Store {
     /// this call loaded.
     pub fn window(&mut self, uri: &str, ts: i64, reqs: DataReqs) -> Result<&[Entry], StoreError> {
         let need = Need::from(reqs);
-        let Some(state) = self.uris.get(uri) else {
-            return Ok(&[]);
-        };
-        if state.stats.is_none() {
-            return Ok(&[]);
-        }
-        let hit = state.series.as_ref().and_then(|s| {
-            let range = window::select(&s.entries, ts, need);
-            window::covered(s, ts, need, &range).then_some(range)
-        });
-        if hit.is_none() {
+        if self.holding()
+            && self
+                .uris
+                .get(uri)
+                .is_some_and(|st| st.stats.is_some() && cached_window(st, ts, need).is_none())
+        {
             // The window needs the file: write what is held back first.
             self.write_held()?;
         }
         let Some(state) = self.uris.get_mut(uri) else {
             return Ok(&[]);
         };
+        if state.stats.is_none() {
+            return Ok(&[]);
+        }
+        let hit = cached_window(state, ts, need);
         let loaded = match hit {
             Some(range) => Loaded::Cache(range),
             None => window::load(
@@ -722,6 +715,29 @@ impl Store {
         out.sort_by(|a, b| a.uri.cmp(&b.uri));
         Ok(out)
     }
+}
+
+/// Apply `f` to the state of `uri`, which is taking a written (or held) sample.
+/// A uri with nothing stored has nothing else on disk, so its series starts
+/// complete.
+fn update_written(uris: &mut HashMap<String, UriState>, uri: &str, f: impl FnOnce(&mut UriState)) {
+    let state = match uris.get_mut(uri) {
+        Some(state) => state,
+        None => uris.entry(uri.to_owned()).or_default(),
+    };
+    if state.stats.is_none() {
+        state.series = Some(Series::default());
+    }
+    f(state);
+}
+
+/// The range of `state`'s cached series holding the whole window at `ts`, if the
+/// cache holds all of it.
+fn cached_window(state: &UriState, ts: i64, need: Need) -> Option<Range<usize>> {
+    state.series.as_ref().and_then(|s| {
+        let range = window::select(&s.entries, ts, need);
+        window::covered(s, ts, need, &range).then_some(range)
+    })
 }
 
 /// Check one sample of an `append` call; `new_kinds` records the kinds that earlier

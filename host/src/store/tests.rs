@@ -34,6 +34,12 @@ fn stamps(w: &[Entry]) -> Vec<i64> {
     w.iter().map(|e| e.ts).collect()
 }
 
+/// An append that a store holding its writes back keeps in memory (not durable,
+/// nothing queued).
+fn append_held(store: &mut Store, samples: &[Sample]) -> Vec<Result<(), SampleError>> {
+    store.append_queued(samples, |_| None, false).unwrap()
+}
+
 fn db_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("komlogd").join("store.redb")
 }
@@ -354,7 +360,7 @@ fn windows_under_random_workloads(held: Option<usize>) {
         }
         let outcomes = match held {
             None => store.append(&batch).unwrap(),
-            Some(_) => store.append_queued(&batch, |_| None, false).unwrap(),
+            Some(_) => append_held(&mut store, &batch),
         };
         assert!(outcomes.iter().all(|r| r.is_ok()));
         let newest = *all.keys().next_back().unwrap();
@@ -387,13 +393,7 @@ fn held_back_writes_are_read_after_they_are_written_and_counted_exactly() {
     // The cache keeps the newest sample (and trims past two).
     store.set_retention("u", reqs(None, Some(1)));
     let first: Vec<Sample> = (1..=5).map(|i| dp("u", i * 10, i as f64)).collect();
-    assert!(
-        store
-            .append_queued(&first, |_| None, false)
-            .unwrap()
-            .iter()
-            .all(|r| r.is_ok())
-    );
+    assert!(append_held(&mut store, &first).iter().all(|r| r.is_ok()));
     // Held: reads of the file refuse, and the cache answers the window.
     let refused = store.latest("u", 10).unwrap_err().to_string();
     assert!(refused.contains("held back"), "{refused}");
@@ -403,55 +403,38 @@ fn held_back_writes_are_read_after_they_are_written_and_counted_exactly() {
         [50]
     );
     assert!(
+        store
+            .window("unknown", 50, reqs(None, Some(1)))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
         store.uris().is_err(),
-        "a window from the cache writes nothing"
+        "a window from the cache, or of a uri with nothing stored, writes nothing"
     );
     // A kind change is refused at once, as at any append.
     let text = ds("u", 60, "x");
     assert!(matches!(
-        store
-            .append_queued(std::slice::from_ref(&text), |_| None, false)
-            .unwrap()[0],
+        append_held(&mut store, std::slice::from_ref(&text))[0],
         Err(SampleError::KindChange { .. })
     ));
     // The same time again, then a window that reaches past the cache: it writes
     // what is held first and reads it back from the file.
     let again = [dp("u", 20, 22.0), dp("u", 60, 6.0)];
-    assert!(
-        store
-            .append_queued(&again, |_| None, false)
-            .unwrap()
-            .iter()
-            .all(|r| r.is_ok())
-    );
+    assert!(append_held(&mut store, &again).iter().all(|r| r.is_ok()));
     let window = store.window("u", 25, reqs(None, Some(2))).unwrap().to_vec();
     assert_eq!(stamps(&window), [10, 20]);
     assert_eq!(window[1].value, Value::Datapoint(22.0));
     let info = &store.uris().unwrap()[0];
     assert_eq!((info.count, info.first_ts, info.last_ts), (6, 10, 60));
     // `holds` writes first; a durable append writes the held samples before its own.
-    assert!(
-        store
-            .append_queued(&[dp("u", 70, 7.0)], |_| None, false)
-            .unwrap()[0]
-            .is_ok()
-    );
+    assert!(append_held(&mut store, &[dp("u", 70, 7.0)])[0].is_ok());
     assert!(store.holds("u", 70, &Value::Datapoint(7.0)).unwrap());
-    assert!(
-        store
-            .append_queued(&[dp("u", 80, 8.0)], |_| None, false)
-            .unwrap()[0]
-            .is_ok()
-    );
+    assert!(append_held(&mut store, &[dp("u", 80, 8.0)])[0].is_ok());
     assert!(store.append(&[dp("u", 90, 9.0)]).unwrap()[0].is_ok());
     assert_eq!(store.uris().unwrap()[0].count, 9);
     // Close writes the rest: all of it is on file after a reopen.
-    assert!(
-        store
-            .append_queued(&[dp("u", 100, 10.0)], |_| None, false)
-            .unwrap()[0]
-            .is_ok()
-    );
+    assert!(append_held(&mut store, &[dp("u", 100, 10.0)])[0].is_ok());
     store.close().unwrap();
     let store = Store::open(&path).unwrap();
     let all = store.range("u", 0, 1_000, 100).unwrap();
