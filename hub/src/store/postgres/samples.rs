@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::future::{try_join, try_join3};
 use komlog_protocol::{Kind, MetricId, TimeUuid, Username};
 use tokio_postgres::error::SqlState;
 
@@ -178,33 +179,17 @@ struct Known {
 /// (as the embedded store does: a refused write changes nothing, the next
 /// writes see the metrics the earlier ones created), the new metrics, their
 /// rows locked in id order (two hubs writing one metric count each new sample
-/// once, without deadlocks), then every sample in one upsert and every
-/// metric's count and span in one update.
+/// once, without deadlocks), then every sample upserted and every metric's
+/// count and span updated by one statement. Statements that do not need an
+/// earlier one's answer are sent together (pipelined), so a group takes four
+/// round trips with its `BEGIN` and `COMMIT` (five when it creates metrics).
 async fn write_all(
     txn: &deadpool_postgres::Transaction<'_>,
     writes: &[(Username, Vec<NewSample>)],
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, Fail> {
-    // Every join below looks up a few thousand keys given in arrays: by index,
-    // in a nested loop. Left to itself the planner hashes the whole samples
-    // table for them (it cannot see the arrays' sizes), a cost that grows
-    // with everything ever stored.
-    txn.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        .await?;
     let mut owners: Vec<&str> = writes.iter().map(|(o, _)| o.as_str()).collect();
     owners.sort_unstable();
     owners.dedup();
-    let users: HashSet<String> = txn
-        .query(
-            &txn.prepare_cached(
-                "SELECT name FROM users WHERE name = ANY($1) ORDER BY name FOR KEY SHARE",
-            )
-            .await?,
-            &[&owners],
-        )
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect();
     let mut wanted: HashSet<(&str, &str)> = HashSet::new();
     for (owner, samples) in writes {
         for x in samples {
@@ -212,8 +197,24 @@ async fn write_all(
         }
     }
     let (w_owners, w_uris): (Vec<&str>, Vec<&str>) = wanted.iter().copied().unzip();
-    let mut known: HashMap<(String, String), Known> = metrics_of(txn, &w_owners, &w_uris)
-        .await?
+    // The planner settings, the users' locks and the metrics go to the
+    // server together (pipelined: one round trip), and run in this order.
+    // Every join below looks up a few thousand keys given in arrays: by index,
+    // in a nested loop. Left to itself the planner hashes the whole samples
+    // table for them (it cannot see the arrays' sizes), a cost that grows
+    // with everything ever stored.
+    let users_statement = txn
+        .prepare_cached("SELECT name FROM users WHERE name = ANY($1) ORDER BY name FOR KEY SHARE")
+        .await?;
+    let metrics_statement = txn.prepare_cached(METRICS_OF).await?;
+    let ((), user_rows, metric_rows) = try_join3(
+        txn.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"),
+        txn.query(&users_statement, &[&owners]),
+        txn.query(&metrics_statement, &[&w_owners, &w_uris]),
+    )
+    .await?;
+    let users: HashSet<String> = user_rows.into_iter().map(|r| r.get(0)).collect();
+    let mut known: HashMap<(String, String), Known> = metric_rows_of(metric_rows)?
         .into_iter()
         .map(|(key, id, kind)| (key, Known { id: Some(id), kind }))
         .collect();
@@ -228,24 +229,29 @@ async fn write_all(
         let f_owners: Vec<&str> = fresh.iter().map(|(o, _, _)| o.as_str()).collect();
         let f_uris: Vec<&str> = fresh.iter().map(|(_, u, _)| u.as_str()).collect();
         let f_kinds: Vec<&str> = fresh.iter().map(|(_, _, k)| k.letter()).collect();
-        let inserted: HashSet<(String, String)> = txn
-            .query(
-                &txn.prepare_cached(
-                    "INSERT INTO metrics (owner, uri, kind) \
+        // The insert, then the metrics as they are now (another hub may
+        // have created some meanwhile), in one round trip.
+        let insert_statement = txn
+            .prepare_cached(
+                "INSERT INTO metrics (owner, uri, kind) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
                  ON CONFLICT (owner, uri) DO NOTHING RETURNING owner, uri",
-                )
-                .await?,
-                &[&f_owners, &f_uris, &f_kinds],
             )
-            .await?
+            .await?;
+        let metrics_statement = txn.prepare_cached(METRICS_OF).await?;
+        let (inserted_rows, metric_rows) = try_join(
+            txn.query(&insert_statement, &[&f_owners, &f_uris, &f_kinds]),
+            txn.query(&metrics_statement, &[&f_owners, &f_uris]),
+        )
+        .await?;
+        let inserted: HashSet<(String, String)> = inserted_rows
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         // Another hub may have created one meanwhile: its kind rules, and the
         // rules are checked again against it.
         let mut raced = false;
-        for (key, id, kind) in metrics_of(txn, &f_owners, &f_uris).await? {
+        for (key, id, kind) in metric_rows_of(metric_rows)? {
             if let Some(k) = known.get_mut(&key) {
                 raced |= k.kind != kind;
                 *k = Known { id: Some(id), kind };
@@ -293,105 +299,80 @@ async fn write_all(
     let mut ids: Vec<i64> = order.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     ids.dedup();
-    txn.query(
-        &txn.prepare_cached("SELECT id FROM metrics WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .await?,
-        &[&ids],
-    )
-    .await?;
+    // Per metric, the smallest and largest key written, given on each of its
+    // rows (PostgreSQL has no min or max of bytea).
+    let mut span: HashMap<i64, ([u8; 16], [u8; 16])> = HashMap::new();
+    for (m, k) in &order {
+        let e = span.entry(*m).or_insert((*k, *k));
+        e.0 = e.0.min(*k);
+        e.1 = e.1.max(*k);
+    }
     let mut metric = Vec::with_capacity(order.len());
     let mut t_us = Vec::with_capacity(order.len());
-    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(order.len());
+    let mut keys: Vec<&[u8]> = Vec::with_capacity(order.len());
     let mut contents: Vec<&str> = Vec::with_capacity(order.len());
     let mut nums: Vec<Option<f64>> = Vec::with_capacity(order.len());
+    let mut firsts: Vec<&[u8]> = Vec::with_capacity(order.len());
+    let mut lasts: Vec<&[u8]> = Vec::with_capacity(order.len());
     for key in &order {
         let (w, i) = last_of[key];
         let x = &writes[w].1[i];
+        let (first, last) = &span[&key.0];
         metric.push(key.0);
         t_us.push(x.t.micros());
-        keys.push(key.1.to_vec());
+        keys.push(&key.1);
         contents.push(&x.content);
         nums.push(match x.kind {
             Kind::Datapoint => datapoint_value(&x.content),
             Kind::Datasource => None,
         });
+        firsts.push(first);
+        lasts.push(last);
     }
-    // Which of them are stored already (a rewrite does not count again). The
-    // metrics' rows are locked: no other writer adds their samples meanwhile.
-    let mut stored: HashSet<(i64, Vec<u8>)> = HashSet::new();
-    for row in txn
-        .query(
-            &txn.prepare_cached(
-                "SELECT s.metric, s.k FROM samples s \
-             JOIN unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS u(m, t, k) \
-             ON s.metric = u.m AND s.t_us = u.t AND s.k = u.k",
-            )
-            .await?,
-            &[&metric, &t_us, &keys],
-        )
-        .await?
-    {
-        stored.insert((row.get(0), row.get(1)));
-    }
-    txn.execute(
-        &txn.prepare_cached("INSERT INTO samples (metric, t_us, k, content, value) \
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[], $5::float8[]) \
-         ON CONFLICT (metric, t_us, k) DO UPDATE SET content = EXCLUDED.content, value = EXCLUDED.value").await?,
-        &[&metric, &t_us, &keys, &contents, &nums],
-    )
-    .await?;
-    // Per metric: new samples, and the smallest and largest key written.
-    let mut stats: HashMap<i64, (i64, Vec<u8>, Vec<u8>)> = HashMap::new();
-    for (m, k) in metric.iter().zip(keys) {
-        let new = i64::from(!stored.contains(&(*m, k.clone())));
-        let e = stats.entry(*m).or_insert_with(|| (0, k.clone(), k.clone()));
-        e.0 += new;
-        if k < e.1 {
-            e.1.clone_from(&k);
-        }
-        if k > e.2 {
-            e.2 = k;
-        }
-    }
-    let mut s_ids = Vec::with_capacity(stats.len());
-    let mut s_new = Vec::with_capacity(stats.len());
-    let mut s_first = Vec::with_capacity(stats.len());
-    let mut s_last = Vec::with_capacity(stats.len());
-    for (id, (n, f, l)) in stats {
-        s_ids.push(id);
-        s_new.push(n);
-        s_first.push(f);
-        s_last.push(l);
-    }
-    txn.execute(
-        &txn.prepare_cached(
-            "UPDATE metrics AS m SET count = m.count + u.n, first_k = LEAST(m.first_k, u.f), \
-         last_k = GREATEST(m.last_k, u.l) \
-         FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(id, n, f, l) \
-         WHERE m.id = u.id",
-        )
-        .await?,
-        &[&s_ids, &s_new, &s_first, &s_last],
+    // The metrics' rows locked (no other writer adds their samples
+    // meanwhile), then one statement: every sample upserted, and each
+    // metric's count raised by its samples that were not stored before (a
+    // rewrite does not count again; every part of the statement sees the
+    // table as it was before it) and its span widened. Both in one round
+    // trip.
+    let lock_statement = txn
+        .prepare_cached("SELECT id FROM metrics WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .await?;
+    let write_statement = txn.prepare_cached(WRITE_SAMPLES).await?;
+    try_join(
+        txn.query(&lock_statement, &[&ids]),
+        txn.execute(
+            &write_statement,
+            &[&metric, &t_us, &keys, &contents, &nums, &firsts, &lasts],
+        ),
     )
     .await?;
     Ok(results)
 }
 
-/// The metrics of the given (owner, uri) pairs that exist: key, id, kind.
-async fn metrics_of(
-    txn: &deadpool_postgres::Transaction<'_>,
-    owners: &[&str],
-    uris: &[&str],
+/// The metrics of the given (owner, uri) pairs that exist: owner, uri, id, kind.
+const METRICS_OF: &str = "SELECT m.owner, m.uri, m.id, m.kind FROM metrics m \
+     JOIN unnest($1::text[], $2::text[]) AS w(o, u) ON m.owner = w.o AND m.uri = w.u";
+
+/// A group's samples upserted, and each metric's count and span updated, in
+/// one statement: metric, t_us, key, content, value, and the metric's first
+/// and last key written, one row per sample (no key twice). `fresh` counts a
+/// metric's samples that the table did not hold before the statement (its
+/// parts share one snapshot, so the insert does not change what they read).
+const WRITE_SAMPLES: &str = "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], \
+     $3::bytea[], $4::text[], $5::float8[], $6::bytea[], $7::bytea[]) AS u(m, t, k, c, v, f, l)), \
+     fresh AS (SELECT u.m, u.f, u.l, count(*) FILTER (WHERE s.metric IS NULL) AS n FROM u \
+     LEFT JOIN samples s ON s.metric = u.m AND s.t_us = u.t AND s.k = u.k GROUP BY u.m, u.f, u.l), \
+     upsert AS (INSERT INTO samples (metric, t_us, k, content, value) SELECT m, t, k, c, v FROM u \
+     ON CONFLICT (metric, t_us, k) DO UPDATE SET content = EXCLUDED.content, value = EXCLUDED.value) \
+     UPDATE metrics AS m SET count = m.count + fresh.n, first_k = LEAST(m.first_k, fresh.f), \
+     last_k = GREATEST(m.last_k, fresh.l) FROM fresh WHERE m.id = fresh.m";
+
+/// The rows of [`METRICS_OF`]: key, id, kind.
+fn metric_rows_of(
+    rows: Vec<tokio_postgres::Row>,
 ) -> Result<Vec<((String, String), i64, Kind)>, Fail> {
-    let statement = txn
-        .prepare_cached(
-            "SELECT m.owner, m.uri, m.id, m.kind FROM metrics m \
-             JOIN unnest($1::text[], $2::text[]) AS w(o, u) ON m.owner = w.o AND m.uri = w.u",
-        )
-        .await?;
-    txn.query(&statement, &[&owners, &uris])
-        .await?
-        .into_iter()
+    rows.into_iter()
         .map(|row| {
             let kind = kind_of("writing samples", row.get(3)).map_err(Fail::Store)?;
             Ok(((row.get(0), row.get(1)), row.get(2), kind))
