@@ -387,16 +387,26 @@ impl Registry {
         }
         let mut logins = self.lock();
         for login in logins.values_mut() {
+            // Every session is looked at for every write, on every hub of a
+            // cluster: one without hooks (most of them) costs a check.
+            let may_activate = !created.is_empty() && !login.pending.is_empty();
+            if login.hooks.is_empty() && !may_activate {
+                continue;
+            }
             let items: Vec<MultiItem> = latest
                 .iter()
                 .filter(|w| login.hooks.contains(&w.id))
                 .filter_map(|w| item_for(&login.user, w))
                 .collect();
-            let activated: Vec<MetricId> = created
-                .iter()
-                .filter(|id| login.pending.remove(id))
-                .cloned()
-                .collect();
+            let activated: Vec<MetricId> = if may_activate {
+                created
+                    .iter()
+                    .filter(|id| login.pending.remove(id))
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
             login.hooks.extend(activated.iter().cloned());
             let Some(conn) = &login.conn else { continue };
             if !items.is_empty() {
