@@ -294,8 +294,30 @@ async fn submit_multi(
     for item in &m.uris {
         ids.push(own_metric(&ctx.user, &item.uri, error::MULTI_FOREIGN_URI)?);
     }
-    let lookup = ids.clone();
-    let kinds = match hub.store_call(move |s| s.metric_kinds(&lookup)).await {
+    let known: Option<Vec<Option<Kind>>> = {
+        let cache = ctx.known_kinds.lock().unwrap_or_else(|p| p.into_inner());
+        ids.iter()
+            .map(|id| cache.get(&id.local).map(|k| Some(*k)))
+            .collect()
+    };
+    let looked_up = match known {
+        Some(kinds) => Ok(kinds),
+        None => hub
+            .store_call({
+                let lookup = ids.clone();
+                move |s| s.metric_kinds(&lookup)
+            })
+            .await
+            .inspect(|kinds| {
+                let mut cache = ctx.known_kinds.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, kind) in ids.iter().zip(kinds) {
+                    if let Some(kind) = kind {
+                        cache.insert(id.local.clone(), *kind);
+                    }
+                }
+            }),
+    };
+    let kinds = match looked_up {
         Ok(kinds) => kinds,
         // Not the write's fault: it fails as a failed commit does (no answer,
         // the connection closes with 4503, the agent sends it again).

@@ -22,6 +22,7 @@
 //! [`CLOSE_WAIT`]. Dropping the socket with unread input would reset it, and
 //! the client could lose the close frame and see 1006 instead of the code.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use komlog_protocol::login::COOKIE_NAME;
 use komlog_protocol::status::error;
-use komlog_protocol::{Message, Status, Username};
+use komlog_protocol::{Kind, Message, Status, Username};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actions::Reply;
@@ -62,6 +63,11 @@ pub struct ConnCtx {
     pub outbox: mpsc::Sender<Outgoing>,
     /// Set to close the connection once the frames read so far are answered.
     close_now: watch::Sender<Option<CloseReason>>,
+    /// The kinds of the user's metrics this connection has found to exist,
+    /// by local uri: a metric's kind never changes while it exists, and it
+    /// is removed only with its user, whose sessions are kicked. Spares a
+    /// write of known uris its lookup in the store.
+    pub known_kinds: std::sync::Mutex<HashMap<String, Kind>>,
 }
 
 impl ConnCtx {
@@ -214,6 +220,7 @@ async fn run(hub: Arc<Hub>, token: Option<String>, socket: WebSocket) {
         user,
         outbox,
         close_now,
+        known_kinds: std::sync::Mutex::new(HashMap::new()),
     });
     let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
     let replier = tokio::spawn(async move {
