@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use komlog_protocol::Username;
 use tokio::sync::oneshot;
@@ -77,7 +77,8 @@ impl GroupWriter {
         after: Option<AfterCommit>,
     ) -> std::io::Result<GroupWriter> {
         let (writer, rx) = GroupWriter::queue();
-        writer.spawn(store, rx, metrics, after)?;
+        let linger = store.group_linger();
+        writer.spawn(store, rx, metrics, after, linger)?;
         Ok(writer)
     }
 
@@ -88,17 +89,19 @@ impl GroupWriter {
         (GroupWriter { tx, transactions }, rx)
     }
 
+    /// Start the writer thread; `linger` is [`HubStore::group_linger`].
     fn spawn(
         &self,
         store: Arc<dyn HubStore>,
         rx: mpsc::Receiver<Request>,
         metrics: Arc<HubMetrics>,
         after: Option<AfterCommit>,
+        linger: Duration,
     ) -> std::io::Result<()> {
         let transactions = Arc::clone(&self.transactions);
         std::thread::Builder::new()
             .name("hub-writer".into())
-            .spawn(move || run(store.as_ref(), &rx, &transactions, &metrics, after))?;
+            .spawn(move || run(store.as_ref(), &rx, &transactions, &metrics, after, linger))?;
         Ok(())
     }
 
@@ -146,6 +149,7 @@ fn run(
     transactions: &AtomicU64,
     metrics: &Arc<HubMetrics>,
     after: Option<AfterCommit>,
+    linger: Duration,
 ) {
     // With an after-commit step (publishing), it runs on a thread of its own,
     // in commit order: the next group commits while the last is published.
@@ -172,6 +176,7 @@ fn run(
         None => deliver(c, None, metrics),
     };
     while let Ok(first) = rx.recv() {
+        let gather_until = Instant::now() + linger;
         let mut jobs = Vec::new();
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -181,7 +186,12 @@ fn run(
                 Request::Flush(done) => flushes.push(done),
             }
             if jobs.len() < MAX_GROUP && flushes.is_empty() {
-                next = rx.try_recv().ok();
+                next = rx.try_recv().ok().or_else(|| {
+                    let left = gather_until.saturating_duration_since(Instant::now());
+                    (!left.is_zero())
+                        .then(|| rx.recv_timeout(left).ok())
+                        .flatten()
+                });
             }
         }
         if !jobs.is_empty() {
@@ -299,7 +309,13 @@ mod tests {
         );
         assert_eq!(writer.transactions(), 0);
         writer
-            .spawn(store.clone(), queue, Arc::new(HubMetrics::default()), None)
+            .spawn(
+                store.clone(),
+                queue,
+                Arc::new(HubMetrics::default()),
+                None,
+                Duration::ZERO,
+            )
             .unwrap();
         assert_eq!(first.await.unwrap().unwrap().created, vec!["a.dp"]);
         for r in receipts {
@@ -335,5 +351,55 @@ mod tests {
         let after = writer.submit(alice, vec![sample("a.dp", Kind::Datapoint, "9")]);
         after.await.unwrap().unwrap();
         assert_eq!(writer.transactions(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lingering_writer_commits_a_write_that_comes_soon_after_with_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let alice = Username::parse("alice").unwrap();
+        store.add_user(&alice).unwrap();
+        let write = |writer: &GroupWriter, value: &str| {
+            writer.submit(alice.clone(), vec![sample("a.dp", Kind::Datapoint, value)])
+        };
+        // Without a linger, a write 50 ms after another is committed alone
+        // (redb commits one write in well under that) ...
+        let (writer, queue) = GroupWriter::queue();
+        let metrics = Arc::new(HubMetrics::default());
+        writer
+            .spawn(
+                store.clone(),
+                queue,
+                Arc::clone(&metrics),
+                None,
+                Duration::ZERO,
+            )
+            .unwrap();
+        let first = write(&writer, "1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = write(&writer, "2");
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(
+            writer.transactions(),
+            2,
+            "two writes 50 ms apart, no linger"
+        );
+        // ... and with one (2 s here, for a loaded machine), in the first's
+        // transaction.
+        let (writer, queue) = GroupWriter::queue();
+        writer
+            .spawn(store.clone(), queue, metrics, None, Duration::from_secs(2))
+            .unwrap();
+        let first = write(&writer, "3");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = write(&writer, "4");
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(
+            writer.transactions(),
+            1,
+            "a write 50 ms after the first, within the linger"
+        );
     }
 }

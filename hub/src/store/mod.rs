@@ -368,6 +368,16 @@ pub trait HubStore: Send + Sync + 'static {
             .collect())
     }
 
+    /// How long the group writer waits, from a group's first write, for more
+    /// writes to commit with it. Zero (the default): a group is whatever
+    /// waited while the last commit ran. A store whose every commit costs
+    /// another process's CPU and several round trips (PostgreSQL) gathers a
+    /// little longer, so that a steady trickle of writes does not become one
+    /// transaction each.
+    fn group_linger(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Replace the datapoints a datasource supplies.
     fn set_supplies(&self, id: &MetricId, supplies: &[String]) -> Result<(), StoreError>;
 

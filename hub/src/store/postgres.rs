@@ -61,6 +61,12 @@ const POOL_SIZE: usize = 8;
 /// How long a new connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a group commit waits for more writes ([`HubStore::group_linger`]):
+/// a group costs PostgreSQL a transaction and four round trips whatever its
+/// size, and a hub receiving a write every millisecond or two otherwise
+/// commits them one by one.
+const GROUP_LINGER: Duration = Duration::from_millis(1);
+
 /// The PostgreSQL-backed [`HubStore`] and [`SharedLogins`].
 pub struct PgStore {
     /// `None` only while dropping.
@@ -512,6 +518,10 @@ fn p<T: ToSql + Send + Sync + 'static>(v: T) -> Box<dyn ToSql + Send + Sync> {
 }
 
 impl HubStore for PgStore {
+    fn group_linger(&self) -> Duration {
+        GROUP_LINGER
+    }
+
     fn add_user(&self, name: &Username) -> Result<(), StoreError> {
         let n = self.execute(
             "adding a user",
