@@ -4,7 +4,9 @@
 //! **Owns:** the writer thread and its queue. A durable commit costs an fsync
 //! (milliseconds); writes that arrive while one commit runs are committed
 //! together by the next, so the hub's write rate is no longer one write per
-//! fsync. Each write keeps its own result (a kind mismatch refuses only its
+//! fsync. A store whose commits are costly whatever their size (PostgreSQL)
+//! also has the writer wait a little from a group's first write for more
+//! ([`HubStore::group_linger`]). Each write keeps its own result (a kind mismatch refuses only its
 //! write). Callers submit without waiting ([`GroupWriter::submit`]), which lets
 //! a connection keep reading while its earlier writes are committed.
 //!

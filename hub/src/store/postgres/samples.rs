@@ -368,10 +368,11 @@ const WRITE_SAMPLES: &str = "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::b
      UPDATE metrics AS m SET count = m.count + fresh.n, first_k = LEAST(m.first_k, fresh.f), \
      last_k = GREATEST(m.last_k, fresh.l) FROM fresh WHERE m.id = fresh.m";
 
-/// The rows of [`METRICS_OF`]: key, id, kind.
-fn metric_rows_of(
-    rows: Vec<tokio_postgres::Row>,
-) -> Result<Vec<((String, String), i64, Kind)>, Fail> {
+/// A metric found by [`METRICS_OF`]: (owner, uri), id, kind.
+type FoundMetric = ((String, String), i64, Kind);
+
+/// The rows of [`METRICS_OF`].
+fn metric_rows_of(rows: Vec<tokio_postgres::Row>) -> Result<Vec<FoundMetric>, Fail> {
     rows.into_iter()
         .map(|row| {
             let kind = kind_of("writing samples", row.get(3)).map_err(Fail::Store)?;
