@@ -355,53 +355,32 @@ mod tests {
         assert_eq!(writer.transactions(), 2);
     }
 
-    #[tokio::test]
-    async fn a_lingering_writer_commits_a_write_that_comes_soon_after_with_the_first() {
+    /// Two writes 50 ms apart through a writer with `linger`: how many
+    /// transactions they took.
+    async fn two_writes_50_ms_apart(linger: Duration) -> u64 {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RedbStore::open(dir.path()).unwrap());
         let alice = Username::parse("alice").unwrap();
         store.add_user(&alice).unwrap();
-        let write = |writer: &GroupWriter, value: &str| {
-            writer.submit(alice.clone(), vec![sample("a.dp", Kind::Datapoint, value)])
-        };
+        let (writer, queue) = GroupWriter::queue();
+        writer
+            .spawn(store, queue, Arc::new(HubMetrics::default()), None, linger)
+            .unwrap();
+        let first = writer.submit(alice.clone(), vec![sample("a.dp", Kind::Datapoint, "1")]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = writer.submit(alice, vec![sample("a.dp", Kind::Datapoint, "2")]);
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        writer.transactions()
+    }
+
+    #[tokio::test]
+    async fn a_lingering_writer_commits_a_write_that_comes_soon_after_with_the_first() {
         // Without a linger, a write 50 ms after another is committed alone
         // (redb commits one write in well under that) ...
-        let (writer, queue) = GroupWriter::queue();
-        let metrics = Arc::new(HubMetrics::default());
-        writer
-            .spawn(
-                store.clone(),
-                queue,
-                Arc::clone(&metrics),
-                None,
-                Duration::ZERO,
-            )
-            .unwrap();
-        let first = write(&writer, "1");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let second = write(&writer, "2");
-        first.await.unwrap().unwrap();
-        second.await.unwrap().unwrap();
-        assert_eq!(
-            writer.transactions(),
-            2,
-            "two writes 50 ms apart, no linger"
-        );
+        assert_eq!(two_writes_50_ms_apart(Duration::ZERO).await, 2);
         // ... and with one (2 s here, for a loaded machine), in the first's
         // transaction.
-        let (writer, queue) = GroupWriter::queue();
-        writer
-            .spawn(store.clone(), queue, metrics, None, Duration::from_secs(2))
-            .unwrap();
-        let first = write(&writer, "3");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let second = write(&writer, "4");
-        first.await.unwrap().unwrap();
-        second.await.unwrap().unwrap();
-        assert_eq!(
-            writer.transactions(),
-            1,
-            "a write 50 ms after the first, within the linger"
-        );
+        assert_eq!(two_writes_50_ms_apart(Duration::from_secs(2)).await, 1);
     }
 }
