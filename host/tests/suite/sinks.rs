@@ -1225,6 +1225,12 @@ fn a_redis_stream_gets_the_matching_samples_through_an_outage_and_a_kill() {
         until_count("entries", want.len(), || redis_entries(&stream)),
         want
     );
+    // The outage starts once the sink has the last EXEC's reply: cut in
+    // flight, that reply would make it send the batch again, which a stream
+    // appends again (at least once, as after a kill below).
+    agent.sink_until("redis", "caught up", |s| {
+        s["lag_samples"] == 0 && s["sent"].as_u64() == Some(want.len() as u64)
+    });
     relay.stop();
     let batch: Vec<_> = (0..120)
         .map(|i| dp("host.disk", base + 100 + i, i as f64 / 4.0))
