@@ -6,9 +6,10 @@
 //! together by the next, so the hub's write rate is no longer one write per
 //! fsync. A store whose commits are costly whatever their size (PostgreSQL)
 //! also has the writer wait a little from a group's first write for more
-//! ([`HubStore::group_linger`]). Each write keeps its own result (a kind mismatch refuses only its
-//! write). Callers submit without waiting ([`GroupWriter::submit`]), which lets
-//! a connection keep reading while its earlier writes are committed.
+//! ([`HubStore::group_linger`]). Each write keeps its own result (a kind
+//! mismatch refuses only its write). Callers submit without waiting
+//! ([`GroupWriter::submit`]), which lets a connection keep reading while its
+//! earlier writes are committed.
 //!
 //! An after-commit step ([`AfterCommit`]: in a cluster, publishing the
 //! committed writes on the bus) runs on a second thread, group after group in

@@ -238,7 +238,6 @@ async fn write_all(
                  ON CONFLICT (owner, uri) DO NOTHING RETURNING owner, uri",
             )
             .await?;
-        let metrics_statement = txn.prepare_cached(METRICS_OF).await?;
         let (inserted_rows, metric_rows) = try_join(
             txn.query(&insert_statement, &[&f_owners, &f_uris, &f_kinds]),
             txn.query(&metrics_statement, &[&f_owners, &f_uris]),
