@@ -227,6 +227,32 @@ async fn multi_writes_are_checked_whole_before_anything_is_written() {
         .await;
     assert_status(&r, Status::OK, "numeric d item into a datapoint");
     assert_eq!(rows(&hub, "alice", "m.dp")[0], (t2, "42".to_owned()));
+    // The same rules for a message whose uris this connection has all seen
+    // already (their kinds are remembered, not looked up again).
+    let t3 = TimeUuid::now();
+    let r = alice
+        .request(Body::SendMultiData(MultiData {
+            t: t3,
+            uris: vec![item("m.ds", Kind::Datapoint, "2")],
+        }))
+        .await;
+    assert_eq!(
+        (r.status, r.error),
+        (Status::PROTOCOL_ERROR, error::MULTI_INVALID_CONTENT),
+        "a \"p\" item to a known datasource: {r:?}"
+    );
+    let r = alice
+        .request(Body::SendMultiData(MultiData {
+            t: t3,
+            uris: vec![
+                item("m.ds", Kind::Datasource, "7"),
+                item("m.dp", Kind::Datasource, "8"),
+            ],
+        }))
+        .await;
+    assert_status(&r, Status::OK, "known uris, each read by its kind");
+    assert_eq!(rows(&hub, "alice", "m.ds")[0], (t3, "7".to_owned()));
+    assert_eq!(rows(&hub, "alice", "m.dp")[0], (t3, "8".to_owned()));
 }
 
 async fn ds_info_needs_an_own_existing_datasource() {
